@@ -1,0 +1,81 @@
+#include "cli/progress_display.hpp"
+
+#include <unistd.h>
+
+#include "common/units.hpp"
+
+namespace rmig::cli {
+
+ProgressMode progress_mode(const std::string& flag) {
+    if (flag == "none") return ProgressMode::none;
+    if (flag == "line") return ProgressMode::line;
+    if (flag == "tty") return ProgressMode::tty;
+    return ::isatty(STDERR_FILENO) ? ProgressMode::tty : ProgressMode::line;
+}
+
+void ProgressDisplay::update(const qemu::Progress& p) {
+    if (mode_ == ProgressMode::none) return;
+    auto now = std::chrono::steady_clock::now();
+    auto interval = mode_ == ProgressMode::tty ? std::chrono::milliseconds(200)
+                                               : std::chrono::milliseconds(1000);
+    bool final_state = p.qemu.status == "completed" || p.qemu.status == "failed" ||
+                       p.qemu.status == "cancelled";
+    if (now - last_ < interval && !final_state) return;
+    last_ = now;
+    if (p.elapsed_s > last_t_) rate_ = double(p.relay_bytes - last_bytes_) / (p.elapsed_s - last_t_);
+    last_bytes_ = p.relay_bytes;
+    last_t_ = p.elapsed_s;
+    const auto& q = p.qemu;
+    double dirty = double(q.dirty_pages_rate) * double(q.page_size ? q.page_size : 4096);
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "%6.1fs %-9s sent %10s  %11s  round %2llu  dirty %11s  remaining %10s  ch %u/%u",
+                  p.elapsed_s, q.status.c_str(), format_bytes(double(p.relay_bytes)).c_str(),
+                  format_rate(rate_).c_str(), static_cast<unsigned long long>(q.dirty_sync_count),
+                  format_rate(dirty).c_str(), format_bytes(double(q.ram_remaining)).c_str(),
+                  p.channels_up, p.channels);
+    if (mode_ == ProgressMode::tty) {
+        std::fprintf(out_, "\r%s\033[K", line);
+        drawn_ = true;
+    } else {
+        std::fprintf(out_, "%s\n", line);
+    }
+    std::fflush(out_);
+}
+
+void ProgressDisplay::finish() {
+    if (drawn_) std::fprintf(out_, "\n");
+    drawn_ = false;
+}
+
+void print_summary(const qemu::SourceReport& r, std::FILE* out) {
+    const auto& q = r.final_stats;
+    std::fprintf(out, "migration %s", qemu::to_string(r.outcome));
+    if (!r.error.empty()) std::fprintf(out, ": %s", r.error.c_str());
+    std::fprintf(out, "\n");
+    for (auto& c : r.checks)
+        if (!c.ok) std::fprintf(out, "  check failed   %s: %s\n", c.name.c_str(), c.detail.c_str());
+    if (r.outcome == qemu::Outcome::refused) return;
+    uint64_t sent = 0;
+    for (auto& c : r.channels) sent += c.to_link;
+    std::fprintf(out, "  total time     %s (QEMU), %s wall, setup %s\n",
+                 format_millis(double(q.total_time_ms)).c_str(), format_millis(r.wall_s * 1000).c_str(),
+                 format_millis(double(q.setup_time_ms)).c_str());
+    if (r.outcome == qemu::Outcome::completed)
+        std::fprintf(out, "  downtime       %s (limit %s)\n", format_millis(double(q.downtime_ms)).c_str(),
+                     format_millis(double(r.settings.downtime_limit_ms)).c_str());
+    std::fprintf(out, "  guest RAM      %s sent of %s, %llu dirty-sync rounds\n",
+                 format_bytes(double(q.ram_transferred)).c_str(), format_bytes(double(q.ram_total)).c_str(),
+                 static_cast<unsigned long long>(q.dirty_sync_count));
+    double secs = q.total_time_ms ? double(q.total_time_ms) / 1000.0 : r.wall_s;
+    std::fprintf(out, "  over the link  %s on %zu channel%s (%s), %s average, RTT %.2f ms\n",
+                 format_bytes(double(sent)).c_str(), r.channels.size(), r.channels.size() == 1 ? "" : "s",
+                 r.settings.multifd_channels ? "main + multifd" : "main only",
+                 format_rate(secs > 0 ? double(sent) / secs : 0).c_str(), r.link_rtt_ms);
+    std::fprintf(out, "  source guest   %s\n", r.source_state.c_str());
+    if (r.outcome == qemu::Outcome::completed)
+        std::fprintf(out, "  destination    %s%s\n", r.destination.value("state", "?").c_str(),
+                     r.destination.value("resumed", false) ? " (resumed by rmig)" : "");
+}
+
+}  // namespace rmig::cli

@@ -1,0 +1,99 @@
+/*
+ * rmig test guest: a 512-byte x86 boot sector that dirties memory in a pattern
+ * a verifier can check after migration (same design as the guest of QEMU's
+ * tests/qtest/migration-test).
+ *
+ * The BIOS loads this sector at 0x7c00 and jumps to it in 16-bit real mode.
+ * It enables A20 (fast A20, port 0x92), loads a flat GDT, switches to 32-bit
+ * protected mode and loops forever:
+ *
+ *     for (;;) {
+ *         for (p = PATTERN_START; p < PATTERN_END; p += PAGE_SIZE)
+ *             ++*(uint8_t *)p;          // first byte of every 4 KiB page
+ *         outb(MARKER, SERIAL_PORT);    // one marker per completed pass
+ *     }
+ *
+ * It uses no stack and stores nothing else in memory, so in [1 MiB, 100 MiB)
+ * only the first byte of each page is ever non-zero, and a snapshot of the
+ * first bytes reads n+1 ... n+1, n ... n (mod 256).
+ *
+ * The constants below must match guest/guest_check.hpp.
+ *
+ * Built with: gcc -m32 -c boot_sector.S; ld -m elf_i386 -Ttext 0x7c00
+ * --oformat binary (see guest/CMakeLists.txt).
+ */
+
+#define PATTERN_START 0x00100000 /* 1 MiB */
+#define PATTERN_END   0x06400000 /* 100 MiB, exclusive */
+#define PAGE_SIZE     0x1000
+#define SERIAL_PORT   0x3f8      /* COM1 data register */
+#define MARKER        'B'
+
+#define CODE_SEL      0x08
+#define DATA_SEL      0x10
+
+        .section .text
+        .globl  _start
+
+        .code16
+_start:
+        cli
+        cld
+        xorw    %ax, %ax
+        movw    %ax, %ds
+        movw    %ax, %es
+        movw    %ax, %ss
+        movw    $0x7c00, %sp
+
+        /* Fast A20: set bit 1 of system control port A; keep bit 0 (reset) clear. */
+        inb     $0x92, %al
+        orb     $0x02, %al
+        andb    $0xfe, %al
+        outb    %al, $0x92
+
+        lgdtl   gdt_desc
+
+        movl    %cr0, %eax
+        orl     $1, %eax                /* CR0.PE */
+        movl    %eax, %cr0
+        ljmpl   $CODE_SEL, $protected_mode
+
+        .code32
+protected_mode:
+        movw    $DATA_SEL, %ax
+        movw    %ax, %ds
+        movw    %ax, %es
+        movw    %ax, %fs
+        movw    %ax, %gs
+        movw    %ax, %ss
+        movl    $0x7c00, %esp           /* unused: no calls, no pushes */
+
+        movw    $SERIAL_PORT, %dx
+        movb    $MARKER, %al
+pass:
+        movl    $PATTERN_START, %ebx
+page:
+        incb    (%ebx)
+        addl    $PAGE_SIZE, %ebx
+        cmpl    $PATTERN_END, %ebx
+        jb      page
+        outb    %al, %dx
+        jmp     pass
+
+        /* Flat 4 GiB segments, base 0, 4 KiB granularity. */
+        .p2align 3
+gdt:
+        .quad   0                       /* null descriptor */
+        .quad   0x00cf9a000000ffff      /* 0x08: code, execute/read, 32-bit, DPL 0 */
+        .quad   0x00cf92000000ffff      /* 0x10: data, read/write, 32-bit, DPL 0 */
+gdt_end:
+
+gdt_desc:
+        .word   gdt_end - gdt - 1       /* limit */
+        .long   gdt                     /* linear base */
+
+        /* Boot signature at bytes 510..511; .org fails to assemble if the code grows past it. */
+        .org    510
+        .byte   0x55, 0xaa
+
+        .section .note.GNU-stack, "", @progbits

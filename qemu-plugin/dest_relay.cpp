@@ -1,0 +1,48 @@
+#include "qemu-plugin/dest_relay.hpp"
+
+#include "common/error.hpp"
+#include "common/log.hpp"
+#include "common/socket.hpp"
+
+namespace rmig::qemu {
+
+DestRelay::DestRelay(std::string qemu_socket, wire::SessionId session, uint32_t channels,
+                     size_t chunk)
+    : qemu_socket_(std::move(qemu_socket)), session_(session), channels_(channels), bridges_(chunk) {}
+
+void DestRelay::offer(std::unique_ptr<transport::Incoming> in) {
+    const wire::Hello& h = in->hello();
+    if (h.session != session_) {
+        log::warn("refusing channel ", h.channel_id, " from ", in->peer(), ": session ",
+                  wire::to_hex(h.session), " is not the running one");
+        in->refuse(wire::HelloStatus::unknown_session);
+        return;
+    }
+    if (h.channel_id != next_ || h.channel_id > channels_) {
+        log::warn("refusing channel ", h.channel_id, " from ", in->peer(), ": expected channel ",
+                  next_, " of ", channels_);
+        in->refuse(wire::HelloStatus::bad_channel);
+        return;
+    }
+    UniqueFd qemu;
+    try {
+        qemu = net::unix_connect(qemu_socket_, std::chrono::milliseconds(5000));
+        net::tune_stream_socket(qemu.get(), 8 << 20);
+    } catch (const Error& e) {
+        in->refuse(wire::HelloStatus::internal);
+        bridges_.fail(cat("connecting channel ", h.channel_id,
+                          " to the destination QEMU: ", e.what()));
+        return;
+    }
+    wire::Hello reply = h;
+    reply.role = wire::Role::destination;
+    try {
+        auto link = in->accept(reply);
+        ++next_;
+        bridges_.add(std::move(qemu), std::move(link));
+    } catch (const Error& e) {
+        bridges_.fail(cat("accepting channel ", h.channel_id, ": ", e.what()));
+    }
+}
+
+}  // namespace rmig::qemu

@@ -1,0 +1,265 @@
+#include "qemu-plugin/migrate_source.hpp"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "common/error.hpp"
+#include "common/log.hpp"
+#include "qemu-plugin/control_protocol.hpp"
+#include "qemu-plugin/source_relay.hpp"
+
+namespace rmig::qemu {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+const char* to_string(Outcome o) {
+    switch (o) {
+    case Outcome::completed: return "completed";
+    case Outcome::refused: return "refused";
+    case Outcome::failed: return "failed";
+    case Outcome::source_at_risk: return "source-at-risk";
+    }
+    return "?";
+}
+
+json SourceReport::to_json() const {
+    json ch = json::array();
+    for (auto& c : channels)
+        ch.push_back({{"channel", c.channel}, {"sent_bytes", c.to_link}, {"received_bytes", c.from_link}});
+    return {{"outcome", to_string(outcome)},
+            {"error", error},
+            {"session", session},
+            {"checks", qemu::to_json(checks)},
+            {"settings", qemu::to_json(settings)},
+            {"qemu",
+             {{"status", final_stats.status},
+              {"total_time_ms", final_stats.total_time_ms},
+              {"setup_time_ms", final_stats.setup_time_ms},
+              {"downtime_ms", final_stats.downtime_ms},
+              {"ram_transferred_bytes", final_stats.ram_transferred},
+              {"ram_total_bytes", final_stats.ram_total},
+              {"multifd_bytes", final_stats.multifd_bytes},
+              {"dirty_sync_count", final_stats.dirty_sync_count},
+              {"mbps", final_stats.mbps},
+              {"error", final_stats.error_desc}}},
+            {"channels", ch},
+            {"wall_s", wall_s},
+            {"link_rtt_ms", link_rtt_ms},
+            {"source_state", source_state},
+            {"destination", destination}};
+}
+
+namespace {
+
+// A private directory for the relay socket, removed on every path.
+class TempDir {
+public:
+    explicit TempDir(const std::string& parent) {
+        std::string tmpl = (parent.empty() ? std::string("/tmp") : parent) + "/rmig-XXXXXX";
+        if (!::mkdtemp(tmpl.data())) throw_errno(cat("cannot create a directory under ", parent));
+        path_ = tmpl;
+    }
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+uint64_t relay_bytes(const BridgeGroup& g) {
+    uint64_t total = 0;
+    for (auto& c : g.stats()) total += c.to_link;
+    return total;
+}
+
+bool terminal(const std::string& status) {
+    return status == "completed" || status == "failed" || status == "cancelled";
+}
+
+class SourceRun {
+public:
+    SourceRun(const SourceOptions& o, const std::function<void(const Progress&)>& p)
+        : opts_(o), on_progress_(p) {}
+
+    SourceReport run() {
+        start_ = Clock::now();
+        try {
+            execute();
+        } catch (const std::exception& e) {
+            if (report_.error.empty()) report_.error = e.what();
+            if (report_.outcome == Outcome::completed) report_.outcome = Outcome::failed;
+            if (migration_started_) make_source_safe();
+            if (control_) tell_destination_abort();
+        }
+        report_.wall_s = std::chrono::duration<double>(Clock::now() - start_).count();
+        return report_;
+    }
+
+private:
+    void execute() {
+        qmp_ = std::make_unique<QmpClient>(opts_.qmp_path);
+        QemuInfo src = probe(*qmp_);
+        connect_destination();
+        auto t0 = Clock::now();
+        request(*control_, {{"op", "ping"}});
+        report_.link_rtt_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        QemuInfo dst = info_from_json(request(*control_, {{"op", "probe"}}).at("info"));
+        report_.checks = check_pair(src, dst);
+        auto status = parse_migration_stats(qmp_->execute("query-migrate")).status;
+        bool idle = !(status == "setup" || status == "active" || status == "device" ||
+                      status == "pre-switchover" || status == "cancelling");
+        report_.checks.push_back({"source migration", idle,
+                                  idle ? status : cat("a migration is already '", status, "'")});
+        if (!all_ok(report_.checks)) refuse();
+
+        MigrationSettings want = opts_.settings;
+        json prepared = request(*control_, {{"op", "prepare"}, {"settings", to_json(want)}});
+        apply_settings(*qmp_, want, Side::source);
+        report_.settings = read_settings(*qmp_);
+        MigrationSettings dst_settings = settings_from_json(prepared.at("settings"));
+        report_.checks.push_back(check_settings(report_.settings, dst_settings));
+        if (!all_ok(report_.checks)) refuse();
+        was_running_ = src.run_state == "running";
+
+        TempDir dir(opts_.relay_dir);
+        RelayConfig rc;
+        rc.dest_uri = opts_.dest_uri;
+        rc.session = session_;
+        rc.channels = report_.settings.connections();
+        rc.chunk = opts_.chunk;
+        rc.transport = opts_.transport;
+        SourceRelay relay(dir.path() + "/source.sock", rc);
+        relay.start();
+        migration_started_ = true;
+        qmp_->execute("migrate", {{"uri", "unix:" + relay.socket_path()}});
+        follow(relay);
+        report_.channels = relay.bridges().stats();
+        if (report_.final_stats.status != "completed") {
+            report_.error = relay.bridges().error().value_or(
+                cat("QEMU reports migration ", report_.final_stats.status,
+                    report_.final_stats.error_desc.empty() ? "" : ": " + report_.final_stats.error_desc));
+            throw Error(report_.error);
+        }
+        // QEMU has sent everything; let the relay drain so the destination has it all.
+        if (!relay.bridges().wait_finished(relay.expected(), milliseconds(15000)))
+            log::warn("relay did not drain within 15 s after QEMU completed: ",
+                      relay.bridges().error().value_or("channels still open"));
+        report_.channels = relay.bridges().stats();
+        report_.destination = request(*control_, {{"op", "finish"}, {"resume", opts_.resume_destination}});
+        report_.source_state = qmp_->execute("query-status").value("status", "");
+        report_.outcome = Outcome::completed;
+    }
+
+    void connect_destination() {
+        session_ = wire::random_session_id();
+        report_.session = wire::to_hex(session_);
+        wire::Hello hello;
+        hello.role = wire::Role::source;
+        hello.kind = wire::ChannelKind::control;
+        hello.session = session_;
+        hello.channel_count = opts_.settings.connections();
+        control_ = transport::connect(opts_.dest_uri, hello, opts_.transport);
+    }
+
+    [[noreturn]] void refuse() {
+        report_.outcome = Outcome::refused;
+        report_.error = "pre-migration checks failed: " + failures(report_.checks);
+        throw Error(report_.error);
+    }
+
+    void follow(SourceRelay& relay) {
+        auto deadline = start_ + opts_.timeout;
+        auto relay_failed_at = Clock::time_point::max();
+        for (;;) {
+            MigrationStats st = parse_migration_stats(qmp_->execute("query-migrate"));
+            report_.final_stats = st;
+            Progress p;
+            p.qemu = st;
+            p.relay_bytes = relay_bytes(relay.bridges());
+            p.channels_up = static_cast<uint32_t>(relay.bridges().size());
+            p.channels = relay.expected();
+            p.elapsed_s = std::chrono::duration<double>(Clock::now() - start_).count();
+            if (on_progress_) on_progress_(p);
+            if (terminal(st.status)) return;
+            auto now = Clock::now();
+            if (relay.bridges().error() && relay_failed_at == Clock::time_point::max())
+                relay_failed_at = now;
+            // The relay's failure closes QEMU's socket, which fails the migration
+            // within moments; cancel it if QEMU has not noticed after a while.
+            if (now >= deadline || now - relay_failed_at > std::chrono::seconds(10)) {
+                if (now >= deadline)
+                    report_.error = cat("migration did not finish within ", opts_.timeout.count(),
+                                        " s (see --timeout); cancelled");
+                relay.abort(report_.error.empty() ? "cancelled" : report_.error);
+                qmp_->execute("migrate_cancel");
+                wait_terminal();
+                return;
+            }
+            std::this_thread::sleep_for(opts_.poll_interval);
+        }
+    }
+
+    void wait_terminal() {
+        for (int i = 0; i < 300; ++i) {
+            report_.final_stats = parse_migration_stats(qmp_->execute("query-migrate"));
+            if (terminal(report_.final_stats.status)) return;
+            std::this_thread::sleep_for(milliseconds(100));
+        }
+    }
+
+    // After a failure: QEMU resumes a guest that was running when migration
+    // started; confirm it, and resume it ourselves if QEMU did not.
+    void make_source_safe() {
+        try {
+            wait_terminal();
+            std::string state = qmp_->execute("query-status").value("status", "");
+            if (was_running_ && state != "running") {
+                log::warn("source guest is '", state, "' after the failed migration; resuming it");
+                qmp_->execute("cont");
+                state = qmp_->execute("query-status").value("status", "");
+            }
+            report_.source_state = state;
+            bool safe = !was_running_ || state == "running";
+            report_.outcome = safe ? Outcome::failed : Outcome::source_at_risk;
+        } catch (const std::exception& e) {
+            report_.outcome = Outcome::source_at_risk;
+            report_.error += cat(" (and checking the source QEMU failed: ", e.what(), ")");
+        }
+    }
+
+    void tell_destination_abort() {
+        try {
+            std::string why = report_.error;
+            control_->send(wire::FrameType::abort, std::as_bytes(std::span(why.data(), why.size())));
+        } catch (const std::exception&) {
+            // The destination is already gone; it aborts on its own.
+        }
+    }
+
+    const SourceOptions& opts_;
+    const std::function<void(const Progress&)>& on_progress_;
+    SourceReport report_;
+    Clock::time_point start_;
+    std::unique_ptr<QmpClient> qmp_;
+    std::unique_ptr<transport::Channel> control_;
+    wire::SessionId session_{};
+    bool migration_started_ = false;
+    bool was_running_ = false;
+};
+
+}  // namespace
+
+SourceReport migrate(const SourceOptions& opts,
+                     const std::function<void(const Progress&)>& on_progress) {
+    return SourceRun(opts, on_progress).run();
+}
+
+}  // namespace rmig::qemu

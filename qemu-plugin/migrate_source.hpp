@@ -1,0 +1,68 @@
+// The source side of a channel-mode migration, as `rmig migrate` runs it:
+// connect to the destination's `rmig receive`, run the pre-migration checks,
+// set both QEMUs up alike, relay QEMU's streams, follow progress, and make
+// sure a failed migration leaves the source guest running.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "qemu-plugin/migration_settings.hpp"
+#include "qemu-plugin/prechecks.hpp"
+#include "qemu-plugin/qemu_info.hpp"
+#include "qemu-plugin/stream_bridge.hpp"
+#include "transport/channel.hpp"
+
+namespace rmig::qemu {
+
+struct SourceOptions {
+    std::string qmp_path;    // the source QEMU's QMP socket
+    std::string dest_uri;    // "tcp:HOST:PORT" of `rmig receive`
+    MigrationSettings settings;
+    std::string relay_dir;   // where the relay's UNIX socket goes; empty: a private temp dir
+    bool resume_destination = true;
+    std::chrono::seconds timeout{600};
+    std::chrono::milliseconds poll_interval{100};
+    size_t chunk = 1 << 20;
+    transport::Options transport;
+};
+
+struct Progress {
+    MigrationStats qemu;
+    uint64_t relay_bytes = 0;  // sent over the link so far, all channels
+    uint32_t channels_up = 0;
+    uint32_t channels = 0;
+    double elapsed_s = 0;
+};
+
+enum class Outcome {
+    completed,       // guest runs (or waits, with --no-resume) on the destination
+    refused,         // a pre-migration check failed; nothing was sent
+    failed,          // migration failed; the source guest keeps running
+    source_at_risk,  // failed and the source could not be confirmed running
+};
+const char* to_string(Outcome o);
+
+struct SourceReport {
+    Outcome outcome = Outcome::failed;
+    std::string error;
+    std::string session;
+    std::vector<Check> checks;
+    MigrationSettings settings;
+    MigrationStats final_stats;
+    std::vector<ChannelStats> channels;
+    double wall_s = 0;
+    double link_rtt_ms = 0;
+    std::string source_state;  // query-status after the migration
+    nlohmann::json destination;  // what the destination reported at the end
+    nlohmann::json to_json() const;
+};
+
+SourceReport migrate(const SourceOptions& opts,
+                     const std::function<void(const Progress&)>& on_progress);
+
+}  // namespace rmig::qemu

@@ -1,0 +1,50 @@
+#include "qemu-plugin/migration_settings.hpp"
+
+namespace rmig::qemu {
+
+using nlohmann::json;
+
+json to_json(const MigrationSettings& s) {
+    return {{"multifd_channels", s.multifd_channels},
+            {"max_bandwidth", s.max_bandwidth},
+            {"downtime_limit_ms", s.downtime_limit_ms}};
+}
+
+MigrationSettings settings_from_json(const json& j) {
+    try {
+        MigrationSettings s;
+        s.multifd_channels = j.at("multifd_channels").get<uint32_t>();
+        s.max_bandwidth = j.at("max_bandwidth").get<uint64_t>();
+        s.downtime_limit_ms = j.at("downtime_limit_ms").get<uint64_t>();
+        return s;
+    } catch (const json::exception& e) {
+        throw ProtocolError(cat("bad migration settings from peer: ", e.what()));
+    }
+}
+
+void apply_settings(QmpClient& qmp, const MigrationSettings& s, Side side) {
+    qmp.execute("migrate-set-capabilities",
+                {{"capabilities",
+                  json::array({{{"capability", "multifd"}, {"state", s.multifd_channels > 0}}})}});
+    json params = json::object();
+    if (s.multifd_channels > 0) params["multifd-channels"] = s.multifd_channels;
+    if (side == Side::source) {
+        params["max-bandwidth"] = s.max_bandwidth;
+        params["downtime-limit"] = s.downtime_limit_ms;
+    }
+    if (!params.empty()) qmp.execute("migrate-set-parameters", params);
+}
+
+MigrationSettings read_settings(QmpClient& qmp) {
+    MigrationSettings s;
+    bool multifd = false;
+    for (auto& c : qmp.execute("query-migrate-capabilities"))
+        if (c.value("capability", "") == "multifd") multifd = c.value("state", false);
+    json p = qmp.execute("query-migrate-parameters");
+    s.multifd_channels = multifd ? p.value("multifd-channels", 2u) : 0;
+    s.max_bandwidth = p.value("max-bandwidth", uint64_t{0});
+    s.downtime_limit_ms = p.value("downtime-limit", uint64_t{0});
+    return s;
+}
+
+}  // namespace rmig::qemu

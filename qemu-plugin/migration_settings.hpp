@@ -1,0 +1,34 @@
+// The migration knobs rmig sets on both QEMUs, so that both sides agree
+// (multifd on/off and channel count) and the source converges (bandwidth,
+// downtime limit). Read back after applying, so a mismatch is caught.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "qemu-plugin/qmp_client.hpp"
+
+namespace rmig::qemu {
+
+struct MigrationSettings {
+    uint32_t multifd_channels = 0;            // 0: multifd off
+    uint64_t max_bandwidth = 10'000'000'000;  // bytes/s; QEMU 7.2's default (128 MiB/s) is too low
+    uint64_t downtime_limit_ms = 300;
+
+    // QEMU opens the main connection, then one per multifd channel.
+    uint32_t connections() const { return multifd_channels ? multifd_channels + 1 : 1; }
+    bool operator==(const MigrationSettings&) const = default;
+};
+
+nlohmann::json to_json(const MigrationSettings& s);
+MigrationSettings settings_from_json(const nlohmann::json& j);
+
+enum class Side { source, destination };
+// Sets capabilities and parameters; the destination only needs multifd.
+void apply_settings(QmpClient& qmp, const MigrationSettings& s, Side side);
+// What QEMU now has (query-migrate-capabilities / query-migrate-parameters).
+MigrationSettings read_settings(QmpClient& qmp);
+
+}  // namespace rmig::qemu

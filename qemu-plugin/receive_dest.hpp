@@ -1,0 +1,40 @@
+// The destination side of a channel-mode migration, as `rmig receive` runs it:
+// listen for one source, answer its probes, set the destination QEMU up as
+// asked, hand each data channel to QEMU's incoming socket in order, and at the
+// end confirm the guest arrived (and resume it) before reporting success.
+// The destination guest is never resumed unless QEMU finished loading it.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "transport/channel.hpp"
+
+namespace rmig::qemu {
+
+struct DestOptions {
+    std::string qmp_path;      // the destination QEMU's QMP socket
+    std::string listen_uri;    // "tcp:0.0.0.0:7070"
+    std::string incoming_dir;  // where QEMU's incoming UNIX socket goes; empty: a temp dir
+    std::chrono::seconds timeout{600};  // for the whole session, including waiting for a source
+    size_t chunk = 1 << 20;
+    transport::Options transport;
+};
+
+struct DestReport {
+    bool ok = false;
+    std::string error;
+    std::string session;
+    std::string source_peer;
+    std::string final_state;  // destination QEMU query-status at the end
+    nlohmann::json to_json() const;
+};
+
+// `on_listening` gets the bound address (with the real port) once listening.
+DestReport receive(const DestOptions& opts,
+                   const std::function<void(const std::string&)>& on_listening);
+
+}  // namespace rmig::qemu

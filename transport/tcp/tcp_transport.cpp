@@ -1,0 +1,231 @@
+#include "transport/tcp/tcp_transport.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <mutex>
+
+#include "common/error.hpp"
+#include "common/log.hpp"
+#include "common/socket.hpp"
+
+namespace rmig::transport::tcp {
+
+namespace {
+
+void set_recv_timeout(int fd, Millis t) {
+    timeval tv{};
+    tv.tv_sec = t.count() / 1000;
+    tv.tv_usec = (t.count() % 1000) * 1000;
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+void tune(int fd, const Options& o) {
+    net::tune_stream_socket(fd, o.socket_buffer_bytes);
+    // Detect a vanished host (power loss, cut link) within dead_peer_timeout
+    // both when we are sending (TCP_USER_TIMEOUT) and when idle (keepalive).
+    int one = 1;
+    auto secs = static_cast<int>(std::max<int64_t>(1, o.dead_peer_timeout.count() / 4000));
+    int probes = 3;
+    auto user_timeout = static_cast<unsigned>(o.dead_peer_timeout.count());
+    ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &secs, sizeof secs);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &secs, sizeof secs);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
+}
+
+// Reads exactly `size` bytes; returns how many arrived before EOF. A receive
+// timeout (only armed during the handshake) surfaces as LinkError.
+size_t read_exact(int fd, void* buf, size_t size, const std::string& who) {
+    try {
+        return net::read_full(fd, buf, size);
+    } catch (const Error& e) {
+        throw LinkError(cat(who, ": ", e.what()));
+    }
+}
+
+class TcpChannel final : public Channel {
+public:
+    TcpChannel(UniqueFd fd, const wire::Hello& peer, std::string name)
+        : fd_(std::move(fd)),
+          peer_(peer),
+          name_(std::move(name)),
+          enc_(peer.channel_id),
+          dec_(peer.channel_id, name_) {}
+
+    void send(wire::FrameType type, std::span<const std::byte> payload) override {
+        std::lock_guard lock(send_mutex_);
+        auto header = enc_.encode(type, payload);
+        iovec iov[2] = {{header.data(), header.size()},
+                        {const_cast<std::byte*>(payload.data()), payload.size()}};
+        try {
+            net::writev_full(fd_.get(), iov, payload.empty() ? 1 : 2);
+        } catch (const Error& e) {
+            throw LinkError(cat(name_, ": sending ", wire::to_string(type), " frame: ", e.what()));
+        }
+    }
+
+    wire::FrameType recv(std::vector<std::byte>& payload) override {
+        std::lock_guard lock(recv_mutex_);
+        wire::HeaderBytes hb;
+        size_t got = read_exact(fd_.get(), hb.data(), hb.size(), name_);
+        if (got == 0)
+            throw LinkError(cat(name_, ": peer closed the channel without an end frame"));
+        if (got < hb.size()) dec_.truncated("header", got, hb.size());
+        wire::FrameHeader h = dec_.decode_header(hb);
+        payload.resize(h.length);
+        got = read_exact(fd_.get(), payload.data(), h.length, name_);
+        if (got < h.length) dec_.truncated("payload", got, h.length);
+        dec_.verify_payload(h, payload);
+        return h.type;
+    }
+
+    void shutdown() override { ::shutdown(fd_.get(), SHUT_RDWR); }
+    const wire::Hello& peer_hello() const override { return peer_; }
+    const std::string& name() const override { return name_; }
+
+private:
+    UniqueFd fd_;
+    wire::Hello peer_;
+    std::string name_;
+    std::mutex send_mutex_, recv_mutex_;
+    wire::FrameEncoder enc_;
+    wire::FrameDecoder dec_;
+};
+
+std::string channel_name(const wire::Hello& h, const std::string& peer, bool outgoing) {
+    std::string what = h.kind == wire::ChannelKind::control ? "control channel"
+                                                            : cat("channel ", h.channel_id);
+    return cat("tcp ", what, outgoing ? " to " : " from ", peer);
+}
+
+class TcpIncoming final : public Incoming {
+public:
+    TcpIncoming(UniqueFd fd, const wire::Hello& hello, std::string peer)
+        : fd_(std::move(fd)), hello_(hello), peer_(std::move(peer)) {}
+
+    const wire::Hello& hello() const override { return hello_; }
+    const std::string& peer() const override { return peer_; }
+
+    std::unique_ptr<Channel> accept(const wire::Hello& reply) override {
+        auto r = reply;
+        r.status = wire::HelloStatus::ok;
+        r.channel_id = hello_.channel_id;
+        r.kind = hello_.kind;
+        auto b = wire::encode_hello(r, true);
+        net::write_full(fd_.get(), b.data(), b.size());
+        set_recv_timeout(fd_.get(), Millis(0));
+        return std::make_unique<TcpChannel>(std::move(fd_), hello_,
+                                            channel_name(hello_, peer_, false));
+    }
+
+    void refuse(wire::HelloStatus status) override {
+        wire::Hello r = hello_;
+        r.version = wire::kProtocolVersion;
+        r.role = wire::Role::destination;
+        r.status = status;
+        auto b = wire::encode_hello(r, true);
+        try {
+            net::write_full(fd_.get(), b.data(), b.size());
+        } catch (const Error&) {
+            // The peer is gone already; nothing to tell it.
+        }
+        fd_.reset();
+    }
+
+private:
+    UniqueFd fd_;
+    wire::Hello hello_;
+    std::string peer_;
+};
+
+class TcpListener final : public Listener {
+public:
+    TcpListener(const std::string& host_port, const Options& opts) : opts_(opts) {
+        auto hp = net::parse_host_port(host_port);
+        fd_ = net::tcp_listen(hp);
+        hp.port = net::local_port(fd_.get());
+        address_ = "tcp:" + hp.str();
+    }
+
+    std::unique_ptr<Incoming> next(Millis timeout) override {
+        auto deadline = std::chrono::steady_clock::now() + timeout;
+        for (;;) {
+            auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
+            if (left.count() < 0) return nullptr;
+            UniqueFd fd = net::accept_for(fd_.get(), left);
+            if (!fd) return nullptr;
+            std::string peer = net::peer_name(fd.get());
+            try {
+                tune(fd.get(), opts_);
+                set_recv_timeout(fd.get(), opts_.handshake_timeout);
+                wire::HelloBytes b;
+                size_t got = read_exact(fd.get(), b.data(), b.size(), cat("handshake from ", peer));
+                if (got < b.size())
+                    throw ProtocolError(cat("handshake from ", peer, ": connection ended after ",
+                                            got, " of ", b.size(), " bytes"));
+                wire::Hello h = wire::decode_hello(b, false, peer);
+                auto incoming = std::make_unique<TcpIncoming>(std::move(fd), h, peer);
+                if (h.version != wire::kProtocolVersion) {
+                    log::warn("refusing ", peer, ": it speaks wire version ", h.version);
+                    incoming->refuse(wire::HelloStatus::bad_version);
+                    continue;
+                }
+                return incoming;
+            } catch (const Error& e) {
+                // A stray or broken client must not take the listener down.
+                log::warn("dropped connection: ", e.what());
+            }
+        }
+    }
+
+    std::string address() const override { return address_; }
+
+private:
+    Options opts_;
+    UniqueFd fd_;
+    std::string address_;
+};
+
+}  // namespace
+
+std::unique_ptr<Listener> listen(const std::string& host_port, const Options& opts) {
+    return std::make_unique<TcpListener>(host_port, opts);
+}
+
+std::unique_ptr<Channel> connect(const std::string& host_port, const wire::Hello& hello,
+                                 const Options& opts) {
+    auto hp = net::parse_host_port(host_port);
+    UniqueFd fd = net::tcp_connect(hp, opts.connect_timeout);
+    std::string peer = hp.str();
+    tune(fd.get(), opts);
+    set_recv_timeout(fd.get(), opts.handshake_timeout);
+    auto out = wire::encode_hello(hello, false);
+    std::string what = cat("handshake with ", peer);
+    try {
+        net::write_full(fd.get(), out.data(), out.size());
+    } catch (const Error& e) {
+        throw LinkError(cat(what, ": ", e.what()));
+    }
+    wire::HelloBytes in;
+    size_t got = read_exact(fd.get(), in.data(), in.size(), what);
+    if (got < in.size())
+        throw LinkError(cat(what, ": peer closed the connection after ", got, " of ", in.size(),
+                            " reply bytes"));
+    wire::Hello reply = wire::decode_hello(in, true, peer);
+    if (reply.status != wire::HelloStatus::ok)
+        throw Error(cat(peer, " refused ", hello.kind == wire::ChannelKind::control
+                                               ? std::string("the control channel")
+                                               : cat("channel ", hello.channel_id),
+                        ": ", wire::to_string(reply.status),
+                        reply.status == wire::HelloStatus::bad_version
+                            ? cat(" (it speaks version ", reply.version, ")")
+                            : std::string()));
+    wire::check_version(reply, peer);
+    set_recv_timeout(fd.get(), Millis(0));
+    return std::make_unique<TcpChannel>(std::move(fd), reply, channel_name(hello, peer, true));
+}
+
+}  // namespace rmig::transport::tcp

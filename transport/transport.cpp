@@ -1,0 +1,43 @@
+#include "common/error.hpp"
+#include "transport/channel.hpp"
+#include "transport/tcp/tcp_transport.hpp"
+
+namespace rmig::transport {
+
+namespace {
+
+struct Uri {
+    std::string scheme;
+    std::string rest;
+};
+
+Uri split(const std::string& uri) {
+    auto colon = uri.find(':');
+    if (colon != std::string::npos) {
+        std::string scheme = uri.substr(0, colon);
+        if (scheme == "tcp" || scheme == "rdma" || scheme == "dpdk")
+            return {scheme, uri.substr(colon + 1)};
+    }
+    return {"tcp", uri};
+}
+
+[[noreturn]] void unsupported(const Uri& u) {
+    throw Error(cat("transport '", u.scheme, "' is not built into this rmig; use tcp:HOST:PORT"));
+}
+
+}  // namespace
+
+std::unique_ptr<Listener> listen(const std::string& uri, const Options& opts) {
+    Uri u = split(uri);
+    if (u.scheme == "tcp") return tcp::listen(u.rest, opts);
+    unsupported(u);
+}
+
+std::unique_ptr<Channel> connect(const std::string& uri, const wire::Hello& hello,
+                                 const Options& opts) {
+    Uri u = split(uri);
+    if (u.scheme == "tcp") return tcp::connect(u.rest, hello, opts);
+    unsupported(u);
+}
+
+}  // namespace rmig::transport
