@@ -1,0 +1,203 @@
+#include "lab/local_pair.hpp"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "common/error.hpp"
+#include "common/units.hpp"
+#include "guest/guest_check.hpp"
+#include "qemu-plugin/qemu_info.hpp"
+
+namespace rmig::lab {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+std::string rmig_binary() {
+    if (const char* env = std::getenv("RMIG_BINARY")) return env;
+    return RMIG_BINARY_PATH;
+}
+
+LocalPair::LocalPair(VmSpec spec, std::string dir) : dir_(std::move(dir)), spec_(spec) {
+    if (dir_.empty()) {
+        std::string tmpl = "/tmp/rmig-lab-XXXXXX";
+        if (!::mkdtemp(tmpl.data())) throw_errno("mkdtemp /tmp/rmig-lab-XXXXXX");
+        dir_ = tmpl;
+        own_dir_ = true;
+    } else {
+        std::filesystem::create_directories(dir_);
+    }
+    VmSpec s = spec_;
+    s.destination = false;
+    src_ = std::make_unique<QemuVm>(dir_, "source", s);
+    restart_destination();
+    // Let the source guest get going so there is a dirty working set to chase.
+    if (!src_->keeps_running(milliseconds(15000)))
+        throw Error(cat("the source guest shows no progress on its serial port (see ", src_->log_path(), ")"));
+}
+
+LocalPair::~LocalPair() {
+    dst_.reset();
+    src_.reset();
+    if (own_dir_ && !keep_) {
+        std::error_code ec;
+        std::filesystem::remove_all(dir_, ec);
+    }
+}
+
+void LocalPair::restart_destination() {
+    dst_.reset();
+    VmSpec s = spec_;
+    s.destination = true;
+    dst_ = std::make_unique<QemuVm>(dir_, cat("destination", generation_++ ? cat("-", generation_) : ""), s);
+}
+
+RunResult LocalPair::wait_source(int timeout_s) {
+    RunResult r;
+    auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+    for (;;) {
+        auto st = qemu::parse_migration_stats(src_->qmp().execute("query-migrate"));
+        if (st.status == "completed" || st.status == "failed" || st.status == "cancelled") {
+            r.ok = st.status == "completed";
+            r.error = st.error_desc;
+            r.total_ms = double(st.total_time_ms);
+            r.downtime_ms = double(st.downtime_ms);
+            r.ram_bytes = st.ram_transferred;
+            r.rounds = st.dirty_sync_count;
+            return r;
+        }
+        if (Clock::now() > deadline) {
+            src_->qmp().execute("migrate_cancel");
+            r.error = "direct migration timed out";
+            return r;
+        }
+        std::this_thread::sleep_for(milliseconds(20));
+    }
+}
+
+RunResult LocalPair::migrate_direct(const qemu::MigrationSettings& s, int timeout_s) {
+    auto t0 = Clock::now();
+    qemu::apply_settings(dst_->qmp(), s, qemu::Side::destination);
+    qemu::apply_settings(src_->qmp(), s, qemu::Side::source);
+    std::string sock = cat(dir_, "/direct-", generation_, ".sock");
+    dst_->qmp().execute("migrate-incoming", {{"uri", "unix:" + sock}});
+    src_->qmp().execute("migrate", {{"uri", "unix:" + sock}});
+    RunResult r = wait_source(timeout_s);
+    // The destination has finished loading once it leaves "inmigrate".
+    for (int i = 0; i < 200 && r.ok && dst_->state() == "inmigrate"; ++i)
+        std::this_thread::sleep_for(milliseconds(20));
+    r.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    return r;
+}
+
+RunResult LocalPair::migrate_rmig(const RmigRun& run) {
+    RunResult r;
+    auto t0 = Clock::now();
+    std::string tag = cat(generation_);
+    std::string addr_file = cat(dir_, "/receive-", tag, ".addr");
+    std::string recv_json = cat(dir_, "/receive-", tag, ".json");
+    std::string mig_json = cat(dir_, "/migrate-", tag, ".json");
+    ::unlink(addr_file.c_str());
+    Process receiver({rmig_binary(), "receive", "--qmp", dst_->qmp_path(), "--listen",
+                      "tcp:127.0.0.1:0", "--address-file", addr_file, "--timeout",
+                      cat(run.timeout_s), "--json", recv_json},
+                     {cat(dir_, "/receive-", tag, ".log"), "=stdout"});
+    std::string addr;
+    for (int i = 0; i < 500 && addr.empty(); ++i) {
+        std::ifstream(addr_file) >> addr;
+        if (addr.empty()) {
+            if (!receiver.running()) break;
+            std::this_thread::sleep_for(milliseconds(10));
+        }
+    }
+    if (addr.empty()) {
+        r.error = cat("rmig receive did not start listening (see ", dir_, "/receive-", tag, ".log)");
+        return r;
+    }
+    std::vector<std::string> argv = {
+        rmig_binary(), "migrate", "--qmp", src_->qmp_path(), "--to", addr,
+        "--multifd", cat(run.settings.multifd_channels),
+        "--max-bandwidth", cat(run.settings.max_bandwidth),
+        "--downtime-limit", cat(run.settings.downtime_limit_ms),
+        "--no-resume", "--timeout", cat(run.timeout_s), "--json", mig_json,
+        "--progress", run.show_progress ? "auto" : "line"};
+    argv.insert(argv.end(), run.extra_args.begin(), run.extra_args.end());
+    Process::Options out;
+    if (!run.show_progress) out = {cat(dir_, "/migrate-", tag, ".log"), "=stdout"};
+    Process migrator(argv, out);
+
+    auto deadline = Clock::now() + std::chrono::seconds(run.timeout_s + 30);
+    std::optional<int> code;
+    while (!(code = migrator.wait_for(milliseconds(20)))) {
+        if (Clock::now() > deadline) {
+            r.error = "rmig migrate did not exit in time";
+            migrator.stop();
+            break;
+        }
+        if (run.kill_receiver_after && receiver.running()) {
+            auto st = qemu::parse_migration_stats(src_->qmp().execute("query-migrate"));
+            if (st.ram_transferred >= *run.kill_receiver_after) receiver.signal(SIGKILL);
+        }
+    }
+    r.exit_code = code.value_or(-1);
+    r.receive_exit_code = receiver.wait_for(milliseconds(20000)).value_or(-1);
+    r.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    std::ifstream in(mig_json);
+    r.report = json::parse(in, nullptr, false);
+    if (!r.report.is_discarded() && r.report.is_object()) {
+        const json& q = r.report["qemu"];
+        r.total_ms = q.value("total_time_ms", 0.0);
+        r.downtime_ms = q.value("downtime_ms", 0.0);
+        r.ram_bytes = q.value("ram_transferred_bytes", uint64_t{0});
+        r.rounds = q.value("dirty_sync_count", uint64_t{0});
+        if (r.error.empty()) r.error = r.report.value("error", "");
+    }
+    r.ok = r.exit_code == 0;
+    return r;
+}
+
+VerifyResult LocalPair::verify() {
+    VerifyResult v;
+    std::string src_state = src_->state(), dst_state = dst_->state();
+    if (src_state != "postmigrate") {
+        v.detail = cat("source is '", src_state, "', expected 'postmigrate'");
+        return v;
+    }
+    if (dst_state != "paused") {
+        v.detail = cat("destination is '", dst_state, "', expected 'paused' (loaded, not resumed)");
+        return v;
+    }
+    std::string a = dir_ + "/source.mem", b = dir_ + "/destination.mem";
+    src_->dump_memory(a);
+    dst_->dump_memory(b);
+    auto ma = guest::load_dump(a), mb = guest::load_dump(b);
+    std::filesystem::remove(a);
+    std::filesystem::remove(b);
+    auto same = guest::compare_dumps(ma, mb);
+    if (!same) {
+        v.detail = "destination memory differs from the source: " + same.detail;
+        return v;
+    }
+    auto pattern = guest::check_pattern(mb);
+    if (!pattern) {
+        v.detail = "destination memory breaks the guest's pattern: " + pattern.detail;
+        return v;
+    }
+    dst_->qmp().execute("cont");
+    if (!dst_->keeps_running()) {
+        v.detail = cat("destination guest does not run after 'cont' (state '", dst_->state(), "')");
+        return v;
+    }
+    v.ok = true;
+    v.detail = cat(format_bytes(double(ma.size())), " identical, pattern intact (pass ",
+                   unsigned(pattern.low_value), "), destination guest running");
+    return v;
+}
+
+}  // namespace rmig::lab

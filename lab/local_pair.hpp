@@ -1,0 +1,81 @@
+// Two local QEMUs (a running source and a `-S -incoming defer` destination)
+// and the ways to migrate between them: directly (QEMU to QEMU, the baseline)
+// or through two real `rmig receive` / `rmig migrate` processes that only talk
+// over TCP on loopback. verify() proves the guest arrived whole and runs.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lab/qemu_vm.hpp"
+#include "qemu-plugin/migration_settings.hpp"
+
+namespace rmig::lab {
+
+struct RunResult {
+    bool ok = false;
+    int exit_code = -1;         // rmig migrate's (rmig runs only)
+    int receive_exit_code = -1;
+    std::string error;
+    double total_ms = 0;        // QEMU's total-time
+    double downtime_ms = 0;     // QEMU's downtime
+    double wall_ms = 0;
+    uint64_t ram_bytes = 0;
+    uint64_t rounds = 0;
+    nlohmann::json report;      // rmig migrate --json (rmig runs only)
+};
+
+struct RmigRun {
+    qemu::MigrationSettings settings;
+    bool show_progress = false;          // rmig's progress display on this terminal
+    std::vector<std::string> extra_args; // more `rmig migrate` options
+    // Fault injection: SIGKILL `rmig receive` once this many RAM bytes have moved.
+    std::optional<uint64_t> kill_receiver_after;
+    int timeout_s = 120;
+};
+
+struct VerifyResult {
+    bool ok = false;
+    std::string detail;
+};
+
+class LocalPair {
+public:
+    // `dir` empty: a fresh directory under /tmp, removed at the end unless keep().
+    explicit LocalPair(VmSpec spec = {}, std::string dir = "");
+    ~LocalPair();
+
+    QemuVm& source() { return *src_; }
+    QemuVm& destination() { return *dst_; }
+    // A fresh destination QEMU (after a failed migration killed the old one).
+    void restart_destination();
+    const std::string& dir() const { return dir_; }
+    void keep() { keep_ = true; }
+
+    RunResult migrate_direct(const qemu::MigrationSettings& s, int timeout_s = 120);
+    RunResult migrate_rmig(const RmigRun& run);
+
+    // After a completed migration with the destination still paused: both
+    // memories byte-identical and in the guest's pattern, then the destination
+    // resumed and seen running, the source left stopped.
+    VerifyResult verify();
+
+private:
+    RunResult wait_source(int timeout_s);
+
+    std::string dir_;
+    bool keep_ = false;
+    bool own_dir_ = false;
+    VmSpec spec_;
+    std::unique_ptr<QemuVm> src_, dst_;
+    int generation_ = 0;
+};
+
+// The rmig binary the lab runs: $RMIG_BINARY, else the one built beside the lab.
+std::string rmig_binary();
+
+}  // namespace rmig::lab
