@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what rmig needs to build, test and demo, from Debian 12 packages
+# only. Idempotent: installs only what is missing, and does nothing when all
+# is there. Usage: scripts/deps.sh
+set -euo pipefail
+
+packages=(
+  g++ cmake ninja-build pkg-config binutils        # toolchain
+  libgtest-dev libgmock-dev libbenchmark-dev        # tests, micro-benchmarks
+  nlohmann-json3-dev libxxhash-dev                  # QMP/control JSON, frame checksums
+  qemu-system-x86                                   # the real QEMU we migrate
+  iperf3 jq procps iproute2                         # baselines and test plumbing
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "deps: done"

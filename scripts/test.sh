@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what is missing, builds with
+# warnings as errors, runs every test (unit, integration, real-QEMU e2e), then
+# builds the unit tests with AddressSanitizer + UndefinedBehaviorSanitizer and
+# runs them again.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/deps.sh"
+
+echo "== build (Release, -Werror)"
+"$root/scripts/build.sh" "$root/build" | tail -n 1
+echo "== tests"
+ctest --test-dir "$root/build" --output-on-failure --timeout 600
+
+echo "== unit tests under ASan+UBSan"
+"$root/scripts/build.sh" "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DRMIG_SANITIZE=ON \
+  -DRMIG_BUILD_BENCH=OFF | tail -n 1
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir "$root/build-asan" -L unit --output-on-failure --timeout 600
