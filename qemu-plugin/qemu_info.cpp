@@ -1,5 +1,6 @@
 #include "qemu-plugin/qemu_info.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <sstream>
@@ -83,8 +84,10 @@ uint64_t opt_u64(const json& obj, const char* key) {
     auto it = obj.find(key);
     if (it == obj.end() || it->is_null()) return 0;
     if (it->is_number_unsigned()) return it->get<uint64_t>();
-    if (it->is_number_integer()) return static_cast<uint64_t>(std::max<int64_t>(0, it->get<int64_t>()));
-    if (it->is_number_float()) return static_cast<uint64_t>(std::llround(std::max(0.0, it->get<double>())));
+    if (it->is_number_integer())
+        return static_cast<uint64_t>(std::max<int64_t>(0, it->get<int64_t>()));
+    if (it->is_number_float())
+        return static_cast<uint64_t>(std::llround(std::max(0.0, it->get<double>())));
     throw ProtocolError(cat("query-migrate: field '", key, "' is not a number: ", it->dump()));
 }
 
@@ -150,7 +153,8 @@ QemuInfo probe(QmpClient& qmp) {
 
         step = "query-memory-size-summary";
         json mem = qmp.execute("query-memory-size-summary");
-        info.ram_bytes = mem.at("base-memory").get<uint64_t>() + mem.value("plugged-memory", uint64_t{0});
+        info.ram_bytes = mem.at("base-memory").get<uint64_t>() +
+                         mem.value("plugged-memory", uint64_t{0});
 
         step = "query-status";
         info.run_state = qmp.execute("query-status").at("status").get<std::string>();
@@ -170,7 +174,8 @@ QemuInfo probe(QmpClient& qmp) {
 json to_json(const QemuInfo& info) {
     json blocks = json::array();
     for (const auto& b : info.ram_blocks)
-        blocks.push_back({{"name", b.name}, {"used_bytes", b.used_bytes}, {"page_size", b.page_size}});
+        blocks.push_back(
+            {{"name", b.name}, {"used_bytes", b.used_bytes}, {"page_size", b.page_size}});
     return {{"version", info.version},     {"package", info.package},
             {"machine_type", info.machine_type}, {"ram_bytes", info.ram_bytes},
             {"ram_blocks", blocks},        {"run_state", info.run_state}};

@@ -52,7 +52,8 @@ QmpClient::QmpClient(std::string socket_path, std::chrono::milliseconds timeout)
         version_ = cat(version.at("major").get<int>(), '.', version.at("minor").get<int>(), '.',
                        version.at("micro").get<int>());
     } catch (const json::exception&) {
-        throw ProtocolError(cat("QMP ", path_, ": expected a QMP greeting, got ", greeting->dump()));
+        throw ProtocolError(
+            cat("QMP ", path_, ": expected a QMP greeting, got ", greeting->dump()));
     }
     greeting_ = std::move(*greeting);
     // Until this is acknowledged QEMU accepts no other command.

@@ -168,8 +168,8 @@ TEST(ParseMigrationStats, WrongTypesAreProtocolErrors) {
     EXPECT_THROW(parse_migration_stats(json::parse(R"({"total-time": "x"})")), ProtocolError);
     EXPECT_THROW(parse_migration_stats(json::parse(R"({"ram": []})")), ProtocolError);
     // Negative signed values (QAPI declares several as int) clamp to 0.
-    EXPECT_EQ(parse_migration_stats(json::parse(R"({"expected-downtime": -1})")).expected_downtime_ms,
-              0u);
+    auto neg = parse_migration_stats(json::parse(R"({"expected-downtime": -1})"));
+    EXPECT_EQ(neg.expected_downtime_ms, 0u);
 }
 
 // ---- QemuInfo across the link
