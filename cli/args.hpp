@@ -29,6 +29,8 @@ public:
     std::string required(const std::string& name) const;
     uint64_t number(const std::string& name, uint64_t def) const;
     const std::vector<std::string>& positional() const { return positional_; }
+    // Used for hw-configs profiles: applies only where the command line is silent.
+    void set_default(const std::string& name, const std::string& value) { values_.emplace(name, value); }
 
 private:
     std::map<std::string, std::string> values_;

@@ -10,6 +10,7 @@
 
 #include "cli/args.hpp"
 #include "cli/exit_codes.hpp"
+#include "cli/profile.hpp"
 #include "cli/progress_display.hpp"
 #include "common/log.hpp"
 #include "common/units.hpp"
@@ -61,6 +62,8 @@ const char* kMigrateUsage = R"(usage: rmig migrate --qmp PATH --to tcp:HOST:PORT
   --chunk SIZE           largest data frame, default 1M
   --socket-buffer SIZE   TCP send/receive buffer, default 8M
   --relay-dir DIR        where the relay's UNIX socket is made, default /tmp
+  --profile NAME|FILE    a hw-configs profile (e.g. dc-25g, wan-100ms); options
+                         given on the command line win
   --verbose | --quiet    more or less logging on stderr
 )";
 
@@ -76,6 +79,8 @@ const char* kReceiveUsage = R"(usage: rmig receive --qmp PATH --listen tcp:ADDR:
   --json FILE            write a JSON report to FILE ('-' for stdout)
   --chunk SIZE           largest data frame, default 1M
   --socket-buffer SIZE   TCP send/receive buffer, default 8M
+  --profile NAME|FILE    a hw-configs profile (only its chunk, socket-buffer and
+                         timeout apply here)
   --verbose | --quiet    more or less logging on stderr
 )";
 
@@ -118,8 +123,11 @@ size_t chunk_option(const Args& a) {
 int cmd_migrate(const std::vector<std::string>& argv) {
     Args a(argv,
            {"qmp", "to", "multifd", "max-bandwidth", "downtime-limit", "timeout", "progress",
-            "json", "chunk", "socket-buffer", "relay-dir"},
+            "json", "chunk", "socket-buffer", "relay-dir", "profile"},
            {"no-resume", "verbose", "quiet", "help"});
+    if (auto p = a.get("profile"))
+        apply_profile(a, *p, {"multifd", "max-bandwidth", "downtime-limit", "chunk", "socket-buffer",
+                              "timeout"});
     if (a.flag("help")) {
         std::fputs(kMigrateUsage, stdout);
         return cli::kOk;
@@ -156,8 +164,11 @@ int cmd_migrate(const std::vector<std::string>& argv) {
 
 int cmd_receive(const std::vector<std::string>& argv) {
     Args a(argv, {"qmp", "listen", "address-file", "timeout", "incoming-dir", "json", "chunk",
-                  "socket-buffer"},
+                  "socket-buffer", "profile"},
            {"verbose", "quiet", "help"});
+    if (auto p = a.get("profile"))
+        apply_profile(a, *p, {"multifd", "max-bandwidth", "downtime-limit", "chunk", "socket-buffer",
+                              "timeout"});
     if (a.flag("help")) {
         std::fputs(kReceiveUsage, stdout);
         return cli::kOk;

@@ -55,7 +55,8 @@ void print_summary(const qemu::SourceReport& r, std::FILE* out) {
     std::fprintf(out, "\n");
     for (auto& c : r.checks)
         if (!c.ok) std::fprintf(out, "  check failed   %s: %s\n", c.name.c_str(), c.detail.c_str());
-    if (r.outcome == qemu::Outcome::refused) return;
+    // Nothing more to say if QEMU never started migrating.
+    if (r.outcome == qemu::Outcome::refused || q.status.empty() || q.status == "none") return;
     uint64_t sent = 0;
     for (auto& c : r.channels) sent += c.to_link;
     std::fprintf(out, "  total time     %s (QEMU), %s wall, setup %s\n",

@@ -105,7 +105,7 @@ public:
 
 private:
     void execute() {
-        qmp_ = std::make_unique<QmpClient>(opts_.qmp_path);
+        qmp_ = connect_qmp(opts_.qmp_path, "source");
         QemuInfo src = probe(*qmp_);
         connect_destination();
         auto t0 = Clock::now();

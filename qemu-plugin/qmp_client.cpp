@@ -1,5 +1,7 @@
 #include "qemu-plugin/qmp_client.hpp"
 
+#include <sys/stat.h>
+
 #include <utility>
 
 #include "common/log.hpp"
@@ -197,6 +199,14 @@ void QmpClient::lost(const std::string& why) {
 void QmpClient::check_alive() const {
     if (!lost_reason_.empty()) throw LinkError(cat("QMP ", path_, ": ", lost_reason_));
     if (!fd_) throw LinkError(cat("QMP ", path_, ": not connected"));
+}
+
+std::unique_ptr<QmpClient> connect_qmp(const std::string& path, const std::string& which) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode))
+        throw Error(cat("no QMP socket at ", path, " for the ", which,
+                        " QEMU: start it with -qmp unix:", path, ",server=on,wait=off"));
+    return std::make_unique<QmpClient>(path, std::chrono::seconds(5));
 }
 
 }  // namespace rmig::qemu

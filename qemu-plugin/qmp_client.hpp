@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -108,5 +109,9 @@ private:
     uint64_t next_id_ = 1;
     std::string lost_reason_;  // non-empty once the connection is gone
 };
+
+// For the rmig commands: fails at once, saying how to start QEMU, when
+// nothing listens at `path` (QmpClient itself waits for a QEMU still starting).
+std::unique_ptr<QmpClient> connect_qmp(const std::string& path, const std::string& which);
 
 }  // namespace rmig::qemu

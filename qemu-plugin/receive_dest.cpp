@@ -44,7 +44,7 @@ public:
     DestReport run(const std::function<void(const std::string&)>& on_listening) {
         deadline_ = Clock::now() + opts_.timeout;
         try {
-            qmp_ = std::make_unique<QmpClient>(opts_.qmp_path);
+            qmp_ = connect_qmp(opts_.qmp_path, "destination");
             listener_ = transport::listen(opts_.listen_uri, opts_.transport);
             if (on_listening) on_listening(listener_->address());
             accept_control();
