@@ -60,6 +60,14 @@ HelloBytes encode_hello(const Hello& h, bool reply);
 // Checks magic, size fields, reserved bytes and checksum; throws rmig::ProtocolError
 // naming `peer`. Does not judge the version: see check_version.
 Hello decode_hello(std::span<const std::byte, kHelloSize> bytes, bool reply, const std::string& peer);
+// The compact form, for transports whose connection request carries only a
+// few bytes (rdma_cm private data: 56 bytes in a connect request). Same fields
+// and rules, no extension area, 48 bytes.
+inline constexpr size_t kCompactHelloSize = 48;
+using CompactHelloBytes = std::array<std::byte, kCompactHelloSize>;
+CompactHelloBytes encode_hello_compact(const Hello& h, bool reply);
+Hello decode_hello_compact(std::span<const std::byte> bytes, bool reply, const std::string& peer);
+
 // Throws ProtocolError with both versions if `remote` cannot be spoken to.
 void check_version(const Hello& remote, const std::string& peer);
 

@@ -107,3 +107,34 @@ TEST(Handshake, SessionIdsAreRandomAndPrintable) {
     EXPECT_NE(a, b);
     EXPECT_EQ(to_hex(a).size(), 32u);
 }
+
+TEST(CompactHandshake, RoundTripsIn48Bytes) {
+    Hello h = sample();
+    auto b = encode_hello_compact(h, false);
+    static_assert(sizeof(b) == 48);
+    Hello d = decode_hello_compact(b, false, "peer");
+    EXPECT_EQ(d.session, h.session);
+    EXPECT_EQ(d.channel_id, 2u);
+    EXPECT_EQ(d.caps, h.caps);
+    h.status = HelloStatus::busy;
+    EXPECT_EQ(decode_hello_compact(encode_hello_compact(h, true), true, "peer").status, HelloStatus::busy);
+}
+
+TEST(CompactHandshake, BadPrivateDataIsRefused) {
+    auto b = encode_hello_compact(sample(), false);
+    auto expect = [](std::span<const std::byte> bytes, bool reply, const char* needle) {
+        try {
+            decode_hello_compact(bytes, reply, "10.0.0.9");
+            ADD_FAILURE() << "accepted";
+        } catch (const ProtocolError& e) {
+            EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+        }
+    };
+    expect(std::span(b).first(20), false, "20 bytes of private data");
+    expect(b, true, "bad magic");
+    auto c = b;
+    c[30] ^= std::byte{1};
+    expect(c, false, "checksum mismatch");
+    std::array<std::byte, 56> zeros{};
+    expect(zeros, false, "bad magic");
+}
