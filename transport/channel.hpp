@@ -19,6 +19,18 @@ namespace rmig::transport {
 
 using Millis = std::chrono::milliseconds;
 
+// rdma/: each channel direction is a ring of `ring_slots` slots of
+// `slot_bytes` in the receiver's registered memory, written with RDMA WRITE
+// WITH IMMEDIATE; the receiver returns credits every ring_slots/4 frames.
+struct RdmaOptions {
+    uint32_t ring_slots = 16;
+    uint32_t slot_bytes = 256 << 10;
+    uint32_t signal_every = 8;      // selective signaling of send work requests
+    uint32_t poll_spins = 2000;     // busy polls before sleeping on the completion channel
+    uint32_t max_inline = 128;      // asked of the device; it may grant less
+    uint8_t ack_timeout = 14;       // 4.096 us * 2^14 = 67 ms per retry, 7 retries
+};
+
 struct Options {
     int socket_buffer_bytes = 8 << 20;     // tcp: SO_SNDBUF/SO_RCVBUF
     Millis connect_timeout{10000};
@@ -26,6 +38,36 @@ struct Options {
     // A peer that stops acknowledging for this long is declared gone (tcp:
     // keepalive probes and TCP_USER_TIMEOUT), so a vanished host never hangs us.
     Millis dead_peer_timeout{20000};
+    RdmaOptions rdma;
+};
+
+// Where a peer exposed memory for one-sided writes (memory mode).
+struct RemoteRegion {
+    uint64_t addr = 0;
+    uint64_t size = 0;
+    uint32_t rkey = 0;
+};
+
+// One piece of a round: `len` bytes at `local` go to `offset` in a remote region.
+struct RegionWrite {
+    const void* local = nullptr;
+    size_t len = 0;
+    uint64_t offset = 0;
+};
+
+// One-sided writes into the peer's memory (rdma/). Local memory is registered
+// on first use through a registration cache, never all at once.
+class OneSided {
+public:
+    virtual ~OneSided() = default;
+    // Registers [base, base+size) for remote writes by the peer; send the
+    // result to the peer (e.g. in a control frame).
+    virtual RemoteRegion expose(void* base, size_t size) = 0;
+    // Posts the writes (contiguous pieces are merged); returns without waiting.
+    virtual void write(const RemoteRegion& to, std::span<const RegionWrite> pieces) = 0;
+    // Blocks until every write posted so far has completed at the peer. A frame
+    // sent afterwards on the same channel reaches the peer after those bytes.
+    virtual void flush() = 0;
 };
 
 // Thread safety: one thread may send while another receives; shutdown() may be
@@ -40,6 +82,8 @@ public:
     virtual void shutdown() = 0;
     virtual const wire::Hello& peer_hello() const = 0;
     virtual const std::string& name() const = 0;  // "tcp channel 2 to 10.0.0.2:7070"
+    // One-sided writes, where the backend has them (rdma); else nullptr.
+    virtual OneSided* one_sided() { return nullptr; }
 };
 
 // A connection request whose handshake has been read but not yet answered, so
@@ -62,7 +106,8 @@ public:
     virtual std::string address() const = 0;  // "tcp:0.0.0.0:7070" with the real port
 };
 
-// URIs: "tcp:HOST:PORT" (a bare "HOST:PORT" means tcp). Port 0 picks a free one.
+// URIs: "tcp:HOST:PORT" (a bare "HOST:PORT" means tcp), "rdma:ADDR:PORT" (ADDR
+// is an IP address of an RDMA device: RoCE netdev or IPoIB). Port 0 picks a free one.
 std::unique_ptr<Listener> listen(const std::string& uri, const Options& opts = {});
 // Opens a channel and completes the handshake; throws Error with the peer's
 // refusal reason if it does not accept.

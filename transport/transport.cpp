@@ -1,6 +1,9 @@
 #include "common/error.hpp"
 #include "transport/channel.hpp"
 #include "transport/tcp/tcp_transport.hpp"
+#ifdef RMIG_HAVE_RDMA
+#include "transport/rdma/rdma_transport.hpp"
+#endif
 
 namespace rmig::transport {
 
@@ -22,7 +25,11 @@ Uri split(const std::string& uri) {
 }
 
 [[noreturn]] void unsupported(const Uri& u) {
-    throw Error(cat("transport '", u.scheme, "' is not built into this rmig; use tcp:HOST:PORT"));
+    throw Error(cat("transport '", u.scheme, "' is not built into this rmig; use tcp:HOST:PORT"
+#ifndef RMIG_HAVE_RDMA
+                    " (rebuild with rdma-core installed for rdma:)"
+#endif
+));
 }
 
 }  // namespace
@@ -30,6 +37,9 @@ Uri split(const std::string& uri) {
 std::unique_ptr<Listener> listen(const std::string& uri, const Options& opts) {
     Uri u = split(uri);
     if (u.scheme == "tcp") return tcp::listen(u.rest, opts);
+#ifdef RMIG_HAVE_RDMA
+    if (u.scheme == "rdma") return rdma::listen(u.rest, opts);
+#endif
     unsupported(u);
 }
 
@@ -37,6 +47,9 @@ std::unique_ptr<Channel> connect(const std::string& uri, const wire::Hello& hell
                                  const Options& opts) {
     Uri u = split(uri);
     if (u.scheme == "tcp") return tcp::connect(u.rest, hello, opts);
+#ifdef RMIG_HAVE_RDMA
+    if (u.scheme == "rdma") return rdma::connect(u.rest, hello, opts);
+#endif
     unsupported(u);
 }
 
