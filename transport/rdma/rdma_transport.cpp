@@ -4,6 +4,8 @@
 #include <netdb.h>
 
 #include <array>
+#include <cerrno>
+#include <optional>
 #include <chrono>
 #include <cstring>
 
@@ -192,8 +194,14 @@ std::unique_ptr<Channel> connect(const std::string& host_port, const wire::Hello
     CmId id(raw);
     Addr a = resolve(hp, false);
     int step_ms = static_cast<int>(std::min<int64_t>(opts.connect_timeout.count(), 5000));
-    if (rdma_resolve_addr(id.get(), nullptr, reinterpret_cast<sockaddr*>(&a.ss), step_ms) != 0)
-        throw_errno(cat("rdma_resolve_addr for ", peer));
+    if (rdma_resolve_addr(id.get(), nullptr, reinterpret_cast<sockaddr*>(&a.ss), step_ms) != 0) {
+        int err = errno;
+        if (err == ENETUNREACH || err == EADDRNOTAVAIL || err == ENODEV || err == EHOSTUNREACH)
+            throw Error(cat("cannot reach ", peer, " over RDMA: ", std::strerror(err),
+                            "; the address is not reachable from any local RDMA device (is it the IP "
+                            "of the peer's RoCE or IPoIB interface? see `rdma link` and `ip route`)"));
+        throw_errno(cat("rdma_resolve_addr for ", peer), err);
+    }
     expect_event(events.get(), RDMA_CM_EVENT_ADDR_RESOLVED, step_ms + 1000, peer, "resolving the address");
     if (rdma_resolve_route(id.get(), step_ms) != 0) throw_errno(cat("rdma_resolve_route for ", peer));
     expect_event(events.get(), RDMA_CM_EVENT_ROUTE_RESOLVED, step_ms + 1000, peer, "resolving the route");
@@ -214,13 +222,18 @@ std::unique_ptr<Channel> connect(const std::string& host_port, const wire::Hello
     std::span<const std::byte> pd(static_cast<const std::byte*>(ev->param.conn.private_data),
                                   ev->param.conn.private_data ? ev->param.conn.private_data_len : 0);
     if (ev->event == RDMA_CM_EVENT_REJECTED) {
-        if (pd.size() >= wire::kCompactHelloSize) {
-            wire::Hello r = wire::decode_hello_compact(pd, true, peer);
-            throw Error(cat(peer, " refused ", what_channel(hello), ": ", wire::to_string(r.status),
-                            r.status == wire::HelloStatus::bad_version
-                                ? cat(" (it speaks version ", r.version, ")")
-                                : std::string()));
+        // An rmig receiver explains itself in the reject's private data; the
+        // CM's own rejects (nobody listening) carry zeroes there.
+        std::optional<wire::Hello> r;
+        try {
+            r = wire::decode_hello_compact(pd, true, peer);
+        } catch (const ProtocolError&) {
         }
+        if (r)
+            throw Error(cat(peer, " refused ", what_channel(hello), ": ", wire::to_string(r->status),
+                            r->status == wire::HelloStatus::bad_version
+                                ? cat(" (it speaks version ", r->version, ")")
+                                : std::string()));
         throw Error(cat(peer, " rejected the RDMA connection (status ", ev->status,
                         "): is `rmig receive --listen rdma:...` running on that address and port?"));
     }

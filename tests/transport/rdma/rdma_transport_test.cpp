@@ -1,0 +1,372 @@
+// rdma/ backend against a real RDMA device: Soft-RoCE (rxe) inside the test VM
+// (tests/rdma/vm/run-in-vm.sh), or real hardware. RMIG_RDMA_ADDR names the IP
+// of the device's interface (the VM's rxe0 sits on 10.11.12.1).
+//
+// The binary doubles as the "peer" process for the kill tests:
+//   rdma_transport_test --peer-sender ADDR:PORT   streams data until killed
+#include <gtest/gtest.h>
+#include <rdma/rdma_cma.h>
+#include <linux/capability.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <arpa/inet.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <iostream>
+#include <cstring>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include "common/error.hpp"
+#include "common/process.hpp"
+#include "transport/channel.hpp"
+#include "transport/rdma/rdma_errors.hpp"
+
+using namespace rmig;
+using namespace rmig::transport;
+using wire::FrameType;
+using std::chrono::milliseconds;
+
+namespace {
+
+std::string g_self;  // path of this binary
+
+std::string device_addr() {
+    const char* a = std::getenv("RMIG_RDMA_ADDR");
+    return a ? a : "10.11.12.1";
+}
+
+bool have_device() {
+    int n = 0;
+    ibv_device** l = ibv_get_device_list(&n);
+    if (l) ibv_free_device_list(l);
+    return n > 0;
+}
+
+wire::Hello hello_for(const wire::SessionId& s, uint32_t id, uint32_t count) {
+    wire::Hello h;
+    h.kind = wire::ChannelKind::data;
+    h.session = s;
+    h.channel_id = id;
+    h.channel_count = count;
+    return h;
+}
+
+void fill(std::byte* p, size_t n, uint32_t ch, uint64_t off) {
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t v = (uint64_t(ch) << 56) ^ ((off + i) * 0x9e3779b97f4a7c15ULL);
+        std::memcpy(p + i, &v, std::min<size_t>(8, n - i));
+    }
+}
+
+template <class F> std::string error_of(F fn) {
+    try {
+        fn();
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+
+struct RdmaTest : ::testing::Test {
+    void SetUp() override {
+        if (!have_device())
+            GTEST_SKIP() << "no RDMA device on this machine; these tests run inside the Soft-RoCE VM "
+                            "(tests/rdma/vm/run-in-vm.sh) or on RDMA hardware";
+        listener = listen("rdma:" + device_addr() + ":0", opts);
+    }
+    std::unique_ptr<Channel> accept_one() {
+        auto in = listener->next(milliseconds(10000));
+        if (!in) throw Error("no RDMA connection within 10 s");
+        wire::Hello r = in->hello();
+        r.role = wire::Role::destination;
+        return in->accept(r);
+    }
+    std::pair<std::unique_ptr<Channel>, std::unique_ptr<Channel>> pair(uint32_t id = 1, uint32_t n = 1) {
+        auto fut = std::async(std::launch::async, [&] { return accept_one(); });
+        auto c = connect(listener->address(), hello_for(session, id, n), opts);
+        return {std::move(c), fut.get()};
+    }
+    Options opts;
+    std::unique_ptr<Listener> listener;
+    wire::SessionId session = wire::random_session_id();
+};
+
+}  // namespace
+
+TEST_F(RdmaTest, ConnectAcceptCarriesTheHandshake) {
+    auto [client, server] = pair(3, 4);
+    EXPECT_EQ(server->peer_hello().session, session);
+    EXPECT_EQ(server->peer_hello().channel_id, 3u);
+    EXPECT_EQ(server->peer_hello().channel_count, 4u);
+    EXPECT_EQ(client->peer_hello().role, wire::Role::destination);
+    EXPECT_NE(client->name().find("rdma channel 3"), std::string::npos) << client->name();
+    ASSERT_NE(client->one_sided(), nullptr);
+}
+
+TEST_F(RdmaTest, FourChannelsMove256MiBWithEveryByteVerified) {
+    constexpr uint32_t kChannels = 4;
+    constexpr size_t kFrame = 1 << 20, kPerChannel = 64u << 20;
+    std::vector<std::unique_ptr<Channel>> clients, servers;
+    for (uint32_t c = 1; c <= kChannels; ++c) {
+        auto [cl, sv] = pair(c, kChannels);
+        clients.push_back(std::move(cl));
+        servers.push_back(std::move(sv));
+    }
+    std::vector<std::future<std::string>> receivers;
+    for (uint32_t c = 0; c < kChannels; ++c)
+        receivers.push_back(std::async(std::launch::async, [&, c]() -> std::string {
+            std::vector<std::byte> got, want;
+            size_t total = 0;
+            for (;;) {
+                if (servers[c]->recv(got) == FrameType::end) break;
+                want.resize(got.size());
+                fill(want.data(), want.size(), c + 1, total);
+                if (got != want) return cat("channel ", c + 1, " differs at ", total);
+                total += got.size();
+            }
+            return total == kPerChannel ? "" : cat("channel ", c + 1, " got ", total, " bytes");
+        }));
+    std::vector<std::thread> senders;
+    for (uint32_t c = 0; c < kChannels; ++c)
+        senders.emplace_back([&, c] {
+            std::vector<std::byte> buf(kFrame);
+            for (size_t off = 0; off < kPerChannel; off += kFrame) {
+                fill(buf.data(), buf.size(), c + 1, off);
+                clients[c]->send(FrameType::data, buf);
+            }
+            clients[c]->send(FrameType::end, {});
+        });
+    for (auto& t : senders) t.join();
+    for (auto& r : receivers) EXPECT_EQ(r.get(), "");
+}
+
+TEST_F(RdmaTest, BothDirectionsAndSmallFrames) {
+    auto [client, server] = pair();
+    std::vector<std::byte> got;
+    for (int i = 0; i < 100; ++i) {
+        std::string q = cat("{\"op\":\"ping\",\"n\":", i, "}");
+        client->send(FrameType::control, std::as_bytes(std::span(q.data(), q.size())));
+        ASSERT_EQ(server->recv(got), FrameType::control);
+        ASSERT_EQ(std::string(reinterpret_cast<char*>(got.data()), got.size()), q);
+        server->send(FrameType::control, got);
+        ASSERT_EQ(client->recv(got), FrameType::control);
+    }
+}
+
+TEST_F(RdmaTest, CreditExhaustionStallsTheSenderAndRecovers) {
+    auto [client, server] = pair();
+    const uint32_t slots = opts.rdma.ring_slots;
+    const uint64_t total = 3 * slots;
+    std::atomic<uint64_t> sent{0};
+    // The acceptor sends: it holds exactly `slots` credits for the client's ring.
+    std::thread sender([&] {
+        std::vector<std::byte> buf(4096);
+        for (uint64_t i = 0; i < total; ++i) {
+            fill(buf.data(), buf.size(), 9, i);
+            server->send(FrameType::data, buf);
+            ++sent;
+        }
+    });
+    std::this_thread::sleep_for(milliseconds(1500));  // the receiver is not reading
+    EXPECT_EQ(sent.load(), slots) << "the sender must stop when the receiver's ring is full";
+    std::vector<std::byte> got, want(4096);
+    for (uint64_t i = 0; i < total; ++i) {
+        ASSERT_EQ(client->recv(got), FrameType::data);
+        fill(want.data(), want.size(), 9, i);
+        ASSERT_EQ(got, want) << "frame " << i;
+    }
+    sender.join();
+    EXPECT_EQ(sent.load(), total);
+}
+
+TEST_F(RdmaTest, OneSidedPageWritesLandWhereTheyShould) {
+    auto [client, server] = pair();
+    constexpr size_t kSize = 32u << 20, kPage = 4096;
+    auto* dst = static_cast<std::byte*>(::mmap(nullptr, kSize, PROT_READ | PROT_WRITE,
+                                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    auto* src = static_cast<std::byte*>(::mmap(nullptr, kSize, PROT_READ | PROT_WRITE,
+                                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(dst, MAP_FAILED);
+    ASSERT_NE(src, MAP_FAILED);
+    fill(src, kSize, 5, 0);
+    RemoteRegion region = server->one_sided()->expose(dst, kSize);
+    // Every third page, plus one contiguous run that gets merged.
+    std::vector<RegionWrite> pieces;
+    std::vector<bool> written(kSize / kPage);
+    for (size_t p = 0; p < kSize / kPage; p += 3) pieces.push_back({src + p * kPage, kPage, p * kPage});
+    for (size_t p = 1000; p < 1100; ++p)
+        if (p % 3) pieces.push_back({src + p * kPage, kPage, p * kPage});
+    std::sort(pieces.begin(), pieces.end(), [](auto& a, auto& b) { return a.offset < b.offset; });
+    for (auto& w : pieces) written[w.offset / kPage] = true;
+    client->one_sided()->write(region, pieces);
+    client->one_sided()->flush();
+    client->send(FrameType::control, {});  // the round barrier
+    std::vector<std::byte> got;
+    ASSERT_EQ(server->recv(got), FrameType::control);
+    size_t bad = 0;
+    std::vector<std::byte> zero(kPage);
+    for (size_t p = 0; p < kSize / kPage; ++p) {
+        const std::byte* want = written[p] ? src + p * kPage : zero.data();
+        if (std::memcmp(dst + p * kPage, want, kPage) != 0) ++bad;
+    }
+    EXPECT_EQ(bad, 0u) << "pages wrong after flush";
+    RegionWrite past{src, kPage, kSize - 100};
+    auto msg = error_of([&] { client->one_sided()->write(region, std::span(&past, 1)); });
+    EXPECT_NE(msg.find("runs past"), std::string::npos) << msg;
+    ::munmap(dst, kSize);
+    ::munmap(src, kSize);
+}
+
+TEST_F(RdmaTest, RefusalReachesTheConnectorWithItsReason) {
+    auto fut = std::async(std::launch::async, [&] {
+        auto in = listener->next(milliseconds(10000));
+        if (in) in->refuse(wire::HelloStatus::unknown_session);
+    });
+    auto msg = error_of([&] { connect(listener->address(), hello_for(session, 1, 1), opts); });
+    fut.get();
+    EXPECT_NE(msg.find("refused channel 1: unknown session"), std::string::npos) << msg;
+}
+
+TEST_F(RdmaTest, BadPrivateDataIsRefusedAndTheListenerGoesOn) {
+    auto fut = std::async(std::launch::async, [&] { return accept_one(); });
+    {
+        // A raw rdma_cm client whose private data is not an rmig hello.
+        auto ch = rdma::make_event_channel();
+        rdma_cm_id* id = nullptr;
+        ASSERT_EQ(rdma_create_id(ch.get(), &id, nullptr, RDMA_PS_TCP), 0);
+        rdma::CmId owned(id);
+        auto hp = listener->address().substr(5);
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons(static_cast<uint16_t>(std::stoi(hp.substr(hp.rfind(':') + 1))));
+        inet_pton(AF_INET, device_addr().c_str(), &sa.sin_addr);
+        ASSERT_EQ(rdma_resolve_addr(id, nullptr, reinterpret_cast<sockaddr*>(&sa), 2000), 0);
+        ASSERT_EQ(rdma::next_cm_event(ch.get(), 5000)->event, RDMA_CM_EVENT_ADDR_RESOLVED);
+        ASSERT_EQ(rdma_resolve_route(id, 2000), 0);
+        ASSERT_EQ(rdma::next_cm_event(ch.get(), 5000)->event, RDMA_CM_EVENT_ROUTE_RESOLVED);
+        ibv_qp_init_attr attr{};
+        attr.qp_type = IBV_QPT_RC;
+        attr.cap.max_send_wr = attr.cap.max_recv_wr = 1;
+        attr.cap.max_send_sge = attr.cap.max_recv_sge = 1;
+        ASSERT_EQ(rdma_create_qp(id, nullptr, &attr), 0);
+        char junk[56];
+        std::memset(junk, 'x', sizeof junk);
+        rdma_conn_param p{};
+        p.private_data = junk;
+        p.private_data_len = sizeof junk;
+        ASSERT_EQ(rdma_connect(id, &p), 0);
+        auto ev = rdma::next_cm_event(ch.get(), 10000);
+        ASSERT_TRUE(ev);
+        EXPECT_EQ(ev->event, RDMA_CM_EVENT_REJECTED) << rdma_event_str(ev->event);
+    }
+    auto good = connect(listener->address(), hello_for(session, 2, 2), opts);
+    EXPECT_EQ(fut.get()->peer_hello().channel_id, 2u);
+}
+
+TEST_F(RdmaTest, ConnectingToAPortWithoutListenerSaysSo) {
+    auto port = listener->address().substr(listener->address().rfind(':') + 1);
+    listener.reset();
+    auto msg = error_of([&] { connect("rdma:" + device_addr() + ":" + port, hello_for(session, 1, 1), opts); });
+    EXPECT_NE(msg.find("rejected the RDMA connection"), std::string::npos) << msg;
+}
+
+TEST_F(RdmaTest, UnreachableAddressIsExplained) {
+    Options fast = opts;
+    fast.connect_timeout = milliseconds(3000);
+    auto msg = error_of([&] { connect("rdma:192.0.2.1:7000", hello_for(session, 1, 1), fast); });
+    EXPECT_TRUE(msg.find("not reachable from any local RDMA device") != std::string::npos ||
+                msg.find("no RDMA route") != std::string::npos || msg.find("no answer") != std::string::npos)
+        << msg;
+}
+
+TEST_F(RdmaTest, MemlockLimitTooLowNamesTheUlimit) {
+    std::string log = "/tmp/rmig-rdma-memlock.log";
+    Process child({g_self, "--peer-memlock", listener->address()}, {log, "=stdout"});
+    auto code = child.wait_for(milliseconds(20000));
+    ASSERT_TRUE(code);
+    std::ifstream in(log);
+    std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(*code, 0) << out;
+}
+
+TEST_F(RdmaTest, PeerKilledMidTransferEndsTheSurvivorCleanly) {
+    Process child({g_self, "--peer-sender", listener->address()}, {"/tmp/rmig-rdma-peer.log", "=stdout"});
+    auto server = accept_one();
+    std::vector<std::byte> got;
+    for (int i = 0; i < 20; ++i) ASSERT_EQ(server->recv(got), FrameType::data);
+    child.signal(SIGKILL);
+    auto t0 = std::chrono::steady_clock::now();
+    auto res = std::async(std::launch::async, [&] {
+        return error_of([&] {
+            for (int i = 0; i < 1000000; ++i) server->recv(got);
+        });
+    });
+    ASSERT_EQ(res.wait_for(std::chrono::seconds(30)), std::future_status::ready) << "survivor hangs";
+    auto msg = res.get();
+    EXPECT_NE(msg, "(no error)");
+    std::cout << "survivor saw after "
+              << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+              << " s: " << msg << "\n";
+    // And a sender whose receiver dies also ends.
+    Process child2({g_self, "--peer-receiver", listener->address()}, {"/tmp/rmig-rdma-peer2.log", "=stdout"});
+    auto s2 = accept_one();
+    std::vector<std::byte> buf(256 << 10);
+    for (int i = 0; i < 20; ++i) s2->send(FrameType::data, buf);
+    child2.signal(SIGKILL);
+    auto res2 = std::async(std::launch::async, [&] {
+        return error_of([&] {
+            for (int i = 0; i < 1000000; ++i) s2->send(FrameType::data, buf);
+        });
+    });
+    ASSERT_EQ(res2.wait_for(std::chrono::seconds(30)), std::future_status::ready) << "sender hangs";
+    EXPECT_NE(res2.get(), "(no error)");
+}
+
+namespace {
+
+int peer_main(const std::string& mode, const std::string& addr) {
+    Options o;
+    wire::Hello h = hello_for(wire::random_session_id(), 1, 1);
+    if (mode == "--peer-memlock") {
+        rlimit rl{64 << 10, 64 << 10};
+        setrlimit(RLIMIT_MEMLOCK, &rl);
+        // Root ignores the limit through CAP_IPC_LOCK: drop it, as an ordinary
+        // user would not have it.
+        __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+        __user_cap_data_struct caps[2]{};
+        syscall(SYS_capget, &hdr, caps);
+        caps[0].effective &= ~(1u << CAP_IPC_LOCK);
+        caps[0].permitted &= ~(1u << CAP_IPC_LOCK);
+        if (syscall(SYS_capset, &hdr, caps) != 0) return 4;
+        auto msg = error_of([&] { connect(addr, h, o); });
+        std::cout << msg << "\n";
+        return msg.find("ulimit -l") != std::string::npos ? 0 : 1;
+    }
+    auto ch = connect(addr, h, o);
+    std::vector<std::byte> buf(256 << 10, std::byte{1});
+    if (mode == "--peer-sender")
+        for (;;) ch->send(FrameType::data, buf);
+    for (;;) ch->recv(buf);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    g_self = argv[0];
+    if (argc == 3 && std::string(argv[1]).rfind("--peer-", 0) == 0) {
+        try {
+            return peer_main(argv[1], argv[2]);
+        } catch (const std::exception& e) {
+            std::cerr << "peer: " << e.what() << "\n";
+            return 3;
+        }
+    }
+    ::testing::InitGoogleTest(&argc, argv);
+    return RUN_ALL_TESTS();
+}
