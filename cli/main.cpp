@@ -50,7 +50,8 @@ exit codes: 0 done, 1 migration failed (the source guest keeps running),
 const char* kMigrateUsage = R"(usage: rmig migrate --qmp PATH --to tcp:HOST:PORT [options]
 
   --qmp PATH             the source QEMU's QMP UNIX socket
-  --to URI               where `rmig receive` listens (tcp:HOST:PORT)
+  --to URI               where `rmig receive` listens: tcp:HOST:PORT, or
+                         rdma:ADDR:PORT (ADDR on the peer's RoCE/IPoIB interface)
   --multifd N            use QEMU multifd with N channels (rmig carries N+1
                          streams); 0 (default) uses the main stream only
   --max-bandwidth RATE   QEMU's bandwidth cap in bytes/s (K/M/G suffixes), default 10G
@@ -62,6 +63,8 @@ const char* kMigrateUsage = R"(usage: rmig migrate --qmp PATH --to tcp:HOST:PORT
   --chunk SIZE           largest data frame, default 1M
   --socket-buffer SIZE   TCP send/receive buffer, default 8M
   --relay-dir DIR        where the relay's UNIX socket is made, default /tmp
+  --rdma-slots N         rdma: ring slots per channel direction, default 16
+  --rdma-slot-size SIZE  rdma: bytes per ring slot, default 256K
   --profile NAME|FILE    a hw-configs profile (e.g. dc-25g, wan-100ms); options
                          given on the command line win
   --verbose | --quiet    more or less logging on stderr
@@ -72,15 +75,18 @@ const char* kReceiveUsage = R"(usage: rmig receive --qmp PATH --listen tcp:ADDR:
   --qmp PATH             the destination QEMU's QMP socket (QEMU started with
                          -incoming defer; add -S to keep the guest paused until rmig
                          confirms it arrived)
-  --listen URI           where to wait for `rmig migrate` (port 0: any free port)
+  --listen URI           where to wait for `rmig migrate`: tcp:ADDR:PORT or
+                         rdma:ADDR:PORT (port 0: any free port)
   --address-file FILE    write the bound address there once listening
   --timeout S            give up after S seconds in all, default 600
   --incoming-dir DIR     where QEMU's incoming UNIX socket is made, default /tmp
   --json FILE            write a JSON report to FILE ('-' for stdout)
   --chunk SIZE           largest data frame, default 1M
   --socket-buffer SIZE   TCP send/receive buffer, default 8M
-  --profile NAME|FILE    a hw-configs profile (only its chunk, socket-buffer and
-                         timeout apply here)
+  --rdma-slots N         rdma: ring slots per channel direction, default 16
+  --rdma-slot-size SIZE  rdma: bytes per ring slot, default 256K
+  --profile NAME|FILE    a hw-configs profile (its chunk, socket-buffer, timeout
+                         and rdma settings apply here)
   --verbose | --quiet    more or less logging on stderr
 )";
 
@@ -110,6 +116,13 @@ transport::Options transport_options(const Args& a) {
     transport::Options o;
     o.socket_buffer_bytes =
         static_cast<int>(parse_size(a.get_or("socket-buffer", "8M"), "--socket-buffer"));
+    o.rdma.ring_slots = static_cast<uint32_t>(a.number("rdma-slots", o.rdma.ring_slots));
+    o.rdma.slot_bytes = static_cast<uint32_t>(
+        parse_size(a.get_or("rdma-slot-size", std::to_string(o.rdma.slot_bytes)), "--rdma-slot-size"));
+    if (o.rdma.ring_slots < 2 || o.rdma.ring_slots > 4096)
+        throw UsageError("--rdma-slots must be 2..4096");
+    if (o.rdma.slot_bytes < 4096 || o.rdma.slot_bytes > (64u << 20))
+        throw UsageError("--rdma-slot-size must be 4K..64M");
     return o;
 }
 
@@ -123,11 +136,11 @@ size_t chunk_option(const Args& a) {
 int cmd_migrate(const std::vector<std::string>& argv) {
     Args a(argv,
            {"qmp", "to", "multifd", "max-bandwidth", "downtime-limit", "timeout", "progress",
-            "json", "chunk", "socket-buffer", "relay-dir", "profile"},
+            "json", "chunk", "socket-buffer", "relay-dir", "profile", "rdma-slots", "rdma-slot-size"},
            {"no-resume", "verbose", "quiet", "help"});
     if (auto p = a.get("profile"))
         apply_profile(a, *p, {"multifd", "max-bandwidth", "downtime-limit", "chunk", "socket-buffer",
-                              "timeout"});
+                              "timeout", "rdma-slots", "rdma-slot-size"});
     if (a.flag("help")) {
         std::fputs(kMigrateUsage, stdout);
         return cli::kOk;
@@ -164,11 +177,11 @@ int cmd_migrate(const std::vector<std::string>& argv) {
 
 int cmd_receive(const std::vector<std::string>& argv) {
     Args a(argv, {"qmp", "listen", "address-file", "timeout", "incoming-dir", "json", "chunk",
-                  "socket-buffer", "profile"},
+                  "socket-buffer", "profile", "rdma-slots", "rdma-slot-size"},
            {"verbose", "quiet", "help"});
     if (auto p = a.get("profile"))
         apply_profile(a, *p, {"multifd", "max-bandwidth", "downtime-limit", "chunk", "socket-buffer",
-                              "timeout"});
+                              "timeout", "rdma-slots", "rdma-slot-size"});
     if (a.flag("help")) {
         std::fputs(kReceiveUsage, stdout);
         return cli::kOk;

@@ -10,6 +10,9 @@ packages=(
   nlohmann-json3-dev libxxhash-dev                  # QMP/control JSON, frame checksums
   qemu-system-x86                                   # the real QEMU we migrate
   iperf3 jq procps iproute2                         # baselines and test plumbing
+  libibverbs-dev librdmacm-dev rdma-core            # the rdma transport
+  ibverbs-utils rdmacm-utils perftest               # RDMA tools and the ib_write_bw baseline
+  linux-image-amd64 busybox-static kmod             # the Soft-RoCE test VM (tests/rdma/vm)
 )
 
 missing=()

@@ -52,10 +52,11 @@ TEST(Profile, FillsOnlyWhatTheCommandLineLeftOpen) {
 }
 
 TEST(Profile, ShippedProfilesAreValid) {
-    for (auto name : {"loopback", "dc-25g", "dc-100g", "wan-100ms"}) {
-        Args a({}, {"multifd", "max-bandwidth", "downtime-limit", "chunk", "socket-buffer", "timeout"}, {});
-        EXPECT_NO_THROW(apply_profile(a, name, {"multifd", "max-bandwidth", "downtime-limit", "chunk",
-                                                "socket-buffer", "timeout"}))
+    std::set<std::string> keys = {"multifd", "max-bandwidth", "downtime-limit", "chunk",
+                                  "socket-buffer", "timeout", "rdma-slots", "rdma-slot-size"};
+    for (auto name : {"loopback", "dc-25g", "dc-100g", "wan-100ms", "rxe-vm", "connectx-100g"}) {
+        Args a({}, keys, {});
+        EXPECT_NO_THROW(apply_profile(a, name, keys))
             << name;
         EXPECT_GT(a.number("multifd", 0), 0u) << name;
     }
