@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/error.hpp"
+#include "common/temp_dir.hpp"
 #include "common/units.hpp"
 #include "guest/guest_check.hpp"
 #include "qemu-plugin/qemu_info.hpp"
@@ -26,8 +27,8 @@ std::string rmig_binary() {
 
 LocalPair::LocalPair(VmSpec spec, std::string dir) : dir_(std::move(dir)), spec_(spec) {
     if (dir_.empty()) {
-        std::string tmpl = "/tmp/rmig-lab-XXXXXX";
-        if (!::mkdtemp(tmpl.data())) throw_errno("mkdtemp /tmp/rmig-lab-XXXXXX");
+        std::string tmpl = temp_base() + "/rmig-lab-XXXXXX";
+        if (!::mkdtemp(tmpl.data())) throw_errno("mkdtemp " + tmpl);
         dir_ = tmpl;
         own_dir_ = true;
     } else {
@@ -105,7 +106,7 @@ RunResult LocalPair::migrate_rmig(const RmigRun& run) {
     std::string mig_json = cat(dir_, "/migrate-", tag, ".json");
     ::unlink(addr_file.c_str());
     Process receiver({rmig_binary(), "receive", "--qmp", dst_->qmp_path(), "--listen",
-                      "tcp:127.0.0.1:0", "--address-file", addr_file, "--timeout",
+                      run.listen_uri, "--address-file", addr_file, "--timeout",
                       cat(run.timeout_s), "--json", recv_json},
                      {cat(dir_, "/receive-", tag, ".log"), "=stdout"});
     std::string addr;

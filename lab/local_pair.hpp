@@ -36,6 +36,8 @@ struct RmigRun {
     // Fault injection: SIGKILL `rmig receive` once this many RAM bytes have moved.
     std::optional<uint64_t> kill_receiver_after;
     int timeout_s = 120;
+    // Where `rmig receive` listens; "rdma:ADDR:0" carries the migration over RDMA.
+    std::string listen_uri = "tcp:127.0.0.1:0";
 };
 
 struct VerifyResult {

@@ -1,13 +1,10 @@
 #include "qemu-plugin/migrate_source.hpp"
 
-#include <stdlib.h>
-#include <unistd.h>
-
-#include <filesystem>
 #include <thread>
 
 #include "common/error.hpp"
 #include "common/log.hpp"
+#include "common/temp_dir.hpp"
 #include "qemu-plugin/control_protocol.hpp"
 #include "qemu-plugin/source_relay.hpp"
 
@@ -55,24 +52,6 @@ json SourceReport::to_json() const {
 }
 
 namespace {
-
-// A private directory for the relay socket, removed on every path.
-class TempDir {
-public:
-    explicit TempDir(const std::string& parent) {
-        std::string tmpl = (parent.empty() ? std::string("/tmp") : parent) + "/rmig-XXXXXX";
-        if (!::mkdtemp(tmpl.data())) throw_errno(cat("cannot create a directory under ", parent));
-        path_ = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    const std::string& path() const { return path_; }
-
-private:
-    std::string path_;
-};
 
 uint64_t relay_bytes(const BridgeGroup& g) {
     uint64_t total = 0;
@@ -129,7 +108,7 @@ private:
         if (!all_ok(report_.checks)) refuse();
         was_running_ = src.run_state == "running";
 
-        TempDir dir(opts_.relay_dir);
+        TempDir dir("rmig-relay", opts_.relay_dir);
         RelayConfig rc;
         rc.dest_uri = opts_.dest_uri;
         rc.session = session_;

@@ -1,14 +1,12 @@
 #include "qemu-plugin/receive_dest.hpp"
 
-#include <stdlib.h>
-
 #include <atomic>
-#include <filesystem>
 #include <mutex>
 #include <thread>
 
 #include "common/error.hpp"
 #include "common/log.hpp"
+#include "common/temp_dir.hpp"
 #include "qemu-plugin/control_protocol.hpp"
 #include "qemu-plugin/dest_relay.hpp"
 #include "qemu-plugin/migration_settings.hpp"
@@ -35,10 +33,6 @@ public:
         stop_ = true;
         acceptor_ = {};
         relay_.reset();
-        if (!dir_.empty()) {
-            std::error_code ec;
-            std::filesystem::remove_all(dir_, ec);
-        }
     }
 
     DestReport run(const std::function<void(const std::string&)>& on_listening) {
@@ -154,11 +148,8 @@ private:
         if (probe(*qmp_).run_state != "inmigrate")
             throw Error("destination QEMU is not waiting for a migration (start it with -incoming defer)");
         apply_settings(*qmp_, s, Side::destination);
-        std::string base = opts_.incoming_dir.empty() ? "/tmp" : opts_.incoming_dir;
-        std::string tmpl = base + "/rmig-XXXXXX";
-        if (!::mkdtemp(tmpl.data())) throw_errno(cat("cannot create a directory under ", base));
-        dir_ = tmpl;
-        std::string sock = dir_ + "/incoming.sock";
+        dir_ = std::make_unique<TempDir>("rmig-incoming", opts_.incoming_dir);
+        std::string sock = dir_->path() + "/incoming.sock";
         qmp_->execute("migrate-incoming", {{"uri", "unix:" + sock}});
         {
             std::lock_guard lock(relay_mutex_);
@@ -200,7 +191,7 @@ private:
     std::unique_ptr<transport::Listener> listener_;
     std::unique_ptr<transport::Channel> control_;
     wire::SessionId session_{};
-    std::string dir_;
+    std::unique_ptr<TempDir> dir_;
     std::mutex relay_mutex_;
     std::unique_ptr<DestRelay> relay_;
     std::atomic<bool> stop_{false};

@@ -12,7 +12,7 @@ packages=(
   iperf3 jq procps iproute2                         # baselines and test plumbing
   libibverbs-dev librdmacm-dev rdma-core            # the rdma transport
   ibverbs-utils rdmacm-utils perftest               # RDMA tools and the ib_write_bw baseline
-  linux-image-amd64 busybox-static kmod             # the Soft-RoCE test VM (tests/rdma/vm)
+  linux-image-amd64 busybox-static kmod cpio xz-utils  # the Soft-RoCE test VM (tests/rdma/vm)
 )
 
 missing=()

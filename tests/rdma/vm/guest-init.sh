@@ -60,9 +60,12 @@ echo "rxe_ready $(now) s" >>"$ctl/timings"
 RMIG_VM_CMD=()
 . "$ctl/cmd.sh" || setup_fail "reading cmd.sh"
 export RMIG_VM=1 RMIG_VM_RDMA_DEV=rxe0 RMIG_VM_RDMA_IP=10.11.12.1 RMIG_VM_GID_INDEX=1
-export USER=root LOGNAME=root TMPDIR=/tmp
-wd=$(cat "$ctl/workdir")
-cd "$wd" || setup_fail "cd $wd"
+# /tmp is the host's (through 9p + overlay), where UNIX sockets cannot be bound;
+# scratch space for programs (QEMU sockets, lab dirs) is a tmpfs of its own.
+mkdir -p /run/tmp && chmod 1777 /run/tmp
+export USER=root LOGNAME=root TMPDIR=/run/tmp
+wd=$(cat "$ctl/cwd")
+cd "$wd" 2>/dev/null || cd "$(cat "$ctl/workdir")" || setup_fail "cd $wd"
 echo started >"$ctl/started"
 "${RMIG_VM_CMD[@]}" </dev/null >"$ctl/stdout" 2>"$ctl/stderr"
 rc=$?

@@ -17,10 +17,11 @@ usage: run-in-vm.sh [--timeout S] [--smp N] [--mem M] [--workdir DIR] [--keep] [
   --timeout S    kill the VM after S seconds, boot included (default 600; exit 124)
   --smp N        guest CPUs (default 2)
   --mem M        guest memory, QEMU -m syntax (default 1G)
-  --workdir DIR  host dir shared read-write at the same path (default: current dir)
+  --workdir DIR  host dir shared read-write at the same path (default: current dir);
+                 the command still starts in the current dir
   --keep         keep the run dir (console log, exit-code files) and print its path
   --verbose      print boot/setup/payload timings and the console log path to stderr
-COMMAND runs as root in DIR with PATH, HOME, RMIG_* and GTEST_* from the host, plus
+COMMAND runs as root in the current dir with PATH, HOME, RMIG_* and GTEST_* from the host, plus
 RMIG_VM=1 RMIG_VM_RDMA_DEV=rxe0 RMIG_VM_RDMA_IP=10.11.12.1 RMIG_VM_GID_INDEX=1.
 Its stdout/stderr stream to this script's stdout/stderr.
 Exit: COMMAND's code; 124 timeout; 125 VM/Soft-RoCE setup failed (console log printed).
@@ -76,7 +77,7 @@ file -L "$busybox" 2>/dev/null | grep -q 'dynamically linked' \
 # whose modules include rdma_rxe (on Debian 12: the 6.1 linux-image-amd64).
 pick_kernel() {
   local k v
-  for k in $(ls -1v /boot/vmlinuz-* 2>/dev/null | sort -rV); do
+  for k in $(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -rV); do
     v=${k#/boot/vmlinuz-}
     find "/lib/modules/$v/kernel/drivers/infiniband/sw/rxe" -name 'rdma_rxe.ko*' 2>/dev/null | grep -q . \
       && { echo "$k"; return 0; }
@@ -95,9 +96,10 @@ mkdir -p "$cache" || die_setup "cannot create cache dir $cache"
 stamp=$(stat -L -c '%s %Y' "$vmlinuz")
 
 # Runs in the initramfs as PID 1 (busybox sh): loads virtio/9p/overlay, mounts
-# the host root (ro) under a tmpfs overlay, /tmp /run /var/tmp as tmpfs, the
-# control share at /run/rmig-vm and the work share at its host path, then
-# switch_root's into /run/rmig-vm/guest-init.sh (a copy of guest-init.sh).
+# the host root (ro) under a tmpfs overlay (so /tmp shows the host's files, and
+# writes stay in the VM), a fresh tmpfs on /run, the control share at
+# /run/rmig-vm and the work share at its host path, then switch_root's into
+# /run/rmig-vm/guest-init.sh (a copy of guest-init.sh).
 read -r -d '' init_script <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -119,7 +121,6 @@ mount9p hostroot /lower cache=loose,ro
 mount -t tmpfs -o mode=0755 tmpfs /rw && mkdir /rw/upper /rw/work || fail "tmpfs"
 mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay /newroot || fail "overlay"
 mount9p ctl /ctl cache=none
-for d in /tmp /var/tmp; do mount -t tmpfs -o mode=1777 tmpfs "/newroot$d" || fail "tmpfs $d"; done
 mount -t tmpfs -o mode=0755 tmpfs /newroot/run || fail "tmpfs /run"
 mkdir -p /newroot/run/rmig-vm && mount --move /ctl /newroot/run/rmig-vm || fail "move ctl"
 wd=$(cat /newroot/run/rmig-vm/workdir)
@@ -148,7 +149,7 @@ build_cache() {
     if [ "$(head -c 4 "$tmp" | od -An -tx1 | tr -d ' \n')" != 7f454c46 ]; then
       rm -f "$tmp"; echo "run-in-vm: extracting vmlinux from $vmlinuz failed" >&2; return 1
     fi
-    mv -f "$tmp" "$vmlinux" && echo "$stamp" >"$cache/vmlinux.stamp"
+    chmod 644 "$tmp" && mv -f "$tmp" "$vmlinux" && echo "$stamp" >"$cache/vmlinux.stamp"
   fi
   if [ ! -s "$initrd" ]; then
     tmp=$(mktemp -d "$cache/initramfs.XXXXXX") || return 1
@@ -174,18 +175,20 @@ if [ ! -s "$vmlinux" ] || [ ! -s "$initrd" ] || [ "$(cat "$cache/vmlinux.stamp" 
   exec 9>&-
 fi
 
-# --- per-run dir: control share (command, env, output, exit code), console log -----------------
+# --- per-run dir: control share (command, env, output, exit code), console log
 run=$(mktemp -d "${TMPDIR:-/tmp}/rmig-vm.XXXXXX") || die_setup "mktemp failed"
 ctl=$run/ctl
 mkdir -p "$ctl"
-qemu_pid=
 timeout_pid=
 cat_pids=()
-cleanup() {
-  local p
-  [ -n "$timeout_pid" ] && kill "$timeout_pid" 2>/dev/null
-  [ -s "$run/qemu.pid" ] && p=$(cat "$run/qemu.pid" 2>/dev/null) && [ -n "$p" ] \
-    && kill "$p" 2>/dev/null
+cleanup() {  # on any exit: QEMU must not outlive us
+  local p q=
+  if [ -n "$timeout_pid" ]; then  # still running: interrupted
+    q=$(cat "$run/qemu.pid" 2>/dev/null)
+    kill "$timeout_pid" ${q:+"$q"} 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$timeout_pid" ${q:+"$q"} 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$timeout_pid" ${q:+"$q"} 2>/dev/null
+  fi
   for p in "${cat_pids[@]}"; do kill "$p" 2>/dev/null; done
   if [ "$keep" = 1 ]; then echo "run-in-vm: kept $run" >&2; else rm -rf "$run"; fi
 }
@@ -195,6 +198,7 @@ trap 'exit 143' TERM HUP
 
 cp "$here/guest-init.sh" "$ctl/guest-init.sh" && chmod 755 "$ctl/guest-init.sh"
 printf '%s\n' "$workdir" >"$ctl/workdir"
+pwd -P >"$ctl/cwd"  # the command starts here: in the work share, or read-only via /
 {
   printf 'RMIG_VM_CMD=('; printf ' %q' "$@"; printf ' )\n'
   for v in PATH HOME $(compgen -e | grep -E '^(RMIG_|GTEST_)'); do
@@ -282,7 +286,12 @@ if [ -s "$ctl/rc" ]; then
 fi
 if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
   echo "run-in-vm: timed out after ${timeout_s}s" >&2
-  [ -s "$ctl/started" ] || show_console
+  if [ -e "$ctl/started" ]; then
+    echo "run-in-vm: the command was running; last console lines:" >&2
+    tail -n 20 "$run/console.log" >&2 2>/dev/null
+  else
+    show_console
+  fi
   exit 124
 fi
 if [ -s "$ctl/setup-failed" ]; then

@@ -11,14 +11,15 @@ ip=${RMIG_VM_RDMA_IP:-10.11.12.1}
 gid=${RMIG_VM_GID_INDEX:-1}
 tmp=$(mktemp -d)
 pids=()
+# shellcheck disable=SC2154  # p is assigned inside the trap string
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"' EXIT
 
 fail() { echo "smoke: FAIL: $*" >&2; exit 1; }
 t0=$(date +%s.%N)
-step() { printf '== [%5.2fs] %s\n' "$(echo "$(date +%s.%N) - $t0" | bc)" "$*"; }
+step() { printf '== [%5.2fs] %s\n' "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')" "$*"; }
 [ "${RMIG_VM:-}" = 1 ] || echo "smoke: note: RMIG_VM is not set; meant for run-in-vm.sh" >&2
-for t in ibv_devices ibv_devinfo ib_write_bw rping rdma ss bc; do
-  command -v "$t" >/dev/null || fail "missing $t (apt-get install ibverbs-utils perftest rdmacm-utils rdma-core iproute2 bc)"
+for t in ibv_devices ibv_devinfo ib_write_bw rping rdma ss; do
+  command -v "$t" >/dev/null || fail "missing $t (apt-get install ibverbs-utils perftest rdmacm-utils rdma-core iproute2)"
 done
 
 # wait_for DESC TRIES CMD...: poll every 0.1 s
@@ -56,7 +57,7 @@ bwline=$(awk '$1 == 65536 && $2 == 2000' "$tmp/bw-client")
 grep -E '#bytes' "$tmp/bw-client"
 echo "$bwline"
 read -r _ _ peak avg _ <<<"$bwline"
-echo "smoke: ib_write_bw 64 KiB x 2000: average $avg MB/s ($(echo "scale=2; $avg * 8 / 1000" | bc) Gb/s), peak $peak MB/s"
+echo "smoke: ib_write_bw 64 KiB x 2000: average $avg MB/s ($(awk -v a="$avg" 'BEGIN { printf "%.2f", a * 8 / 1000 }') Gb/s), peak $peak MB/s"
 
 step "rping over rdma_cm (10 round trips)"
 timeout 60 rping -s -a "$ip" -C 10 -v >"$tmp/rping-server" 2>&1 &
