@@ -1,6 +1,9 @@
 // tcp/ backend: handshake, ordered framed transfer with every byte verified,
 // and every kind of bad peer behaviour turning into a named error.
 #include <gtest/gtest.h>
+#ifdef RMIG_HAVE_RDMA
+#include <infiniband/verbs.h>
+#endif
 
 #include <cstring>
 #include <future>
@@ -245,8 +248,24 @@ TEST_F(TcpTest, ShutdownUnblocksAReceiver) {
 }
 
 TEST(TcpUri, UnknownTransportIsExplained) {
-    auto msg = error_of([] { listen("rdma:127.0.0.1:0"); });
-    EXPECT_NE(msg.find("transport 'rdma' is not built"), std::string::npos) << msg;
+    auto msg = error_of([] { listen("dpdk:127.0.0.1:0"); });
+    EXPECT_NE(msg.find("transport 'dpdk' is not built"), std::string::npos) << msg;
     msg = error_of([] { listen("tcp:127.0.0.1:99999"); });
     EXPECT_NE(msg.find("bad port"), std::string::npos) << msg;
 }
+
+#ifdef RMIG_HAVE_RDMA
+// On a machine without RDMA (like CI's host) rdma: must say so and how to fix it;
+// where a device exists the same call must work.
+TEST(RdmaUri, MissingDeviceIsExplained) {
+    int n = 0;
+    if (ibv_device** l = ibv_get_device_list(&n)) ibv_free_device_list(l);
+    auto msg = error_of([] { listen("rdma:127.0.0.1:0"); });
+    if (n == 0) {
+        EXPECT_NE(msg.find("no RDMA device on this machine"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("rdma link add"), std::string::npos) << msg;
+    } else {
+        EXPECT_EQ(msg.find("no RDMA device"), std::string::npos) << msg;
+    }
+}
+#endif
