@@ -26,7 +26,7 @@ struct RdmaOptions {
     uint32_t ring_slots = 16;
     uint32_t slot_bytes = 256 << 10;
     uint32_t signal_every = 8;      // selective signaling of send work requests
-    uint32_t poll_spins = 2000;     // busy polls before sleeping on the completion channel
+    uint32_t poll_spins = 256;      // busy polls before sleeping on the completion channel
     uint32_t max_inline = 128;      // asked of the device; it may grant less
     uint8_t ack_timeout = 14;       // 4.096 us * 2^14 = 67 ms per retry, 7 retries
 };
