@@ -15,12 +15,6 @@
 #include <span>
 #include <vector>
 
-// Only for the what-if baseline below: libxxhash's own runtime-dispatched entry
-// point (AVX2/AVX-512 when the CPU has them, SSE2 otherwise), under its own name.
-#define XXH_DISPATCH_DISABLE_REPLACE
-#include <xxh_x86dispatch.h>
-#include <xxhash.h>
-
 #include "engine/wire/checksum.hpp"
 #include "engine/wire/frame.hpp"
 
@@ -55,42 +49,6 @@ void BM_Checksum(benchmark::State& state) {
         uint64_t h = rmig::wire::checksum(buf, seed);
         benchmark::DoNotOptimize(h);
         seed = h & 1;  // data dependency so calls cannot be merged or hoisted
-    }
-    state.SetBytesProcessed(state.iterations() * as_count(size));
-}
-
-// libxxhash 0.8.1's AVX2/AVX-512 code returns with the upper vector state dirty
-// (no vzeroupper); legacy-SSE code that runs afterwards in the same thread (all
-// of rmig is built for x86-64-v2, so also wire::checksum's SSE2 XXH3) then runs
-// about 4x slower until something clears it. A caller of the dispatched entry
-// point must therefore clear it itself, as here.
-__attribute__((target("avx"))) void clear_upper_vector_state() {
-    __builtin_ia32_vzeroupper();
-}
-const bool kCpuHasAvx = __builtin_cpu_supports("avx");
-
-uint64_t xxh3_dispatched(std::span<const std::byte> data, uint64_t seed) {
-    uint64_t h = XXH3_64bits_withSeed_dispatch(data.data(), data.size(), seed);
-    if (kCpuHasAvx) clear_upper_vector_state();
-    return h;
-}
-
-// What-if baseline for BM_Checksum: the same XXH3-64 (identical output) through
-// libxxhash's runtime CPU dispatch (AVX2/AVX-512 when present, SSE2 otherwise),
-// with the vzeroupper above. wire::checksum calls XXH3_64bits_withSeed, which in
-// Debian's libxxhash is the SSE2 build.
-void BM_ChecksumDispatch(benchmark::State& state) {
-    const auto size = static_cast<size_t>(state.range(0));
-    auto buf = random_buffer(size, 1);
-    if (xxh3_dispatched(buf, 7) != rmig::wire::checksum(buf, 7)) {
-        state.SkipWithError("dispatched XXH3 differs from wire::checksum");
-        return;
-    }
-    uint64_t seed = 0;
-    for (auto _ : state) {
-        uint64_t h = xxh3_dispatched(buf, seed);
-        benchmark::DoNotOptimize(h);
-        seed = h & 1;
     }
     state.SetBytesProcessed(state.iterations() * as_count(size));
 }
@@ -152,6 +110,5 @@ void BM_FrameRoundTripWithCopy(benchmark::State& state) {
 
 BENCHMARK(BM_Memcpy)->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20);
 BENCHMARK(BM_Checksum)->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20);
-BENCHMARK(BM_ChecksumDispatch)->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20);
 BENCHMARK(BM_FrameRoundTrip)->Arg(64 << 10)->Arg(1 << 20);
 BENCHMARK(BM_FrameRoundTripWithCopy)->Arg(64 << 10)->Arg(1 << 20);
