@@ -6,6 +6,7 @@
 #include <array>
 #include <cerrno>
 #include <optional>
+#include <span>
 #include <chrono>
 #include <cstring>
 
@@ -47,6 +48,19 @@ std::string addr_str(sockaddr* sa) {
     if (getnameinfo(sa, len, host, sizeof host, serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV) != 0)
         return "?";
     return sa->sa_family == AF_INET6 ? cat('[', host, "]:", serv) : cat(host, ':', serv);
+}
+
+// Both sides: one outstanding RDMA READ each way is plenty (we only write);
+// retry forever on RNR (cannot happen with credits), 7 times on loss.
+rdma_conn_param conn_param(std::span<const std::byte> private_data) {
+    rdma_conn_param p{};
+    p.private_data = private_data.data();
+    p.private_data_len = static_cast<uint8_t>(private_data.size());
+    p.responder_resources = 1;
+    p.initiator_depth = 1;
+    p.retry_count = 7;  // ignored when accepting
+    p.rnr_retry_count = 7;
+    return p;
 }
 
 std::string what_channel(const wire::Hello& h) {
@@ -91,12 +105,7 @@ public:
         auto h = wire::encode_hello_compact(r, true);
         std::memcpy(pd.data(), h.data(), h.size());
         ch->local_ring().encode(pd.data() + h.size());
-        rdma_conn_param param{};
-        param.private_data = pd.data();
-        param.private_data_len = static_cast<uint8_t>(pd.size());
-        param.responder_resources = 1;
-        param.initiator_depth = 1;
-        param.rnr_retry_count = 7;
+        rdma_conn_param param = conn_param(pd);
         if (rdma_accept(ch->id(), &param) != 0) throw_errno(cat("rdma_accept from ", peer_));
         expect_event(ch->events(), RDMA_CM_EVENT_ESTABLISHED,
                      static_cast<int>(opts_.handshake_timeout.count()), peer_, "accepting");
@@ -208,13 +217,7 @@ std::unique_ptr<Channel> connect(const std::string& host_port, const wire::Hello
 
     auto ch = std::make_unique<RdmaChannel>(std::move(events), std::move(id), opts.rdma, peer);
     auto h = wire::encode_hello_compact(hello, false);
-    rdma_conn_param param{};
-    param.private_data = h.data();
-    param.private_data_len = static_cast<uint8_t>(h.size());
-    param.responder_resources = 1;
-    param.initiator_depth = 1;
-    param.retry_count = 7;
-    param.rnr_retry_count = 7;
+    rdma_conn_param param = conn_param(h);
     if (rdma_connect(ch->id(), &param) != 0) throw_errno(cat("rdma_connect to ", peer));
     CmEvent ev = next_cm_event(ch->events(), static_cast<int>(opts.connect_timeout.count()));
     if (!ev) throw LinkError(cat("connecting to ", peer, " over RDMA: no answer within ",
