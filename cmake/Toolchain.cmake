@@ -7,6 +7,11 @@ add_compile_options(-march=x86-64-v2 -Wall -Wextra -Wpedantic -Wshadow
 if(RMIG_WERROR)
   add_compile_options(-Werror)
 endif()
+if(RMIG_FUZZ)
+  # Coverage for libFuzzer on every library the targets link, plus ASan+UBSan.
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address,undefined)
+endif()
 if(RMIG_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer
                       -fno-sanitize-recover=undefined)

@@ -6,6 +6,7 @@ set -euo pipefail
 
 packages=(
   g++ cmake ninja-build pkg-config binutils        # toolchain
+  clang libclang-rt-14-dev                          # libFuzzer targets (scripts/fuzz.sh)
   libgtest-dev libgmock-dev libbenchmark-dev        # tests, micro-benchmarks
   nlohmann-json3-dev libxxhash-dev                  # QMP/control JSON, frame checksums
   qemu-system-x86                                   # the real QEMU we migrate

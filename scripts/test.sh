@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what is missing, builds with
-# warnings as errors, runs every test (unit, integration, real-QEMU e2e), then
-# builds the unit tests with AddressSanitizer + UndefinedBehaviorSanitizer and
-# runs them again.
+# warnings as errors, runs every test (unit, integration, real-QEMU e2e, RDMA
+# in the Soft-RoCE VM), builds the unit tests with AddressSanitizer +
+# UndefinedBehaviorSanitizer and runs them again, then fuzzes every decoder
+# for a bounded time.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/deps.sh"
@@ -17,3 +18,6 @@ echo "== unit tests under ASan+UBSan"
   -DRMIG_BUILD_BENCH=OFF | tail -n 1
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir "$root/build-asan" -L unit --output-on-failure --timeout 600
+
+echo "== fuzzing the decoders (bounded)"
+"$root/scripts/fuzz.sh" 10 "$root/build-fuzz"
