@@ -223,6 +223,19 @@ TEST_F(RdmaTest, OneSidedPageWritesLandWhereTheyShould) {
     ::munmap(src, kSize);
 }
 
+TEST_F(RdmaTest, RemoteAccessErrorIsNamed) {
+    auto [client, server] = pair();
+    std::vector<std::byte> dst(1 << 20), src(4096, std::byte{7});
+    RemoteRegion region = server->one_sided()->expose(dst.data(), dst.size());
+    region.rkey ^= 0x5a5a;  // a key the peer never handed out
+    RegionWrite w{src.data(), src.size(), 0};
+    auto msg = error_of([&] {
+        client->one_sided()->write(region, std::span(&w, 1));
+        client->one_sided()->flush();
+    });
+    EXPECT_NE(msg.find("rejected the remote address or key"), std::string::npos) << msg;
+}
+
 TEST_F(RdmaTest, RefusalReachesTheConnectorWithItsReason) {
     auto fut = std::async(std::launch::async, [&] {
         auto in = listener->next(milliseconds(10000));
@@ -326,6 +339,24 @@ TEST_F(RdmaTest, PeerKilledMidTransferEndsTheSurvivorCleanly) {
     });
     ASSERT_EQ(res2.wait_for(std::chrono::seconds(30)), std::future_status::ready) << "sender hangs";
     EXPECT_NE(res2.get(), "(no error)");
+}
+
+// Last on purpose: it takes the VM's RDMA link down and up again.
+TEST_F(RdmaTest, PortDownIsExplained) {
+    if (!std::getenv("RMIG_VM"))
+        GTEST_SKIP() << "would take a real RDMA link down; runs only inside the test VM";
+    listener.reset();
+    ASSERT_EQ(std::system("ip link set d0 down"), 0);
+    auto msg = error_of([&] { listen("rdma:" + device_addr() + ":0", opts); });
+    auto msg2 = error_of([&] { connect("rdma:" + device_addr() + ":7471", hello_for(session, 1, 1), opts); });
+    ASSERT_EQ(std::system("ip link set d0 up"), 0);
+    for (int i = 0; i < 100 && error_of([&] { listen("rdma:" + device_addr() + ":0", opts); }) != "(no error)"; ++i)
+        std::this_thread::sleep_for(milliseconds(50));
+    // Down, the address leaves the RDMA device (listen fails) or the port is
+    // reported DOWN; either way the message must say what to check.
+    for (auto* m : {&msg, &msg2})
+        EXPECT_TRUE(m->find("not ACTIVE") != std::string::npos || m->find("rdma link") != std::string::npos)
+            << *m;
 }
 
 namespace {
