@@ -142,6 +142,8 @@ public:
         if (rdma_bind_addr(id_.get(), reinterpret_cast<sockaddr*>(&a.ss)) != 0)
             throw_errno(cat("cannot listen for RDMA on ", hp.str(),
                             " (the address must belong to an RDMA device's interface; see `rdma link`)"));
+        // Bound to one device's address: refuse to wait on a port that is down.
+        if (id_->verbs) require_port_active(id_.get());
         if (rdma_listen(id_.get(), 64) != 0) throw_errno(cat("rdma_listen on ", hp.str()));
         hp.port = ntohs(rdma_get_src_port(id_.get()));
         address_ = "rdma:" + hp.str();
