@@ -11,6 +11,7 @@
 #include "cli/args.hpp"
 #include "cli/exit_codes.hpp"
 #include "cli/profile.hpp"
+#include "cli/topo_command.hpp"
 #include "cli/progress_display.hpp"
 #include "common/log.hpp"
 #include "common/units.hpp"
@@ -35,6 +36,7 @@ commands:
   receive   run on the destination host, beside a QEMU started with -incoming defer
   migrate   run on the source host, beside the running QEMU
   qmp       run one QMP command and print its JSON result
+  topo      show NUMA nodes, the NIC's node and where workers would run
   version   print the version
   help CMD  show the options of CMD
 
@@ -243,12 +245,18 @@ int main(int argc, char** argv) {
         if (cmd == "migrate") return cmd_migrate(rest);
         if (cmd == "receive") return cmd_receive(rest);
         if (cmd == "qmp") return cmd_qmp(rest);
+        if (cmd == "topo") return cli::topo_command(argc - 1, argv + 1);
         if (cmd == "version" || cmd == "--version") {
             std::printf("rmig %s (wire protocol %u)\n", RMIG_VERSION, wire::kProtocolVersion);
             return cli::kOk;
         }
         if (cmd == "help" || cmd == "--help" || cmd == "-h") {
             std::string topic = rest.empty() ? "" : rest[0];
+            if (topic == "topo") {
+                char help[] = "--help";
+                char* targv[] = {argv[0], help, nullptr};
+                return cli::topo_command(2, targv);
+            }
             std::fputs(topic == "migrate"   ? kMigrateUsage
                        : topic == "receive" ? kReceiveUsage
                        : topic == "qmp"     ? kQmpUsage

@@ -9,6 +9,7 @@ packages=(
   clang libclang-rt-14-dev                          # libFuzzer targets (scripts/fuzz.sh)
   libgtest-dev libgmock-dev libbenchmark-dev        # tests, micro-benchmarks
   nlohmann-json3-dev libxxhash-dev                  # QMP/control JSON, frame checksums
+  libhwloc-dev liblz4-dev libzstd-dev               # NUMA placement, page compression
   qemu-system-x86                                   # the real QEMU we migrate
   iperf3 jq procps iproute2                         # baselines and test plumbing
   libibverbs-dev librdmacm-dev rdma-core            # the rdma transport
