@@ -1,0 +1,332 @@
+#include "engine/memory/memory_dest.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "common/error.hpp"
+#include "engine/memory/page_placer.hpp"
+#include "engine/memory/round_watchdog.hpp"
+#include "qemu-plugin/control_protocol.hpp"
+
+namespace rmig::engine {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr unsigned kMaxWorkers = 64;
+
+class DestSession {
+public:
+    explicit DestSession(const MemoryDestConfig& c)
+        : cfg_(c), ps_(c.page_size), watchdog_([this] { shutdown_all(); }) {}
+
+    ~DestSession() {
+        shutdown_all();
+        join_receivers();
+    }
+
+    MemoryDestResult run() {
+        deadline_ = Clock::now() + cfg_.timeout;
+        std::stop_callback on_stop(cfg_.stop, [this] {
+            {
+                std::lock_guard lock(mu_);
+                stopped_ = true;
+            }
+            cv_.notify_all();
+            shutdown_all();
+        });
+        try {
+            receive();
+            result_.ok = true;
+        } catch (const std::exception& e) {
+            fail(e.what());
+        }
+        return result_;
+    }
+
+private:
+    milliseconds step() const {
+        auto left = std::chrono::duration_cast<milliseconds>(deadline_ - Clock::now());
+        if (left.count() <= 0)
+            throw Error(cat("session timed out after ", cfg_.timeout.count(), " ms"));
+        return std::min(left, cfg_.step_timeout);
+    }
+
+    void check_stopped() {
+        std::lock_guard lock(mu_);
+        if (stopped_) throw Error("destination stopped by its caller");
+    }
+
+    void receive() {
+        validate_regions(cfg_.regions, ps_);
+        layout_ = batch_layout(cfg_.regions, ps_);
+        listener_ = transport::listen(cfg_.listen_uri, cfg_.transport);
+        if (cfg_.on_listening) cfg_.on_listening(listener_->address());
+        accept_session();
+
+        watchdog_.arm(step(), "layout exchange");
+        json msg = qemu::recv_message(*control_);
+        if (msg.value("op", "") != "layout")
+            throw ProtocolError(cat("expected the layout first, got '", msg.value("op", "?"), "'"));
+        try {
+            check_layout(msg.value("layout", json()), cfg_.regions, ps_);
+        } catch (const Error& e) {
+            qemu::send_message(*control_, {{"ok", false}, {"error", e.what()}});
+            throw;
+        }
+        qemu::send_message(*control_, {{"ok", true}});
+        watchdog_.disarm();
+
+        completed_.assign(data_.size(), 0);
+        for (size_t i = 0; i < data_.size(); ++i) receivers_.emplace_back([this, i] { receive_channel(i); });
+
+        for (;;) {
+            // Between rounds the source may take long (its convergence
+            // policy, a throttled guest): bounded by the whole-session deadline.
+            watchdog_.arm(step(), "waiting for the source");
+            msg = qemu::recv_message(*control_);
+            check_stopped();
+            std::string op = msg.value("op", "");
+            if (op == "round_end") {
+                end_round(msg);
+            } else if (op == "device_state") {
+                device_state(msg);
+                return;
+            } else {
+                throw ProtocolError(cat("unknown operation '", op, "'"));
+            }
+        }
+    }
+
+    void accept_session() {
+        // The control channel first: it names the session and the channel count.
+        watchdog_.arm(step(), "accepting the control channel");
+        while (!control_) {
+            check_stopped();
+            auto in = listener_->next(std::min(step(), milliseconds(200)));
+            if (!in) continue;
+            const auto& h = in->hello();
+            if (h.kind != wire::ChannelKind::control) {
+                in->refuse(wire::HelloStatus::unknown_session);
+                continue;
+            }
+            if (h.channel_count == 0 || h.channel_count > kMaxWorkers ||
+                (cfg_.workers != 0 && h.channel_count != cfg_.workers)) {
+                in->refuse(wire::HelloStatus::bad_channel);
+                continue;
+            }
+            session_ = h.session;
+            nchannels_ = h.channel_count;
+            result_.session = wire::to_hex(session_);
+            auto ch = in->accept(reply_to(h));
+            std::lock_guard lock(mu_);
+            control_ = std::move(ch);
+        }
+        watchdog_.arm(step(), "accepting the data channels");
+        while (data_.size() < nchannels_) {
+            check_stopped();
+            auto in = listener_->next(std::min(step(), milliseconds(200)));
+            if (!in) continue;
+            const auto& h = in->hello();
+            if (h.kind != wire::ChannelKind::data || h.session != session_) {
+                in->refuse(h.kind == wire::ChannelKind::control ? wire::HelloStatus::busy
+                                                                : wire::HelloStatus::unknown_session);
+                continue;
+            }
+            // The source opens them in order 1..N, one after the other.
+            if (h.channel_id != data_.size() + 1 || h.channel_count != nchannels_) {
+                in->refuse(wire::HelloStatus::bad_channel);
+                continue;
+            }
+            auto ch = in->accept(reply_to(h));
+            std::lock_guard lock(mu_);
+            data_.push_back(std::move(ch));
+        }
+        watchdog_.disarm();
+    }
+
+    static wire::Hello reply_to(const wire::Hello& h) {
+        wire::Hello r = h;
+        r.role = wire::Role::destination;
+        return r;
+    }
+
+    // One receiver per data channel: batches are placed as they come; a
+    // barrier closes the channel's share of a round.
+    void receive_channel(size_t idx) {
+        try {
+            transport::Channel& ch = *data_[idx];
+            PagePlacer placer;
+            std::vector<std::byte> buf;
+            uint64_t round = 0, pages = 0;
+            for (;;) {
+                auto type = ch.recv(buf);
+                if (type == wire::FrameType::data) {
+                    PageBatch b = decode_page_batch(buf, layout_);
+                    auto* base = static_cast<std::byte*>(cfg_.regions[b.region].base);
+                    for (const auto& e : b.pages)
+                        placer.place(e, std::span<std::byte>(base + e.page_index * ps_, ps_));
+                    pages += b.pages.size();
+                } else if (type == wire::FrameType::control) {
+                    std::string text(reinterpret_cast<const char*>(buf.data()), buf.size());
+                    json m = json::parse(text, nullptr, false);
+                    if (!m.is_object() || m.value("op", "") != "barrier")
+                        throw ProtocolError(cat(ch.name(), ": expected a barrier, got ", text));
+                    uint64_t r = m.value("round", ~uint64_t{0});
+                    uint64_t n = m.value("pages", ~uint64_t{0});
+                    if (r != round)
+                        throw ProtocolError(cat(ch.name(), ": barrier for round ", r, " while in round ", round));
+                    if (n != pages)
+                        throw ProtocolError(cat(ch.name(), ": barrier of round ", r, " counts ", n,
+                                                " pages, ", pages, " arrived"));
+                    {
+                        std::lock_guard lock(mu_);
+                        completed_[idx] = ++round;
+                        round_pages_ += pages;
+                    }
+                    cv_.notify_all();
+                    pages = 0;
+                } else if (type == wire::FrameType::end) {
+                    std::lock_guard lock(mu_);
+                    if (!confirmed_) throw ProtocolError(cat(ch.name(), ": ended before the migration finished"));
+                    return;
+                } else {
+                    std::string text(reinterpret_cast<const char*>(buf.data()), buf.size());
+                    throw Error(cat(ch.name(), ": source aborted: ", text));
+                }
+            }
+        } catch (const std::exception& e) {
+            {
+                std::lock_guard lock(mu_);
+                if (confirmed_) return;  // the source may just drop its channels after confirm
+                if (receiver_error_.empty()) receiver_error_ = e.what();
+            }
+            cv_.notify_all();
+            shutdown_all();  // wakes the control thread out of recv_message
+        }
+    }
+
+    void end_round(const json& msg) {
+        const uint64_t round = msg.value("round", ~uint64_t{0});
+        if (round != result_.rounds)
+            throw ProtocolError(cat("round_end for round ", round, ", expected ", result_.rounds));
+        watchdog_.arm(step(), cat("placing round ", round));
+        uint64_t pages = 0;
+        {
+            std::unique_lock lock(mu_);
+            cv_.wait(lock, [&] {
+                if (!receiver_error_.empty() || stopped_) return true;
+                for (auto c : completed_)
+                    if (c <= round) return false;
+                return true;
+            });
+            if (stopped_) throw Error("destination stopped by its caller");
+            if (!receiver_error_.empty()) throw Error(receiver_error_);
+            pages = std::exchange(round_pages_, 0);
+        }
+        if (msg.value("pages", ~uint64_t{0}) != pages)
+            throw ProtocolError(cat("round ", round, ": source sent ", msg.value("pages", ~uint64_t{0}),
+                                    " pages, ", pages, " arrived"));
+        qemu::send_message(*control_, {{"ok", true}, {"op", "round_done"}, {"round", round}});
+        result_.rounds = static_cast<unsigned>(round + 1);
+        result_.pages_placed += pages;
+        if (cfg_.on_round_done) cfg_.on_round_done(round, pages);
+    }
+
+    // The blob comes as one DATA frame on the control channel right after
+    // {"op": "device_state", "bytes": N}.
+    void device_state(const json& msg) {
+        watchdog_.arm(step(), "receiving the device state");
+        const uint64_t want = msg.value("bytes", ~uint64_t{0});
+        std::vector<std::byte> blob;
+        auto type = control_->recv(blob);
+        if (type != wire::FrameType::data)
+            throw ProtocolError(cat("expected the device state, got a ", wire::to_string(type), " frame"));
+        if (blob.size() != want)
+            throw ProtocolError(cat("device state: ", blob.size(), " bytes arrived, ", want, " announced"));
+        {
+            std::lock_guard lock(mu_);
+            if (!receiver_error_.empty()) throw Error(receiver_error_);
+            confirmed_ = true;  // every round was placed (round_done), the blob is here
+        }
+        result_.device_state = std::move(blob);
+        qemu::send_message(*control_, {{"ok", true}, {"op", "confirm"}});
+        watchdog_.disarm();
+        // The source ends its channels after the confirmation; do not wait long.
+        watchdog_.arm(milliseconds(5000), "closing");
+        join_receivers();
+        watchdog_.disarm();
+    }
+
+    void join_receivers() {
+        for (auto& t : receivers_)
+            if (t.joinable()) t.join();
+    }
+
+    void shutdown_all() {
+        std::lock_guard lock(mu_);
+        if (control_) control_->shutdown();
+        for (auto& ch : data_) ch->shutdown();
+    }
+
+    void fail(const std::string& what) {
+        std::string why = watchdog_.expired();
+        watchdog_.disarm();
+        result_.ok = false;
+        result_.error = why.empty() ? what : cat(why, " (", what, ")");
+        result_.device_state.clear();
+        transport::Channel* control = nullptr;
+        {
+            std::lock_guard lock(mu_);
+            control = control_.get();
+            // The stop shut the channels down; what broke next is only the echo.
+            if (stopped_) result_.error = cat("destination stopped by its caller (", what, ")");
+        }
+        if (control) {
+            try {
+                auto text = result_.error;
+                control->send(wire::FrameType::abort, std::as_bytes(std::span(text.data(), text.size())));
+            } catch (const std::exception&) {
+            }
+        }
+        shutdown_all();
+        join_receivers();
+    }
+
+    const MemoryDestConfig& cfg_;
+    const size_t ps_;
+    MemoryDestResult result_;
+    BatchLayout layout_;
+    Clock::time_point deadline_;
+    std::unique_ptr<transport::Listener> listener_;
+    wire::SessionId session_{};
+    uint32_t nchannels_ = 0;
+
+    std::mutex mu_;  // guards the channel pointers and the round bookkeeping below
+    std::condition_variable cv_;
+    std::unique_ptr<transport::Channel> control_;
+    std::vector<std::unique_ptr<transport::Channel>> data_;
+    std::vector<uint64_t> completed_;  // per channel: rounds whose barrier arrived
+    uint64_t round_pages_ = 0;         // pages placed in the current round, all channels
+    std::string receiver_error_;
+    bool confirmed_ = false;
+    bool stopped_ = false;
+
+    std::vector<std::thread> receivers_;
+    RoundWatchdog watchdog_;  // last: destroyed first, before what it shuts down
+};
+
+}  // namespace
+
+MemoryDestResult receive_memory(const MemoryDestConfig& config) {
+    DestSession session(config);
+    return session.run();
+}
+
+}  // namespace rmig::engine

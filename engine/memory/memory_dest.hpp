@@ -1,0 +1,47 @@
+// Memory mode, destination side: accepts one session (control channel plus
+// its data channels), checks the source's region layout against ours, places
+// every page straight into destination memory from one receiver thread per
+// data channel, answers each round barrier once all its pages are placed,
+// receives the device state and confirms. See memory_source.hpp for the flow.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "engine/memory/memory_layout.hpp"
+#include "transport/channel.hpp"
+
+namespace rmig::engine {
+
+struct MemoryDestConfig {
+    std::vector<Region> regions;  // same names and sizes, in the same order, as the source's
+    std::string listen_uri;       // "tcp:0.0.0.0:7070"; port 0 picks one (see on_listening)
+    size_t page_size = 4096;
+    unsigned workers = 0;         // data channels expected; 0 = whatever the source announces (1..64)
+    std::chrono::milliseconds timeout{300000};       // whole session
+    std::chrono::milliseconds step_timeout{60000};   // accepting, one round, one message
+    transport::Options transport;
+    std::function<void(const std::string& address)> on_listening;
+    std::function<void(uint64_t round, uint64_t pages)> on_round_done;  // after replying round_done
+    // Requesting a stop ends the session at once (channels shut down), as a
+    // failure; the source sees its peer vanish.
+    std::stop_token stop;
+};
+
+struct MemoryDestResult {
+    bool ok = false;
+    std::string error;
+    std::string session;
+    unsigned rounds = 0;
+    uint64_t pages_placed = 0;
+    std::vector<std::byte> device_state;  // the blob pause() returned on the source
+};
+
+MemoryDestResult receive_memory(const MemoryDestConfig& config);
+
+}  // namespace rmig::engine

@@ -1,0 +1,356 @@
+#include "engine/memory/memory_source.hpp"
+
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "common/error.hpp"
+#include "engine/dirty/shard.hpp"
+#include "engine/dirty/uffd_wp_source.hpp"
+#include "engine/memory/round_watchdog.hpp"
+#include "engine/pages/zero_page.hpp"
+#include "qemu-plugin/control_protocol.hpp"
+
+namespace rmig::engine {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Thrown inside a worker when another worker already failed: not the cause.
+struct Cancelled {};
+
+struct RoundTotals {
+    uint64_t pages = 0, zero = 0, compressed = 0, bytes = 0;
+};
+
+class SourceSession {
+public:
+    explicit SourceSession(const MemorySourceConfig& c)
+        : cfg_(c), ps_(c.page_size), watchdog_([this] { shutdown_all(); }) {}
+
+    ~SourceSession() {
+        stop_tracking();
+        shutdown_all();
+    }
+
+    MemorySourceResult run() {
+        const auto t0 = Clock::now();
+        try {
+            migrate();
+            result_.ok = true;
+        } catch (const LinkError& e) {
+            fail(cat("lost the destination: ", e.what()));
+        } catch (const std::exception& e) {
+            fail(e.what());
+        }
+        result_.seconds = seconds_since(t0);
+        return result_;
+    }
+
+private:
+    void migrate() {
+        if (!cfg_.pause) throw Error("memory source: no pause callback");
+        if (cfg_.workers == 0 || cfg_.workers > 64) throw Error("memory source: workers must be 1..64");
+        validate_regions(cfg_.regions, ps_);
+        open_channels();
+        watchdog_.arm(cfg_.step_timeout, "layout exchange");
+        qemu::request(*control_, {{"op", "layout"}, {"layout", layout_to_json(cfg_.regions, ps_)}});
+        watchdog_.disarm();
+        set_up_tracking();
+
+        ConvergenceConfig cc = cfg_.convergence;
+        cc.page_size = ps_;
+        ConvergencePolicy policy(cc, cfg_.throttle);
+        for (auto& s : snapshots_) s.fill();  // round 0: every page
+
+        for (uint64_t round = 0;; ++round) {
+            auto t = Clock::now();
+            RoundTotals sent = send_round(round);
+            double secs = seconds_since(t);
+            uint64_t dirty = collect(false);
+            Decision d = policy.on_round({sent.bytes, secs, dirty, dirty * ps_});
+            result_.last_decision = d.reason;
+            if (d.action == Action::give_up) throw Error(cat("not converging: ", d.reason));
+            if (d.action == Action::switchover) break;
+        }
+
+        // Switchover: from here the guest is stopped and the clock is downtime.
+        const auto paused_at = Clock::now();
+        result_.paused = true;
+        std::vector<std::byte> blob = cfg_.pause();
+        // v0 sends the blob as one frame; chunking it is future work.
+        if (blob.size() > wire::kMaxFramePayload)
+            throw Error(cat("device state of ", blob.size(), " bytes exceeds the ", wire::kMaxFramePayload,
+                            "-byte frame limit"));
+        collect(true);  // what was dirtied since the last collect, on top of its unsent set
+        send_round(result_.rounds);
+        watchdog_.arm(cfg_.step_timeout, "device state and confirmation");
+        qemu::send_message(*control_, {{"op", "device_state"}, {"bytes", blob.size()}});
+        control_->send(wire::FrameType::data, blob);
+        json reply = qemu::recv_message(*control_);
+        if (!reply.value("ok", false) || reply.value("op", "") != "confirm")
+            throw Error(cat("destination did not confirm: ",
+                            reply.value("error", std::string("unexpected reply ") + reply.dump())));
+        watchdog_.disarm();
+        result_.downtime_ms = seconds_since(paused_at) * 1000.0;
+        stop_tracking();
+        // Confirmed: the destination owns the guest now. Ending the channels
+        // is a courtesy; a failure here changes nothing.
+        try {
+            for (auto& ch : data_) ch->send(wire::FrameType::end, {});
+            control_->send(wire::FrameType::end, {});
+        } catch (const std::exception&) {
+        }
+    }
+
+    void open_channels() {
+        wire::Hello h;
+        h.role = wire::Role::source;
+        h.session = wire::random_session_id();
+        h.channel_count = cfg_.workers;
+        result_.session = wire::to_hex(h.session);
+        h.kind = wire::ChannelKind::control;
+        h.channel_id = 0;
+        auto control = transport::connect(cfg_.dest_uri, h, cfg_.transport);
+        {
+            std::lock_guard lock(channels_mu_);
+            control_ = std::move(control);
+        }
+        h.kind = wire::ChannelKind::data;
+        for (uint32_t i = 1; i <= cfg_.workers; ++i) {
+            h.channel_id = i;
+            auto ch = transport::connect(cfg_.dest_uri, h, cfg_.transport);
+            std::lock_guard lock(channels_mu_);
+            data_.push_back(std::move(ch));
+        }
+    }
+
+    void set_up_tracking() {
+        const auto n = cfg_.regions.size();
+        if (cfg_.dirty_log == DirtyLog::caller) {
+            if (cfg_.caller_sources.size() != n)
+                throw Error(cat("memory source: ", cfg_.caller_sources.size(),
+                                " caller dirty sources for ", n, " regions"));
+            for (auto* s : cfg_.caller_sources) {
+                if (!s) throw Error("memory source: null caller dirty source");
+                sources_.push_back(s);
+            }
+        } else {
+            for (const auto& r : cfg_.regions) {
+                owned_.push_back(std::make_unique<UffdWpSource>(r.base, r.size));
+                if (owned_.back()->page_size() != ps_)
+                    throw Error(cat("memory source: uffd tracks ", owned_.back()->page_size(),
+                                    "-byte pages, configured page size is ", ps_));
+                sources_.push_back(owned_.back().get());
+            }
+        }
+        for (const auto& r : cfg_.regions) {
+            snapshots_.emplace_back(r.size / ps_, ps_);
+            scratch_.emplace_back(r.size / ps_, ps_);
+        }
+        // Tracking starts before round 0 reads anything, so a write during the
+        // full round is caught by the next one.
+        tracking_ = true;
+        for (auto* s : sources_) s->start();
+    }
+
+    // Replaces (or, with `merge`, adds to) the snapshots with what was dirtied
+    // since the previous collect; returns the number of dirty pages.
+    uint64_t collect(bool merge) {
+        uint64_t total = 0;
+        for (size_t i = 0; i < sources_.size(); ++i) {
+            if (!merge) {
+                sources_[i]->collect(snapshots_[i]);
+            } else {
+                sources_[i]->collect(scratch_[i]);
+                std::vector<uint64_t> words(scratch_[i].words());
+                for (size_t w = 0; w < words.size(); ++w) words[w] = scratch_[i].word(w);
+                snapshots_[i].merge_from(words.data(), words.size());
+            }
+            total += snapshots_[i].count();
+        }
+        return total;
+    }
+
+    void stop_tracking() {
+        if (!tracking_) return;
+        tracking_ = false;
+        for (auto* s : sources_) {
+            try {
+                s->stop();
+            } catch (const std::exception&) {
+            }
+        }
+    }
+
+    RoundTotals send_round(uint64_t round) {
+        watchdog_.arm(cfg_.step_timeout, cat("round ", round));
+        const unsigned k = cfg_.workers;
+        std::vector<std::vector<PageRange>> shards;
+        for (const auto& s : snapshots_) shards.push_back(shard_pages(0, s.pages(), k));
+        if (encoders_.empty())
+            for (unsigned w = 0; w < k; ++w) {
+                encoders_.emplace_back(cfg_.batch_budget);
+                compressors_.emplace_back(cfg_.codec, cfg_.codec_level);
+            }
+
+        std::vector<RoundTotals> totals(k);
+        std::mutex err_mu;
+        std::string first_error;
+        bool link_lost = false;  // the first error was the peer going away
+        std::atomic<bool> cancel{false};
+        std::vector<std::thread> threads;
+        for (unsigned w = 0; w < k; ++w)
+            threads.emplace_back([&, w] {
+                try {
+                    totals[w] = send_shard(round, w, shards, cancel);
+                } catch (const Cancelled&) {
+                } catch (const std::exception& e) {
+                    std::lock_guard lock(err_mu);
+                    if (first_error.empty()) {
+                        first_error = cat("worker ", w, ": ", e.what());
+                        link_lost = dynamic_cast<const LinkError*>(&e) != nullptr;
+                    }
+                    cancel = true;
+                }
+            });
+        for (auto& t : threads) t.join();
+        if (!first_error.empty()) {
+            if (link_lost) throw LinkError(first_error);
+            throw Error(first_error);
+        }
+
+        RoundTotals sum;
+        for (const auto& t : totals) {
+            sum.pages += t.pages;
+            sum.zero += t.zero;
+            sum.compressed += t.compressed;
+            sum.bytes += t.bytes;
+        }
+        json reply = qemu::request(*control_, {{"op", "round_end"}, {"round", round}, {"pages", sum.pages}});
+        if (reply.value("op", "") != "round_done" || reply.value("round", ~uint64_t{0}) != round)
+            throw ProtocolError(cat("expected round_done for round ", round, ", got ", reply.dump()));
+        watchdog_.disarm();
+        result_.rounds = static_cast<unsigned>(round + 1);
+        result_.pages_sent += sum.pages;
+        result_.zero_pages += sum.zero;
+        result_.compressed_pages += sum.compressed;
+        result_.bytes_sent += sum.bytes;
+        return sum;
+    }
+
+    // One worker: its shard of every region, as batches on its own channel,
+    // then the barrier that tells the destination the shard is complete.
+    RoundTotals send_shard(uint64_t round, unsigned w, const std::vector<std::vector<PageRange>>& shards,
+                           const std::atomic<bool>& cancel) {
+        transport::Channel& ch = *data_[w];
+        PageBatchEncoder& enc = encoders_[w];
+        Compressor& comp = compressors_[w];
+        const PageKind ckind = cfg_.codec == Codec::lz4 ? PageKind::lz4 : PageKind::zstd;
+        std::vector<std::byte> page(ps_), packed(ps_);
+        RoundTotals t;
+        auto flush = [&] {
+            auto bytes = enc.finish();
+            ch.send(wire::FrameType::data, bytes);
+            t.bytes += bytes.size();
+            enc.reset(enc.region());
+        };
+        for (uint32_t ri = 0; ri < snapshots_.size(); ++ri) {
+            if (w >= shards[ri].size()) continue;
+            auto* base = static_cast<const std::byte*>(cfg_.regions[ri].base);
+            enc.reset(ri);
+            snapshots_[ri].for_each_set(shards[ri][w].begin, shards[ri][w].end, [&](size_t p) {
+                if (cancel.load(std::memory_order_relaxed)) throw Cancelled{};
+                // One copy first: the guest may be writing this page right now,
+                // and classification, compression and the payload must all see
+                // the same bytes (a racing write is caught by the next round).
+                std::memcpy(page.data(), base + p * ps_, ps_);
+                PageKind kind = PageKind::raw;
+                std::span<const std::byte> payload = page;
+                if (is_zero_page(page.data(), ps_)) {
+                    kind = PageKind::zero;
+                    payload = {};
+                    ++t.zero;
+                } else if (cfg_.codec != Codec::none) {
+                    size_t n = comp.compress(page, packed);
+                    if (n > 0) {
+                        kind = ckind;
+                        payload = std::span<const std::byte>(packed.data(), n);
+                        ++t.compressed;
+                    }
+                }
+                if (!enc.add(p, kind, payload)) {
+                    flush();
+                    enc.add(p, kind, payload);
+                }
+                ++t.pages;
+            });
+            if (!enc.empty()) flush();
+        }
+        qemu::send_message(ch, {{"op", "barrier"}, {"round", round}, {"pages", t.pages}});
+        return t;
+    }
+
+    void shutdown_all() {
+        std::lock_guard lock(channels_mu_);
+        if (control_) control_->shutdown();
+        for (auto& ch : data_) ch->shutdown();
+    }
+
+    void fail(const std::string& what) {
+        std::string why = watchdog_.expired();
+        result_.ok = false;
+        result_.error = why.empty() ? what : cat(why, " (", what, ")");
+        stop_tracking();
+        watchdog_.disarm();
+        // control_ is only ever set by this thread, so no lock: a send that
+        // blocks must not hold up shutdown_all().
+        if (control_) {
+            try {
+                auto text = result_.error;
+                control_->send(wire::FrameType::abort, std::as_bytes(std::span(text.data(), text.size())));
+            } catch (const std::exception&) {
+            }
+        }
+        shutdown_all();
+        if (result_.paused && cfg_.on_failure_resume) {
+            try {
+                cfg_.on_failure_resume();
+            } catch (const std::exception& e) {
+                result_.error += cat("; resuming the guest failed too: ", e.what());
+            }
+        }
+    }
+
+    const MemorySourceConfig& cfg_;
+    const size_t ps_;
+    MemorySourceResult result_;
+    std::mutex channels_mu_;  // the watchdog shuts channels down from its thread
+    std::unique_ptr<transport::Channel> control_;
+    std::vector<std::unique_ptr<transport::Channel>> data_;
+    std::vector<std::unique_ptr<UffdWpSource>> owned_;
+    std::vector<DirtySource*> sources_;
+    bool tracking_ = false;
+    std::vector<DirtyBitmap> snapshots_;  // the pages the next round sends
+    std::vector<DirtyBitmap> scratch_;
+    std::vector<PageBatchEncoder> encoders_;  // one per worker
+    std::vector<Compressor> compressors_;     // one per worker
+    RoundWatchdog watchdog_;  // last member: destroyed first, before the channels it shuts
+};
+
+}  // namespace
+
+MemorySourceResult migrate_memory(const MemorySourceConfig& config) {
+    SourceSession session(config);
+    return session.run();
+}
+
+}  // namespace rmig::engine

@@ -1,0 +1,95 @@
+// Memory mode, source side: pre-copy rounds of guest memory pages over
+// `workers` data channels, switchover with a device-state blob, and the
+// destination's confirmation before anything may be discarded.
+//
+// Flow:
+//   connect control + data channels -> "layout" (destination refuses a
+//   mismatch) -> start dirty tracking -> round 0 sends every page -> each
+//   round: workers send their shard as page batches, then a barrier on their
+//   own channel; the source then asks "round_end" and waits for the
+//   destination's "round_done" (all barriers arrived, all pages placed), so a
+//   page of round r+1 never lands before one of round r -> collect the next
+//   dirty set, ask the ConvergencePolicy -> on switchover pause() the caller,
+//   send the final dirty set as the last round, send the device state, wait
+//   for "confirm".
+// The engine only ever reads source memory; on any failure it stops tracking,
+// sends abort, calls on_failure_resume() if it had paused the caller, and
+// returns a reason.
+//
+// Messages (JSON in CONTROL frames, qemu-plugin/control_protocol.hpp; replies
+// carry "ok", refusals "ok": false + "error"):
+//   control  src->dst {"op":"layout","layout":{"page_size":N,"regions":[{"name","size","gpa"}]}}
+//            dst->src {"ok":true}
+//   data k   src->dst DATA frames (page batches, page_batch.hpp), then
+//            CONTROL {"op":"barrier","round":r,"pages":pages sent on this channel in r}
+//   control  src->dst {"op":"round_end","round":r,"pages":total}
+//            dst->src {"ok":true,"op":"round_done","round":r}   (all barriers in, all placed)
+//   control  src->dst {"op":"device_state","bytes":N} then one DATA frame of N bytes
+//            dst->src {"ok":true,"op":"confirm"}
+//   then END on every channel; on failure either side sends ABORT (UTF-8 reason).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/convergence/convergence_policy.hpp"
+#include "engine/dirty/dirty_source.hpp"
+#include "engine/memory/memory_layout.hpp"
+#include "engine/pages/compressor.hpp"
+#include "transport/channel.hpp"
+
+namespace rmig::engine {
+
+enum class DirtyLog {
+    uffd_wp,  // userfaultfd write-protect over each region (writes through this process)
+    caller,   // caller-fed sources, one per region (e.g. a BitmapSource fed from KVM's log)
+};
+
+struct MemorySourceConfig {
+    std::vector<Region> regions;
+    std::string dest_uri;          // "tcp:HOST:PORT"
+    unsigned workers = 2;          // worker threads = data channels
+    Codec codec = Codec::none;
+    int codec_level = 0;
+    size_t page_size = 4096;
+    size_t batch_budget = kDefaultBatchBudget;  // bytes per DATA frame (at most)
+    ConvergenceConfig convergence;              // its page_size is set to page_size
+    DirtyLog dirty_log = DirtyLog::uffd_wp;
+    // dirty_log == caller: sources[i] tracks regions[i]; not owned. The engine
+    // calls start()/collect()/stop() on them from its round thread.
+    std::vector<DirtySource*> caller_sources;
+    // Longest any one step may block (a round, a reply, the confirmation).
+    std::chrono::milliseconds step_timeout{60000};
+    transport::Options transport;
+
+    // Auto-converge: slow the guest to `percent` (optional).
+    std::function<void(unsigned percent)> throttle;
+    // Switchover: stop every writer to the regions (vCPUs) and return the
+    // device state; nothing may write the regions after it returns. Required.
+    std::function<std::vector<std::byte>()> pause;
+    // Called after a failure if pause() had been called: resume the guest.
+    std::function<void()> on_failure_resume;
+};
+
+struct MemorySourceResult {
+    bool ok = false;
+    std::string error;          // why it failed (empty on success)
+    std::string session;        // hex session id
+    unsigned rounds = 0;        // rounds sent, the final one included
+    uint64_t pages_sent = 0;    // every page entry sent, zero markers included
+    uint64_t zero_pages = 0;
+    uint64_t compressed_pages = 0;
+    uint64_t bytes_sent = 0;    // page batch bytes
+    double seconds = 0;         // whole migration
+    double downtime_ms = 0;     // pause() called -> confirm received
+    bool paused = false;        // pause() was called
+    std::string last_decision;  // the policy's last reason
+};
+
+MemorySourceResult migrate_memory(const MemorySourceConfig& config);
+
+}  // namespace rmig::engine

@@ -1,0 +1,83 @@
+// The page batch: the payload of one DATA frame on a memory-mode data channel.
+// Many pages of one region travel together so a frame amortizes its header and
+// checksum over up to ~1 MiB of pages.
+//
+// Layout (all integers little-endian):
+//   header   u32 magic ("RMPB"), u32 region, u32 count
+//   count x  u64 page_index, u8 kind, u32 length      (13 bytes, packed)
+//   payloads concatenated in entry order
+// kind: 0 zero (length 0, the page is all zeros), 1 raw (length = page size),
+// 2 lz4 / 3 zstd (0 < length < page size; decompresses to exactly one page).
+// The batch carries nothing else: its size must equal header + table + the sum
+// of the lengths.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace rmig::engine {
+
+inline constexpr uint32_t kPageBatchMagic = 0x42504d52;  // "RMPB"
+inline constexpr size_t kPageBatchHeaderSize = 12;
+inline constexpr size_t kPageEntrySize = 13;
+inline constexpr size_t kDefaultBatchBudget = 1u << 20;
+
+enum class PageKind : uint8_t { zero = 0, raw = 1, lz4 = 2, zstd = 3 };
+const char* to_string(PageKind k) noexcept;
+
+// What the receiver knows about its memory: enough to judge a batch.
+struct BatchLayout {
+    size_t page_size = 4096;
+    std::vector<uint64_t> region_pages;  // pages per region, by region index
+};
+
+struct PageEntry {
+    uint64_t page_index = 0;
+    PageKind kind = PageKind::zero;
+    std::span<const std::byte> payload;  // points into the decoded batch bytes
+};
+
+struct PageBatch {
+    uint32_t region = 0;
+    std::vector<PageEntry> pages;
+};
+
+// Checks every field of an untrusted batch against `layout` (magic, region
+// exists, count fits the size, each page index in range, kind known, length
+// consistent with the kind, lengths add up to the size exactly) and throws
+// rmig::ProtocolError naming the first problem. Decompressing (and checking the
+// decompressed size) is the placer's job: page_placer.hpp.
+PageBatch decode_page_batch(std::span<const std::byte> bytes, const BatchLayout& layout);
+
+// Builds batches for one region at a time. Reused across batches: its buffers
+// keep their capacity, so a worker allocates only for its first batch.
+class PageBatchEncoder {
+public:
+    explicit PageBatchEncoder(size_t budget = kDefaultBatchBudget) : budget_(budget) {}
+
+    // Drops any pages added so far and starts a batch for `region`.
+    void reset(uint32_t region);
+    // Appends one page unless that would push a non-empty batch over the byte
+    // budget: then returns false and the caller sends finish() and retries.
+    bool add(uint64_t page_index, PageKind kind, std::span<const std::byte> payload);
+
+    uint32_t region() const noexcept { return region_; }
+    size_t count() const noexcept { return count_; }
+    bool empty() const noexcept { return count_ == 0; }
+    size_t encoded_size() const noexcept;
+
+    // The encoded batch; valid until the next reset/add.
+    std::span<const std::byte> finish();
+
+private:
+    size_t budget_;
+    uint32_t region_ = 0;
+    uint32_t count_ = 0;
+    std::vector<std::byte> table_;     // entries
+    std::vector<std::byte> payloads_;  // payload bytes
+    std::vector<std::byte> out_;       // header + table + payloads
+};
+
+}  // namespace rmig::engine

@@ -1,0 +1,414 @@
+// Memory mode end to end in one process over tcp loopback: a source region
+// that writer threads keep dirtying while it migrates, a destination that must
+// end up equal byte for byte, and a destination that dies mid-migration,
+// which must leave the source exactly as the writers made it.
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+
+#include <atomic>
+#include <chrono>
+#include <algorithm>
+#include <cstring>
+#include <future>
+#include <random>
+#include <thread>
+
+#include "common/error.hpp"
+#include "engine/dirty/bitmap_source.hpp"
+#include "engine/memory/memory_dest.hpp"
+#include "engine/memory/memory_source.hpp"
+#include "qemu-plugin/control_protocol.hpp"
+#include "transport/channel.hpp"
+
+using namespace rmig;
+using namespace rmig::engine;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr size_t kPage = 4096;
+
+class Mapping {
+public:
+    explicit Mapping(size_t size) : size_(size) {
+        void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) throw_errno("mmap");
+        p_ = static_cast<std::byte*>(p);
+    }
+    ~Mapping() { munmap(p_, size_); }
+    Mapping(const Mapping&) = delete;
+    Mapping& operator=(const Mapping&) = delete;
+    std::byte* data() const { return p_; }
+    size_t size() const { return size_; }
+
+private:
+    std::byte* p_;
+    size_t size_;
+};
+
+// Recognizable content: every 64-byte block names its page and a version;
+// every fourth page stays zero so zero markers get exercised.
+void fill_initial(std::byte* p, size_t size) {
+    for (size_t page = 0; page < size / kPage; ++page) {
+        if (page % 4 == 3) continue;
+        for (size_t off = 0; off < kPage; off += 8) {
+            uint64_t v = (uint64_t{page} << 20) ^ off ^ 0x5a5a000000000000ULL;
+            std::memcpy(p + page * kPage + off, &v, 8);
+        }
+    }
+}
+
+// Writer threads: a hot set plus uniform random writes, each a 64-byte
+// pattern (writer, sequence, page), mirrored into a shadow copy the test
+// compares against. Writer i owns the pages with page % n == i, so region and
+// shadow agree whatever the interleaving.
+class Writers {
+public:
+    Writers(std::byte* region, std::byte* shadow, size_t size, unsigned n, size_t hot_bytes,
+            DirtyBitmap* log = nullptr)
+        : region_(region), shadow_(shadow), pages_(size / kPage), hot_pages_(hot_bytes / kPage), n_(n),
+          log_(log) {}
+    ~Writers() { stop(); }
+
+    void start() {
+        for (unsigned i = 0; i < n_; ++i) threads_.emplace_back([this, i] { run(i); });
+    }
+    void stop() {
+        stop_ = true;
+        for (auto& t : threads_)
+            if (t.joinable()) t.join();
+        threads_.clear();
+    }
+    uint64_t writes() const { return writes_; }
+    // Auto-converge: a throttled writer sleeps longer between bursts.
+    void throttle(unsigned percent) { throttle_ = percent; }
+
+private:
+    void run(unsigned id) {
+        std::mt19937_64 rng(id * 7919 + 1);
+        uint64_t seq = 0;
+        const size_t hot_base = pages_ / 4;  // the hot set sits a quarter into the region
+        while (!stop_) {
+            for (int k = 0; k < 16; ++k) {
+                size_t page = (rng() % 10 < 7) ? hot_base + rng() % hot_pages_ : rng() % pages_;
+                page = page - page % n_ + id;  // a page this writer owns
+                if (page >= pages_) page = id;
+                size_t off = (rng() % (kPage / 64)) * 64;
+                uint64_t block[8];
+                for (uint64_t w = 0; w < 8; ++w) block[w] = (uint64_t{id} << 56) ^ (++seq << 20) ^ page ^ w;
+                std::memcpy(region_ + page * kPage + off, block, 64);
+                std::memcpy(shadow_ + page * kPage + off, block, 64);
+                if (log_) log_->set(page);  // after the write, as KVM's log would
+            }
+            writes_ += 16;
+            std::this_thread::sleep_for(1ms * 100 / (100 - std::min(throttle_.load(), 99u)));
+        }
+    }
+
+    std::byte* region_;
+    std::byte* shadow_;
+    size_t pages_, hot_pages_;
+    unsigned n_;
+    DirtyBitmap* log_;
+    std::atomic<bool> stop_{false};
+    std::atomic<uint64_t> writes_{0};
+    std::atomic<unsigned> throttle_{0};
+    std::vector<std::thread> threads_;
+};
+
+// Plays the VMM for the caller-fed dirty log: moves the writers' bitmap into
+// the BitmapSource every few ms, and once more on demand.
+class LogFeeder {
+public:
+    LogFeeder(DirtyBitmap& log, BitmapSource& source)
+        : log_(log), source_(source), tmp_(log.pages(), log.page_size()), words_(log.words()) {
+        thread_ = std::thread([this] {
+            while (!stop_) {
+                feed();
+                std::this_thread::sleep_for(2ms);
+            }
+        });
+    }
+    ~LogFeeder() { stop(); }
+    void stop() {
+        stop_ = true;
+        if (thread_.joinable()) thread_.join();
+        feed();  // whatever the writers marked last
+    }
+
+private:
+    void feed() {
+        std::lock_guard lock(mu_);
+        log_.take(tmp_);
+        for (size_t w = 0; w < words_.size(); ++w) words_[w] = tmp_.word(w);
+        source_.submit(words_.data(), words_.size());
+    }
+    DirtyBitmap& log_;
+    BitmapSource& source_;
+    DirtyBitmap tmp_;
+    std::vector<uint64_t> words_;
+    std::mutex mu_;
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
+std::vector<std::byte> blob_bytes(const std::string& s) {
+    auto b = std::as_bytes(std::span(s.data(), s.size()));
+    return {b.begin(), b.end()};
+}
+
+struct Dest {
+    MemoryDestConfig cfg;
+    std::stop_source stop;
+    std::future<MemoryDestResult> result;
+    std::string address;
+
+    Dest(Mapping& m, std::function<void(uint64_t, uint64_t)> on_round = {}) {
+        cfg.regions = {Region{m.data(), m.size(), 0, "ram"}};
+        cfg.listen_uri = "tcp:127.0.0.1:0";
+        cfg.timeout = 100s;
+        cfg.step_timeout = 30s;
+        cfg.stop = stop.get_token();
+        cfg.on_round_done = std::move(on_round);
+        std::promise<std::string> listening;
+        auto addr = listening.get_future();
+        cfg.on_listening = [&listening](const std::string& a) { listening.set_value(a); };
+        result = std::async(std::launch::async, [this] { return receive_memory(cfg); });
+        if (addr.wait_for(10s) != std::future_status::ready) throw Error("destination did not listen");
+        address = addr.get();
+    }
+};
+
+enum class Tracking { uffd, bitmap };
+
+void migrate_under_load(Codec codec, Tracking tracking) {
+    constexpr size_t kSize = 128u << 20;
+    Mapping src(kSize), shadow(kSize), dst(kSize);
+    fill_initial(src.data(), kSize);
+    std::memcpy(shadow.data(), src.data(), kSize);
+
+    DirtyBitmap log(kSize / kPage, kPage);
+    BitmapSource bitmap_source(kSize / kPage, kPage);
+    Writers writers(src.data(), shadow.data(), kSize, 2, 16u << 20,
+                    tracking == Tracking::bitmap ? &log : nullptr);
+    std::unique_ptr<LogFeeder> feeder;
+    if (tracking == Tracking::bitmap) feeder = std::make_unique<LogFeeder>(log, bitmap_source);
+
+    Dest dest(dst);
+    const auto blob = blob_bytes("device-state: vcpu0 rip=0xfff0, 42 bytes..");
+    bool resumed = false;
+    unsigned throttled = 0;
+    MemorySourceConfig cfg;
+    cfg.regions = {Region{src.data(), kSize, 0, "ram"}};
+    cfg.dest_uri = dest.address;
+    cfg.workers = 2;
+    cfg.codec = codec;
+    // Tight enough that the dirty hot set needs more than one dirty round
+    // (and sometimes the throttle) on loopback.
+    cfg.convergence.downtime_budget_ms = 2;
+    cfg.step_timeout = 30s;
+    if (tracking == Tracking::bitmap) {
+        cfg.dirty_log = DirtyLog::caller;
+        cfg.caller_sources = {&bitmap_source};
+    }
+    cfg.throttle = [&](unsigned p) {
+        throttled = p;
+        writers.throttle(p);
+    };
+    cfg.pause = [&] {
+        writers.stop();
+        if (feeder) feeder->stop();
+        return blob;
+    };
+    cfg.on_failure_resume = [&] { resumed = true; };
+
+    writers.start();
+    std::this_thread::sleep_for(50ms);  // tracking must cope with writes already under way
+    auto t0 = std::chrono::steady_clock::now();
+    MemorySourceResult r = migrate_memory(cfg);
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    writers.stop();
+    MemoryDestResult d = dest.result.get();
+
+    ASSERT_TRUE(r.ok) << r.error;
+    ASSERT_TRUE(d.ok) << d.error;
+    EXPECT_FALSE(resumed);
+    EXPECT_TRUE(r.paused);
+    EXPECT_EQ(d.device_state, blob);
+    EXPECT_EQ(d.rounds, r.rounds);
+    EXPECT_EQ(d.pages_placed, r.pages_sent);
+    EXPECT_GE(r.rounds, 2u);  // the full round and at least the final one
+    EXPECT_GT(r.zero_pages, 0u);
+    if (codec != Codec::none) {
+        EXPECT_GT(r.compressed_pages, 0u);
+    }
+    EXPECT_EQ(std::memcmp(src.data(), shadow.data(), kSize), 0) << "the engine modified the source";
+    // Byte for byte; on failure name the first differing page.
+    if (std::memcmp(src.data(), dst.data(), kSize) != 0) {
+        for (size_t p = 0; p < kSize / kPage; ++p)
+            if (std::memcmp(src.data() + p * kPage, dst.data() + p * kPage, kPage) != 0) {
+                ADD_FAILURE() << "destination differs first at page " << p;
+                break;
+            }
+    }
+    std::printf("[ info ] codec %s, %s: %u rounds, %llu pages (%llu zero, %llu compressed), %.1f MiB "
+                "on the wire, %llu writes, %.2f s, downtime %.1f ms, throttle %u%%; %s\n",
+                std::string(to_string(codec)).c_str(), tracking == Tracking::uffd ? "uffd-wp" : "bitmap",
+                r.rounds, static_cast<unsigned long long>(r.pages_sent),
+                static_cast<unsigned long long>(r.zero_pages),
+                static_cast<unsigned long long>(r.compressed_pages),
+                static_cast<double>(r.bytes_sent) / (1 << 20),
+                static_cast<unsigned long long>(writers.writes()), secs, r.downtime_ms, throttled,
+                r.last_decision.c_str());
+}
+
+}  // namespace
+
+TEST(MemoryMigration, UffdUnderLoadArrivesByteForByte) { migrate_under_load(Codec::none, Tracking::uffd); }
+
+TEST(MemoryMigration, Lz4UnderLoadArrivesByteForByte) { migrate_under_load(Codec::lz4, Tracking::uffd); }
+
+TEST(MemoryMigration, CallerFedBitmapArrivesByteForByte) {
+    migrate_under_load(Codec::none, Tracking::bitmap);
+}
+
+// The destination vanishes after the first round, before any switchover.
+TEST(MemoryMigration, DestinationDyingMidwayLeavesTheSourceUntouched) {
+    constexpr size_t kSize = 32u << 20;
+    Mapping src(kSize), shadow(kSize), dst(kSize);
+    fill_initial(src.data(), kSize);
+    std::memcpy(shadow.data(), src.data(), kSize);
+    Writers writers(src.data(), shadow.data(), kSize, 2, 4u << 20);
+
+    std::stop_source* kill = nullptr;
+    Dest dest(dst, [&](uint64_t round, uint64_t) {
+        if (round == 0) kill->request_stop();
+    });
+    kill = &dest.stop;
+    bool paused = false, resumed = false;
+    MemorySourceConfig cfg;
+    cfg.regions = {Region{src.data(), kSize, 0, "ram"}};
+    cfg.dest_uri = dest.address;
+    cfg.workers = 2;
+    cfg.convergence.downtime_budget_ms = 1e-6;  // never fits: keep pre-copying until killed
+    cfg.step_timeout = 20s;
+    cfg.pause = [&] {
+        paused = true;
+        writers.stop();
+        return std::vector<std::byte>{};
+    };
+    cfg.on_failure_resume = [&] { resumed = true; };
+
+    writers.start();
+    auto t0 = std::chrono::steady_clock::now();
+    MemorySourceResult r = migrate_memory(cfg);
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    writers.stop();
+    MemoryDestResult d = dest.result.get();
+
+    EXPECT_FALSE(r.ok);
+    EXPECT_FALSE(r.error.empty());
+    EXPECT_FALSE(d.ok);
+    EXPECT_NE(d.error.find("stopped by its caller"), std::string::npos) << d.error;
+    EXPECT_EQ(r.paused, paused);
+    EXPECT_EQ(resumed, paused);
+    EXPECT_LT(secs, 15.0) << "a vanished peer must be noticed promptly";
+    EXPECT_EQ(std::memcmp(src.data(), shadow.data(), kSize), 0) << "the engine modified the source";
+    std::printf("[ info ] source failed after %.2f s: %s\n", secs, r.error.c_str());
+}
+
+// The destination vanishes while the source is paused for switchover: the
+// source must resume its caller.
+TEST(MemoryMigration, DestinationDyingAtSwitchoverResumesTheCaller) {
+    constexpr size_t kSize = 32u << 20;
+    Mapping src(kSize), shadow(kSize), dst(kSize);
+    fill_initial(src.data(), kSize);
+    std::memcpy(shadow.data(), src.data(), kSize);
+    Writers writers(src.data(), shadow.data(), kSize, 2, 4u << 20);
+
+    Dest dest(dst);
+    bool resumed = false;
+    MemorySourceConfig cfg;
+    cfg.regions = {Region{src.data(), kSize, 0, "ram"}};
+    cfg.dest_uri = dest.address;
+    cfg.workers = 2;
+    cfg.convergence.downtime_budget_ms = 1e6;  // switch over right after round 0
+    cfg.step_timeout = 20s;
+    cfg.pause = [&] {
+        writers.stop();
+        dest.stop.request_stop();
+        dest.result.wait();  // the destination is gone before the last round goes out
+        return blob_bytes("state");
+    };
+    cfg.on_failure_resume = [&] { resumed = true; };
+
+    writers.start();
+    MemorySourceResult r = migrate_memory(cfg);
+    writers.stop();
+    MemoryDestResult d = dest.result.get();
+
+    EXPECT_FALSE(r.ok);
+    EXPECT_TRUE(r.paused);
+    EXPECT_TRUE(resumed);
+    EXPECT_FALSE(d.ok);
+    EXPECT_TRUE(d.device_state.empty());
+    EXPECT_EQ(std::memcmp(src.data(), shadow.data(), kSize), 0) << "the engine modified the source";
+    std::printf("[ info ] source failed at switchover: %s\n", r.error.c_str());
+}
+
+TEST(MemoryMigration, LayoutMismatchIsRefusedBeforeAnyPageMoves) {
+    Mapping src(4u << 20), dst(8u << 20);
+    Dest dest(dst);
+    MemorySourceConfig cfg;
+    cfg.regions = {Region{src.data(), src.size(), 0, "ram"}};
+    cfg.dest_uri = dest.address;
+    cfg.pause = [] { return std::vector<std::byte>{}; };
+    MemorySourceResult r = migrate_memory(cfg);
+    MemoryDestResult d = dest.result.get();
+    EXPECT_FALSE(r.ok);
+    EXPECT_NE(r.error.find("layout: region 'ram' is 4194304 bytes there, 8388608 here"),
+              std::string::npos)
+        << r.error;
+    EXPECT_FALSE(d.ok);
+    EXPECT_EQ(r.rounds, 0u);
+}
+
+// A destination that accepts the session and the layout, then stops reading
+// and answering (a hung host, not a closed socket): the source's step timeout
+// must end the migration with a reason that says so.
+TEST(MemoryMigration, HungDestinationTimesOutWithAReason) {
+    constexpr size_t kSize = 32u << 20;
+    Mapping src(kSize);
+    fill_initial(src.data(), kSize);
+    auto listener = transport::listen("tcp:127.0.0.1:0");
+    std::promise<void> source_done;
+    auto hung = std::async(std::launch::async, [&] {
+        std::vector<std::unique_ptr<transport::Channel>> chans;
+        while (chans.size() < 3) {
+            auto in = listener->next(5000ms);
+            if (!in) throw Error("source did not connect");
+            wire::Hello reply = in->hello();
+            reply.role = wire::Role::destination;
+            chans.push_back(in->accept(reply));
+        }
+        auto msg = qemu::recv_message(*chans[0]);
+        EXPECT_EQ(msg.value("op", ""), "layout");
+        qemu::send_message(*chans[0], {{"ok", true}});
+        source_done.get_future().wait();  // never reads another byte
+    });
+    MemorySourceConfig cfg;
+    cfg.regions = {Region{src.data(), kSize, 0, "ram"}};
+    cfg.dest_uri = listener->address();
+    cfg.workers = 2;
+    cfg.step_timeout = 1000ms;
+    cfg.pause = [] { return std::vector<std::byte>{}; };
+    auto t0 = std::chrono::steady_clock::now();
+    MemorySourceResult r = migrate_memory(cfg);
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    source_done.set_value();
+    hung.get();
+    EXPECT_FALSE(r.ok);
+    EXPECT_NE(r.error.find("round 0 timed out after 1000 ms"), std::string::npos) << r.error;
+    EXPECT_LT(secs, 5.0);
+    std::printf("[ info ] after %.2f s: %s\n", secs, r.error.c_str());
+}
