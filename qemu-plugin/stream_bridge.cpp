@@ -120,10 +120,10 @@ void BridgeGroup::fail(const std::string& why) {
         error_ = why;
     }
     log::error(why);
-    abort(why);
+    abort();
 }
 
-void BridgeGroup::abort(const std::string&) {
+void BridgeGroup::abort() {
     std::lock_guard lock(mutex_);
     for (auto& b : bridges_) b->abort();
 }

@@ -59,12 +59,12 @@ private:
 class BridgeGroup {
 public:
     explicit BridgeGroup(size_t chunk) : chunk_(chunk) {}
-    ~BridgeGroup() { abort("shutting down"); }
+    ~BridgeGroup() { abort(); }
 
     void add(UniqueFd qemu, std::unique_ptr<transport::Channel> link);
     // Records the first error and aborts every bridge.
     void fail(const std::string& why);
-    void abort(const std::string& why);
+    void abort();
     std::optional<std::string> error() const;
     size_t size() const;
     // True once `expected` bridges exist and all have finished both directions.

@@ -53,6 +53,22 @@ std::string to_hex(const SessionId& id) {
     return s;
 }
 
+Hello accepting_reply(const Hello& asked, const Hello& reply) {
+    Hello r = reply;
+    r.status = HelloStatus::ok;
+    r.kind = asked.kind;
+    r.channel_id = asked.channel_id;
+    return r;
+}
+
+Hello refusing_reply(const Hello& asked, HelloStatus status) {
+    Hello r = asked;
+    r.version = kProtocolVersion;
+    r.role = Role::destination;
+    r.status = status;
+    return r;
+}
+
 HelloBytes encode_hello(const Hello& h, bool reply) {
     HelloBytes b{};
     std::memcpy(b.data(), reply ? kReplyMagic : kHelloMagic, 8);

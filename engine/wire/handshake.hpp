@@ -55,6 +55,12 @@ struct Hello {
 
 using HelloBytes = std::array<std::byte, kHelloSize>;
 
+// The answers a responder sends to `asked`: an acceptance keeps the asked
+// channel's kind and id (whatever `reply` says); a refusal carries `status`,
+// this build's version and the destination role.
+Hello accepting_reply(const Hello& asked, const Hello& reply);
+Hello refusing_reply(const Hello& asked, HelloStatus status);
+
 // `reply` selects the magic: "RMIGHELO" for the opening, "RMIGACPT" for the answer.
 HelloBytes encode_hello(const Hello& h, bool reply);
 // Checks magic, size fields, reserved bytes and checksum; throws rmig::ProtocolError

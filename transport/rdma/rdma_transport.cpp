@@ -97,10 +97,7 @@ public:
         EventChannel events = make_event_channel();
         if (rdma_migrate_id(id_.get(), events.get()) != 0) throw_errno("rdma_migrate_id");
         auto ch = std::make_unique<RdmaChannel>(std::move(events), std::move(id_), opts_.rdma, peer_);
-        wire::Hello r = reply;
-        r.status = wire::HelloStatus::ok;
-        r.kind = hello_.kind;
-        r.channel_id = hello_.channel_id;
+        wire::Hello r = wire::accepting_reply(hello_, reply);
         std::array<std::byte, wire::kCompactHelloSize + RingDesc::kSize> pd{};
         auto h = wire::encode_hello_compact(r, true);
         std::memcpy(pd.data(), h.data(), h.size());
@@ -114,11 +111,7 @@ public:
     }
 
     void refuse(wire::HelloStatus status) override {
-        wire::Hello r = hello_;
-        r.version = wire::kProtocolVersion;
-        r.role = wire::Role::destination;
-        r.status = status;
-        auto b = wire::encode_hello_compact(r, true);
+        auto b = wire::encode_hello_compact(wire::refusing_reply(hello_, status), true);
         rdma_reject(id_.get(), b.data(), static_cast<uint8_t>(b.size()));
         id_.reset();
     }

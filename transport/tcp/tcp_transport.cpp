@@ -110,11 +110,7 @@ public:
     const std::string& peer() const override { return peer_; }
 
     std::unique_ptr<Channel> accept(const wire::Hello& reply) override {
-        auto r = reply;
-        r.status = wire::HelloStatus::ok;
-        r.channel_id = hello_.channel_id;
-        r.kind = hello_.kind;
-        auto b = wire::encode_hello(r, true);
+        auto b = wire::encode_hello(wire::accepting_reply(hello_, reply), true);
         net::write_full(fd_.get(), b.data(), b.size());
         set_recv_timeout(fd_.get(), Millis(0));
         return std::make_unique<TcpChannel>(std::move(fd_), hello_,
@@ -122,11 +118,7 @@ public:
     }
 
     void refuse(wire::HelloStatus status) override {
-        wire::Hello r = hello_;
-        r.version = wire::kProtocolVersion;
-        r.role = wire::Role::destination;
-        r.status = status;
-        auto b = wire::encode_hello(r, true);
+        auto b = wire::encode_hello(wire::refusing_reply(hello_, status), true);
         try {
             net::write_full(fd_.get(), b.data(), b.size());
         } catch (const Error&) {
