@@ -14,6 +14,8 @@ packages=(
   iperf3 jq procps iproute2                         # baselines and test plumbing
   libibverbs-dev librdmacm-dev rdma-core            # the rdma transport
   ibverbs-utils rdmacm-utils perftest               # RDMA tools and the ib_write_bw baseline
+  libdpdk-dev dpdk                                  # the dpdk transport, dpdk-testpmd baseline
+  libssl-dev openssl                                # TLS 1.3 / PSK auth, AES-256-GCM frames
   linux-image-amd64 busybox-static kmod cpio xz-utils  # the Soft-RoCE test VM (tests/rdma/vm)
 )
 
