@@ -1,0 +1,167 @@
+/*
+ * rmig.h - memory-mode live migration for any VMM (C API, version 1)
+ *
+ * SYNOPSIS
+ *   #include "engine/capi/rmig.h"      link with rmig_capi (C++ runtime needed)
+ *
+ *   Source                                   Destination
+ *   s = rmig_source_new();                   d = rmig_dest_new();
+ *   rmig_source_add_region(s, p, n, gpa, "ram0");
+ *                                            rmig_dest_add_region(d, q, n, gpa, "ram0");
+ *   rmig_source_set_uri(s, "tcp:H:7070");    rmig_dest_set_uri(d, "tcp:0.0.0.0:7070");
+ *   rmig_source_set_callbacks(s, &cb);       rmig_dest_receive(d);      (blocks)
+ *   rmig_source_migrate(s);     (blocks)     state = rmig_dest_device_state(d, &len);
+ *   rmig_source_free(s);                     rmig_dest_free(d);
+ *
+ * DESCRIPTION
+ *   The source sends every page of its registered regions (round 0), then the
+ *   pages dirtied meanwhile, round after round, over `workers` tcp channels,
+ *   until the predicted downtime (remaining dirty bytes / measured bandwidth)
+ *   fits the downtime budget. It then calls pause(): the VMM stops its vCPUs
+ *   and hands over its device state; the last dirty pages and that blob are
+ *   sent, and rmig_source_migrate() returns 0 only after the destination has
+ *   confirmed that it holds every page and the blob. On failure the source
+ *   memory is untouched (the engine only reads it), resume() is called if
+ *   pause() was, and the destination must not run the guest.
+ *
+ *   Regions: host pointer and size page aligned (4096), size a multiple of
+ *   4096; the destination registers the same names and sizes in the same
+ *   order (else it refuses the session). gpa is carried, not compared.
+ *   Pointers stay owned by the caller and must outlive the call that uses them.
+ *
+ * DIRTY LOG (rmig_source_set_dirty_log)
+ *   RMIG_DIRTY_UFFD_WP   the kernel tracks writes with userfaultfd
+ *                        write-protect. Sees writes made through this
+ *                        process's mapping only (vCPU threads of a TCG or
+ *                        user-space VMM), not KVM guest writes or DMA, and
+ *                        not read(2)-style kernel writes (these fail EFAULT).
+ *   RMIG_DIRTY_CALLER    fn(opaque, region, words, nwords) is called from the
+ *                        engine's round thread once per region per round; it
+ *                        writes the pages dirtied since its previous call into
+ *                        `words` (zeroed for it) in KVM_GET_DIRTY_LOG form:
+ *                        bit i of the little-endian 64-bit word w = page
+ *                        w*64+i of the region; nwords = ceil(pages/64). The
+ *                        first call per region comes before round 0 reads any
+ *                        page and its bits are dropped (round 0 sends
+ *                        everything): enable logging before migrating. The
+ *                        last call comes after pause(). Return 0, or nonzero
+ *                        to fail the migration.
+ *
+ * CALLBACKS (struct rmig_source_callbacks, all called on the migrate thread)
+ *   pause      required. Stop every writer of the regions, then set *state and
+ *              *state_len to the device state (it may be empty: NULL, 0); the
+ *              buffer must stay valid until rmig_source_migrate() returns.
+ *              Nothing may write the regions after pause() returns. At most
+ *              16 MiB - 64 bytes. Return nonzero to fail the migration.
+ *   resume     optional. A failure after pause(): run the guest again.
+ *   throttle   optional. Auto-converge: slow the guest to `percent` (1..99)
+ *              of its CPU time; without it a migration that does not converge
+ *              gives up (rmig_source_migrate returns -1, the guest runs on).
+ *   round      optional. After each pre-copy round's dirty log was collected.
+ *
+ * RETURN VALUES
+ *   Functions returning int give 0 on success and -1 on failure;
+ *   rmig_source_error() / rmig_dest_error() then say what failed and why (the
+ *   text stays valid until the next call on that handle). Constructors return
+ *   NULL only when out of memory. No function throws or calls exit().
+ *
+ * THREADS
+ *   A handle belongs to one thread, except rmig_dest_cancel(), which any
+ *   thread may call while rmig_dest_receive() runs.
+ */
+#ifndef RMIG_CAPI_RMIG_H
+#define RMIG_CAPI_RMIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RMIG_CAPI_VERSION 1
+#define RMIG_PAGE_SIZE 4096
+
+typedef struct rmig_source rmig_source;
+typedef struct rmig_dest rmig_dest;
+
+enum rmig_dirty_log { RMIG_DIRTY_UFFD_WP = 0, RMIG_DIRTY_CALLER = 1 };
+enum rmig_codec { RMIG_CODEC_NONE = 0, RMIG_CODEC_LZ4 = 1, RMIG_CODEC_ZSTD = 2 };
+
+typedef int (*rmig_dirty_log_fn)(void* opaque, unsigned region, uint64_t* words, size_t nwords);
+
+struct rmig_round {
+    unsigned round;        /* 0 = the full first round */
+    uint64_t pages_sent;   /* pages this round sent (zero markers included) */
+    uint64_t dirty_pages;  /* distinct pages dirtied meanwhile: the next round's */
+    double seconds;        /* this round, dirty-log collection included */
+    double elapsed;        /* since migration start (tracking start) */
+};
+
+struct rmig_source_callbacks {
+    void* opaque;  /* first argument of every callback */
+    int (*pause)(void* opaque, const void** state, size_t* state_len);
+    void (*resume)(void* opaque);
+    void (*throttle)(void* opaque, unsigned percent);
+    void (*round)(void* opaque, const struct rmig_round* round);
+};
+
+struct rmig_source_stats {
+    int ok;                     /* 1 after a confirmed migration */
+    int paused;                 /* pause() was called */
+    unsigned rounds;            /* rounds sent, the final (paused) one included */
+    uint64_t pages_sent;        /* page entries sent, zero markers included */
+    uint64_t zero_pages;
+    uint64_t compressed_pages;
+    uint64_t bytes_sent;        /* page batch bytes on the wire */
+    uint64_t final_pages;       /* pages sent while paused */
+    double seconds;             /* whole migration */
+    double downtime_ms;         /* pause() called -> destination confirmed */
+    unsigned throttle_percent;  /* last throttle asked for (0: none) */
+    char session[40];           /* hex session id, NUL terminated */
+};
+
+struct rmig_dest_stats {
+    int ok;
+    unsigned rounds;
+    uint64_t pages_placed;
+    size_t device_state_bytes;
+    double seconds;
+    char session[40];
+};
+
+/* Source */
+rmig_source* rmig_source_new(void);
+void rmig_source_free(rmig_source* s);  /* NULL is fine */
+int rmig_source_add_region(rmig_source* s, void* host, size_t size, uint64_t gpa, const char* name);
+int rmig_source_set_uri(rmig_source* s, const char* uri);       /* "tcp:HOST:PORT" */
+int rmig_source_set_workers(rmig_source* s, unsigned workers);  /* 1..64, default 2 */
+int rmig_source_set_codec(rmig_source* s, enum rmig_codec codec, int level); /* level 0 = default */
+int rmig_source_set_downtime_ms(rmig_source* s, double budget_ms);           /* default 300 */
+int rmig_source_set_limits(rmig_source* s, unsigned max_rounds, double max_seconds); /* 30, 600 */
+int rmig_source_set_dirty_log(rmig_source* s, enum rmig_dirty_log kind, rmig_dirty_log_fn fn, void* opaque);
+int rmig_source_set_callbacks(rmig_source* s, const struct rmig_source_callbacks* cb);
+int rmig_source_migrate(rmig_source* s);  /* blocks; once per handle */
+int rmig_source_get_stats(const rmig_source* s, struct rmig_source_stats* out);
+const char* rmig_source_error(const rmig_source* s);  /* "" when none */
+
+/* Destination */
+rmig_dest* rmig_dest_new(void);
+void rmig_dest_free(rmig_dest* d);
+int rmig_dest_add_region(rmig_dest* d, void* host, size_t size, uint64_t gpa, const char* name);
+int rmig_dest_set_uri(rmig_dest* d, const char* listen_uri);  /* port 0 picks one */
+int rmig_dest_set_workers(rmig_dest* d, unsigned workers);    /* 0 (default): as announced */
+int rmig_dest_set_timeout_ms(rmig_dest* d, uint64_t session_ms, uint64_t step_ms); /* 0 keeps default */
+/* Called once listening, with the address a source connects to ("tcp:H:P"). */
+int rmig_dest_set_on_listening(rmig_dest* d, void (*fn)(void* opaque, const char* uri), void* opaque);
+int rmig_dest_receive(rmig_dest* d);  /* blocks until confirmed (0) or failed (-1) */
+void rmig_dest_cancel(rmig_dest* d);  /* any thread: receive() fails at once */
+const void* rmig_dest_device_state(const rmig_dest* d, size_t* len);  /* valid until free */
+int rmig_dest_get_stats(const rmig_dest* d, struct rmig_dest_stats* out);
+const char* rmig_dest_error(const rmig_dest* d);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RMIG_CAPI_RMIG_H */

@@ -1,0 +1,434 @@
+// The C API (rmig.h) over the engine's C++ memory-mode API: handles hold a
+// MemorySourceConfig / MemoryDestConfig plus the last error text; every entry
+// point catches everything, so nothing throws across the C boundary.
+//
+// Both dirty-log kinds reach the engine as caller-fed DirtySources (one
+// TrackedSource per region): for uffd-wp each wraps its own UffdWpSource,
+// for caller bitmaps it calls the VMM's function. Wrapping lets us observe
+// round boundaries (the engine collects every region's log once per round,
+// in region order) for the round callback and the final-round page count.
+#include "engine/capi/rmig.h"
+
+#include <bit>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "common/error.hpp"
+#include "engine/dirty/uffd_wp_source.hpp"
+#include "engine/memory/memory_dest.hpp"
+#include "engine/memory/memory_source.hpp"
+#include "engine/pages/compressor.hpp"
+
+using namespace rmig;
+using namespace rmig::engine;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+}
+
+void copy_session(char (&out)[40], const std::string& s) {
+    std::memset(out, 0, sizeof out);
+    std::memcpy(out, s.data(), std::min(s.size(), sizeof out - 1));
+}
+
+// Round boundaries, seen from the dirty-log collections of all regions.
+class RoundTracker {
+public:
+    void reset(const std::vector<Region>& regions, const rmig_source_callbacks& cb) {
+        cb_ = cb;
+        prev_.clear();
+        dirty_.assign(regions.size(), 0);
+        total_pages_ = 0;
+        for (const auto& r : regions) {
+            total_pages_ += r.size / RMIG_PAGE_SIZE;
+            prev_.emplace_back((r.size / RMIG_PAGE_SIZE + 63) / 64, 0);
+        }
+        round_ = 0;
+        next_pages_ = total_pages_;
+        paused_ = false;
+        final_pages_ = 0;
+    }
+
+    void started() { start_ = mark_ = Clock::now(); }
+    void pausing() { paused_ = true; }
+
+    // After region `index` collected `snap` (the pages dirtied since its previous collect).
+    void collected(size_t index, const DirtyBitmap& snap) {
+        auto& prev = prev_[index];
+        if (paused_) {
+            // The final round sends this on top of the previous, unsent snapshot.
+            for (size_t w = 0; w < prev.size(); ++w)
+                final_pages_ += static_cast<uint64_t>(std::popcount(prev[w] | snap.word(w)));
+            return;
+        }
+        for (size_t w = 0; w < prev.size(); ++w) prev[w] = snap.word(w);
+        dirty_[index] = snap.count();
+        if (index + 1 != prev_.size()) return;
+        auto now = Clock::now();
+        rmig_round r{};
+        r.round = round_++;
+        r.pages_sent = next_pages_;
+        r.dirty_pages = 0;
+        for (auto d : dirty_) r.dirty_pages += d;
+        r.seconds = seconds_between(mark_, now);
+        r.elapsed = seconds_between(start_, now);
+        mark_ = now;
+        next_pages_ = r.dirty_pages;
+        if (cb_.round) cb_.round(cb_.opaque, &r);
+    }
+
+    uint64_t final_pages() const { return final_pages_; }
+
+private:
+    rmig_source_callbacks cb_{};
+    std::vector<std::vector<uint64_t>> prev_;
+    std::vector<uint64_t> dirty_;
+    uint64_t total_pages_ = 0, next_pages_ = 0, final_pages_ = 0;
+    unsigned round_ = 0;
+    bool paused_ = false;
+    Clock::time_point start_{}, mark_{};
+};
+
+class TrackedSource final : public DirtySource {
+public:
+    // uffd-wp over the region
+    TrackedSource(RoundTracker& t, size_t index, const Region& r)
+        : tracker_(t), index_(index), region_(r), uffd_(std::make_unique<UffdWpSource>(r.base, r.size)) {
+        if (uffd_->page_size() != RMIG_PAGE_SIZE)
+            throw Error(cat("region '", r.name, "': uffd tracks ", uffd_->page_size(), "-byte pages, not ",
+                            RMIG_PAGE_SIZE));
+    }
+    // the VMM's dirty log
+    TrackedSource(RoundTracker& t, size_t index, const Region& r, rmig_dirty_log_fn fn, void* opaque)
+        : tracker_(t), index_(index), region_(r), fn_(fn), opaque_(opaque),
+          words_((r.size / RMIG_PAGE_SIZE + 63) / 64) {}
+
+    void start() override {
+        if (index_ == 0) tracker_.started();
+        if (uffd_) {
+            uffd_->start();
+        } else {
+            call_fn();  // drop what was logged before: round 0 sends everything
+        }
+    }
+
+    void collect(DirtyBitmap& snapshot) override {
+        if (uffd_) {
+            uffd_->collect(snapshot);
+        } else {
+            call_fn();
+            snapshot.clear_all();
+            snapshot.merge_from(words_.data(), words_.size());
+        }
+        tracker_.collected(index_, snapshot);
+    }
+
+    void stop() override {
+        if (uffd_) uffd_->stop();
+    }
+
+private:
+    void call_fn() {
+        std::fill(words_.begin(), words_.end(), 0);
+        int rc = fn_(opaque_, static_cast<unsigned>(index_), words_.data(), words_.size());
+        if (rc != 0)
+            throw Error(cat("dirty log callback for region '", region_.name, "' failed (returned ", rc, ")"));
+    }
+
+    RoundTracker& tracker_;
+    size_t index_;
+    Region region_;
+    std::unique_ptr<UffdWpSource> uffd_;
+    rmig_dirty_log_fn fn_ = nullptr;
+    void* opaque_ = nullptr;
+    std::vector<uint64_t> words_;
+};
+
+template <class Fn>
+int guarded(std::string& error, Fn&& fn) {
+    try {
+        error.clear();
+        fn();
+        return 0;
+    } catch (const std::bad_alloc&) {
+        error = "out of memory";
+    } catch (const std::exception& e) {
+        error = e.what();
+    } catch (...) {
+        error = "unknown error";
+    }
+    return -1;
+}
+
+Region make_region(void* host, size_t size, uint64_t gpa, const char* name, size_t existing) {
+    if (!host) throw Error("add_region: host pointer is NULL");
+    if (!name || !*name) throw Error("add_region: a region needs a non-empty name");
+    if (reinterpret_cast<uintptr_t>(host) % RMIG_PAGE_SIZE != 0 || size == 0 || size % RMIG_PAGE_SIZE != 0)
+        throw Error(cat("add_region '", name, "': pointer and size must be multiples of ", RMIG_PAGE_SIZE,
+                        " and size > 0 (got ", host, ", ", size, ")"));
+    if (existing >= 1024) throw Error("add_region: at most 1024 regions");
+    return Region{host, size, gpa, name};
+}
+
+}  // namespace
+
+struct rmig_source {
+    MemorySourceConfig cfg;
+    rmig_source_callbacks cb{};
+    rmig_dirty_log kind = RMIG_DIRTY_UFFD_WP;
+    rmig_dirty_log_fn log_fn = nullptr;
+    void* log_opaque = nullptr;
+    bool used = false;
+    unsigned throttle = 0;
+    RoundTracker tracker;
+    std::vector<std::unique_ptr<TrackedSource>> sources;
+    MemorySourceResult result;
+    std::string error;
+};
+
+struct rmig_dest {
+    MemoryDestConfig cfg;
+    std::stop_source stop;
+    void (*on_listening)(void*, const char*) = nullptr;
+    void* listening_opaque = nullptr;
+    bool used = false;
+    double seconds = 0;
+    MemoryDestResult result;
+    std::string error;
+};
+
+extern "C" {
+
+rmig_source* rmig_source_new(void) {
+    return new (std::nothrow) rmig_source();
+}
+
+void rmig_source_free(rmig_source* s) {
+    delete s;
+}
+
+int rmig_source_add_region(rmig_source* s, void* host, size_t size, uint64_t gpa, const char* name) {
+    return guarded(s->error, [&] { s->cfg.regions.push_back(make_region(host, size, gpa, name, s->cfg.regions.size())); });
+}
+
+int rmig_source_set_uri(rmig_source* s, const char* uri) {
+    return guarded(s->error, [&] {
+        if (!uri || !*uri) throw Error("set_uri: empty URI");
+        s->cfg.dest_uri = uri;
+    });
+}
+
+int rmig_source_set_workers(rmig_source* s, unsigned workers) {
+    return guarded(s->error, [&] {
+        if (workers < 1 || workers > 64) throw Error(cat("set_workers: ", workers, " is not in 1..64"));
+        s->cfg.workers = workers;
+    });
+}
+
+int rmig_source_set_codec(rmig_source* s, rmig_codec codec, int level) {
+    return guarded(s->error, [&] {
+        Codec c;
+        switch (codec) {
+        case RMIG_CODEC_NONE: c = Codec::none; break;
+        case RMIG_CODEC_LZ4: c = Codec::lz4; break;
+        case RMIG_CODEC_ZSTD: c = Codec::zstd; break;
+        default: throw Error(cat("set_codec: unknown codec ", static_cast<int>(codec)));
+        }
+        Compressor check(c, level);  // throws on an out-of-range level
+        s->cfg.codec = c;
+        s->cfg.codec_level = level;
+    });
+}
+
+int rmig_source_set_downtime_ms(rmig_source* s, double budget_ms) {
+    return guarded(s->error, [&] {
+        if (!(budget_ms > 0) || budget_ms > 3.6e6) throw Error(cat("set_downtime_ms: ", budget_ms, " is not in (0, 3600000]"));
+        s->cfg.convergence.downtime_budget_ms = budget_ms;
+    });
+}
+
+int rmig_source_set_limits(rmig_source* s, unsigned max_rounds, double max_seconds) {
+    return guarded(s->error, [&] {
+        if (max_rounds < 1 || !(max_seconds > 0))
+            throw Error(cat("set_limits: max_rounds ", max_rounds, " and max_seconds ", max_seconds, " must be > 0"));
+        s->cfg.convergence.max_rounds = max_rounds;
+        s->cfg.convergence.max_total_seconds = max_seconds;
+    });
+}
+
+int rmig_source_set_dirty_log(rmig_source* s, rmig_dirty_log kind, rmig_dirty_log_fn fn, void* opaque) {
+    return guarded(s->error, [&] {
+        if (kind != RMIG_DIRTY_UFFD_WP && kind != RMIG_DIRTY_CALLER)
+            throw Error(cat("set_dirty_log: unknown kind ", static_cast<int>(kind)));
+        if (kind == RMIG_DIRTY_CALLER && !fn) throw Error("set_dirty_log: RMIG_DIRTY_CALLER needs a function");
+        s->kind = kind;
+        s->log_fn = fn;
+        s->log_opaque = opaque;
+    });
+}
+
+int rmig_source_set_callbacks(rmig_source* s, const rmig_source_callbacks* cb) {
+    return guarded(s->error, [&] {
+        if (!cb || !cb->pause) throw Error("set_callbacks: pause is required");
+        s->cb = *cb;
+    });
+}
+
+int rmig_source_migrate(rmig_source* s) {
+    int rc = guarded(s->error, [&] {
+        if (s->used) throw Error("migrate: a source handle migrates once; make a new one");
+        s->used = true;
+        if (s->cfg.regions.empty()) throw Error("migrate: no regions registered");
+        if (s->cfg.dest_uri.empty()) throw Error("migrate: no destination URI (rmig_source_set_uri)");
+        if (!s->cb.pause) throw Error("migrate: no pause callback (rmig_source_set_callbacks)");
+        MemorySourceConfig& cfg = s->cfg;
+        cfg.page_size = RMIG_PAGE_SIZE;
+        s->tracker.reset(cfg.regions, s->cb);
+        for (size_t i = 0; i < cfg.regions.size(); ++i) {
+            if (s->kind == RMIG_DIRTY_CALLER)
+                s->sources.push_back(
+                    std::make_unique<TrackedSource>(s->tracker, i, cfg.regions[i], s->log_fn, s->log_opaque));
+            else
+                s->sources.push_back(std::make_unique<TrackedSource>(s->tracker, i, cfg.regions[i]));
+            cfg.caller_sources.push_back(s->sources.back().get());
+        }
+        cfg.dirty_log = DirtyLog::caller;
+        const rmig_source_callbacks cb = s->cb;
+        cfg.pause = [s, cb] {
+            s->tracker.pausing();
+            const void* state = nullptr;
+            size_t len = 0;
+            int r = cb.pause(cb.opaque, &state, &len);
+            if (r != 0) throw Error(cat("pause callback failed (returned ", r, ")"));
+            if (len > 0 && !state) throw Error("pause callback gave a NULL device state of nonzero length");
+            auto* p = static_cast<const std::byte*>(state);
+            return std::vector<std::byte>(p, p + len);
+        };
+        if (cb.resume) cfg.on_failure_resume = [cb] { cb.resume(cb.opaque); };
+        if (cb.throttle)
+            cfg.throttle = [s, cb](unsigned percent) {
+                s->throttle = percent;
+                cb.throttle(cb.opaque, percent);
+            };
+        s->result = migrate_memory(cfg);
+        s->sources.clear();  // the engine stopped them; unregister uffd now
+        if (!s->result.ok) throw Error(s->result.error);
+    });
+    return rc;
+}
+
+int rmig_source_get_stats(const rmig_source* s, struct rmig_source_stats* out) {
+    if (!out) return -1;
+    *out = {};
+    const auto& r = s->result;
+    out->ok = r.ok ? 1 : 0;
+    out->paused = r.paused ? 1 : 0;
+    out->rounds = r.rounds;
+    out->pages_sent = r.pages_sent;
+    out->zero_pages = r.zero_pages;
+    out->compressed_pages = r.compressed_pages;
+    out->bytes_sent = r.bytes_sent;
+    out->final_pages = s->tracker.final_pages();
+    out->seconds = r.seconds;
+    out->downtime_ms = r.downtime_ms;
+    out->throttle_percent = s->throttle;
+    copy_session(out->session, r.session);
+    return 0;
+}
+
+const char* rmig_source_error(const rmig_source* s) {
+    return s->error.c_str();
+}
+
+rmig_dest* rmig_dest_new(void) {
+    auto* d = new (std::nothrow) rmig_dest();
+    if (d) d->cfg.stop = d->stop.get_token();
+    return d;
+}
+
+void rmig_dest_free(rmig_dest* d) {
+    delete d;
+}
+
+int rmig_dest_add_region(rmig_dest* d, void* host, size_t size, uint64_t gpa, const char* name) {
+    return guarded(d->error, [&] { d->cfg.regions.push_back(make_region(host, size, gpa, name, d->cfg.regions.size())); });
+}
+
+int rmig_dest_set_uri(rmig_dest* d, const char* listen_uri) {
+    return guarded(d->error, [&] {
+        if (!listen_uri || !*listen_uri) throw Error("set_uri: empty URI");
+        d->cfg.listen_uri = listen_uri;
+    });
+}
+
+int rmig_dest_set_workers(rmig_dest* d, unsigned workers) {
+    return guarded(d->error, [&] {
+        if (workers > 64) throw Error(cat("set_workers: ", workers, " is not in 0..64"));
+        d->cfg.workers = workers;
+    });
+}
+
+int rmig_dest_set_timeout_ms(rmig_dest* d, uint64_t session_ms, uint64_t step_ms) {
+    return guarded(d->error, [&] {
+        if (session_ms) d->cfg.timeout = std::chrono::milliseconds(session_ms);
+        if (step_ms) d->cfg.step_timeout = std::chrono::milliseconds(step_ms);
+    });
+}
+
+int rmig_dest_set_on_listening(rmig_dest* d, void (*fn)(void*, const char*), void* opaque) {
+    return guarded(d->error, [&] {
+        d->on_listening = fn;
+        d->listening_opaque = opaque;
+    });
+}
+
+int rmig_dest_receive(rmig_dest* d) {
+    return guarded(d->error, [&] {
+        if (d->used) throw Error("receive: a destination handle receives once; make a new one");
+        d->used = true;
+        if (d->cfg.regions.empty()) throw Error("receive: no regions registered");
+        if (d->cfg.listen_uri.empty()) throw Error("receive: no listen URI (rmig_dest_set_uri)");
+        d->cfg.page_size = RMIG_PAGE_SIZE;
+        if (d->on_listening)
+            d->cfg.on_listening = [d](const std::string& a) { d->on_listening(d->listening_opaque, a.c_str()); };
+        auto t0 = Clock::now();
+        d->result = receive_memory(d->cfg);
+        d->seconds = seconds_between(t0, Clock::now());
+        if (!d->result.ok) throw Error(d->result.error);
+    });
+}
+
+void rmig_dest_cancel(rmig_dest* d) {
+    d->stop.request_stop();
+}
+
+const void* rmig_dest_device_state(const rmig_dest* d, size_t* len) {
+    if (len) *len = d->result.device_state.size();
+    return d->result.device_state.data();
+}
+
+int rmig_dest_get_stats(const rmig_dest* d, struct rmig_dest_stats* out) {
+    if (!out) return -1;
+    *out = {};
+    out->ok = d->result.ok ? 1 : 0;
+    out->rounds = d->result.rounds;
+    out->pages_placed = d->result.pages_placed;
+    out->device_state_bytes = d->result.device_state.size();
+    out->seconds = d->seconds;
+    copy_session(out->session, d->result.session);
+    return 0;
+}
+
+const char* rmig_dest_error(const rmig_dest* d) {
+    return d->error.c_str();
+}
+
+}  // extern "C"

@@ -1,0 +1,372 @@
+/*
+ * The C API (engine/capi/rmig.h) from C11: two regions migrated over tcp
+ * loopback (destination in a second thread) while a writer thread keeps
+ * dirtying them, every byte compared afterwards; once with userfaultfd
+ * write-protect tracking, once with caller bitmaps in KVM_GET_DIRTY_LOG form.
+ * Then the failure paths: a missing pause callback, a misaligned region, a
+ * layout the destination refuses, a dirty-log callback that fails.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "engine/capi/rmig.h"
+
+#define PAGE RMIG_PAGE_SIZE
+#define NREG 2
+static const size_t kSizes[NREG] = {24u << 20, 8u << 20};
+static const char* kNames[NREG] = {"ram-low", "ram-high"};
+
+static int failures;
+
+#define CHECK(cond, ...)                                                   \
+    do {                                                                   \
+        if (!(cond)) {                                                     \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                  \
+            fprintf(stderr, "\n");                                         \
+            ++failures;                                                    \
+        }                                                                  \
+    } while (0)
+
+static void* map(size_t size) {
+    void* p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        perror("mmap");
+        exit(2);
+    }
+    return p;
+}
+
+static uint64_t xorshift(uint64_t* s) {
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+static void sleep_us(long us) {
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* ---- the guest: regions, a writer thread, an optional KVM-style dirty log ---- */
+
+struct guest {
+    unsigned char* mem[NREG];
+    size_t pages[NREG];
+    _Atomic uint64_t* log[NREG]; /* caller-bitmap mode: one bit per page */
+    atomic_bool stop;
+    atomic_uint throttle;
+    atomic_ulong writes;
+    pthread_t writer;
+    int writer_running;
+    int paused, resumed, rounds_seen;
+    uint64_t round0_pages;
+    char state[64];
+};
+
+static void write_page(struct guest* g, unsigned r, size_t page, uint64_t seq) {
+    uint64_t block[8];
+    size_t off = (seq % (PAGE / 64)) * 64;
+    for (unsigned w = 0; w < 8; ++w) block[w] = (seq << 24) ^ ((uint64_t)r << 60) ^ page ^ w;
+    memcpy(g->mem[r] + page * PAGE + off, block, sizeof block);
+    if (g->log[r]) atomic_fetch_or(&g->log[r][page / 64], UINT64_C(1) << (page % 64));
+}
+
+static void* writer_main(void* arg) {
+    struct guest* g = arg;
+    uint64_t rng = 0x9e3779b97f4a7c15u, seq = 0;
+    while (!atomic_load(&g->stop)) {
+        for (int k = 0; k < 16; ++k) { /* ~16 pages per ms: ~64 MB/s of dirty pages */
+            unsigned r = (xorshift(&rng) % 4 == 0) ? 1u : 0u;
+            size_t page = xorshift(&rng) % g->pages[r];
+            write_page(g, r, page, ++seq);
+        }
+        atomic_fetch_add(&g->writes, 16);
+        sleep_us(1000 * 100 / (100 - (long)atomic_load(&g->throttle)));
+    }
+    return NULL;
+}
+
+static void guest_init(struct guest* g, int with_log) {
+    memset(g, 0, sizeof *g);
+    for (unsigned r = 0; r < NREG; ++r) {
+        g->mem[r] = map(kSizes[r]);
+        g->pages[r] = kSizes[r] / PAGE;
+        for (size_t p = 0; p < g->pages[r]; ++p) /* every fifth page stays zero */
+            if (p % 5 != 4) memset(g->mem[r] + p * PAGE, (int)(p * 7 + r + 1) & 0xff, PAGE);
+        if (with_log) g->log[r] = calloc((g->pages[r] + 63) / 64, sizeof(uint64_t));
+    }
+    atomic_init(&g->stop, 0);
+    atomic_init(&g->throttle, 0);
+    atomic_init(&g->writes, 0);
+}
+
+static void guest_start(struct guest* g) {
+    if (pthread_create(&g->writer, NULL, writer_main, g) != 0) exit(2);
+    g->writer_running = 1;
+}
+
+static void guest_stop(struct guest* g) {
+    atomic_store(&g->stop, 1);
+    if (g->writer_running) pthread_join(g->writer, NULL);
+    g->writer_running = 0;
+}
+
+static void guest_free(struct guest* g) {
+    guest_stop(g);
+    for (unsigned r = 0; r < NREG; ++r) {
+        munmap(g->mem[r], kSizes[r]);
+        free((void*)g->log[r]);
+    }
+}
+
+/* ---- source callbacks ---- */
+
+static int on_pause(void* opaque, const void** state, size_t* len) {
+    struct guest* g = opaque;
+    guest_stop(g);
+    g->paused = 1;
+    snprintf(g->state, sizeof g->state, "cpu-state writes=%lu", (unsigned long)atomic_load(&g->writes));
+    *state = g->state;
+    *len = strlen(g->state) + 1;
+    return 0;
+}
+
+static void on_resume(void* opaque) {
+    ((struct guest*)opaque)->resumed = 1;
+}
+
+static void on_throttle(void* opaque, unsigned percent) {
+    atomic_store(&((struct guest*)opaque)->throttle, percent);
+}
+
+static void on_round(void* opaque, const struct rmig_round* r) {
+    struct guest* g = opaque;
+    if (r->round == 0) g->round0_pages = r->pages_sent;
+    ++g->rounds_seen;
+}
+
+/* KVM_GET_DIRTY_LOG: hand over and clear what was logged since the last call. */
+static int dirty_log(void* opaque, unsigned region, uint64_t* words, size_t nwords) {
+    struct guest* g = opaque;
+    if (region >= NREG || nwords != (g->pages[region] + 63) / 64) return 22;
+    for (size_t w = 0; w < nwords; ++w) words[w] = atomic_exchange(&g->log[region][w], 0);
+    return 0;
+}
+
+static int failing_dirty_log(void* opaque, unsigned region, uint64_t* words, size_t nwords) {
+    (void)opaque, (void)region, (void)words, (void)nwords;
+    return 5;
+}
+
+/* ---- destination in a thread ---- */
+
+struct dest_run {
+    rmig_dest* d;
+    unsigned char* mem[NREG];
+    int rc;
+    char uri[128];
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+};
+
+static void on_listening(void* opaque, const char* uri) {
+    struct dest_run* dr = opaque;
+    pthread_mutex_lock(&dr->mu);
+    snprintf(dr->uri, sizeof dr->uri, "%s", uri);
+    pthread_cond_signal(&dr->cv);
+    pthread_mutex_unlock(&dr->mu);
+}
+
+static void* dest_main(void* arg) {
+    struct dest_run* dr = arg;
+    dr->rc = rmig_dest_receive(dr->d);
+    on_listening(dr, "failed"); /* wakes the waiter if listening never happened */
+    return NULL;
+}
+
+/* Starts a destination with regions of the given sizes; returns its URI in dr->uri. */
+static void dest_start(struct dest_run* dr, const size_t* sizes) {
+    memset(dr, 0, sizeof *dr);
+    pthread_mutex_init(&dr->mu, NULL);
+    pthread_cond_init(&dr->cv, NULL);
+    dr->d = rmig_dest_new();
+    for (unsigned r = 0; r < NREG; ++r) {
+        dr->mem[r] = map(sizes[r]);
+        CHECK(rmig_dest_add_region(dr->d, dr->mem[r], sizes[r], (uint64_t)r << 32, kNames[r]) == 0, "%s",
+              rmig_dest_error(dr->d));
+    }
+    CHECK(rmig_dest_set_uri(dr->d, "tcp:127.0.0.1:0") == 0, "%s", rmig_dest_error(dr->d));
+    CHECK(rmig_dest_set_timeout_ms(dr->d, 60000, 20000) == 0, "%s", rmig_dest_error(dr->d));
+    rmig_dest_set_on_listening(dr->d, on_listening, dr);
+    pthread_create(&dr->thread, NULL, dest_main, dr);
+    pthread_mutex_lock(&dr->mu);
+    while (dr->uri[0] == 0) pthread_cond_wait(&dr->cv, &dr->mu);
+    pthread_mutex_unlock(&dr->mu);
+}
+
+static void dest_join(struct dest_run* dr) {
+    pthread_join(dr->thread, NULL);
+}
+
+static void dest_free(struct dest_run* dr, const size_t* sizes) {
+    for (unsigned r = 0; r < NREG; ++r) munmap(dr->mem[r], sizes[r]);
+    rmig_dest_free(dr->d);
+    pthread_mutex_destroy(&dr->mu);
+    pthread_cond_destroy(&dr->cv);
+}
+
+static rmig_source* source_for(struct guest* g, const char* uri) {
+    rmig_source* s = rmig_source_new();
+    for (unsigned r = 0; r < NREG; ++r)
+        CHECK(rmig_source_add_region(s, g->mem[r], kSizes[r], (uint64_t)r << 32, kNames[r]) == 0, "%s",
+              rmig_source_error(s));
+    CHECK(rmig_source_set_uri(s, uri) == 0, "%s", rmig_source_error(s));
+    CHECK(rmig_source_set_workers(s, 2) == 0, "%s", rmig_source_error(s));
+    CHECK(rmig_source_set_downtime_ms(s, 2) == 0, "%s", rmig_source_error(s));
+    CHECK(rmig_source_set_limits(s, 40, 45) == 0, "%s", rmig_source_error(s));
+    struct rmig_source_callbacks cb = {g, on_pause, on_resume, on_throttle, on_round};
+    CHECK(rmig_source_set_callbacks(s, &cb) == 0, "%s", rmig_source_error(s));
+    return s;
+}
+
+/* ---- cases ---- */
+
+static void migrate_with_writer(enum rmig_dirty_log kind, enum rmig_codec codec) {
+    const char* what = kind == RMIG_DIRTY_UFFD_WP ? "uffd-wp" : "caller bitmaps";
+    struct guest g;
+    guest_init(&g, kind == RMIG_DIRTY_CALLER);
+    struct dest_run dr;
+    dest_start(&dr, kSizes);
+    rmig_source* s = source_for(&g, dr.uri);
+    CHECK(rmig_source_set_codec(s, codec, 0) == 0, "%s", rmig_source_error(s));
+    CHECK(rmig_source_set_dirty_log(s, kind, kind == RMIG_DIRTY_CALLER ? dirty_log : NULL, &g) == 0, "%s",
+          rmig_source_error(s));
+    guest_start(&g);
+    sleep_us(20000); /* the writer is busy before round 0 starts */
+    int rc = rmig_source_migrate(s);
+    guest_stop(&g);
+    dest_join(&dr);
+    CHECK(rc == 0, "%s: source failed: %s", what, rmig_source_error(s));
+    CHECK(dr.rc == 0, "%s: destination failed: %s", what, rmig_dest_error(dr.d));
+
+    struct rmig_source_stats st;
+    struct rmig_dest_stats ds;
+    CHECK(rmig_source_get_stats(s, &st) == 0, "stats");
+    CHECK(rmig_dest_get_stats(dr.d, &ds) == 0, "stats");
+    uint64_t total_pages = g.pages[0] + g.pages[1];
+    CHECK(st.ok == 1 && st.paused == 1 && g.paused == 1 && g.resumed == 0, "%s: ok %d paused %d", what, st.ok,
+          st.paused);
+    CHECK(atomic_load(&g.writes) > 0, "%s: the writer never wrote", what);
+    CHECK(st.rounds >= 2 && (unsigned)g.rounds_seen + 1 == st.rounds, "%s: rounds %u, round callbacks %d", what,
+          st.rounds, g.rounds_seen);
+    CHECK(g.round0_pages == total_pages, "%s: round 0 sent %llu of %llu pages", what,
+          (unsigned long long)g.round0_pages, (unsigned long long)total_pages);
+    CHECK(st.pages_sent >= total_pages && st.zero_pages > 0 && st.bytes_sent > 0, "%s: pages %llu zero %llu",
+          what, (unsigned long long)st.pages_sent, (unsigned long long)st.zero_pages);
+    CHECK(ds.ok == 1 && ds.rounds == st.rounds && ds.pages_placed == st.pages_sent, "%s: dest rounds %u pages %llu",
+          what, ds.rounds, (unsigned long long)ds.pages_placed);
+    CHECK(strcmp(st.session, ds.session) == 0 && strlen(st.session) > 0, "%s: sessions %s / %s", what, st.session,
+          ds.session);
+    if (codec != RMIG_CODEC_NONE) CHECK(st.compressed_pages > 0, "%s: no page compressed", what);
+
+    size_t len = 0;
+    const char* state = rmig_dest_device_state(dr.d, &len);
+    CHECK(len == strlen(g.state) + 1 && memcmp(state, g.state, len) == 0, "%s: device state differs", what);
+    for (unsigned r = 0; r < NREG; ++r)
+        for (size_t p = 0; p < g.pages[r]; ++p)
+            if (memcmp(g.mem[r] + p * PAGE, dr.mem[r] + p * PAGE, PAGE) != 0) {
+                CHECK(0, "%s: region %s page %zu differs", what, kNames[r], p);
+                break;
+            }
+    printf("%s: %u rounds, %llu writes, %llu pages sent (%llu in the final round), %.1f ms downtime, %.2f s\n",
+           what, st.rounds, (unsigned long long)atomic_load(&g.writes), (unsigned long long)st.pages_sent,
+           (unsigned long long)st.final_pages, st.downtime_ms, st.seconds);
+    rmig_source_free(s);
+    dest_free(&dr, kSizes);
+    guest_free(&g);
+}
+
+static void usage_errors(void) {
+    struct guest g;
+    guest_init(&g, 0);
+    rmig_source* s = rmig_source_new();
+    CHECK(rmig_source_add_region(s, g.mem[0] + 1, PAGE, 0, "odd") == -1, "misaligned region accepted");
+    CHECK(strstr(rmig_source_error(s), "multiples of 4096") != NULL, "error: %s", rmig_source_error(s));
+    CHECK(rmig_source_add_region(s, g.mem[0], PAGE, 0, "") == -1, "empty name accepted");
+    CHECK(rmig_source_set_workers(s, 0) == -1, "0 workers accepted");
+    CHECK(rmig_source_set_codec(s, RMIG_CODEC_ZSTD, 1000) == -1, "zstd level 1000 accepted");
+    CHECK(rmig_source_set_dirty_log(s, RMIG_DIRTY_CALLER, NULL, NULL) == -1, "caller log without fn accepted");
+    CHECK(rmig_source_add_region(s, g.mem[0], kSizes[0], 0, "ram") == 0, "%s", rmig_source_error(s));
+    CHECK(rmig_source_set_uri(s, "tcp:127.0.0.1:9") == 0, "%s", rmig_source_error(s));
+    CHECK(rmig_source_migrate(s) == -1, "migrated without a pause callback");
+    CHECK(strstr(rmig_source_error(s), "pause") != NULL, "error: %s", rmig_source_error(s));
+    CHECK(rmig_source_migrate(s) == -1 && strstr(rmig_source_error(s), "once") != NULL, "error: %s",
+          rmig_source_error(s));
+    rmig_source_free(s);
+    guest_free(&g);
+}
+
+/* The destination's second region is smaller: it refuses the layout, both sides fail, nothing paused. */
+static void layout_refused(void) {
+    struct guest g;
+    guest_init(&g, 0);
+    const size_t other[NREG] = {kSizes[0], kSizes[1] / 2};
+    struct dest_run dr;
+    dest_start(&dr, other);
+    rmig_source* s = source_for(&g, dr.uri);
+    int rc = rmig_source_migrate(s);
+    CHECK(rc == -1, "a mismatched layout migrated");
+    CHECK(strstr(rmig_source_error(s), "ram-high") != NULL, "error names no region: %s", rmig_source_error(s));
+    CHECK(g.paused == 0 && g.resumed == 0, "paused %d resumed %d", g.paused, g.resumed);
+    dest_join(&dr);
+    CHECK(dr.rc == -1 && strlen(rmig_dest_error(dr.d)) > 0, "destination accepted a mismatched layout");
+    printf("layout refused: source \"%s\"; destination \"%s\"\n", rmig_source_error(s), rmig_dest_error(dr.d));
+    rmig_source_free(s);
+    dest_free(&dr, other);
+    guest_free(&g);
+}
+
+/* The VMM's dirty log fails at the first collection: the migration fails on both sides. */
+static void dirty_log_fails(void) {
+    struct guest g;
+    guest_init(&g, 1);
+    struct dest_run dr;
+    dest_start(&dr, kSizes);
+    rmig_source* s = source_for(&g, dr.uri);
+    rmig_source_set_dirty_log(s, RMIG_DIRTY_CALLER, failing_dirty_log, &g);
+    CHECK(rmig_source_migrate(s) == -1, "a failing dirty log migrated");
+    CHECK(strstr(rmig_source_error(s), "dirty log callback for region 'ram-low' failed (returned 5)") != NULL,
+          "error: %s", rmig_source_error(s));
+    dest_join(&dr);
+    CHECK(dr.rc == -1, "destination succeeded without the source");
+    rmig_source_free(s);
+    dest_free(&dr, kSizes);
+    guest_free(&g);
+}
+
+int main(void) {
+    migrate_with_writer(RMIG_DIRTY_UFFD_WP, RMIG_CODEC_NONE);
+    migrate_with_writer(RMIG_DIRTY_CALLER, RMIG_CODEC_LZ4);
+    usage_errors();
+    layout_refused();
+    dirty_log_fails();
+    if (failures) {
+        fprintf(stderr, "%d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("all C API checks passed\n");
+    return 0;
+}
