@@ -154,6 +154,8 @@ int rmig_dest_set_workers(rmig_dest* d, unsigned workers);    /* 0 (default): as
 int rmig_dest_set_timeout_ms(rmig_dest* d, uint64_t session_ms, uint64_t step_ms); /* 0 keeps default */
 /* Called once listening, with the address a source connects to ("tcp:H:P"). */
 int rmig_dest_set_on_listening(rmig_dest* d, void (*fn)(void* opaque, const char* uri), void* opaque);
+/* Called after each round's pages are all placed (receiver thread). */
+int rmig_dest_set_on_round(rmig_dest* d, void (*fn)(void* opaque, unsigned round, uint64_t pages), void* opaque);
 int rmig_dest_receive(rmig_dest* d);  /* blocks until confirmed (0) or failed (-1) */
 void rmig_dest_cancel(rmig_dest* d);  /* any thread: receive() fails at once */
 const void* rmig_dest_device_state(const rmig_dest* d, size_t* len);  /* valid until free */

@@ -199,6 +199,8 @@ struct rmig_dest {
     std::stop_source stop;
     void (*on_listening)(void*, const char*) = nullptr;
     void* listening_opaque = nullptr;
+    void (*on_round)(void*, unsigned, uint64_t) = nullptr;
+    void* round_opaque = nullptr;
     bool used = false;
     double seconds = 0;
     MemoryDestResult result;
@@ -390,6 +392,13 @@ int rmig_dest_set_on_listening(rmig_dest* d, void (*fn)(void*, const char*), voi
     });
 }
 
+int rmig_dest_set_on_round(rmig_dest* d, void (*fn)(void*, unsigned, uint64_t), void* opaque) {
+    return guarded(d->error, [&] {
+        d->on_round = fn;
+        d->round_opaque = opaque;
+    });
+}
+
 int rmig_dest_receive(rmig_dest* d) {
     return guarded(d->error, [&] {
         if (d->used) throw Error("receive: a destination handle receives once; make a new one");
@@ -399,6 +408,10 @@ int rmig_dest_receive(rmig_dest* d) {
         d->cfg.page_size = RMIG_PAGE_SIZE;
         if (d->on_listening)
             d->cfg.on_listening = [d](const std::string& a) { d->on_listening(d->listening_opaque, a.c_str()); };
+        if (d->on_round)
+            d->cfg.on_round_done = [d](uint64_t round, uint64_t pages) {
+                d->on_round(d->round_opaque, static_cast<unsigned>(round), pages);
+            };
         auto t0 = Clock::now();
         d->result = receive_memory(d->cfg);
         d->seconds = seconds_between(t0, Clock::now());

@@ -1,0 +1,223 @@
+// rmig-synth source: fill the guest, start the writers, migrate it through the
+// C API (engine/capi/rmig.h) with per-round progress, hand the page hash list
+// over at pause, and report.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.hpp"
+#include "common/units.hpp"
+#include "engine/capi/rmig.h"
+#include "lab/synth/hash_blob.hpp"
+#include "lab/synth/modes.hpp"
+
+namespace rmig::synth {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+double ms_since(Clock::time_point t) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+struct SourceHandle {
+    rmig_source* s = rmig_source_new();
+    ~SourceHandle() { rmig_source_free(s); }
+    void check(int rc) const {
+        if (rc != 0) throw Error(rmig_source_error(s));
+    }
+};
+
+// Everything the callbacks touch.
+struct Guest {
+    Guest(const Options& opts, GuestMemory& m, Writers& w, DirtyLog* l) : o(opts), mem(m), writers(w), log(l) {}
+    const Options& o;
+    GuestMemory& mem;
+    Writers& writers;
+    DirtyLog* log;
+    json rounds = json::array();
+    uint64_t writes_at_mark = 0;
+    std::vector<std::byte> blob;
+    double pause_ms = 0;
+    uint64_t writes_at_pause = 0;
+    std::vector<unsigned> throttles;
+};
+
+int on_pause(void* opaque, const void** state, size_t* len) {
+    auto* g = static_cast<Guest*>(opaque);
+    auto t = Clock::now();
+    try {
+        g->writers.stop();
+        g->writes_at_pause = g->writers.writes();
+        std::vector<uint64_t> fresh;
+        if (g->o.hash_at_pause) g->mem.hash_all(fresh, g->o.threads);
+        encode_hash_blob_into(g->blob, kPageSize, g->writes_at_pause, g->o.hash_at_pause ? fresh : g->mem.hashes());
+    } catch (const std::exception& e) {
+        std::cerr << "rmig-synth source: pause: " << e.what() << "\n";
+        return 1;
+    }
+    *state = g->blob.data();
+    *len = g->blob.size();
+    g->pause_ms = ms_since(t);
+    return 0;
+}
+
+void on_resume(void* opaque) {
+    auto* g = static_cast<Guest*>(opaque);
+    if (!g->o.quiet) std::cerr << "rmig-synth source: migration failed after pause; writers resume\n";
+    g->writers.start();
+}
+
+void on_throttle(void* opaque, unsigned percent) {
+    auto* g = static_cast<Guest*>(opaque);
+    g->writers.throttle(percent);
+    g->throttles.push_back(percent);
+    if (!g->o.quiet) std::cerr << "rmig-synth source: throttling writers to " << 100 - percent << "% speed\n";
+}
+
+void on_round(void* opaque, const rmig_round* r) {
+    auto* g = static_cast<Guest*>(opaque);
+    uint64_t w = g->writers.writes();
+    uint64_t writes = w - g->writes_at_mark;
+    g->writes_at_mark = w;
+    const double ps = kPageSize;
+    double secs = r->seconds > 0 ? r->seconds : 1e-9;
+    json row = {{"round", r->round},
+                {"pages_sent", r->pages_sent},
+                {"page_bytes", r->pages_sent * kPageSize},
+                {"dirty_pages", r->dirty_pages},
+                {"seconds", r->seconds},
+                {"elapsed", r->elapsed},
+                {"send_rate", static_cast<double>(r->pages_sent) * ps / secs},
+                {"dirty_rate", static_cast<double>(r->dirty_pages) * ps / secs},
+                {"write_rate", static_cast<double>(writes) * ps / secs},
+                {"throttle_percent", g->writers.throttle_percent()}};
+    if (!g->o.quiet)
+        std::cerr << "rmig-synth source: round " << r->round << ": sent " << r->pages_sent << " pages ("
+                  << format_bytes(static_cast<double>(r->pages_sent) * ps) << ") in " << format_millis(secs * 1000)
+                  << " (" << format_rate(row["send_rate"].get<double>()) << "), dirtied " << r->dirty_pages
+                  << " pages (" << format_rate(row["dirty_rate"].get<double>()) << " distinct, writes "
+                  << format_rate(row["write_rate"].get<double>()) << ")\n";
+    g->rounds.push_back(std::move(row));
+}
+
+int take_log(void* opaque, unsigned region, uint64_t* words, size_t nwords) {
+    auto* g = static_cast<Guest*>(opaque);
+    if (region != 0 || !g->log || nwords != g->log->words()) return 22;
+    g->log->take(words, nwords);
+    return 0;
+}
+
+rmig_codec codec_of(const std::string& c) {
+    if (c == "none" || c == "off") return RMIG_CODEC_NONE;
+    if (c == "lz4") return RMIG_CODEC_LZ4;
+    if (c == "zstd") return RMIG_CODEC_ZSTD;
+    throw UsageError(cat("unknown codec '", c, "' (none, lz4, zstd)"));
+}
+
+}  // namespace
+
+int run_source(const Options& o) {
+    const bool say = !o.quiet;
+    auto t_fill = Clock::now();
+    GuestMemory mem(o.size, o.zero_fraction, o.threads);
+    double fill_ms = ms_since(t_fill);
+    if (say)
+        std::cerr << "rmig-synth source: " << format_bytes(static_cast<double>(o.size)) << " filled in "
+                  << format_millis(fill_ms) << "; writers: " << o.writer.writers << " x "
+                  << to_string(o.writer.pattern) << " at " << format_rate(o.dirty_bytes_per_second) << "\n";
+    std::unique_ptr<DirtyLog> log;
+    if (o.dirty_log == "bitmap") log = std::make_unique<DirtyLog>(mem.pages());
+    Writers writers(mem, o.writer, log.get());
+    Guest g(o, mem, writers, log.get());
+    g.blob = encode_hash_blob(kPageSize, 0, mem.hashes());  // touched now, rewritten in pause()
+
+    SourceHandle h;
+    if (!h.s) throw Error("out of memory");
+    h.check(rmig_source_add_region(h.s, mem.mapping().data(), o.size, 0, "ram"));
+    h.check(rmig_source_set_uri(h.s, o.uri.c_str()));
+    h.check(rmig_source_set_workers(h.s, o.workers));
+    h.check(rmig_source_set_codec(h.s, codec_of(o.codec), o.codec_level));
+    h.check(rmig_source_set_downtime_ms(h.s, o.downtime_ms));
+    h.check(rmig_source_set_limits(h.s, o.max_rounds, o.max_seconds));
+    if (log)
+        h.check(rmig_source_set_dirty_log(h.s, RMIG_DIRTY_CALLER, take_log, &g));
+    else
+        h.check(rmig_source_set_dirty_log(h.s, RMIG_DIRTY_UFFD_WP, nullptr, nullptr));
+    rmig_source_callbacks cb{&g, on_pause, on_resume, on_throttle, on_round};
+    h.check(rmig_source_set_callbacks(h.s, &cb));
+
+    writers.start();
+    std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(o.warmup_ms));
+    uint64_t writes_before = writers.writes();
+    g.writes_at_mark = writes_before;
+    auto t0 = Clock::now();
+    int rc = rmig_source_migrate(h.s);
+    writers.stop();
+    double wall = ms_since(t0) / 1000;
+    std::string error = rc == 0 ? "" : rmig_source_error(h.s);
+    rmig_source_stats st{};
+    rmig_source_get_stats(h.s, &st);
+
+    // Incremental hash lists are checked against memory once the guest stands
+    // still: the list shipped must be what memory held at pause.
+    int64_t list_mismatches = -1;
+    if (rc == 0 && !o.hash_at_pause) {
+        std::vector<uint64_t> now;
+        mem.hash_all(now, o.threads);
+        HashList shipped = decode_hash_blob(g.blob);
+        list_mismatches = 0;
+        for (size_t p = 0; p < now.size(); ++p) list_mismatches += now[p] != shipped.hashes[p];
+        if (list_mismatches != 0) error = cat(list_mismatches, " pages differ from the hash list sent at pause");
+    }
+    uint64_t writes = g.writes_at_pause ? g.writes_at_pause - writes_before : writers.writes() - writes_before;
+    double mig_secs = st.seconds > 0 ? st.seconds : wall;
+    json out = {{"role", "source"},
+                {"ok", rc == 0 && error.empty()},
+                {"error", error},
+                {"size", o.size},
+                {"page_size", kPageSize},
+                {"pattern", to_string(o.writer.pattern)},
+                {"writers", o.writer.writers},
+                {"dirty_rate_target", o.dirty_bytes_per_second},
+                {"write_rate", static_cast<double>(writes) * kPageSize / mig_secs},
+                {"dirty_log", o.dirty_log},
+                {"workers", o.workers},
+                {"codec", o.codec},
+                {"downtime_budget_ms", o.downtime_ms},
+                {"rounds", st.rounds},
+                {"pages_sent", st.pages_sent},
+                {"zero_pages", st.zero_pages},
+                {"compressed_pages", st.compressed_pages},
+                {"bytes_sent", st.bytes_sent},
+                {"final_pages", st.final_pages},
+                {"seconds", st.seconds},
+                {"downtime_ms", st.downtime_ms},
+                {"pause_ms", g.pause_ms},
+                {"throttle_percent", st.throttle_percent},
+                {"fill_ms", fill_ms},
+                {"hash_at_pause", o.hash_at_pause},
+                {"hash_list_mismatches", list_mismatches},
+                {"session", st.session},
+                {"round_log", g.rounds}};
+    if (o.json) {
+        std::cout << out.dump() << "\n";
+    } else {
+        std::cout << "source " << (out["ok"].get<bool>() ? "ok" : "FAILED") << ": " << st.rounds << " rounds, "
+                  << format_bytes(static_cast<double>(st.bytes_sent)) << " sent (" << st.pages_sent << " pages, "
+                  << st.zero_pages << " zero, " << st.compressed_pages << " compressed), "
+                  << format_millis(st.seconds * 1000) << " total, " << format_millis(st.downtime_ms)
+                  << " downtime (pause " << format_millis(g.pause_ms) << ", final round " << st.final_pages
+                  << " pages), writes " << format_rate(out["write_rate"].get<double>()) << "\n";
+        if (!error.empty()) std::cout << "error: " << error << "\n";
+    }
+    return out["ok"].get<bool>() ? kExitOk : kExitFailed;
+}
+
+}  // namespace rmig::synth

@@ -1,0 +1,127 @@
+// rmig-synth source and dest as two processes over tcp loopback: a 256 MiB
+// guest migrated while its writers run, in every write pattern and with both
+// dirty logs, every destination page checked against the source's hash list;
+// and a destination whose size differs, which both sides must refuse.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/process.hpp"
+#include "common/temp_dir.hpp"
+
+using namespace rmig;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kSynth = RMIG_SYNTH_PATH;
+constexpr uint64_t kPages = (256u << 20) / 4096;
+
+std::string slurp(const std::string& path) {
+    std::ifstream f(path);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
+
+struct Outcome {
+    int source_exit = -1, dest_exit = -1;
+    json source, dest;
+    std::string source_log, dest_log;
+};
+
+// Starts the destination, waits for its address, runs the source, collects both JSON reports.
+Outcome migrate(const std::vector<std::string>& source_args, const std::string& dest_size = "256M") {
+    TempDir dir("synth-test");
+    const std::string port = dir.path() + "/port";
+    Outcome o;
+    Process dest({kSynth, "dest", "--size", dest_size, "--listen", "tcp:127.0.0.1:0", "--port-file", port,
+                  "--timeout", "50", "--json"},
+                 {dir.path() + "/dest.json", dir.path() + "/dest.log"});
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (!std::ifstream(port) && std::chrono::steady_clock::now() < deadline && dest.running())
+        std::this_thread::sleep_for(20ms);
+    std::string uri = slurp(port);
+    if (uri.empty()) {
+        ADD_FAILURE() << "destination never listened: " << slurp(dir.path() + "/dest.log");
+        return o;
+    }
+    uri.erase(uri.find_last_not_of("\n") + 1);
+    std::vector<std::string> argv = {kSynth, "source", "--size", "256M", "--to", uri, "--json", "--max-seconds", "40"};
+    argv.insert(argv.end(), source_args.begin(), source_args.end());
+    Process source(argv, {dir.path() + "/source.json", dir.path() + "/source.log"});
+    o.source_exit = source.wait_for(50s).value_or(-1);
+    o.dest_exit = dest.wait_for(20s).value_or(-1);
+    o.source_log = slurp(dir.path() + "/source.log");
+    o.dest_log = slurp(dir.path() + "/dest.log");
+    try {
+        o.source = json::parse(slurp(dir.path() + "/source.json"));
+        o.dest = json::parse(slurp(dir.path() + "/dest.json"));
+    } catch (const std::exception& e) {
+        ADD_FAILURE() << "bad JSON report: " << e.what() << "\nsource log:\n" << o.source_log << "\ndest log:\n"
+                      << o.dest_log;
+    }
+    return o;
+}
+
+void expect_verified(const Outcome& o) {
+    ASSERT_EQ(o.source_exit, 0) << o.source.dump(1) << "\n" << o.source_log;
+    ASSERT_EQ(o.dest_exit, 0) << o.dest.dump(1) << "\n" << o.dest_log;
+    EXPECT_TRUE(o.source["ok"].get<bool>());
+    EXPECT_TRUE(o.dest["ok"].get<bool>());
+    EXPECT_EQ(o.dest["verified"].get<uint64_t>(), kPages);
+    EXPECT_EQ(o.dest["mismatches"].get<uint64_t>(), 0u);
+    // Not a trivially zero guest: about a quarter of the pages start zero, writers fill some.
+    EXPECT_GT(o.dest["zero_pages"].get<uint64_t>(), kPages / 10);
+    EXPECT_LT(o.dest["zero_pages"].get<uint64_t>(), kPages / 2);
+    // The writers were running throughout, so something was dirtied after round 0.
+    EXPECT_GT(o.dest["source_writes"].get<uint64_t>(), 0u);
+    EXPECT_GE(o.source["rounds"].get<unsigned>(), 2u);
+    EXPECT_EQ(o.source["rounds"], o.dest["rounds"]);
+    EXPECT_EQ(o.source["pages_sent"], o.dest["pages_placed"]);
+    EXPECT_GT(o.source["pages_sent"].get<uint64_t>(), kPages);
+    EXPECT_EQ(o.source["round_log"].size() + 1, o.source["rounds"].get<size_t>());
+    EXPECT_EQ(o.source["round_log"][0]["pages_sent"].get<uint64_t>(), kPages);
+    EXPECT_EQ(o.source["session"], o.dest["session"]);
+    EXPECT_NE(o.source_log.find("round 0: sent 65536 pages"), std::string::npos) << o.source_log;
+}
+
+}  // namespace
+
+TEST(SynthGuest, UniformWithUffdWriteProtect) {
+    Outcome o = migrate({"--pattern", "uniform", "--dirty-rate", "64M", "--downtime-ms", "50", "--workers", "2"});
+    expect_verified(o);
+    EXPECT_EQ(o.source["hash_list_mismatches"].get<int64_t>(), 0);
+}
+
+TEST(SynthGuest, HotSetWithCallerBitmapsAndLz4) {
+    Outcome o = migrate({"--pattern", "hot", "--hot-fraction", "0.05", "--dirty-rate", "64M", "--dirty-log",
+                         "bitmap", "--codec", "lz4", "--downtime-ms", "50"});
+    expect_verified(o);
+    EXPECT_GT(o.source["compressed_pages"].get<uint64_t>(), kPages / 2);
+    EXPECT_LT(o.source["bytes_sent"].get<uint64_t>(), o.source["pages_sent"].get<uint64_t>() * 4096 * 3 / 4);
+}
+
+TEST(SynthGuest, SequentialOneWorkerHashedAtPause) {
+    Outcome o = migrate({"--pattern", "sequential", "--dirty-rate", "32M", "--workers", "1", "--writers", "2",
+                         "--hash-at-pause", "--downtime-ms", "100"});
+    expect_verified(o);
+    EXPECT_TRUE(o.source["hash_at_pause"].get<bool>());
+}
+
+TEST(SynthGuest, DestinationOfAnotherSizeRefusesAndNothingIsVerified) {
+    Outcome o = migrate({"--dirty-rate", "16M"}, "128M");
+    EXPECT_EQ(o.source_exit, 1) << o.source_log;
+    EXPECT_EQ(o.dest_exit, 1) << o.dest_log;
+    EXPECT_FALSE(o.source["ok"].get<bool>());
+    EXPECT_NE(o.source["error"].get<std::string>().find("layout"), std::string::npos) << o.source["error"];
+    EXPECT_EQ(o.dest["verified"].get<uint64_t>(), 0u);
+}

@@ -1,0 +1,153 @@
+// The synthetic guest's pieces: page content, the hash-list device state,
+// page verification (it must catch a single flipped byte), writer pacing and
+// the three write patterns.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "common/error.hpp"
+#include "lab/synth/guest_memory.hpp"
+#include "lab/synth/hash_blob.hpp"
+#include "lab/synth/verify.hpp"
+#include "lab/synth/writers.hpp"
+
+using namespace rmig;
+using namespace rmig::synth;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr size_t kPages = 16384;  // 64 MiB
+
+size_t distinct(DirtyLog& log) {
+    std::vector<uint64_t> w(log.words());
+    log.take(w.data(), w.size());
+    size_t n = 0;
+    for (auto x : w) n += static_cast<size_t>(__builtin_popcountll(x));
+    return n;
+}
+
+}  // namespace
+
+TEST(SynthPage, ContentNamesPageAndVersionAndIsNotZero) {
+    std::vector<std::byte> a(kPageSize), b(kPageSize);
+    fill_page(a.data(), 7, 1);
+    fill_page(b.data(), 7, 2);
+    uint64_t head[2];
+    std::memcpy(head, a.data(), sizeof head);
+    EXPECT_EQ(head[0], 7u);
+    EXPECT_EQ(head[1], 1u);
+    EXPECT_NE(page_hash(a.data()), page_hash(b.data()));
+    std::vector<std::byte> zero(kPageSize);
+    EXPECT_NE(std::memcmp(a.data(), zero.data(), kPageSize), 0);
+}
+
+TEST(SynthGuest, ZeroFractionAndHashesMatchMemory) {
+    GuestMemory mem(kPages * kPageSize, 0.25, 2);
+    std::vector<uint64_t> now;
+    mem.hash_all(now, 2);
+    EXPECT_EQ(now, mem.hashes());
+    std::vector<std::byte> zero(kPageSize);
+    size_t zeros = 0;
+    for (size_t p = 0; p < kPages; ++p) zeros += std::memcmp(mem.mapping().page(p), zero.data(), kPageSize) == 0;
+    EXPECT_GT(zeros, kPages / 5);
+    EXPECT_LT(zeros, kPages * 3 / 10);
+    mem.write(5);
+    mem.hash_all(now, 1);
+    EXPECT_EQ(now, mem.hashes());
+}
+
+TEST(SynthHashBlob, RoundTripsAndRejectsBadInput) {
+    std::vector<uint64_t> h = {1, 2, 3, 0xffffffffffffffffULL};
+    auto blob = encode_hash_blob(kPageSize, 42, h);
+    HashList l = decode_hash_blob(blob);
+    EXPECT_EQ(l.page_size, kPageSize);
+    EXPECT_EQ(l.writes, 42u);
+    EXPECT_EQ(l.hashes, h);
+    auto shorter = blob;
+    shorter.pop_back();
+    EXPECT_THROW(decode_hash_blob(shorter), Error);
+    auto bad_magic = blob;
+    bad_magic[0] = std::byte{0};
+    EXPECT_THROW(decode_hash_blob(bad_magic), Error);
+    EXPECT_THROW(decode_hash_blob({blob.data(), 8}), Error);
+    EXPECT_LE(max_guest_bytes() / kPageSize * 8 + kHashBlobHeader, (16u << 20) - 64);
+}
+
+TEST(SynthVerify, CatchesOneFlippedByteAndAWrongList) {
+    GuestMemory src(kPages * kPageSize, 0.25, 2);
+    Mapping dst(kPages * kPageSize);
+    std::memcpy(dst.data(), src.mapping().data(), dst.size());
+    HashList list = decode_hash_blob(encode_hash_blob(kPageSize, 0, src.hashes()));
+    Verdict ok = verify_pages(dst, list, 2);
+    EXPECT_EQ(ok.verified, kPages);
+    EXPECT_EQ(ok.mismatches, 0u);
+    EXPECT_GT(ok.zero, 0u);
+
+    dst.page(1234)[4095] ^= std::byte{1};
+    Verdict bad = verify_pages(dst, list, 2);
+    EXPECT_EQ(bad.mismatches, 1u);
+    ASSERT_EQ(bad.first_bad.size(), 1u);
+    EXPECT_EQ(bad.first_bad[0], 1234u);
+
+    list.hashes.pop_back();
+    EXPECT_THROW(verify_pages(dst, list, 1), Error);
+}
+
+TEST(SynthWriters, PacedRateIsNotExceededAndHashesStayExact) {
+    GuestMemory mem(kPages * kPageSize, 0.25, 2);
+    WriterConfig c;
+    c.writers = 2;
+    c.pages_per_second = 20000;
+    Writers w(mem, c);
+    auto t0 = std::chrono::steady_clock::now();
+    w.start();
+    std::this_thread::sleep_for(300ms);
+    w.stop();
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    // Credit starts at zero and is capped at 20 ms, so never more than rate * time.
+    EXPECT_LE(static_cast<double>(w.writes()), 20000 * secs + 2);
+    EXPECT_GT(w.writes(), 0u);
+    std::vector<uint64_t> now;
+    mem.hash_all(now, 2);
+    EXPECT_EQ(now, mem.hashes());
+}
+
+TEST(SynthWriters, PatternsShapeTheDirtySet) {
+    auto run = [](Pattern p) {
+        GuestMemory mem(kPages * kPageSize, 0, 1);
+        DirtyLog log(kPages);
+        WriterConfig c;
+        c.pages_per_second = 1e9;  // as fast as it goes; stopped by the write count
+        c.pattern = p;
+        Writers w(mem, c, &log);
+        w.start();
+        for (int i = 0; i < 2000 && w.writes() < 8000; ++i) std::this_thread::sleep_for(1ms);
+        w.stop();
+        return std::pair<size_t, uint64_t>(distinct(log), w.writes());
+    };
+    auto [seq, seq_writes] = run(Pattern::sequential);
+    auto [uni, uni_writes] = run(Pattern::uniform);
+    auto [hot, hot_writes] = run(Pattern::hot);
+    ASSERT_GE(seq_writes, 8000u);
+    ASSERT_GE(uni_writes, 8000u);
+    ASSERT_GE(hot_writes, 8000u);
+    // Sequential never repeats a page before wrapping; uniform repeats a few;
+    // hot (90% of writes in 10% of memory) repeats most.
+    EXPECT_EQ(seq, std::min<uint64_t>(seq_writes, kPages));
+    EXPECT_LT(hot, uni * 2 / 3) << "hot " << hot << " uniform " << uni;
+    EXPECT_LT(hot, static_cast<size_t>(kPages / 10 + hot_writes / 10 + 64));
+}
+
+TEST(SynthWriters, RejectsBadConfig) {
+    GuestMemory mem(64 * kPageSize, 0, 1);
+    WriterConfig c;
+    c.writers = 0;
+    EXPECT_THROW(Writers(mem, c), Error);
+    c.writers = 1;
+    c.hot_fraction = 0;
+    EXPECT_THROW(Writers(mem, c), Error);
+    EXPECT_THROW(parse_pattern("zipf"), Error);
+}
