@@ -16,6 +16,7 @@ packages=(
   ibverbs-utils rdmacm-utils perftest               # RDMA tools and the ib_write_bw baseline
   libdpdk-dev dpdk                                  # the dpdk transport, dpdk-testpmd baseline
   libssl-dev openssl                                # TLS 1.3 / PSK auth, AES-256-GCM frames
+  gnuplot-nox                                       # per-round plots (bench/scripts/memory_e2e.sh)
   linux-image-amd64 busybox-static kmod cpio xz-utils  # the Soft-RoCE test VM (tests/rdma/vm)
 )
 
