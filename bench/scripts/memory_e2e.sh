@@ -17,13 +17,15 @@
 #               write to a page in a round faults to a handler thread, which
 #               caps a writer at some 10^4-10^5 pages/s here)
 #   LINK_BYTES  bytes the link measurement moves (default 2G)
+#   WORKER_CODECS  codecs for the 1-vs-2-worker comparison (default "lz4 zstd")
+#   WORKER_SIZE guest size for that comparison (default 2G, at most SIZE)
 #   OUT         directory for the JSON, logs and plot (default: a new /tmp/memory_e2e.*)
 #
 # Steps: (1) raw link: rmig-transport-bench over loopback with WORKERS streams
 # (the same tcp channels the engine uses, without the engine), plus iperf3 for
 # reference when installed; (2) the guest migrated at dirty rates 0, 1/8, 1/4
 # of that link (REPEATS times each) and 1/2 (once: shows throttling or giving
-# up); (3) 1 worker against 2 with lz4 on an idle guest (the codec makes the
+# up); (3) 1 worker against 2 with lz4 and zstd on an idle guest (the codec makes the
 # worker stage CPU bound). Every run verifies every destination page against
 # the source's hash list; a mismatch fails the script.
 #
@@ -52,6 +54,8 @@ PATTERN=${PATTERN:-uniform}
 DOWNTIME_MS=${DOWNTIME_MS:-50}
 export DIRTY_LOG=${DIRTY_LOG:-bitmap}
 LINK_BYTES=${LINK_BYTES:-2G}
+WORKER_CODECS=${WORKER_CODECS:-lz4 zstd}
+WORKER_SIZE=${WORKER_SIZE:-2G}
 
 SYNTH="$BUILD/lab/synth/rmig-synth"
 TBENCH="$BUILD/bench/rmig-transport-bench"
@@ -60,6 +64,9 @@ die() { echo "memory_e2e: $*" >&2; exit 2; }
 [[ -x "$TBENCH" ]] || die "$TBENCH not found; build it: cmake --build $BUILD --target rmig-transport-bench"
 for tool in python3 numfmt timeout; do command -v "$tool" >/dev/null || die "$tool is not installed"; done
 size_bytes=$(numfmt --from=iec "$SIZE") || die "bad SIZE '$SIZE'"
+wsize_bytes=$(numfmt --from=iec "$WORKER_SIZE") || die "bad WORKER_SIZE '$WORKER_SIZE'"
+if (( wsize_bytes > size_bytes )); then WORKER_SIZE=$SIZE; wsize_bytes=$size_bytes; fi
+RUN_SIZE=$SIZE
 [[ "$REPEATS" =~ ^[1-9][0-9]*$ ]] || die "bad REPEATS '$REPEATS'"
 
 OUT=${OUT:-$(mktemp -d /tmp/memory_e2e.XXXXXX)}
@@ -97,13 +104,13 @@ run() {
     shift
     local port="$OUT/$name.port"
     rm -f "$port"
-    "$SYNTH" dest --size "$SIZE" --listen tcp:127.0.0.1:0 --port-file "$port" --timeout 240 --json \
+    "$SYNTH" dest --size "$RUN_SIZE" --listen tcp:127.0.0.1:0 --port-file "$port" --timeout 240 --json \
         > "$OUT/$name.dest.json" 2> "$OUT/$name.dest.log" &
     dest_pid=$!
     for _ in $(seq 600); do [[ -s $port ]] && break; sleep 0.1; done
     [[ -s $port ]] || die "$name: destination never listened ($(tail -n 2 "$OUT/$name.dest.log"))"
     local rc=0
-    timeout 300 "$SYNTH" source --size "$SIZE" --to "$(cat "$port")" --json --max-seconds 150 \
+    timeout 300 "$SYNTH" source --size "$RUN_SIZE" --to "$(cat "$port")" --json --max-seconds 150 \
         --dirty-log "$DIRTY_LOG" "$@" \
         > "$OUT/$name.source.json" 2> "$OUT/$name.source.log" || rc=$?
     local drc=0
@@ -148,15 +155,20 @@ run dirty_1_2_r1 --dirty-rate "$rate" --pattern "$PATTERN" --writers "$(writers_
     --workers "$WORKERS" --downtime-ms "$DOWNTIME_MS" --max-rounds 20
 cases+=("1/2|$rate|dirty_1_2_r1")
 
-# ---- 3. 1 worker vs 2, lz4 (CPU-bound worker stage), idle guest ----
-echo "== workers: 1 vs 2 with lz4, idle guest, $REPEATS runs each"
-for r in $(seq "$REPEATS"); do
-    run "lz4_w1_r$r" --codec lz4 --workers 1 --downtime-ms "$DOWNTIME_MS"
-    run "lz4_w2_r$r" --codec lz4 --workers 2 --downtime-ms "$DOWNTIME_MS"
+# ---- 3. 1 worker vs 2 with a codec (CPU-bound worker stage), idle guest ----
+RUN_SIZE=$WORKER_SIZE
+for codec in $WORKER_CODECS; do
+    echo "== workers: 1 vs 2 with $codec, idle $WORKER_SIZE guest, $REPEATS runs each"
+    for r in $(seq "$REPEATS"); do
+        run "${codec}_w1_r$r" --codec "$codec" --workers 1 --downtime-ms "$DOWNTIME_MS"
+        run "${codec}_w2_r$r" --codec "$codec" --workers 2 --downtime-ms "$DOWNTIME_MS"
+    done
 done
+RUN_SIZE=$SIZE
 
 # ---- 4. summary ----
 printf '%s\n' "${cases[@]}" > "$OUT/cases.txt"
+WORKER_CODECS="$WORKER_CODECS" WORKER_SIZE="$WORKER_SIZE" \
 python3 - "$OUT" "$size_bytes" "$link_bps" "$iperf_bps" "$REPEATS" "$SIZE" "$PATTERN" "$WORKERS" <<'EOF'
 import json, os, shutil, statistics, subprocess, sys
 
@@ -190,13 +202,16 @@ for label, (rate, names) in groups.items():
     case["ratio"] = case["seconds"] / ideal
     summary["cases"].append(case)
 
-w = {}
-for k in (1, 2):
-    runs = [load(f"lz4_w{k}_r{r}")[0] for r in range(1, repeats + 1)]
-    w[k] = {"seconds": med([s["seconds"] for s in runs if s["ok"]]),
-            "bytes_sent": med([s["bytes_sent"] for s in runs if s["ok"]]),
-            "compressed_pages": med([s["compressed_pages"] for s in runs if s["ok"]])}
-summary["lz4_workers"] = {"w1": w[1], "w2": w[2], "speedup": w[1]["seconds"] / w[2]["seconds"]}
+summary["workers_compare"] = {"size": os.environ["WORKER_SIZE"], "codecs": {}}
+for codec in os.environ["WORKER_CODECS"].split():
+    w = {}
+    for k in (1, 2):
+        runs = [load(f"{codec}_w{k}_r{r}")[0] for r in range(1, repeats + 1)]
+        w[k] = {"seconds": med([s["seconds"] for s in runs if s["ok"]]),
+                "seconds_all": [round(s["seconds"], 2) for s in runs if s["ok"]],
+                "bytes_sent": med([s["bytes_sent"] for s in runs if s["ok"]]),
+                "size": runs[0]["size"]}
+    summary["workers_compare"]["codecs"][codec] = {"w1": w[1], "w2": w[2], "speedup": w[1]["seconds"] / w[2]["seconds"]}
 json.dump(summary, open(f"{out}/summary.json", "w"), indent=1)
 
 gib = lambda b: b / 2**30
@@ -212,10 +227,12 @@ for c in summary["cases"]:
     print(f"| {c['dirty']} | {c['dirty_rate']/1e6:.0f} | {c['write_rate']/1e6:.0f} | {c['converged']}/{c['runs']} | "
           f"{c['seconds']:.2f} | {c['ratio']:.2f} | {dt} | {c['rounds']:g} | {gib(c['bytes_sent']):.2f} | "
           f"{c['throttle']} |")
-lw = summary["lz4_workers"]
-print(f"\nlz4, idle guest: 1 worker {lw['w1']['seconds']:.2f} s, 2 workers {lw['w2']['seconds']:.2f} s, "
-      f"speedup {lw['speedup']:.2f} (target >= 1.8 where CPU bound); "
-      f"{gib(lw['w2']['bytes_sent']):.2f} GiB on the wire for {gib(size):.2f} GiB")
+print()
+for codec, lw in summary["workers_compare"]["codecs"].items():
+    print(f"{codec}, idle {os.environ['WORKER_SIZE']} guest: 1 worker {lw['w1']['seconds']:.2f} s "
+          f"{lw['w1']['seconds_all']}, 2 workers {lw['w2']['seconds']:.2f} s {lw['w2']['seconds_all']}, "
+          f"speedup {lw['speedup']:.2f} (target >= 1.8 where CPU bound); "
+          f"{gib(lw['w2']['bytes_sent']):.2f} GiB on the wire")
 print("targets: time/ideal <= 1.2; downtime median <= 50 ms for dirty <= 1/4 link")
 for c in summary["cases"]:
     for e in c["errors"]:
