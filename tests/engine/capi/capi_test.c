@@ -4,7 +4,8 @@
  * dirtying them, every byte compared afterwards; once with userfaultfd
  * write-protect tracking, once with caller bitmaps in KVM_GET_DIRTY_LOG form.
  * Then the failure paths: a missing pause callback, a misaligned region, a
- * layout the destination refuses, a dirty-log callback that fails.
+ * layout the destination refuses, a dirty-log callback that fails, a
+ * destination cancelled from another thread.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -357,12 +358,29 @@ static void dirty_log_fails(void) {
     guest_free(&g);
 }
 
+/* rmig_dest_cancel from another thread ends a receive that no source ever joins. */
+static void dest_cancelled(void) {
+    struct dest_run dr;
+    dest_start(&dr, kSizes);
+    sleep_us(50000);
+    rmig_dest_cancel(dr.d);
+    dest_join(&dr);
+    CHECK(dr.rc == -1, "a cancelled destination succeeded");
+    CHECK(strstr(rmig_dest_error(dr.d), "stopped") != NULL, "error: %s", rmig_dest_error(dr.d));
+    struct rmig_dest_stats ds;
+    rmig_dest_get_stats(dr.d, &ds);
+    CHECK(ds.ok == 0 && ds.rounds == 0, "stats after cancel: ok %d rounds %u", ds.ok, ds.rounds);
+    printf("cancelled: \"%s\"\n", rmig_dest_error(dr.d));
+    dest_free(&dr, kSizes);
+}
+
 int main(void) {
     migrate_with_writer(RMIG_DIRTY_UFFD_WP, RMIG_CODEC_NONE);
     migrate_with_writer(RMIG_DIRTY_CALLER, RMIG_CODEC_LZ4);
     usage_errors();
     layout_refused();
     dirty_log_fails();
+    dest_cancelled();
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;
