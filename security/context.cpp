@@ -123,7 +123,8 @@ Context::Context(Config cfg) : cfg_(std::move(cfg)) {
     if (SSL_CTX_use_certificate_chain_file(c, cfg_.cert_file.c_str()) != 1)
         throw Error(cat("loading certificate ", cfg_.cert_file, ": ", openssl_errors()));
     if (SSL_CTX_use_PrivateKey_file(c, cfg_.key_file.c_str(), SSL_FILETYPE_PEM) != 1)
-        throw Error(cat("loading private key ", cfg_.key_file, ": ", openssl_errors()));
+        throw Error(cat("loading private key ", cfg_.key_file, " (does it match certificate ", cfg_.cert_file,
+                        "?): ", openssl_errors()));
     if (SSL_CTX_check_private_key(c) != 1)
         throw Error(cat("private key ", cfg_.key_file, " does not match certificate ", cfg_.cert_file, ": ",
                         openssl_errors()));

@@ -51,7 +51,9 @@ void FrameSealer::seal(wire::FrameType type, std::span<const std::byte> plain, s
     if (counter_ == UINT64_MAX) throw Error(cat("channel ", channel_, ": frame counter exhausted"));
     auto len = static_cast<uint32_t>(plain.size());
     out.resize(kSealOverhead + len);
-    wire::put_le<uint32_t>(out.data(), len);
+    out[0] = static_cast<std::byte>(type);
+    out[1] = out[2] = out[3] = std::byte{0};
+    wire::put_le<uint32_t>(out.data() + 4, len);
     auto iv = nonce(salt_, counter_);
     auto a = aad(type, channel_, counter_, len);
     auto* o = reinterpret_cast<unsigned char*>(out.data());
@@ -74,15 +76,23 @@ size_t FrameOpener::sealed_size(std::span<const std::byte> first) const {
     if (first.size() < kSealPrefix)
         throw ProtocolError(cat(name_, ": encrypted frame ", counter_, " truncated: ", first.size(),
                                 " bytes, not even its length"));
-    uint32_t len = wire::get_le<uint32_t>(first.data());
+    uint32_t len = wire::get_le<uint32_t>(first.data() + 4);
     if (len > kMaxSealedPlaintext)
         throw ProtocolError(cat(name_, ": encrypted frame ", counter_, " claims ", len,
                                 " bytes, more than the limit of ", kMaxSealedPlaintext));
     return kSealOverhead + len;
 }
 
-void FrameOpener::open(wire::FrameType type, std::span<const std::byte> sealed, std::vector<std::byte>& plain) {
+wire::FrameType FrameOpener::open(std::span<const std::byte> sealed, std::vector<std::byte>& plain) {
     size_t want = sealed_size(sealed);
+    // Checked by the tag too (the AAD holds the type); a bad value is refused early.
+    auto type = static_cast<wire::FrameType>(sealed[0]);
+    if (type != wire::FrameType::data && type != wire::FrameType::end && type != wire::FrameType::control &&
+        type != wire::FrameType::abort)
+        throw ProtocolError(cat(name_, ": encrypted frame ", counter_, " of unknown type ",
+                                std::to_integer<unsigned>(sealed[0])));
+    if (sealed[1] != std::byte{0} || sealed[2] != std::byte{0} || sealed[3] != std::byte{0})
+        throw ProtocolError(cat(name_, ": reserved bytes set in encrypted frame ", counter_));
     if (sealed.size() != want)
         throw ProtocolError(cat(name_, ": encrypted frame ", counter_, " is ", sealed.size(),
                                 " bytes where its length says ", want, " (truncated or padded)"));
@@ -103,11 +113,12 @@ void FrameOpener::open(wire::FrameType type, std::span<const std::byte> sealed, 
     if (!ok || EVP_DecryptFinal_ex(ctx_.get(), tag, &n) != 1) {
         std::fill(plain.begin(), plain.end(), std::byte{0});  // never hand out unauthenticated bytes
         plain.clear();
-        throw ProtocolError(cat(name_, ": encrypted ", wire::to_string(type), " frame ", counter_,
+        throw ProtocolError(cat(name_, ": encrypted frame ", counter_,
                                 " failed authentication (tampered, replayed, reordered or dropped frame, "
                                 "or a different key)"));
     }
     ++counter_;
+    return type;
 }
 
 }  // namespace rmig::security

@@ -1,7 +1,8 @@
 // AES-256-GCM for one channel direction (docs/security.md).
 //
-// A sealed frame's payload is
-//     u32 LE plaintext length | ciphertext (same length) | 16-byte tag
+// A sealed frame travels as an inner DATA frame (so the transport sees
+// neither the real type nor, for END, an illegal payload) whose payload is
+//     u8 type | u8[3] zero | u32 LE plaintext length | ciphertext | 16-byte tag
 // The nonce is the key's 4-byte salt followed by the 64-bit frame counter
 // (LE), so it never repeats under one key; the AAD binds the frame type, the
 // channel id, the counter and the length. The receiver expects counters in
@@ -21,7 +22,7 @@
 
 namespace rmig::security {
 
-inline constexpr size_t kSealPrefix = 4;
+inline constexpr size_t kSealPrefix = 8;
 inline constexpr size_t kTagSize = 16;
 inline constexpr size_t kSealOverhead = kSealPrefix + kTagSize;
 // The largest plaintext one sealed frame may carry (the frame limit minus overhead).
@@ -48,9 +49,10 @@ public:
     // Total sealed bytes the frame whose first piece is `first` needs (from its
     // length prefix); throws ProtocolError if the prefix is missing or too large.
     size_t sealed_size(std::span<const std::byte> first) const;
-    // Verifies and decrypts the whole sealed frame into `plain` (resized).
-    // Throws ProtocolError naming the channel and the frame counter.
-    void open(wire::FrameType type, std::span<const std::byte> sealed, std::vector<std::byte>& plain);
+    // Verifies and decrypts the whole sealed frame into `plain` (resized);
+    // returns the frame's real type. Throws ProtocolError naming the channel
+    // and the frame counter.
+    wire::FrameType open(std::span<const std::byte> sealed, std::vector<std::byte>& plain);
     uint64_t counter() const { return counter_; }
     const std::string& name() const { return name_; }
 

@@ -38,24 +38,25 @@ SecureChannel::SecureChannel(std::unique_ptr<transport::Channel> inner, const Se
 void SecureChannel::send(wire::FrameType type, std::span<const std::byte> payload) {
     std::lock_guard lk(send_mu_);
     sealer_.seal(type, payload, out_);
-    inner_->send(type, out_);
+    inner_->send(wire::FrameType::data, out_);
 }
 
 wire::FrameType SecureChannel::recv(std::vector<std::byte>& payload) {
     std::lock_guard lk(recv_mu_);
-    wire::FrameType type = inner_->recv(in_);
+    auto expect_data = [&](wire::FrameType t) {
+        if (t != wire::FrameType::data)
+            throw ProtocolError(cat(name(), ": plaintext ", wire::to_string(t), " frame where encrypted frame ",
+                                    opener_.counter(), " was due"));
+    };
+    expect_data(inner_->recv(in_));
     // A transport may carry one sealed frame in several (rdma: one per ring
     // slot); gather them by the length prefix.
     size_t want = opener_.sealed_size(in_);
     while (in_.size() < want) {
-        wire::FrameType t = inner_->recv(piece_);
-        if (t != type)
-            throw ProtocolError(cat(name(), ": encrypted ", wire::to_string(type), " frame ", opener_.counter(),
-                                    " continued by a ", wire::to_string(t), " frame"));
+        expect_data(inner_->recv(piece_));
         in_.insert(in_.end(), piece_.begin(), piece_.end());
     }
-    opener_.open(type, in_, payload);
-    return type;
+    return opener_.open(in_, payload);
 }
 
 wire::Hello offer(const Context& ctx, const wire::Hello& asked) {
