@@ -7,7 +7,9 @@
 #include <infiniband/verbs.h>
 #endif
 
+#include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "common/error.hpp"
@@ -28,6 +30,18 @@ void expect_verified(lab::LocalPair& pair) {
     lab::VerifyResult v = pair.verify();
     EXPECT_TRUE(v.ok) << v.detail << " (lab dir " << pair.dir() << ")";
     if (!v.ok) pair.keep();
+}
+
+// What the `rmig receive` runs of this pair logged.
+std::string receive_logs(lab::LocalPair& pair) {
+    std::string all;
+    for (const auto& e : std::filesystem::directory_iterator(pair.dir()))
+        if (e.path().filename().string().rfind("receive-", 0) == 0 && e.path().extension() == ".log") {
+            std::stringstream ss;
+            ss << std::ifstream(e.path()).rdbuf();
+            all += ss.str();
+        }
+    return all;
 }
 
 }  // namespace
@@ -58,6 +72,9 @@ TEST(MigrationE2E, ThroughRmigMultifdFourChannels) {
     lab::RunResult r = pair.migrate_rmig(run);
     ASSERT_TRUE(r.ok) << "exit " << r.exit_code << ": " << r.error << " (see " << pair.dir() << ")";
     EXPECT_EQ(r.receive_exit_code, 0);
+    // The lab's default: a random pre-shared key, every channel encrypted.
+    EXPECT_NE(receive_logs(pair).find("authenticated (pre-shared key 'rmig', AES-256-GCM)"), std::string::npos)
+        << receive_logs(pair);
     ASSERT_EQ(r.report["channels"].size(), 5u);  // main + 4 multifd
     for (auto& ch : r.report["channels"]) EXPECT_GT(ch.value("sent_bytes", 0ull), 0ull) << ch;
     EXPECT_GT(r.report["qemu"].value("multifd_bytes", 0ull), 50ull << 20);
@@ -88,6 +105,18 @@ TEST(MigrationE2E, ThroughRmigOverRdmaMultifdTwoChannels) {
     expect_verified(pair);
 }
 #endif
+
+TEST(MigrationE2E, ThroughRmigInsecurePlaintextOnLoopback) {
+    lab::LocalPair pair;
+    lab::RmigRun run;
+    run.settings = multifd(0);
+    run.plaintext = true;
+    lab::RunResult r = pair.migrate_rmig(run);
+    ASSERT_TRUE(r.ok) << "exit " << r.exit_code << ": " << r.error << " (see " << pair.dir() << ")";
+    EXPECT_EQ(r.receive_exit_code, 0);
+    EXPECT_EQ(receive_logs(pair).find("authenticated"), std::string::npos) << receive_logs(pair);
+    expect_verified(pair);
+}
 
 TEST(MigrationE2E, DestinationKilledMidMigrationLeavesSourceRunningAndRetrySucceeds) {
     lab::LocalPair pair;
@@ -126,10 +155,12 @@ TEST(MigrationE2E, MismatchedDestinationIsRefusedBeforeAnythingMoves) {
     other.ram_mib = 160;
     other.destination = true;
     lab::QemuVm wrong(pair.dir(), "wrong-destination", other);
-    Process receiver({lab::rmig_binary(), "receive", "--qmp", wrong.qmp_path(), "--listen",
-                      "tcp:127.0.0.1:0", "--address-file", pair.dir() + "/wrong.addr", "--timeout",
-                      "60"},
-                     {pair.dir() + "/wrong-receive.log", "=stdout"});
+    std::vector<std::string> recv_argv = {lab::rmig_binary(), "receive", "--qmp", wrong.qmp_path(), "--listen",
+                                          "tcp:127.0.0.1:0", "--address-file", pair.dir() + "/wrong.addr",
+                                          "--timeout", "60"};
+    auto sec = pair.security_args();
+    recv_argv.insert(recv_argv.end(), sec.begin(), sec.end());
+    Process receiver(recv_argv, {pair.dir() + "/wrong-receive.log", "=stdout"});
     std::string addr;
     for (int i = 0; i < 500 && addr.empty(); ++i) {
         std::ifstream(pair.dir() + "/wrong.addr") >> addr;
@@ -137,9 +168,10 @@ TEST(MigrationE2E, MismatchedDestinationIsRefusedBeforeAnythingMoves) {
     }
     ASSERT_FALSE(addr.empty());
     std::string json_path = pair.dir() + "/refused.json";
-    Process migrator({lab::rmig_binary(), "migrate", "--qmp", pair.source().qmp_path(), "--to",
-                      addr, "--json", json_path, "--progress", "none"},
-                     {pair.dir() + "/refused.log", "=stdout"});
+    std::vector<std::string> mig_argv = {lab::rmig_binary(), "migrate", "--qmp", pair.source().qmp_path(),
+                                         "--to", addr, "--json", json_path, "--progress", "none"};
+    mig_argv.insert(mig_argv.end(), sec.begin(), sec.end());
+    Process migrator(mig_argv, {pair.dir() + "/refused.log", "=stdout"});
     auto code = migrator.wait_for(std::chrono::seconds(30));
     ASSERT_TRUE(code);
     EXPECT_EQ(*code, 3);  // refused by the pre-migration checks
