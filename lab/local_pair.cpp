@@ -113,6 +113,7 @@ RunResult LocalPair::migrate_rmig(const RmigRun& run) {
     std::string mig_json = cat(dir_, "/migrate-", tag, ".json");
     ::unlink(addr_file.c_str());
     std::vector<std::string> sec = run.plaintext ? std::vector<std::string>{"--insecure-plaintext"} : security_args();
+    if (!run.plaintext && !run.encrypt) sec.push_back("--no-encrypt");
     std::vector<std::string> recv_argv = {rmig_binary(), "receive", "--qmp", dst_->qmp_path(), "--listen",
                                           run.listen_uri, "--address-file", addr_file, "--timeout",
                                           cat(run.timeout_s), "--json", recv_json};

@@ -41,6 +41,9 @@ struct RmigRun {
     // Both rmig processes run with --insecure-plaintext instead of the pair's
     // random pre-shared key (authenticated + AES-256-GCM, the default).
     bool plaintext = false;
+    // false: authenticated with the pre-shared key, data channels not
+    // encrypted (--no-encrypt on both sides).
+    bool encrypt = true;
 };
 
 struct VerifyResult {
