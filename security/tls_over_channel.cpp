@@ -110,7 +110,7 @@ private:
         } catch (const Error&) {
             // The peer is gone; our own error below is what matters.
         }
-        throw AuthError(cat(ch_.name(), ": ", doing, " failed: ", why));
+        throw AuthError(cat(ch_.name(), ": authentication failed (", doing, "): ", why));
     }
 
     transport::Channel& ch_;
