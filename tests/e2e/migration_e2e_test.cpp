@@ -15,6 +15,7 @@
 #include "common/error.hpp"
 #include "guest/guest_check.hpp"
 #include "lab/local_pair.hpp"
+#include "security/policy.hpp"
 
 using namespace rmig;
 
@@ -119,6 +120,52 @@ TEST(MigrationE2E, ThroughRmigInsecurePlaintextOnLoopback) {
     ASSERT_TRUE(r.ok) << "exit " << r.exit_code << ": " << r.error << " (see " << pair.dir() << ")";
     EXPECT_EQ(r.receive_exit_code, 0);
     EXPECT_EQ(receive_logs(pair).find("authenticated"), std::string::npos) << receive_logs(pair);
+    expect_verified(pair);
+}
+
+// One `rmig receive` turns away a source with the wrong key (clear error,
+// source untouched), then takes the real source's migration.
+TEST(MigrationE2E, WrongKeyIsRefusedThenTheRealSourceMigrates) {
+    lab::LocalPair pair;
+    auto sec = pair.security_args();
+    std::string addr_file = pair.dir() + "/auth.addr";
+    std::vector<std::string> recv_argv = {lab::rmig_binary(), "receive", "--qmp", pair.destination().qmp_path(),
+                                          "--listen", "tcp:127.0.0.1:0", "--address-file", addr_file,
+                                          "--timeout", "90"};
+    recv_argv.insert(recv_argv.end(), sec.begin(), sec.end());
+    Process receiver(recv_argv, {pair.dir() + "/auth-receive.log", "=stdout"});
+    std::string addr;
+    for (int i = 0; i < 500 && addr.empty(); ++i) {
+        std::ifstream(addr_file) >> addr;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_FALSE(addr.empty());
+
+    std::string stranger_key = pair.dir() + "/stranger.psk";
+    security::write_random_psk_file(stranger_key);
+    std::string log = pair.dir() + "/stranger.log";
+    Process stranger({lab::rmig_binary(), "migrate", "--qmp", pair.source().qmp_path(), "--to", addr,
+                      "--progress", "none", "--psk-file", stranger_key},
+                     {log, "=stdout"});
+    auto code = stranger.wait_for(std::chrono::seconds(30));
+    ASSERT_TRUE(code);
+    EXPECT_NE(*code, 0);
+    std::stringstream ss;
+    ss << std::ifstream(log).rdbuf();
+    EXPECT_NE(ss.str().find("authentication failed"), std::string::npos) << ss.str();
+    EXPECT_EQ(pair.source().qmp().execute("query-migrate").value("status", "none"), "none");
+    EXPECT_TRUE(pair.source().keeps_running());
+
+    std::vector<std::string> mig_argv = {lab::rmig_binary(), "migrate", "--qmp", pair.source().qmp_path(),
+                                         "--to", addr, "--progress", "none", "--no-resume", "--timeout", "60"};
+    mig_argv.insert(mig_argv.end(), sec.begin(), sec.end());
+    Process migrator(mig_argv, {pair.dir() + "/auth-migrate.log", "=stdout"});
+    code = migrator.wait_for(std::chrono::seconds(90));
+    ASSERT_TRUE(code);
+    EXPECT_EQ(*code, 0) << "see " << pair.dir();
+    auto rcode = receiver.wait_for(std::chrono::seconds(30));
+    ASSERT_TRUE(rcode);
+    EXPECT_EQ(*rcode, 0);
     expect_verified(pair);
 }
 

@@ -40,70 +40,86 @@ std::shared_ptr<security::Context> psk(unsigned char v) {
     return security::Context::create(c);
 }
 
-struct Outcome {
-    MemorySourceResult src;
-    MemoryDestResult dst;
+struct Dest {
+    std::stop_source stop;
+    MemoryDestConfig cfg;
+    std::future<MemoryDestResult> result;
+    std::string address;
+
+    Dest(Mapping& dst, std::shared_ptr<security::Context> key) {
+        cfg.stop = stop.get_token();
+        cfg.regions = {Region{dst.p, kSize, 0, "ram"}};
+        cfg.listen_uri = "tcp:127.0.0.1:0";
+        cfg.timeout = 30s;
+        cfg.step_timeout = 10s;
+        cfg.transport.security = std::move(key);
+        cfg.transport.handshake_timeout = std::chrono::milliseconds(3000);
+        std::promise<std::string> listening;
+        auto addr = listening.get_future();
+        cfg.on_listening = [&listening](const std::string& a) { listening.set_value(a); };
+        result = std::async(std::launch::async, [this] { return receive_memory(cfg); });
+        if (addr.wait_for(10s) != std::future_status::ready) throw Error("destination did not listen");
+        address = addr.get();
+    }
+};
+
+struct Source {
+    MemorySourceResult result;
     bool resumed = false;
 };
 
-Outcome migrate(Mapping& src, Mapping& dst, std::shared_ptr<security::Context> src_key,
-                std::shared_ptr<security::Context> dst_key) {
-    std::stop_source stop;
-    MemoryDestConfig dc;
-    dc.stop = stop.get_token();
-    dc.regions = {Region{dst.p, kSize, 0, "ram"}};
-    dc.listen_uri = "tcp:127.0.0.1:0";
-    dc.timeout = 30s;
-    dc.step_timeout = 10s;
-    dc.transport.security = std::move(dst_key);
-    dc.transport.handshake_timeout = std::chrono::milliseconds(3000);
-    std::promise<std::string> listening;
-    auto addr = listening.get_future();
-    dc.on_listening = [&listening](const std::string& a) { listening.set_value(a); };
-    auto dest = std::async(std::launch::async, [&] { return receive_memory(dc); });
-    if (addr.wait_for(10s) != std::future_status::ready) throw Error("destination did not listen");
-
-    Outcome o;
+Source run_source(Mapping& src, const std::string& to, std::shared_ptr<security::Context> key) {
+    Source o;
     MemorySourceConfig sc;
     sc.regions = {Region{src.p, kSize, 0, "ram"}};
-    sc.dest_uri = addr.get();
+    sc.dest_uri = to;
     sc.workers = 2;
     sc.convergence.downtime_budget_ms = 1e6;  // switch over after the full round
     sc.step_timeout = 10s;
-    sc.transport.security = std::move(src_key);
+    sc.transport.security = std::move(key);
     sc.transport.handshake_timeout = std::chrono::milliseconds(3000);
     sc.pause = [] { return std::vector<std::byte>(16, std::byte{7}); };
     sc.on_failure_resume = [&] { o.resumed = true; };
-    o.src = migrate_memory(sc);
-    if (!o.src.ok) stop.request_stop();
-    o.dst = dest.get();
+    o.result = migrate_memory(sc);
     return o;
+}
+
+void fill(Mapping& m) {
+    std::mt19937_64 rng(7);
+    for (size_t i = 0; i < kSize / 2; i += 8) {  // half random, half zero pages
+        uint64_t v = rng();
+        std::memcpy(m.p + i, &v, 8);
+    }
 }
 
 }  // namespace
 
 TEST(SecureMemoryMode, EncryptedMigrationArrivesByteForByte) {
     Mapping src, dst;
-    std::mt19937_64 rng(7);
-    for (size_t i = 0; i < kSize / 2; i += 8) {  // half random, half zero pages
-        uint64_t v = rng();
-        std::memcpy(src.p + i, &v, 8);
-    }
+    fill(src);
     auto key = psk(3);
-    Outcome o = migrate(src, dst, key, key);
-    ASSERT_TRUE(o.src.ok) << o.src.error;
-    ASSERT_TRUE(o.dst.ok) << o.dst.error;
-    EXPECT_EQ(o.dst.device_state, std::vector<std::byte>(16, std::byte{7}));
+    Dest dest(dst, key);
+    Source o = run_source(src, dest.address, key);
+    MemoryDestResult d = dest.result.get();
+    ASSERT_TRUE(o.result.ok) << o.result.error;
+    ASSERT_TRUE(d.ok) << d.error;
+    EXPECT_EQ(d.device_state, std::vector<std::byte>(16, std::byte{7}));
     EXPECT_EQ(std::memcmp(src.p, dst.p, kSize), 0);
 }
 
-TEST(SecureMemoryMode, WrongKeyMovesNothingAndNeverPausesTheSource) {
+TEST(SecureMemoryMode, WrongKeyIsTurnedAwayAndTheRealSourceStillMigrates) {
     Mapping src, dst;
-    std::memset(src.p, 0x5a, kSize);
-    Outcome o = migrate(src, dst, psk(3), psk(4));
-    EXPECT_FALSE(o.src.ok);
-    EXPECT_NE(o.src.error.find("authentication"), std::string::npos) << o.src.error;
-    EXPECT_FALSE(o.src.paused);
-    EXPECT_FALSE(o.dst.ok);
+    fill(src);
+    Dest dest(dst, psk(3));
+    Source stranger = run_source(src, dest.address, psk(4));
+    EXPECT_FALSE(stranger.result.ok);
+    EXPECT_NE(stranger.result.error.find("authentication failed"), std::string::npos) << stranger.result.error;
+    EXPECT_FALSE(stranger.result.paused);
     for (size_t i = 0; i < kSize; i += 4096) ASSERT_EQ(dst.p[i], std::byte{0}) << "page " << i / 4096;
+
+    Source real = run_source(src, dest.address, psk(3));
+    MemoryDestResult d = dest.result.get();
+    ASSERT_TRUE(real.result.ok) << real.result.error;
+    ASSERT_TRUE(d.ok) << d.error;
+    EXPECT_EQ(std::memcmp(src.p, dst.p, kSize), 0);
 }
