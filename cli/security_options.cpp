@@ -11,6 +11,8 @@ const char* const kSecurityUsage = R"(security (docs/security.md); one of these 
   --tls-cert FILE --tls-key FILE --tls-ca FILE
                          authenticate with X.509 certificates (PEM), each side
                          checking the other's against the CA
+  --tls-peer-name NAME   with --tls-*: also require the peer's certificate to
+                         name NAME (subjectAltName, or CN); default: any the CA signed
   --insecure-plaintext   no authentication, no encryption: allowed only on a
                          loopback address (127.0.0.1, ::1, localhost)
   --no-encrypt           with credentials: authenticate, but carry data
@@ -20,7 +22,7 @@ const char* const kSecurityUsage = R"(security (docs/security.md); one of these 
 std::shared_ptr<security::Context> security_from_args(const Args& a, const std::string& uri,
                                                       const std::string& uri_option) {
     bool psk = a.get("psk-file").has_value();
-    bool x509 = a.get("tls-cert") || a.get("tls-key") || a.get("tls-ca");
+    bool x509 = a.get("tls-cert") || a.get("tls-key") || a.get("tls-ca") || a.get("tls-peer-name");
     bool plaintext = a.flag("insecure-plaintext");
     if (psk && x509) throw UsageError("give either --psk-file or --tls-cert/--tls-key/--tls-ca, not both");
     if (plaintext) {
@@ -50,6 +52,7 @@ std::shared_ptr<security::Context> security_from_args(const Args& a, const std::
             c.cert_file = a.required("tls-cert");
             c.key_file = a.required("tls-key");
             c.ca_file = a.required("tls-ca");
+            c.peer_name = a.get_or("tls-peer-name", "");
         }
         return security::Context::create(std::move(c));
     } catch (const UsageError&) {

@@ -15,7 +15,8 @@
 namespace rmig::cli {
 
 // Option names with values, and flags, to add to a command's Args.
-inline const char* const kSecurityValueOptions[] = {"psk-file", "psk-identity", "tls-cert", "tls-key", "tls-ca"};
+inline const char* const kSecurityValueOptions[] = {"psk-file", "psk-identity", "tls-cert", "tls-key", "tls-ca",
+                                                    "tls-peer-name"};
 inline const char* const kSecurityFlags[] = {"no-encrypt", "insecure-plaintext"};
 
 // `uri` is the --to or --listen address (`uri_option` names it in errors).

@@ -107,6 +107,7 @@ Context::Context(Config cfg) : cfg_(std::move(cfg)) {
     SSL_CTX_set_num_tickets(c, 0);  // one handshake per session; nothing to resume
     SSL_CTX_set_options(c, SSL_OP_NO_TICKET);
     if (cfg_.mode == Config::Mode::psk) {
+        if (!cfg_.peer_name.empty()) throw Error("a peer name applies to X.509 authentication only");
         if (cfg_.psk.size() < 16) throw Error("pre-shared key: need at least 16 bytes");
         if (cfg_.psk_identity.empty() || cfg_.psk_identity.size() > 128)
             throw Error("pre-shared key identity must be 1..128 bytes");
@@ -135,12 +136,15 @@ Context::Context(Config cfg) : cfg_(std::move(cfg)) {
 
 std::string Context::describe() const {
     if (cfg_.mode == Config::Mode::psk) return cat("pre-shared key '", cfg_.psk_identity, "'");
-    return cat("X.509 certificate ", cfg_.cert_file);
+    return cat("X.509 certificate ", cfg_.cert_file,
+               cfg_.peer_name.empty() ? std::string() : cat(", peer '", cfg_.peer_name, "'"));
 }
 
 SslPtr Context::new_ssl(bool server) const {
     SslPtr ssl(SSL_new(ctx_.get()));
     if (!ssl) throw Error(cat("creating a TLS connection: ", openssl_errors()));
+    if (!cfg_.peer_name.empty() && SSL_set1_host(ssl.get(), cfg_.peer_name.c_str()) != 1)
+        throw Error(cat("setting the expected peer name '", cfg_.peer_name, "': ", openssl_errors()));
     if (server)
         SSL_set_accept_state(ssl.get());
     else

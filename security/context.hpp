@@ -22,6 +22,9 @@ struct Config {
     std::string psk_identity = "rmig";
     // x509: PEM files; each side proves its key and checks the peer's chain against ca_file.
     std::string cert_file, key_file, ca_file;
+    // x509, optional: the peer's certificate must be issued to this name
+    // (subjectAltName DNS/IP, or CN without SANs). Empty: any certificate the CA signed.
+    std::string peer_name;
     // false = authenticate only: data channels prove membership but are not
     // encrypted (the control channel always is).
     bool encrypt = true;

@@ -239,8 +239,10 @@ protected:
             "ca ca; ca rogue-ca; leaf src ca; leaf dst ca; leaf rogue rogue-ca\n";
         ASSERT_EQ(std::system(("bash -c \"$(cat <<'EOS'\n" + script + "EOS\n)\"").c_str()), 0);
     }
-    std::shared_ptr<security::Context> ctx(const std::string& who, const std::string& ca = "ca") {
+    std::shared_ptr<security::Context> ctx(const std::string& who, const std::string& ca = "ca",
+                                           const std::string& peer = "") {
         security::Config c;
+        c.peer_name = peer;
         c.mode = security::Config::Mode::x509;
         c.cert_file = dir_.path() + "/" + who + ".pem";
         c.key_file = dir_.path() + "/" + who + ".key";
@@ -277,6 +279,30 @@ TEST_F(X509Test, ServerCertificateFromAnotherCaIsRefused) {
     });
     EXPECT_NE(msg.find("certificate"), std::string::npos) << msg;
     EXPECT_THROW(f.get(), AuthError);
+}
+
+TEST_F(X509Test, PeerNamesAreCheckedWhenGiven) {
+    {
+        Session s = open_session(ctx("dst", "ca", "src"), ctx("src", "ca", "dst"));
+        ASSERT_TRUE(s.server_control);
+    }
+    // The source expects "dst-2": the real receiver's certificate names "dst".
+    auto l = listen("tcp:127.0.0.1:0", opts(ctx("dst")));
+    auto f = accept_one(*l);
+    auto msg = error_of<AuthError>([&] {
+        connect(l->address(), hello(wire::ChannelKind::control, wire::random_session_id(), 0),
+                opts(ctx("src", "ca", "dst-2")));
+    });
+    EXPECT_NE(msg.find("hostname mismatch"), std::string::npos) << msg;
+    EXPECT_THROW(f.get(), AuthError);
+    // The receiver expects "src"; a certificate for "dst" from the same CA is not enough.
+    auto l2 = listen("tcp:127.0.0.1:0", opts(ctx("dst", "ca", "src")));
+    auto g = accept_one(*l2);
+    EXPECT_THROW(connect(l2->address(), hello(wire::ChannelKind::control, wire::random_session_id(), 0),
+                         opts(ctx("dst"))),
+                 AuthError);
+    auto server_msg = error_of<AuthError>([&] { g.get(); });
+    EXPECT_NE(server_msg.find("hostname mismatch"), std::string::npos) << server_msg;
 }
 
 TEST_F(X509Test, KeyThatDoesNotMatchTheCertificateIsALoadError) {
