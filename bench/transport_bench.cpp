@@ -36,6 +36,7 @@
 #include "common/units.hpp"
 #include "engine/wire/frame.hpp"
 #include "engine/wire/handshake.hpp"
+#include "security/context.hpp"
 #include "transport/channel.hpp"
 
 namespace rmig {
@@ -56,6 +57,7 @@ struct Config {
     int socket_buffer = transport::Options{}.socket_buffer_bytes;
     bool json = false;
     std::string listen = "tcp:127.0.0.1:0";
+    std::string security = "none";  // none, auth or encrypt (security/, with a random PSK)
 };
 
 const char* const kUsage = R"(usage: rmig-transport-bench [options]
@@ -75,6 +77,8 @@ verifies every frame (sequence, header, XXH3 checksum) as rmig always does.
   --timeout SECONDS     give up with an error after this long (default 120)
   --listen URI          where the receiving side listens: tcp:127.0.0.1:0
                         (default) or rdma:ADDR:0 with ADDR on an RDMA device
+  --security MODE       none (default); auth: a TLS 1.3 PSK session with channel
+                        tokens; encrypt: auth plus AES-256-GCM on every frame
   --json                print one JSON object instead of the text line
   --help                show this help
 
@@ -115,6 +119,10 @@ Config parse_args(int argc, char** argv) {
             c.chunk = parse_size(need(), "--chunk");
         } else if (arg == "--listen") {
             c.listen = need();
+        } else if (arg == "--security") {
+            c.security = need();
+            if (c.security != "none" && c.security != "auth" && c.security != "encrypt")
+                throw UsageError("--security must be none, auth or encrypt");
         } else if (arg == "--socket-buffer") {
             uint64_t b = parse_size(need(), "--socket-buffer");
             if (b > (1ULL << 30)) throw UsageError("--socket-buffer must be at most 1G");
@@ -275,9 +283,35 @@ struct Result {
 void open_channels(const Config& cfg, Run& run) {
     transport::Options opts;
     opts.socket_buffer_bytes = cfg.socket_buffer;
+    if (cfg.security != "none") {
+        security::Config sc;
+        sc.psk.resize(32);
+        auto id = wire::random_session_id();  // 16 random bytes, twice
+        std::memcpy(sc.psk.data(), id.data(), 16);
+        id = wire::random_session_id();
+        std::memcpy(sc.psk.data() + 16, id.data(), 16);
+        sc.encrypt = cfg.security == "encrypt";
+        opts.security = security::Context::create(sc);
+    }
     auto listener = transport::listen(cfg.listen, opts);
     auto session = wire::random_session_id();
     const uint32_t n = cfg.streams;
+    // With security, the control channel authenticates the session first.
+    std::unique_ptr<transport::Channel> server_control, client_control;
+    auto control_acceptor = std::async(std::launch::async, [&] {
+        if (!opts.security) return;
+        auto in = listener->next(transport::Millis(10000));
+        if (!in) throw LinkError("no control channel connected within 10 s");
+        wire::Hello reply = in->hello();
+        reply.role = wire::Role::destination;
+        server_control = in->accept(reply);
+    });
+    if (opts.security) {
+        wire::Hello h = data_hello(session, 0, n);
+        h.kind = wire::ChannelKind::control;
+        client_control = transport::connect(listener->address(), h, opts);
+    }
+    control_acceptor.get();
     auto acceptor = std::async(std::launch::async, [&] {
         for (uint32_t i = 0; i < n; ++i) {
             auto in = listener->next(transport::Millis(10000));
@@ -404,6 +438,7 @@ void report(const Config& cfg, const Result& r) {
         nlohmann::json j = {
             {"transport", cfg.listen.substr(0, cfg.listen.find(':'))},
             {"listen", cfg.listen},
+            {"security", cfg.security},
             {"bytes", r.bytes},
             {"streams", cfg.streams},
             {"chunk", cfg.chunk},
@@ -423,10 +458,10 @@ void report(const Config& cfg, const Result& r) {
     } else {
         // Busy share of a side: its threads' CPU time over the wall time they had.
         const double wall = r.seconds * cfg.streams;
-        std::printf("rmig over %s: %s over %u stream%s (%s frames) in %.3f s: %.2f Gbit/s\n"
+        std::printf("rmig over %s (security %s): %s over %u stream%s (%s frames) in %.3f s: %.2f Gbit/s\n"
                     "  cpu %.0f%% (user %.2f s, sys %.2f s); per thread busy: senders %.0f%%,"
                     " receivers %.0f%%\n",
-                    cfg.listen.c_str(), format_bytes(static_cast<double>(r.bytes)).c_str(), cfg.streams,
+                    cfg.listen.c_str(), cfg.security.c_str(), format_bytes(static_cast<double>(r.bytes)).c_str(), cfg.streams,
                     cfg.streams == 1 ? "" : "s", format_bytes(static_cast<double>(cfg.chunk)).c_str(),
                     r.seconds, gbit, cpu_pct, r.cpu.user, r.cpu.sys, r.sender_cpu / wall * 100,
                     r.receiver_cpu / wall * 100);

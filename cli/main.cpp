@@ -11,6 +11,7 @@
 #include "cli/args.hpp"
 #include "cli/exit_codes.hpp"
 #include "cli/profile.hpp"
+#include "cli/security_options.hpp"
 #include "cli/topo_command.hpp"
 #include "cli/progress_display.hpp"
 #include "common/log.hpp"
@@ -41,8 +42,9 @@ commands:
   help CMD  show the options of CMD
 
 two hosts:
-  dst$ rmig receive --qmp /run/vm1/qmp.sock --listen tcp:0.0.0.0:7070
-  src$ rmig migrate --qmp /run/vm1/qmp.sock --to tcp:dst-host:7070 --multifd 4
+  both$ openssl rand -hex 32 > key.psk   # once, then copy it to the other host
+  dst$ rmig receive --qmp /run/vm1/qmp.sock --listen tcp:0.0.0.0:7070 --psk-file key.psk
+  src$ rmig migrate --qmp /run/vm1/qmp.sock --to tcp:dst-host:7070 --multifd 4 --psk-file key.psk
 
 exit codes: 0 done, 1 migration failed (the source guest keeps running),
 2 bad arguments, 3 refused by the pre-migration checks (nothing was sent),
@@ -137,14 +139,16 @@ size_t chunk_option(const Args& a) {
 
 int cmd_migrate(const std::vector<std::string>& argv) {
     Args a(argv,
-           {"qmp", "to", "multifd", "max-bandwidth", "downtime-limit", "timeout", "progress",
-            "json", "chunk", "socket-buffer", "relay-dir", "profile", "rdma-slots", "rdma-slot-size"},
-           {"no-resume", "verbose", "quiet", "help"});
+           cli::with_security_values(
+               {"qmp", "to", "multifd", "max-bandwidth", "downtime-limit", "timeout", "progress", "json",
+                "chunk", "socket-buffer", "relay-dir", "profile", "rdma-slots", "rdma-slot-size"}),
+           cli::with_security_flags({"no-resume", "verbose", "quiet", "help"}));
     if (auto p = a.get("profile"))
         apply_profile(a, *p, {"multifd", "max-bandwidth", "downtime-limit", "chunk", "socket-buffer",
                               "timeout", "rdma-slots", "rdma-slot-size"});
     if (a.flag("help")) {
         std::fputs(kMigrateUsage, stdout);
+        std::fputs(cli::kSecurityUsage, stdout);
         return cli::kOk;
     }
     set_logging(a, "rmig migrate");
@@ -160,6 +164,7 @@ int cmd_migrate(const std::vector<std::string>& argv) {
     o.relay_dir = a.get_or("relay-dir", "");
     o.chunk = chunk_option(a);
     o.transport = transport_options(a);
+    o.transport.security = cli::security_from_args(a, o.dest_uri, "--to");
     auto mode = cli::progress_mode(a.get_or("progress", "auto"));
     std::FILE* out = a.get("json") == "-" ? stderr : stdout;
 
@@ -178,14 +183,16 @@ int cmd_migrate(const std::vector<std::string>& argv) {
 }
 
 int cmd_receive(const std::vector<std::string>& argv) {
-    Args a(argv, {"qmp", "listen", "address-file", "timeout", "incoming-dir", "json", "chunk",
-                  "socket-buffer", "profile", "rdma-slots", "rdma-slot-size"},
-           {"verbose", "quiet", "help"});
+    Args a(argv,
+           cli::with_security_values({"qmp", "listen", "address-file", "timeout", "incoming-dir", "json",
+                                      "chunk", "socket-buffer", "profile", "rdma-slots", "rdma-slot-size"}),
+           cli::with_security_flags({"verbose", "quiet", "help"}));
     if (auto p = a.get("profile"))
         apply_profile(a, *p, {"multifd", "max-bandwidth", "downtime-limit", "chunk", "socket-buffer",
                               "timeout", "rdma-slots", "rdma-slot-size"});
     if (a.flag("help")) {
         std::fputs(kReceiveUsage, stdout);
+        std::fputs(cli::kSecurityUsage, stdout);
         return cli::kOk;
     }
     set_logging(a, "rmig receive");
@@ -196,6 +203,7 @@ int cmd_receive(const std::vector<std::string>& argv) {
     o.incoming_dir = a.get_or("incoming-dir", "");
     o.chunk = chunk_option(a);
     o.transport = transport_options(a);
+    o.transport.security = cli::security_from_args(a, o.listen_uri, "--listen");
     auto address_file = a.get_or("address-file", "");
     auto report = qemu::receive(o, [&](const std::string& addr) {
         log::info("listening on ", addr);
@@ -262,6 +270,7 @@ int main(int argc, char** argv) {
                        : topic == "qmp"     ? kQmpUsage
                                             : kUsage,
                        stdout);
+            if (topic == "migrate" || topic == "receive") std::fputs(cli::kSecurityUsage, stdout);
             return cli::kOk;
         }
         throw UsageError(cat("unknown command '", cmd, "'"));

@@ -11,6 +11,7 @@
 #include "common/error.hpp"
 #include "common/temp_dir.hpp"
 #include "common/units.hpp"
+#include "security/policy.hpp"
 #include "guest/guest_check.hpp"
 #include "qemu-plugin/qemu_info.hpp"
 
@@ -50,6 +51,12 @@ LocalPair::~LocalPair() {
         std::error_code ec;
         std::filesystem::remove_all(dir_, ec);
     }
+}
+
+std::vector<std::string> LocalPair::security_args() {
+    std::string path = dir_ + "/pair.psk";
+    if (!std::filesystem::exists(path)) security::write_random_psk_file(path);
+    return {"--psk-file", path};
 }
 
 void LocalPair::restart_destination() {
@@ -105,10 +112,13 @@ RunResult LocalPair::migrate_rmig(const RmigRun& run) {
     std::string recv_json = cat(dir_, "/receive-", tag, ".json");
     std::string mig_json = cat(dir_, "/migrate-", tag, ".json");
     ::unlink(addr_file.c_str());
-    Process receiver({rmig_binary(), "receive", "--qmp", dst_->qmp_path(), "--listen",
-                      run.listen_uri, "--address-file", addr_file, "--timeout",
-                      cat(run.timeout_s), "--json", recv_json},
-                     {cat(dir_, "/receive-", tag, ".log"), "=stdout"});
+    std::vector<std::string> sec = run.plaintext ? std::vector<std::string>{"--insecure-plaintext"} : security_args();
+    if (!run.plaintext && !run.encrypt) sec.push_back("--no-encrypt");
+    std::vector<std::string> recv_argv = {rmig_binary(), "receive", "--qmp", dst_->qmp_path(), "--listen",
+                                          run.listen_uri, "--address-file", addr_file, "--timeout",
+                                          cat(run.timeout_s), "--json", recv_json};
+    recv_argv.insert(recv_argv.end(), sec.begin(), sec.end());
+    Process receiver(recv_argv, {cat(dir_, "/receive-", tag, ".log"), "=stdout"});
     std::string addr;
     for (int i = 0; i < 500 && addr.empty(); ++i) {
         std::ifstream(addr_file) >> addr;
@@ -128,6 +138,7 @@ RunResult LocalPair::migrate_rmig(const RmigRun& run) {
         "--downtime-limit", cat(run.settings.downtime_limit_ms),
         "--no-resume", "--timeout", cat(run.timeout_s), "--json", mig_json,
         "--progress", run.show_progress ? "auto" : "line"};
+    argv.insert(argv.end(), sec.begin(), sec.end());
     argv.insert(argv.end(), run.extra_args.begin(), run.extra_args.end());
     Process::Options out;
     if (!run.show_progress) out = {cat(dir_, "/migrate-", tag, ".log"), "=stdout"};

@@ -38,6 +38,12 @@ struct RmigRun {
     int timeout_s = 120;
     // Where `rmig receive` listens; "rdma:ADDR:0" carries the migration over RDMA.
     std::string listen_uri = "tcp:127.0.0.1:0";
+    // Both rmig processes run with --insecure-plaintext instead of the pair's
+    // random pre-shared key (authenticated + AES-256-GCM, the default).
+    bool plaintext = false;
+    // false: authenticated with the pre-shared key, data channels not
+    // encrypted (--no-encrypt on both sides).
+    bool encrypt = true;
 };
 
 struct VerifyResult {
@@ -57,6 +63,9 @@ public:
     void restart_destination();
     const std::string& dir() const { return dir_; }
     void keep() { keep_ = true; }
+    // The options that give an rmig process this pair's random pre-shared key
+    // (a file in dir(), made on first use): {"--psk-file", PATH}.
+    std::vector<std::string> security_args();
 
     RunResult migrate_direct(const qemu::MigrationSettings& s, int timeout_s = 120);
     RunResult migrate_rmig(const RmigRun& run);

@@ -25,6 +25,8 @@ demo     boot a test guest in QEMU, live-migrate it to a second local QEMU
            --ram MIB       guest RAM (default 1024)
            --keep          keep the lab directory (logs, reports)
            --json FILE     write the rmig migrate report there too
+           --plaintext     run rmig with --insecure-plaintext instead of a random
+                           pre-shared key (authenticated + AES-256-GCM)
 bench    migrate the same guest directly (QEMU to QEMU) and through rmig,
          with 1 stream and with multifd, alternating, and print medians
          and the ratios rmig/direct.
@@ -32,6 +34,7 @@ bench    migrate the same guest directly (QEMU to QEMU) and through rmig,
            --multifd N     channels of the multifd modes (default 4)
            --ram MIB       guest RAM (default 256)
            --json FILE     write all samples and medians there
+           --plaintext     rmig runs without authentication and encryption
 
 exit codes: 0 success, 1 failure (details on stderr), 2 bad arguments
 )";
@@ -42,7 +45,7 @@ void step(int n, int of, const std::string& what) {
 }
 
 int demo(const std::vector<std::string>& argv) {
-    Args a(argv, {"multifd", "ram", "json"}, {"keep", "help"});
+    Args a(argv, {"multifd", "ram", "json"}, {"keep", "help", "plaintext"});
     if (a.flag("help")) {
         std::fputs(kUsage, stdout);
         return 0;
@@ -52,6 +55,7 @@ int demo(const std::vector<std::string>& argv) {
     lab::RmigRun run;
     run.settings.multifd_channels = static_cast<uint32_t>(a.number("multifd", 4));
     run.show_progress = true;
+    run.plaintext = a.flag("plaintext");
 
     std::printf("rmig demo: live migration of a real QEMU guest through rmig over TCP on loopback\n");
     step(1, 4, cat("starting the source QEMU (TCG, ", spec.ram_mib,
@@ -101,12 +105,13 @@ double median(std::vector<double> v) {
 }
 
 int bench(const std::vector<std::string>& argv) {
-    Args a(argv, {"runs", "multifd", "ram", "json"}, {"help"});
+    Args a(argv, {"runs", "multifd", "ram", "json"}, {"help", "plaintext"});
     if (a.flag("help")) {
         std::fputs(kUsage, stdout);
         return 0;
     }
     int runs = static_cast<int>(a.number("runs", 5));
+    bool plaintext = a.flag("plaintext");
     auto mf = static_cast<uint32_t>(a.number("multifd", 4));
     lab::VmSpec spec;
     spec.ram_mib = a.number("ram", 256);
@@ -130,6 +135,7 @@ int bench(const std::vector<std::string>& argv) {
             if (m.rmig) {
                 lab::RmigRun run;
                 run.settings = s;
+                run.plaintext = plaintext;
                 r = pair.migrate_rmig(run);
             } else {
                 r = pair.migrate_direct(s);

@@ -11,6 +11,7 @@
 #include "qemu-plugin/dest_relay.hpp"
 #include "qemu-plugin/migration_settings.hpp"
 #include "qemu-plugin/qemu_info.hpp"
+#include "security/errors.hpp"
 
 namespace rmig::qemu {
 
@@ -80,7 +81,14 @@ private:
             report_.source_peer = in->peer();
             wire::Hello reply = in->hello();
             reply.role = wire::Role::destination;
-            control_ = in->accept(reply);
+            try {
+                control_ = in->accept(reply);
+            } catch (const security::AuthError& e) {
+                // A peer that cannot authenticate is turned away (it was told
+                // why); keep waiting for the real source.
+                log::warn(e.what());
+                continue;
+            }
             log::info("session ", report_.session.substr(0, 8), " from ", report_.source_peer);
             return;
         }

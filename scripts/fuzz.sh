@@ -9,7 +9,7 @@ secs=${1:-10}
 build=${2:-$root/build-fuzz}
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
   -DRMIG_FUZZ=ON -DRMIG_BUILD_TESTS=OFF -DRMIG_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-targets=(hello frames control qemu_text)
+targets=(hello frames control qemu_text secure)
 cmake --build "$build" --target "${targets[@]/#/fuzz_}" | tail -n 1
 failed=0
 for t in "${targets[@]}"; do

@@ -15,6 +15,10 @@
 #include "engine/wire/frame.hpp"
 #include "engine/wire/handshake.hpp"
 
+namespace rmig::security {
+class Context;  // security/context.hpp
+}
+
 namespace rmig::transport {
 
 using Millis = std::chrono::milliseconds;
@@ -39,6 +43,11 @@ struct Options {
     // keepalive probes and TCP_USER_TIMEOUT), so a vanished host never hangs us.
     Millis dead_peer_timeout{20000};
     RdmaOptions rdma;
+    // Set: every channel is authenticated (TLS 1.3 on the control channel, a
+    // token on data channels) and, if the context says so, encrypted; listeners
+    // refuse unauthenticated peers. Unset: plaintext, and listeners refuse
+    // peers that ask for authentication. docs/security.md.
+    std::shared_ptr<security::Context> security;
 };
 
 // Where a peer exposed memory for one-sided writes (memory mode).

@@ -7,9 +7,11 @@
 #include <thread>
 
 #include "common/error.hpp"
+#include "common/log.hpp"
 #include "engine/memory/page_placer.hpp"
 #include "engine/memory/round_watchdog.hpp"
 #include "qemu-plugin/control_protocol.hpp"
+#include "security/errors.hpp"
 
 namespace rmig::engine {
 
@@ -124,7 +126,14 @@ private:
             session_ = h.session;
             nchannels_ = h.channel_count;
             result_.session = wire::to_hex(session_);
-            auto ch = in->accept(reply_to(h));
+            std::unique_ptr<transport::Channel> ch;
+            try {
+                ch = in->accept(reply_to(h));
+            } catch (const security::AuthError& e) {
+                // A peer that cannot authenticate is turned away; keep waiting.
+                log::warn(e.what());
+                continue;
+            }
             std::lock_guard lock(mu_);
             control_ = std::move(ch);
         }
@@ -144,7 +153,14 @@ private:
                 in->refuse(wire::HelloStatus::bad_channel);
                 continue;
             }
-            auto ch = in->accept(reply_to(h));
+            std::unique_ptr<transport::Channel> ch;
+            try {
+                ch = in->accept(reply_to(h));
+            } catch (const security::AuthError& e) {
+                // A forged channel token: the real channel may still come.
+                log::warn(e.what());
+                continue;
+            }
             std::lock_guard lock(mu_);
             data_.push_back(std::move(ch));
         }

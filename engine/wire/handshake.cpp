@@ -28,6 +28,12 @@ const char* to_string(HelloStatus s) {
     case HelloStatus::busy: return "receiver is busy with another session";
     case HelloStatus::refused: return "refused by the receiver's policy";
     case HelloStatus::internal: return "receiver failed to set the channel up";
+    case HelloStatus::auth_required:
+        return "receiver requires authentication (give both sides --psk-file or --tls-cert/--tls-key/--tls-ca)";
+    case HelloStatus::auth_unsupported:
+        return "receiver runs without authentication (it was started with --insecure-plaintext)";
+    case HelloStatus::security_mismatch:
+        return "sides disagree on encryption (pass --no-encrypt to both or to neither)";
     }
     return "unknown status";
 }
@@ -90,7 +96,7 @@ namespace {
 Hello decode_fields(uint16_t version, uint16_t status, uint8_t role, uint8_t kind, uint32_t caps,
                     uint32_t channel_id, uint32_t channel_count, bool reserved_zero,
                     const std::byte* session, const std::string& peer) {
-    if (status > static_cast<uint16_t>(HelloStatus::internal))
+    if (status > static_cast<uint16_t>(kLastHelloStatus))
         throw ProtocolError(cat("handshake from ", peer, ": unknown status ", status));
     if (role < 1 || role > 2)
         throw ProtocolError(cat("handshake from ", peer, ": unknown role ", unsigned(role)));

@@ -35,7 +35,12 @@ enum class HelloStatus : uint16_t {
     busy = 4,             // responder already runs a session
     refused = 5,          // responder's policy (e.g. authentication) refuses
     internal = 6,         // responder failed to set the channel up (e.g. QEMU socket)
+    // security/ (docs/security.md):
+    auth_required = 7,     // responder authenticates; the hello did not offer kCapAuth
+    auth_unsupported = 8,  // responder runs plaintext; the hello asked for kCapAuth
+    security_mismatch = 9, // both authenticate but disagree on kCapEncrypt
 };
+inline constexpr HelloStatus kLastHelloStatus = HelloStatus::security_mismatch;
 const char* to_string(HelloStatus s);
 
 using SessionId = std::array<std::byte, 16>;
