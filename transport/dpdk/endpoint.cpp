@@ -67,8 +67,10 @@ Endpoint::Endpoint(const DpdkUri& uri, const Options& /*opts*/) : name_(uri.port
                   "; using ", info.max_mtu);
         want = info.max_mtu;
     }
-    uint32_t data_room = std::max<uint32_t>(RTE_MBUF_DEFAULT_BUF_SIZE,
-                                            want + RTE_ETHER_HDR_LEN + RTE_PKTMBUF_HEADROOM + 64);
+    // Jumbo frames get room to spare: af_packet wants its whole frame slot
+    // (framesz=10240 for MTU 9000) to fit in one mbuf.
+    uint32_t data_room = want <= 1500 ? RTE_MBUF_DEFAULT_BUF_SIZE
+                                      : want + 1280 + RTE_PKTMBUF_HEADROOM;
     unsigned n_mbufs = data_room > 4096 ? 16383 : 32767;
     std::string pool_name = cat("rmig_", port_);
     pool_ = rte_pktmbuf_pool_create(pool_name.c_str(), n_mbufs, 256, 0,
@@ -81,24 +83,40 @@ Endpoint::Endpoint(const DpdkUri& uri, const Options& /*opts*/) : name_(uri.port
                         " (give the EAL more memory: -m 1024 or more hugepages)"));
     rte_eth_conf conf{};
     conf.rxmode.mtu = want;
-    if (int rc = rte_eth_dev_configure(port_, 1, 1, &conf); rc != 0)
+    bool forced_mtu = false;
+    int rc = rte_eth_dev_configure(port_, 1, 1, &conf);
+    if (rc != 0 && uri.opts.mtu) {
+        // Some vdevs (af_packet) advertise 1518-byte frames yet carry whatever
+        // the kernel interface's MTU allows: send the asked size anyway.
+        conf.rxmode.mtu = 0;
+        rc = rte_eth_dev_configure(port_, 1, 1, &conf);
+        forced_mtu = rc == 0;
+        if (forced_mtu)
+            log::warn("dpdk port ", name_, " does not take MTU ", want,
+                      " in its configuration; sending frames of that size as rmig.mtu asks");
+    }
+    if (rc != 0)
         throw Error(cat("dpdk port ", name_, ": configure (1 rx + 1 tx queue, MTU ", want,
                         ") failed: ", rte_strerror(-rc)));
     uint16_t nrx = 1024, ntx = 1024;
     rte_eth_dev_adjust_nb_rx_tx_desc(port_, &nrx, &ntx);
     int sock = rte_eth_dev_socket_id(port_);
-    if (int rc = rte_eth_rx_queue_setup(port_, 0, nrx, sock < 0 ? SOCKET_ID_ANY : unsigned(sock),
-                                        nullptr, pool_); rc != 0)
-        throw Error(cat("dpdk port ", name_, ": rx queue setup failed: ", rte_strerror(-rc)));
-    if (int rc = rte_eth_tx_queue_setup(port_, 0, ntx, sock < 0 ? SOCKET_ID_ANY : unsigned(sock),
-                                        nullptr); rc != 0)
-        throw Error(cat("dpdk port ", name_, ": tx queue setup failed: ", rte_strerror(-rc)));
-    if (int rc = rte_eth_dev_start(port_); rc != 0)
-        throw Error(cat("dpdk port ", name_, ": start failed: ", rte_strerror(-rc)));
+    if (int qrc = rte_eth_rx_queue_setup(port_, 0, nrx, sock < 0 ? SOCKET_ID_ANY : unsigned(sock),
+                                        nullptr, pool_); qrc != 0)
+        throw Error(cat("dpdk port ", name_, ": rx queue setup failed: ", rte_strerror(-qrc)));
+    if (int qrc = rte_eth_tx_queue_setup(port_, 0, ntx, sock < 0 ? SOCKET_ID_ANY : unsigned(sock),
+                                        nullptr); qrc != 0)
+        throw Error(cat("dpdk port ", name_, ": tx queue setup failed: ", rte_strerror(-qrc)));
+    if (int src = rte_eth_dev_start(port_); src != 0)
+        throw Error(cat("dpdk port ", name_, ": start failed: ", rte_strerror(-src),
+                        name_.rfind("net_memif", 0) == 0
+                            ? " (a memif client needs its server's socket: start the listening "
+                              "side first, with the same socket path)"
+                            : ""));
     started_ = true;
     rte_eth_promiscuous_enable(port_);  // not every vdev has it; point-to-point links need none
     rte_eth_dev_get_mtu(port_, &cur_mtu);
-    mtu_ = cur_mtu;
+    mtu_ = forced_mtu ? want : cur_mtu;
     mss_ = std::min<uint32_t>(mtu_, data_room - RTE_PKTMBUF_HEADROOM - RTE_ETHER_HDR_LEN) - 40;
     rte_eth_macaddr_get(port_, &mac_);
     log::info("dpdk port ", name_, " (", port_, ") up: MTU ", mtu_, ", ", mss_,
