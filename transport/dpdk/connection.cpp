@@ -24,7 +24,7 @@ proto::SenderConfig sender_config(const ConnConfig& c) {
     proto::SenderConfig s;
     s.window_segments = c.window;
     s.initial_rto_ns = 20'000'000;
-    s.min_rto_ns = 2'000'000;
+    s.min_rto_ns = 5'000'000;
     s.max_rto_ns = 400'000'000;
     return s;
 }
@@ -102,7 +102,9 @@ void Connection::write(std::span<const std::span<const std::byte>> parts) {
         }
         done += n;
         std::unique_lock lock(m_);
-        auto deadline = std::chrono::steady_clock::now() + cfg_.dead_peer_timeout;
+        // Twice the dead-peer timeout: the poller's detection, with its
+        // clearer reason, ends a wait for a vanished peer first.
+        auto deadline = std::chrono::steady_clock::now() + 2 * cfg_.dead_peer_timeout;
         while (state_ == State::open && !fin_queued_ && unsent_.size() >= unsent_limit_)
             if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) break;
         if (state_ != State::open || fin_queued_ || unsent_.size() >= unsent_limit_) {
@@ -123,7 +125,7 @@ void Connection::write_mbufs(std::span<rte_mbuf*> segs, size_t payload_bytes) {
     size_t i = 0;
     try {
         for (; i < segs.size(); ++i) {
-            auto deadline = std::chrono::steady_clock::now() + cfg_.dead_peer_timeout;
+            auto deadline = std::chrono::steady_clock::now() + 2 * cfg_.dead_peer_timeout;
             while (state_ != State::failed && unsent_.size() >= unsent_limit_)
                 if (cv_.wait_until(lock, deadline) == std::cv_status::timeout)
                     throw LinkError(cat(name_, ": peer took no data for ",
@@ -352,7 +354,7 @@ size_t Connection::service(uint64_t now) {
         return frames;
     }
     // New data, in order, within window and pacing.
-    while (!unsent_.empty() && sender_.can_send()) {
+    while (!unsent_.empty() && sender_.can_send() && ep_.tx_room()) {
         rte_mbuf* m = unsent_.front();
         if (!pacer_.take(m->pkt_len, now)) break;
         unsent_.pop_front();

@@ -21,6 +21,7 @@ std::mutex g_registry_mutex;
 std::map<std::string, std::weak_ptr<Endpoint>> g_registry;
 
 constexpr uint16_t kBurst = 32;
+constexpr size_t kTxBacklogMax = 4096;
 
 std::string available_ports() {
     std::string out;
@@ -220,18 +221,22 @@ void Endpoint::send_control(const rte_ether_addr& dst, const proto::SegmentHeade
 
 void Endpoint::queue_tx(rte_mbuf* m) {
     tx_batch_.push_back(m);
-    if (tx_batch_.size() >= kBurst) flush_tx();
+    if (tx_batch_.size() >= kBurst && tx_batch_.size() % kBurst == 0) flush_tx();
 }
 
 void Endpoint::flush_tx() {
     size_t sent = 0;
-    for (int tries = 0; sent < tx_batch_.size() && tries < 64; ++tries) {
+    for (int tries = 0; sent < tx_batch_.size() && tries < 4; ++tries)
         sent += rte_eth_tx_burst(port_, 0, tx_batch_.data() + sent,
                                  static_cast<uint16_t>(tx_batch_.size() - sent));
+    tx_batch_.erase(tx_batch_.begin(), tx_batch_.begin() + long(sent));
+    // A full tx ring (the peer polls slower than we send) holds frames back for
+    // the next round; connections stop adding new data meanwhile (tx_room).
+    // Only far beyond that are frames dropped: retransmission repairs them.
+    if (tx_batch_.size() > kTxBacklogMax) {
+        for (size_t i = kTxBacklogMax; i < tx_batch_.size(); ++i) rte_pktmbuf_free(tx_batch_[i]);
+        tx_batch_.resize(kTxBacklogMax);
     }
-    // What the queue would not take counts as lost: retransmission repairs it.
-    for (size_t i = sent; i < tx_batch_.size(); ++i) rte_pktmbuf_free(tx_batch_[i]);
-    tx_batch_.clear();
 }
 
 void Endpoint::handle(rte_mbuf* m, uint64_t now) {

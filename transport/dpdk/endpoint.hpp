@@ -56,6 +56,8 @@ public:
     void send_control(const rte_ether_addr& dst, const proto::SegmentHeader& h,
                       std::span<const std::byte> payload = {});
     void queue_tx(rte_mbuf* m);  // takes one reference
+    // False while the tx ring is full and frames wait: send no new data then.
+    bool tx_room() const { return tx_batch_.size() < 128; }
 
 private:
     Endpoint(const DpdkUri& uri, const Options& opts);
