@@ -38,6 +38,9 @@ struct RmigRun {
     int timeout_s = 120;
     // Where `rmig receive` listens; "rdma:ADDR:0" carries the migration over RDMA.
     std::string listen_uri = "tcp:127.0.0.1:0";
+    // What `rmig migrate` connects to; empty: the address `rmig receive` reports.
+    // (dpdk memif: the client side of the listener's socket.)
+    std::string connect_uri;
 };
 
 struct VerifyResult {
