@@ -224,6 +224,11 @@ void Connection::fail_locked(const std::string& why) {
     if (state_ == State::failed) return;
     state_ = State::failed;
     error_ = why;
+    // Nothing more will be sent: let go of the send side's buffers now (a
+    // zero-copy sender waits for exactly that).
+    for (auto* m : unsent_) rte_pktmbuf_free(m);
+    unsent_.clear();
+    sender_.drain([](rte_mbuf*&& m) { rte_pktmbuf_free(m); });
     cv_.notify_all();
 }
 
@@ -384,6 +389,15 @@ size_t Connection::service(uint64_t now) {
         ++frames;
     }
     return frames;
+}
+
+std::string Connection::debug_state() {
+    std::lock_guard lock(m_);
+    return cat(name_, ": state ", int(state_), " unsent ", unsent_.size(), " una ",
+               sender_.unacked_base(), " next ", sender_.next_seq(), " can_send ",
+               sender_.can_send(), " rto_us ", sender_.rto_ns() / 1000, " rx_next ",
+               receiver_.next_expected(), " delivered ", delivered_.size(), " fin_rx ",
+               fin_received_);
 }
 
 bool Connection::finished() {

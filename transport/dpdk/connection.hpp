@@ -80,6 +80,7 @@ public:
     // acks, SYNs, keepalives); detects a silent peer. Returns frames queued.
     size_t service(uint64_t now);
     bool finished();  // closed or failed and nothing left to send
+    std::string debug_state();
 
 private:
     friend class Endpoint;

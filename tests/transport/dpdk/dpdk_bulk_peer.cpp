@@ -5,7 +5,11 @@
 // every byte and answers with what it counted. Prints one JSON line.
 //
 //   rmig_dpdk_bulk_peer server URI CHANNELS BYTES [--timeout-s N]
-//   rmig_dpdk_bulk_peer client URI CHANNELS BYTES [--timeout-s N]
+//   rmig_dpdk_bulk_peer client URI CHANNELS BYTES [--timeout-s N] [--zero-copy 1]
+// --zero-copy: the client sends 1 MiB frames from EAL-registered memory as
+// external buffers (DpdkChannel::send_zero_copy) instead of copying them.
+#include <sys/mman.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -16,6 +20,7 @@
 #include "common/error.hpp"
 #include "transport/channel.hpp"
 #include "transport/dpdk/dpdk_transport.hpp"
+#include "transport/dpdk/extmem.hpp"
 
 using namespace rmig;
 using namespace rmig::transport;
@@ -108,7 +113,27 @@ int run_server(const std::string& uri, uint32_t channels, uint64_t bytes, Option
     return err.empty() && total == bytes ? 0 : 1;
 }
 
-int run_client(const std::string& uri, uint32_t channels, uint64_t bytes, Options o) {
+constexpr size_t kZeroCopyFrame = 1 << 20;
+
+// Page-aligned memory of its own, registered with the EAL for zero-copy sends.
+struct ZeroCopyArea {
+    explicit ZeroCopyArea(size_t n) : size(n) {
+        void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) throw Error("mmap for the zero-copy area failed");
+        base = static_cast<std::byte*>(p);
+        reg = std::make_unique<dpdk::ExternalMemory>(base, n);
+    }
+    ~ZeroCopyArea() {
+        reg.reset();
+        munmap(base, size);
+    }
+    std::byte* base = nullptr;
+    size_t size;
+    std::unique_ptr<dpdk::ExternalMemory> reg;
+};
+
+int run_client(const std::string& uri, uint32_t channels, uint64_t bytes, Options o,
+               bool zero_copy) {
     auto session = wire::random_session_id();
     std::vector<std::unique_ptr<Channel>> chans;
     for (uint32_t i = 1; i <= channels; ++i) {
@@ -120,6 +145,8 @@ int run_client(const std::string& uri, uint32_t channels, uint64_t bytes, Option
         h.channel_count = channels;
         chans.push_back(connect(uri, h, o));
     }
+    std::unique_ptr<ZeroCopyArea> area;
+    if (zero_copy) area = std::make_unique<ZeroCopyArea>(channels * kZeroCopyFrame);
     std::vector<Totals> t(channels);
     std::vector<std::thread> threads;
     auto start = Clock::now();
@@ -129,6 +156,15 @@ int run_client(const std::string& uri, uint32_t channels, uint64_t bytes, Option
                 uint64_t mine = bytes / channels + (i == 0 ? bytes % channels : 0);
                 std::vector<std::byte> buf(kFrame);
                 for (uint64_t off = 0; off < mine;) {
+                    if (area) {
+                        std::byte* p = area->base + i * kZeroCopyFrame;
+                        size_t n = std::min<uint64_t>(kZeroCopyFrame, mine - off);
+                        fill(p, n, i + 1, off);
+                        auto& dc = dynamic_cast<dpdk::DpdkChannel&>(*chans[i]);
+                        dc.send_zero_copy(wire::FrameType::data, std::span(p, n));
+                        off += n;
+                        continue;
+                    }
                     size_t n = std::min<uint64_t>(kFrame, mine - off);
                     fill(buf.data(), n, i + 1, off);
                     chans[i]->send(wire::FrameType::data, std::span(buf.data(), n));
@@ -159,6 +195,7 @@ int run_client(const std::string& uri, uint32_t channels, uint64_t bytes, Option
         if (!x.error.empty() && sum.error.empty()) sum.error = x.error;
     }
     chans.clear();
+    area.reset();
     std::printf("{\"role\":\"client\",\"bytes\":%llu,\"seconds\":%.3f,\"gbps\":%.3f,"
                 "\"segments\":%llu,\"retransmits\":%llu,\"fast_retransmits\":%llu,"
                 "\"timeout_retransmits\":%llu,\"injected_drops\":%llu,\"error\":\"%s\"}\n",
@@ -182,8 +219,11 @@ int main(int argc, char** argv) {
     auto channels = static_cast<uint32_t>(std::stoul(argv[3]));
     uint64_t bytes = std::stoull(argv[4]);
     int timeout_s = 60;
-    for (int i = 5; i + 1 < argc; i += 2)
+    bool zero_copy = false;
+    for (int i = 5; i + 1 < argc; i += 2) {
         if (std::string(argv[i]) == "--timeout-s") timeout_s = std::stoi(argv[i + 1]);
+        if (std::string(argv[i]) == "--zero-copy") zero_copy = std::string(argv[i + 1]) == "1";
+    }
     Options o;
     o.connect_timeout = Millis(timeout_s * 1000);
     o.dead_peer_timeout = Millis(5000);
@@ -195,7 +235,7 @@ int main(int argc, char** argv) {
     }).detach();
     try {
         return role == "server" ? run_server(uri, channels, bytes, o, timeout_s)
-                                : run_client(uri, channels, bytes, o);
+                                : run_client(uri, channels, bytes, o, zero_copy);
     } catch (const std::exception& e) {
         std::printf("{\"role\":\"%s\",\"error\":\"%s\"}\n", role.c_str(), e.what());
         return 1;

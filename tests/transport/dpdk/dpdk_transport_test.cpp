@@ -92,6 +92,8 @@ class DpdkPair : public ::testing::Test {
 protected:
     TempDir dir{"rmig-dpdk-test"};
 
+    std::vector<std::string> client_extra;  // more rmig_dpdk_bulk_peer options for the client
+
     std::vector<std::string> peer(const std::string& role, const std::string& uri, int channels,
                                   uint64_t bytes, int timeout_s, const std::string& netns = "") {
         std::vector<std::string> v;
@@ -99,6 +101,7 @@ protected:
         for (auto s : {std::string(RMIG_DPDK_BULK_PEER), role, uri, std::to_string(channels),
                        std::to_string(bytes), std::string("--timeout-s"), std::to_string(timeout_s)})
             v.push_back(s);
+        if (role == "client") v.insert(v.end(), client_extra.begin(), client_extra.end());
         return v;
     }
 
@@ -157,6 +160,14 @@ TEST_F(DpdkPair, MemifWithInjectedLossStillExact) {
     std::cout << "memif 5% loss: " << r.client.dump() << "\n";
 }
 
+TEST_F(DpdkPair, MemifZeroCopySendFromRegisteredMemoryExact) {
+    const uint64_t bytes = 128ull << 20;
+    client_extra = {"--zero-copy", "1"};
+    auto r = transfer(memif("server"), memif("client"), 2, bytes, 60);
+    expect_exact(r, bytes);
+    std::cout << "memif zero-copy: " << r.client.dump() << "\n";
+}
+
 class DpdkAfPacket : public DpdkPair {
 protected:
     void SetUp() override {
@@ -188,6 +199,16 @@ TEST_F(DpdkAfPacket, InjectedLossOnePercentAndJumboFrames) {
     // 9000-byte frames: 64 MiB in well under 10k segments.
     EXPECT_LT(r.client.value("segments", 0ull), 10000u) << r.client.dump();
     std::cout << "af_packet jumbo 1% loss: " << r.client.dump() << "\n";
+}
+
+TEST_F(DpdkAfPacket, ZeroCopyWithInjectedLossRetransmitsExternalBuffersExactly) {
+    const uint64_t bytes = 64ull << 20;
+    client_extra = {"--zero-copy", "1"};
+    auto r = transfer(uri(ns->va), uri(ns->vb) + ",rmig.loss=0.02", 2, bytes, 60, ns->a, ns->b);
+    expect_exact(r, bytes);
+    EXPECT_GT(r.client.value("injected_drops", 0ull), 0u);
+    EXPECT_GE(r.client.value("retransmits", 0ull), r.client.value("injected_drops", 0ull));
+    std::cout << "af_packet zero-copy 2% loss: " << r.client.dump() << "\n";
 }
 
 TEST_F(DpdkAfPacket, DeadPeerIsDetectedWithinTheTimeout) {
