@@ -1,6 +1,7 @@
 #include "transport/dpdk/dpdk_uri.hpp"
 
 #include <charconv>
+#include <regex>
 #include <sstream>
 
 #include "common/error.hpp"
@@ -55,6 +56,11 @@ DpdkUri parse_uri(const std::string& rest, const DpdkOptions& defaults) {
         throw Error(cat("dpdk URI '", rest, "' names no port: use dpdk:<vdev or PCI address>[,...]"));
     u.devargs = devargs;
     u.port_name = devargs.substr(0, devargs.find(','));
+    static const std::regex pci("([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\\.[0-7]");
+    if (!u.is_vdev() && !std::regex_match(u.port_name, pci))
+        throw Error(cat("dpdk URI names '", u.port_name,
+                        "', which is neither a DPDK virtual device (net_memif0, net_af_packet0, ...) "
+                        "nor a PCI address (0000:3b:00.0)"));
     return u;
 }
 

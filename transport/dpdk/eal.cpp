@@ -38,7 +38,8 @@ std::string g_failure;
 
 }  // namespace
 
-std::vector<std::string> eal_arguments(const std::string& given, bool vdev_only) {
+std::vector<std::string> eal_arguments(const std::string& given, bool vdev_only,
+                                       const std::string& pci_port) {
     std::string text = given;
     if (text.empty())
         if (const char* env = std::getenv("RMIG_DPDK_EAL_ARGS")) text = env;
@@ -57,7 +58,13 @@ std::vector<std::string> eal_arguments(const std::string& given, bool vdev_only)
         } else {
             a.push_back("--in-memory");
         }
-        if (vdev_only) a.push_back("--no-pci");
+        // Never scan (and grab) every PCI device: only the one the URI names.
+        if (vdev_only) {
+            a.push_back("--no-pci");
+        } else if (!pci_port.empty()) {
+            a.push_back("-a");
+            a.push_back(pci_port);
+        }
     }
     if (!has_any(a, {"-l", "-c", "--lcores"})) {
         // One lcore: the CPU we run on now; our poller is an ordinary thread.
@@ -77,11 +84,11 @@ std::vector<std::string> eal_arguments(const std::string& given, bool vdev_only)
     return a;
 }
 
-Eal& Eal::instance(const std::string& args, bool vdev_only) {
+Eal& Eal::instance(const std::string& args, bool vdev_only, const std::string& pci_port) {
     std::lock_guard lock(g_mutex);
     if (g_eal) return *g_eal;
     if (!g_failure.empty()) throw Error(g_failure);
-    auto a = eal_arguments(args, vdev_only);
+    auto a = eal_arguments(args, vdev_only, pci_port);
     std::vector<char*> argv;
     for (auto& s : a) argv.push_back(s.data());
     std::string joined;

@@ -39,7 +39,7 @@ uint64_t key(uint32_t id, bool we_accept) { return uint64_t(id) * 2 + (we_accept
 }  // namespace
 
 std::shared_ptr<Endpoint> Endpoint::open(const DpdkUri& uri, const Options& opts) {
-    Eal::instance(uri.opts.eal_args, uri.is_vdev());
+    Eal::instance(uri.opts.eal_args, uri.is_vdev(), uri.is_vdev() ? "" : uri.port_name);
     std::lock_guard lock(g_registry_mutex);
     if (auto ep = g_registry[uri.port_name].lock()) return ep;
     std::shared_ptr<Endpoint> ep(new Endpoint(uri, opts));
