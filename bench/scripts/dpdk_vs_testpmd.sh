@@ -50,9 +50,8 @@ testpmd_gbps() {
 # rmig: server + client over a memif pair; prints the client's JSON line.
 rmig_run() {  # channels bytes client-uri-suffix [client options...]
   local ch=$1 bytes=$2 suffix=$3; shift 3
-  local sock=$WORK/rmig.sock
-  rm -f "$sock"
-  "$PEER" server "dpdk:net_memif0,role=server,socket=$sock" "$ch" "$bytes" --timeout-s 50 \
+  local sock=$WORK/rmig-$(date +%s%N).sock  # memif sockets are abstract: a fresh name per run
+  "$PEER" server "dpdk:net_memif0,role=server,socket=$sock${SERVER_SUFFIX:-}" "$ch" "$bytes" --timeout-s 50 \
     >"$WORK/srv.out" 2>&1 &
   PIDS+=($!)
   local srv=$!
@@ -61,6 +60,7 @@ rmig_run() {  # channels bytes client-uri-suffix [client options...]
     --timeout-s 50 "$@" >"$WORK/cli.out" 2>&1 || true
   wait "$srv" || { echo "server failed: $(tail -1 "$WORK/srv.out")" >&2; }
   grep '"role":"client"' "$WORK/cli.out" | tail -1
+  grep -q '"role":"client","bytes"' "$WORK/cli.out" || { echo "client failed:" >&2; tail -3 "$WORK/cli.out" >&2; }
 }
 
 gbps() { sed -n 's/.*"gbps":\([0-9.]*\).*/\1/p'; }
@@ -74,6 +74,11 @@ echo "== rmig dpdk over memif: $((BYTES >> 20)) MiB, 2 channels, every byte veri
 R=$(rmig_run 2 "$BYTES" "")
 echo "$R"
 G=$(echo "$R" | gbps)
+
+echo "== rmig dpdk with jumbo frames (MTU 9000, memif bsize=10240)"
+RJ=$(SERVER_SUFFIX=",bsize=10240,rmig.mtu=9000" rmig_run 2 "$BYTES" ",bsize=10240,rmig.mtu=9000")
+echo "$RJ"
+GJ=$(echo "$RJ" | gbps)
 
 echo "== rmig dpdk zero-copy send (extbuf from registered memory)"
 RZ=$(rmig_run 2 "$BYTES" "" --zero-copy 1)
@@ -90,6 +95,7 @@ echo
 printf '%-34s %10s %8s\n' "path" "Gb/s" "ratio"
 printf '%-34s %10s %8s\n' "testpmd txonly->rxonly (raw)" "$RAW" "1.00"
 printf '%-34s %10s %8s\n' "rmig dpdk (copy)" "$G" "$(ratio "$G" "$RAW")"
+printf '%-34s %10s %8s\n' "rmig dpdk (jumbo, MTU 9000)" "$GJ" "$(ratio "$GJ" "$RAW")"
 printf '%-34s %10s %8s\n' "rmig dpdk (zero-copy send)" "$GZ" "$(ratio "$GZ" "$RAW")"
 printf '%-34s %10s %8s   retransmits %s\n' "rmig dpdk, 1% loss" "$(echo "$R1" | gbps)" \
   "$(ratio "$(echo "$R1" | gbps)" "$RAW")" "$(echo "$R1" | field retransmits)"
