@@ -21,6 +21,7 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  rm -rf "/var/run/dpdk/rmig-tps-$$" "/var/run/dpdk/rmig-tpc-$$" 2>/dev/null || true
   [ -n "${KEEP:-}" ] && echo "kept $WORK" >&2 || rm -rf "$WORK"
 }
 trap cleanup EXIT

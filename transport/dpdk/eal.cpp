@@ -47,14 +47,16 @@ std::vector<std::string> eal_arguments(const std::string& given, bool vdev_only,
     std::istringstream in(text);
     for (std::string w; in >> w;) a.push_back(w);
     if (text.empty()) {
-        // Defaults: memory private to this process (its own file prefix, so
-        // processes never collide), no hugepages if none are configured (then
-        // --in-memory is not allowed), no PCI scan for virtual devices.
+        // Defaults: memory private to this process, so processes never
+        // collide and leave nothing behind: --in-memory with hugepages;
+        // without them (where --in-memory is not allowed) --no-huge and
+        // --no-shconf (no shared config, no multi-process socket: what a file
+        // prefix per process would separate does not exist).
         if (configured_hugepages() == 0) {
             a.push_back("--no-huge");
             a.push_back("-m");
             a.push_back("1024");
-            a.push_back(cat("--file-prefix=rmig-", getpid()));
+            a.push_back("--no-shconf");
         } else {
             a.push_back("--in-memory");
         }
@@ -104,7 +106,7 @@ Eal& Eal::instance(const std::string& args, bool vdev_only, const std::string& p
         g_failure = cat("DPDK EAL initialisation failed (", rte_strerror(err), ") with arguments '",
                         joined, "'. Hugepages: configure /proc/sys/vm/nr_hugepages and mount "
                         "hugetlbfs, or run without them: RMIG_DPDK_EAL_ARGS='--no-huge -m 1024 "
-                        "--file-prefix=UNIQUE'. DPDK needs root (or CAP_SYS_ADMIN, CAP_NET_RAW, CAP_IPC_LOCK "
+                        "--no-shconf'. DPDK needs root (or CAP_SYS_ADMIN, CAP_NET_RAW, CAP_IPC_LOCK "
                         "and access to /dev/vfio for PCI ports). The EAL can be initialised once per "
                         "process, so this process cannot retry.");
         throw Error(g_failure);

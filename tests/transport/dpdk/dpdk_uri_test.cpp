@@ -59,10 +59,7 @@ TEST(EalArguments, DefaultsKeepProcessesApartAndNeverScanAllPci) {
     EXPECT_TRUE(has(vdev, "--no-pci"));
     EXPECT_TRUE(has(vdev, "-l"));  // one lcore
     EXPECT_TRUE(has(vdev, "--no-telemetry"));
-    bool private_memory = has(vdev, "--in-memory") ||
-                          std::any_of(vdev.begin(), vdev.end(), [](const std::string& s) {
-                              return s.rfind("--file-prefix=rmig-", 0) == 0;
-                          });
+    bool private_memory = has(vdev, "--in-memory") || has(vdev, "--no-shconf");
     EXPECT_TRUE(private_memory);
     auto pci = eal_arguments("", false, "0000:3b:00.0");
     EXPECT_FALSE(has(pci, "--no-pci"));
