@@ -236,6 +236,19 @@ TEST_F(DpdkPair, UnknownPortIsAClearError) {
     EXPECT_NE(slurp(co).find("dpdk port 'net_nosuchdriver0' not found"), std::string::npos) << slurp(co);
 }
 
+TEST_F(DpdkPair, EalInitFailureSaysWhatToDo) {
+    std::string co = dir.path() + "/client.out";
+    auto argv = peer("client", memif("client"), 1, 1, 5);
+    argv.insert(argv.begin(), {"env", "RMIG_DPDK_EAL_ARGS=--no-huge --not-an-eal-option"});
+    Process client(argv, {co, "=stdout"});
+    auto rc = client.wait_for(20s);
+    ASSERT_TRUE(rc.has_value());
+    EXPECT_NE(*rc, 0);
+    std::string out = slurp(co);
+    EXPECT_NE(out.find("DPDK EAL initialisation failed"), std::string::npos) << out;
+    EXPECT_NE(out.find("nr_hugepages"), std::string::npos) << out;
+}
+
 TEST_F(DpdkPair, MemifClientWithoutServerIsAClearError) {
     std::string co = dir.path() + "/client.out";
     Process client(peer("client", memif("client"), 1, 1, 2), {co, "=stdout"});
