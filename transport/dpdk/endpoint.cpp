@@ -48,6 +48,16 @@ std::shared_ptr<Endpoint> Endpoint::open(const DpdkUri& uri, const Options& opts
 }
 
 Endpoint::Endpoint(const DpdkUri& uri, const Options& /*opts*/) : name_(uri.port_name) {
+    try {
+        setup(uri);
+    } catch (...) {
+        release_port();  // a half-made endpoint gives back what it took
+        throw;
+    }
+    poller_ = std::thread([this] { poll_loop(); });
+}
+
+void Endpoint::setup(const DpdkUri& uri) {
     if (rte_eth_dev_get_port_by_name(name_.c_str(), &port_) != 0) {
         if (int rc = rte_dev_probe(uri.devargs.c_str()); rc != 0)
             throw Error(cat("dpdk port '", name_, "' not found and probing '", uri.devargs,
@@ -106,6 +116,7 @@ Endpoint::Endpoint(const DpdkUri& uri, const Options& /*opts*/) : name_(uri.port
             log::warn("dpdk port ", name_, " does not take MTU ", want,
                       " in its configuration; sending frames of that size as rmig.mtu asks");
     }
+    configured_ = rc == 0;
     if (rc != 0)
         throw Error(cat("dpdk port ", name_, ": configure (1 rx + 1 tx queue, MTU ", want,
                         ") failed: ", rte_strerror(-rc)));
@@ -133,7 +144,19 @@ Endpoint::Endpoint(const DpdkUri& uri, const Options& /*opts*/) : name_(uri.port
     log::info("dpdk port ", name_, " (", port_, ") up: MTU ", mtu_, ", ", mss_,
               " payload bytes per frame");
     tx_batch_.reserve(kBurst * 4);
-    poller_ = std::thread([this] { poll_loop(); });
+}
+
+void Endpoint::release_port() {
+    if (started_) {
+        rte_eth_dev_stop(port_);
+        started_ = false;
+    }
+    if (configured_ || started_) rte_eth_dev_close(port_);
+    configured_ = false;
+    if (probed_) rte_eal_hotplug_remove("vdev", name_.c_str());
+    probed_ = false;
+    if (pool_) rte_mempool_free(pool_);
+    pool_ = nullptr;
 }
 
 Endpoint::~Endpoint() {
@@ -141,12 +164,7 @@ Endpoint::~Endpoint() {
     if (poller_.joinable()) poller_.join();
     conns_.clear();
     incoming_.clear();
-    if (started_) {
-        rte_eth_dev_stop(port_);
-        rte_eth_dev_close(port_);
-    }
-    if (probed_) rte_eal_hotplug_remove("vdev", name_.c_str());
-    if (pool_) rte_mempool_free(pool_);
+    release_port();
     std::lock_guard lock(g_registry_mutex);
     auto it = g_registry.find(name_);
     if (it != g_registry.end() && it->second.expired()) g_registry.erase(it);

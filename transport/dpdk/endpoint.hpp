@@ -61,6 +61,8 @@ public:
 
 private:
     Endpoint(const DpdkUri& uri, const Options& opts);
+    void setup(const DpdkUri& uri);
+    void release_port();
     void poll_loop();
     size_t poll_once(uint64_t now);
     void handle(rte_mbuf* m, uint64_t now);
@@ -73,7 +75,7 @@ private:
     rte_mempool* pool_ = nullptr;
     uint32_t mtu_ = 1500, mss_ = 1460;
     rte_ether_addr mac_{};
-    bool started_ = false;
+    bool started_ = false, configured_ = false;
 
     std::mutex m_;  // guards conns_, listening state, incoming_
     std::condition_variable incoming_cv_;
