@@ -379,7 +379,11 @@ size_t Connection::service(uint64_t now) {
         retx_scan_due_ = false;
         last_scan_ns_ = now;
         frames += sender_.collect_retransmits(now, 256, [&](uint64_t seq, rte_mbuf*& m) {
+            // A copy still waiting in the tx backlog (full ring) has not been
+            // lost: it only waits. Only the device's own queue may hold it (real NICs).
+            if (ep_.queued_for_tx(m)) return false;
             tx_data_locked(m, seq, now, seq == fin_seq_);
+            return true;
         });
     }
     // Acks: after data arrived, when reading reopened the window, and as a

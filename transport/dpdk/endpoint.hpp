@@ -8,6 +8,7 @@
 #include <rte_ether.h>
 #include <rte_mbuf.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -58,6 +59,9 @@ public:
     void queue_tx(rte_mbuf* m);  // takes one reference
     // False while the tx ring is full and frames wait: send no new data then.
     bool tx_room() const { return tx_batch_.size() < 128; }
+    bool queued_for_tx(const rte_mbuf* m) const {
+        return std::find(tx_batch_.begin(), tx_batch_.end(), m) != tx_batch_.end();
+    }
 
 private:
     Endpoint(const DpdkUri& uri, const Options& opts);

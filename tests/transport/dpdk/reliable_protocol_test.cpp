@@ -98,6 +98,7 @@ Result transfer(const Bytes& data, size_t mss, const LinkConfig& link, proto::Se
         }
         tx.collect_retransmits(now, 64, [&](uint64_t seq, Bytes& p) {
             fwd.send({seq, now, p}, now);
+            return true;
         });
         // Receiver: take arrivals, ack once per step if anything came.
         bool got = false;
@@ -186,7 +187,10 @@ TEST(ReliableSender, CumulativeAckReleasesInOrderAndSackTriggersFastRetransmit) 
     tx.on_ack({0, 100, 1000 + 50'000, bits}, 1000 + 50'000, [&](int&& v) { released.push_back(v); });
     EXPECT_TRUE(released.empty());
     std::vector<uint64_t> again;
-    tx.collect_retransmits(1000 + 10'000'000, 16, [&](uint64_t s, int&) { again.push_back(s); });
+    tx.collect_retransmits(1000 + 10'000'000, 16, [&](uint64_t s, int&) {
+        again.push_back(s);
+        return true;
+    });
     EXPECT_EQ(again, (std::vector<uint64_t>{0}));  // only the hole; 6, 7 are not late yet
     EXPECT_EQ(tx.stats().fast_retransmits, 1u);
     tx.on_ack({8, 100, 0, {}}, 20'000'000, [&](int&& v) { released.push_back(v); });
@@ -208,12 +212,23 @@ TEST(ReliableSender, TimeoutRetransmitsAndBacksOff) {
     proto::ReliableSender<int> tx(config(4));
     tx.push(7, 0);
     uint64_t rto = tx.rto_ns();
-    size_t n = tx.collect_retransmits(rto - 1, 8, [](uint64_t, int&) {});
+    size_t n = tx.collect_retransmits(rto - 1, 8, [](uint64_t, int&) { return true; });
     EXPECT_EQ(n, 0u);
-    n = tx.collect_retransmits(rto, 8, [](uint64_t s, int& v) { EXPECT_EQ(s, 0u); EXPECT_EQ(v, 7); });
+    n = tx.collect_retransmits(rto, 8, [](uint64_t s, int& v) {
+        EXPECT_EQ(s, 0u);
+        EXPECT_EQ(v, 7);
+        return true;
+    });
     EXPECT_EQ(n, 1u);
     EXPECT_EQ(tx.rto_ns(), 2 * rto);
     EXPECT_EQ(tx.stats().timeout_retransmits, 1u);
+    // A segment the caller could not send yet (still queued) is not counted
+    // and waits another full timeout.
+    n = tx.collect_retransmits(rto + 2 * rto, 8, [](uint64_t, int&) { return false; });
+    EXPECT_EQ(n, 0u);
+    EXPECT_EQ(tx.stats().timeout_retransmits, 1u);
+    n = tx.collect_retransmits(rto + 2 * rto + 1, 8, [](uint64_t, int&) { return true; });
+    EXPECT_EQ(n, 0u);
 }
 
 TEST(ReliableDelivery, CleanLinkDeliversExactlyWithoutRetransmits) {

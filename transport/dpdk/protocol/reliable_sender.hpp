@@ -106,7 +106,8 @@ public:
         }
     }
 
-    // Calls retransmit(seq, P&) for each segment due again at `now`: unacked
+    // Calls retransmit(seq, P&) -> bool for each segment due again at `now`
+    // (false: the caller did not send it, e.g. its first copy has not left yet): unacked
     // for an RTO, or a hole at least dup_threshold below the highest SACKed
     // segment that was last sent more than one RTT ago. At most `max` calls.
     // Scans the whole window: callers rate-limit it (dpdk/ does, per poll).
@@ -122,14 +123,14 @@ public:
             bool gap = highest_sacked_ >= seq + cfg_.dup_threshold && highest_sacked_ < next_ &&
                        age >= std::max<uint64_t>(srtt_ + srtt_ / 2, cfg_.min_rto_ns / 4);
             if (!timeout && !gap) continue;
+            s.sent_ns = now;  // re-armed either way
+            if (!retransmit(seq, s.payload)) continue;  // still waiting to leave: not lost
             if (timeout) {
                 ++stats_.timeout_retransmits;
                 timed_out = true;
             } else {
                 ++stats_.fast_retransmits;
             }
-            s.sent_ns = now;
-            retransmit(seq, s.payload);
             ++n;
         }
         if (timed_out) rto_ = std::min(rto_ * 2, cfg_.max_rto_ns);
