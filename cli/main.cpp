@@ -69,6 +69,11 @@ const char* kMigrateUsage = R"(usage: rmig migrate --qmp PATH --to tcp:HOST:PORT
   --relay-dir DIR        where the relay's UNIX socket is made, default /tmp
   --rdma-slots N         rdma: ring slots per channel direction, default 16
   --rdma-slot-size SIZE  rdma: bytes per ring slot, default 256K
+  --dpdk-eal ARGS        dpdk: EAL arguments (default $RMIG_DPDK_EAL_ARGS, else
+                         no-hugepage defaults; docs/dpdk-protocol.md)
+  --dpdk-window N        dpdk: segments in flight per channel (default from BDP)
+  --dpdk-gbps G, --dpdk-rtt-us US  dpdk: link rate and RTT for the BDP window
+  --dpdk-mtu N           dpdk: frame MTU (9000: jumbo frames)
   --profile NAME|FILE    a hw-configs profile (e.g. dc-25g, wan-100ms); options
                          given on the command line win
   --verbose | --quiet    more or less logging on stderr
@@ -89,6 +94,7 @@ const char* kReceiveUsage = R"(usage: rmig receive --qmp PATH --listen tcp:ADDR:
   --socket-buffer SIZE   TCP send/receive buffer, default 8M
   --rdma-slots N         rdma: ring slots per channel direction, default 16
   --rdma-slot-size SIZE  rdma: bytes per ring slot, default 256K
+  --dpdk-eal, --dpdk-window, --dpdk-gbps, --dpdk-rtt-us, --dpdk-mtu  as for migrate
   --profile NAME|FILE    a hw-configs profile (its chunk, socket-buffer, timeout
                          and rdma settings apply here)
   --verbose | --quiet    more or less logging on stderr
@@ -127,6 +133,14 @@ transport::Options transport_options(const Args& a) {
         throw UsageError("--rdma-slots must be 2..4096");
     if (o.rdma.slot_bytes < 4096 || o.rdma.slot_bytes > (64u << 20))
         throw UsageError("--rdma-slot-size must be 4K..64M");
+    o.dpdk.eal_args = a.get_or("dpdk-eal", "");
+    o.dpdk.window_segments = static_cast<uint32_t>(a.number("dpdk-window", 0));
+    o.dpdk.link_gbps = static_cast<double>(a.number("dpdk-gbps", 10));
+    o.dpdk.rtt_us = static_cast<double>(a.number("dpdk-rtt-us", 500));
+    o.dpdk.mtu = static_cast<uint32_t>(a.number("dpdk-mtu", 0));
+    if (o.dpdk.window_segments > (1u << 20)) throw UsageError("--dpdk-window must be 0..1048576");
+    if (o.dpdk.link_gbps <= 0 || o.dpdk.rtt_us <= 0)
+        throw UsageError("--dpdk-gbps and --dpdk-rtt-us must be positive");
     return o;
 }
 
@@ -140,12 +154,14 @@ size_t chunk_option(const Args& a) {
 int cmd_migrate(const std::vector<std::string>& argv) {
     Args a(argv,
            cli::with_security_values(
-               {"qmp", "to", "multifd", "max-bandwidth", "downtime-limit", "timeout", "progress", "json",
-                "chunk", "socket-buffer", "relay-dir", "profile", "rdma-slots", "rdma-slot-size"}),
+                {"qmp", "to", "multifd", "max-bandwidth", "downtime-limit", "timeout", "progress", "json",
+                 "chunk", "socket-buffer", "relay-dir", "profile", "rdma-slots", "rdma-slot-size",
+                 "dpdk-eal", "dpdk-window", "dpdk-gbps", "dpdk-rtt-us", "dpdk-mtu"}),
            cli::with_security_flags({"no-resume", "verbose", "quiet", "help"}));
     if (auto p = a.get("profile"))
         apply_profile(a, *p, {"multifd", "max-bandwidth", "downtime-limit", "chunk", "socket-buffer",
-                              "timeout", "rdma-slots", "rdma-slot-size"});
+                              "timeout", "rdma-slots", "rdma-slot-size",
+            "dpdk-eal", "dpdk-window", "dpdk-gbps", "dpdk-rtt-us", "dpdk-mtu"});
     if (a.flag("help")) {
         std::fputs(kMigrateUsage, stdout);
         std::fputs(cli::kSecurityUsage, stdout);
@@ -185,11 +201,13 @@ int cmd_migrate(const std::vector<std::string>& argv) {
 int cmd_receive(const std::vector<std::string>& argv) {
     Args a(argv,
            cli::with_security_values({"qmp", "listen", "address-file", "timeout", "incoming-dir", "json",
-                                      "chunk", "socket-buffer", "profile", "rdma-slots", "rdma-slot-size"}),
+                                      "chunk", "socket-buffer", "profile", "rdma-slots", "rdma-slot-size",
+                                      "dpdk-eal", "dpdk-window", "dpdk-gbps", "dpdk-rtt-us", "dpdk-mtu"}),
            cli::with_security_flags({"verbose", "quiet", "help"}));
     if (auto p = a.get("profile"))
         apply_profile(a, *p, {"multifd", "max-bandwidth", "downtime-limit", "chunk", "socket-buffer",
-                              "timeout", "rdma-slots", "rdma-slot-size"});
+                              "timeout", "rdma-slots", "rdma-slot-size",
+            "dpdk-eal", "dpdk-window", "dpdk-gbps", "dpdk-rtt-us", "dpdk-mtu"});
     if (a.flag("help")) {
         std::fputs(kReceiveUsage, stdout);
         std::fputs(cli::kSecurityUsage, stdout);

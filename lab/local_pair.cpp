@@ -132,7 +132,8 @@ RunResult LocalPair::migrate_rmig(const RmigRun& run) {
         return r;
     }
     std::vector<std::string> argv = {
-        rmig_binary(), "migrate", "--qmp", src_->qmp_path(), "--to", addr,
+        rmig_binary(), "migrate", "--qmp", src_->qmp_path(), "--to",
+        run.connect_uri.empty() ? addr : run.connect_uri,
         "--multifd", cat(run.settings.multifd_channels),
         "--max-bandwidth", cat(run.settings.max_bandwidth),
         "--downtime-limit", cat(run.settings.downtime_limit_ms),

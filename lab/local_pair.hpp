@@ -44,6 +44,9 @@ struct RmigRun {
     // false: authenticated with the pre-shared key, data channels not
     // encrypted (--no-encrypt on both sides).
     bool encrypt = true;
+    // What `rmig migrate` connects to; empty: the address `rmig receive` reports.
+    // (dpdk memif: the client side of the listener's socket.)
+    std::string connect_uri;
 };
 
 struct VerifyResult {

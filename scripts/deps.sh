@@ -15,6 +15,7 @@ packages=(
   libibverbs-dev librdmacm-dev rdma-core            # the rdma transport
   ibverbs-utils rdmacm-utils perftest               # RDMA tools and the ib_write_bw baseline
   libdpdk-dev dpdk                                  # the dpdk transport, dpdk-testpmd baseline
+  dpdk-dev                                          # dpdk-testpmd (the raw memif baseline)
   libssl-dev openssl                                # TLS 1.3 / PSK auth, AES-256-GCM frames
   gnuplot-nox                                       # per-round plots (bench/scripts/memory_e2e.sh)
   linux-image-amd64 busybox-static kmod cpio xz-utils  # the Soft-RoCE test VM (tests/rdma/vm)

@@ -35,6 +35,18 @@ struct RdmaOptions {
     uint8_t ack_timeout = 14;       // 4.096 us * 2^14 = 67 ms per retry, 7 retries
 };
 
+// dpdk/ (docs/dpdk-protocol.md): reliable delivery of our own over Ethernet
+// frames. "rmig.*" options in a dpdk: URI override these.
+struct DpdkOptions {
+    std::string eal_args;          // empty: $RMIG_DPDK_EAL_ARGS, else the defaults of the doc
+    uint32_t window_segments = 0;  // 0: 2 x bandwidth-delay product of link_gbps and rtt_us
+    double link_gbps = 10;
+    double rtt_us = 500;
+    double pace_gbps = 0;          // sender pacing; 0: unpaced
+    uint32_t mtu = 0;              // 0: the port's MTU; e.g. 9000 for jumbo frames
+    double tx_loss = 0;            // testing: drop this fraction of outgoing data frames
+};
+
 struct Options {
     int socket_buffer_bytes = 8 << 20;     // tcp: SO_SNDBUF/SO_RCVBUF
     Millis connect_timeout{10000};
@@ -48,6 +60,7 @@ struct Options {
     // refuse unauthenticated peers. Unset: plaintext, and listeners refuse
     // peers that ask for authentication. docs/security.md.
     std::shared_ptr<security::Context> security;
+    DpdkOptions dpdk;
 };
 
 // Where a peer exposed memory for one-sided writes (memory mode).
@@ -117,6 +130,8 @@ public:
 
 // URIs: "tcp:HOST:PORT" (a bare "HOST:PORT" means tcp), "rdma:ADDR:PORT" (ADDR
 // is an IP address of an RDMA device: RoCE netdev or IPoIB). Port 0 picks a free one.
+// "dpdk:DEVARGS[,rmig.KEY=VALUE...]" (DEVARGS names a DPDK port: a vdev such as
+// net_memif0,role=server,socket=/run/m.sock or a PCI address; docs/dpdk-protocol.md).
 std::unique_ptr<Listener> listen(const std::string& uri, const Options& opts = {});
 // Opens a channel and completes the handshake; throws Error with the peer's
 // refusal reason if it does not accept.

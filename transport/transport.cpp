@@ -6,6 +6,9 @@
 #ifdef RMIG_HAVE_RDMA
 #include "transport/rdma/rdma_transport.hpp"
 #endif
+#ifdef RMIG_HAVE_DPDK
+#include "transport/dpdk/dpdk_transport.hpp"
+#endif
 
 namespace rmig::transport {
 
@@ -31,6 +34,9 @@ Uri split(const std::string& uri) {
 #ifndef RMIG_HAVE_RDMA
                     " (rebuild with rdma-core installed for rdma:)"
 #endif
+#ifndef RMIG_HAVE_DPDK
+                    " (rebuild with libdpdk-dev installed for dpdk:)"
+#endif
 ));
 }
 
@@ -39,6 +45,9 @@ std::unique_ptr<Listener> raw_listen(const std::string& uri, const Options& opts
     if (u.scheme == "tcp") return tcp::listen(u.rest, opts);
 #ifdef RMIG_HAVE_RDMA
     if (u.scheme == "rdma") return rdma::listen(u.rest, opts);
+#endif
+#ifdef RMIG_HAVE_DPDK
+    if (u.scheme == "dpdk") return dpdk::listen(u.rest, opts);
 #endif
     unsupported(u);
 }
@@ -49,6 +58,9 @@ std::unique_ptr<Channel> raw_connect(const std::string& uri, const wire::Hello& 
     if (u.scheme == "tcp") return tcp::connect(u.rest, hello, opts);
 #ifdef RMIG_HAVE_RDMA
     if (u.scheme == "rdma") return rdma::connect(u.rest, hello, opts);
+#endif
+#ifdef RMIG_HAVE_DPDK
+    if (u.scheme == "dpdk") return dpdk::connect(u.rest, hello, opts);
 #endif
     unsupported(u);
 }

@@ -168,6 +168,25 @@ TEST(MigrationE2E, WrongKeyIsRefusedThenTheRealSourceMigrates) {
     EXPECT_EQ(*rcode, 0);
     expect_verified(pair);
 }
+#ifdef RMIG_HAVE_DPDK
+// Channel mode over the dpdk transport: rmig receive listens on the server end
+// of a memif socket, rmig migrate connects from the client end; no hugepages.
+TEST(MigrationE2E, ThroughRmigOverDpdkMemifMultifdTwoChannels) {
+    lab::LocalPair pair;
+    lab::RmigRun run;
+    run.settings = multifd(2);
+    std::string sock = pair.dir() + "/memif.sock";
+    run.listen_uri = "dpdk:net_memif0,role=server,socket=" + sock;
+    run.connect_uri = "dpdk:net_memif0,role=client,socket=" + sock;
+    run.timeout_s = 90;
+    lab::RunResult r = pair.migrate_rmig(run);
+    ASSERT_TRUE(r.ok) << "exit " << r.exit_code << ": " << r.error << " (see " << pair.dir() << ")";
+    EXPECT_EQ(r.receive_exit_code, 0);
+    ASSERT_EQ(r.report["channels"].size(), 3u);  // main + 2 multifd
+    for (auto& ch : r.report["channels"]) EXPECT_GT(ch.value("sent_bytes", 0ull), 0ull) << ch;
+    expect_verified(pair);
+}
+#endif
 
 TEST(MigrationE2E, DestinationKilledMidMigrationLeavesSourceRunningAndRetrySucceeds) {
     lab::LocalPair pair;

@@ -1,0 +1,52 @@
+// dpdk/: channels over a DPDK port with reliable ordered delivery of our own
+// (docs/dpdk-protocol.md). URIs: "dpdk:DEVARGS[,rmig.KEY=VALUE...]". Each
+// channel opens with the wire handshake, exactly as tcp/ does.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "transport/channel.hpp"
+#include "transport/dpdk/connection.hpp"
+
+namespace rmig::transport::dpdk {
+
+class Endpoint;
+
+// The dpdk Channel, for callers that want its statistics or its zero-copy send.
+class DpdkChannel final : public Channel {
+public:
+    DpdkChannel(std::shared_ptr<Endpoint> ep, std::shared_ptr<Connection> conn,
+                const wire::Hello& peer, std::string name, const Options& opts);
+    ~DpdkChannel() override;
+
+    void send(wire::FrameType type, std::span<const std::byte> payload) override;
+    wire::FrameType recv(std::vector<std::byte>& payload) override;
+    void shutdown() override;
+    const wire::Hello& peer_hello() const override { return peer_; }
+    const std::string& name() const override { return name_; }
+
+    // Sends a frame whose payload lies in memory registered with
+    // register_memory (extmem.hpp): the payload is not copied but attached to
+    // the frames as external buffers; returns once the peer acknowledged it, so
+    // the caller may then change the memory.
+    void send_zero_copy(wire::FrameType type, std::span<const std::byte> payload);
+    ConnStats stats() const { return conn_->stats(); }
+    Endpoint& endpoint() { return *ep_; }
+
+private:
+    std::shared_ptr<Endpoint> ep_;
+    std::shared_ptr<Connection> conn_;
+    wire::Hello peer_;
+    std::string name_;
+    Options opts_;
+    std::mutex send_mutex_, recv_mutex_;
+    wire::FrameEncoder enc_;
+    wire::FrameDecoder dec_;
+};
+
+std::unique_ptr<Listener> listen(const std::string& rest, const Options& opts);
+std::unique_ptr<Channel> connect(const std::string& rest, const wire::Hello& hello,
+                                 const Options& opts);
+
+}  // namespace rmig::transport::dpdk
