@@ -68,6 +68,11 @@ public:
     // Blocks until every write posted so far has completed at the peer. A frame
     // sent afterwards on the same channel reaches the peer after those bytes.
     virtual void flush() = 0;
+    // Optional: registers local memory that later writes will read from, ahead
+    // of time (registering pins pages for writing, which must happen before
+    // e.g. userfaultfd write-protect tracking starts). Writes register lazily
+    // without it.
+    virtual void register_local(const void* base, size_t size) { (void)base, (void)size; }
 };
 
 // Thread safety: one thread may send while another receives; shutdown() may be
@@ -84,6 +89,10 @@ public:
     virtual const std::string& name() const = 0;  // "tcp channel 2 to 10.0.0.2:7070"
     // One-sided writes, where the backend has them (rdma); else nullptr.
     virtual OneSided* one_sided() { return nullptr; }
+    // Largest payload that arrives as one frame; send() splits a longer one
+    // into several frames (rdma: one ring slot each). Memory mode sizes its
+    // page batches to fit.
+    virtual size_t max_frame_payload() const { return wire::kMaxFramePayload; }
 };
 
 // A connection request whose handshake has been read but not yet answered, so

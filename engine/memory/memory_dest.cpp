@@ -80,7 +80,11 @@ private:
             qemu::send_message(*control_, {{"ok", false}, {"error", e.what()}});
             throw;
         }
-        qemu::send_message(*control_, {{"ok", true}});
+        json reply = {{"ok", true}};
+        if (msg.value("one_sided", false)) {
+            if (json exposed = expose_regions(); !exposed.is_null()) reply["one_sided"] = std::move(exposed);
+        }
+        qemu::send_message(*control_, reply);
         watchdog_.disarm();
 
         completed_.assign(data_.size(), 0);
@@ -151,6 +155,25 @@ private:
         watchdog_.disarm();
     }
 
+    // The source asked to write pages one-sided: expose every region on every
+    // data channel (each channel has its own protection domain, so its own
+    // keys). Null when the channels cannot (tcp): the source then sends batches.
+    json expose_regions() {
+        for (auto& ch : data_)
+            if (!ch->one_sided()) return nullptr;
+        json list = json::array();
+        for (auto& ch : data_) {
+            json regions = json::array();
+            for (const auto& r : cfg_.regions) {
+                transport::RemoteRegion rr = ch->one_sided()->expose(r.base, r.size);
+                regions.push_back({{"addr", rr.addr}, {"size", rr.size}, {"rkey", rr.rkey}});
+            }
+            list.push_back(std::move(regions));
+        }
+        result_.one_sided = true;
+        return list;
+    }
+
     static wire::Hello reply_to(const wire::Hello& h) {
         wire::Hello r = h;
         r.role = wire::Role::destination;
@@ -180,11 +203,18 @@ private:
                         throw ProtocolError(cat(ch.name(), ": expected a barrier, got ", text));
                     uint64_t r = m.value("round", ~uint64_t{0});
                     uint64_t n = m.value("pages", ~uint64_t{0});
+                    // Pages the source wrote one-sided (flushed before this
+                    // barrier, so they have landed); only if we exposed memory.
+                    uint64_t written = m.value("written", uint64_t{0});
                     if (r != round)
                         throw ProtocolError(cat(ch.name(), ": barrier for round ", r, " while in round ", round));
-                    if (n != pages)
-                        throw ProtocolError(cat(ch.name(), ": barrier of round ", r, " counts ", n,
-                                                " pages, ", pages, " arrived"));
+                    if (written != 0 && !result_.one_sided)
+                        throw ProtocolError(cat(ch.name(), ": barrier counts ", written,
+                                                " one-sided pages, but no memory was exposed"));
+                    if (written > n || n - written != pages)
+                        throw ProtocolError(cat(ch.name(), ": barrier of round ", r, " counts ", n, " pages (",
+                                                written, " written one-sided), ", pages, " arrived in batches"));
+                    pages = n;
                     {
                         std::lock_guard lock(mu_);
                         completed_[idx] = ++round;
@@ -244,10 +274,17 @@ private:
     void device_state(const json& msg) {
         watchdog_.arm(step(), "receiving the device state");
         const uint64_t want = msg.value("bytes", ~uint64_t{0});
-        std::vector<std::byte> blob;
-        auto type = control_->recv(blob);
-        if (type != wire::FrameType::data)
-            throw ProtocolError(cat("expected the device state, got a ", wire::to_string(type), " frame"));
+        if (want > wire::kMaxFramePayload)
+            throw ProtocolError(cat("device state of ", want, " bytes announced, the limit is ", wire::kMaxFramePayload));
+        // Sent as one DATA frame; a transport with smaller frames (rdma ring
+        // slots) delivers it as consecutive pieces.
+        std::vector<std::byte> blob, piece;
+        do {
+            auto type = control_->recv(piece);
+            if (type != wire::FrameType::data)
+                throw ProtocolError(cat("expected the device state, got a ", wire::to_string(type), " frame"));
+            blob.insert(blob.end(), piece.begin(), piece.end());
+        } while (blob.size() < want);
         if (blob.size() != want)
             throw ProtocolError(cat("device state: ", blob.size(), " bytes arrived, ", want, " announced"));
         {
@@ -287,6 +324,9 @@ private:
             control = control_.get();
             // The stop shut the channels down; what broke next is only the echo.
             if (stopped_) result_.error = cat("destination stopped by its caller (", what, ")");
+            // A receiver's failure shut the channels down: it is the cause.
+            else if (!receiver_error_.empty() && result_.error.find(receiver_error_) == std::string::npos)
+                result_.error = cat(receiver_error_, " (then: ", result_.error, ")");
         }
         if (control) {
             try {

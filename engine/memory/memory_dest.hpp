@@ -40,6 +40,7 @@ struct MemoryDestResult {
     unsigned rounds = 0;
     uint64_t pages_placed = 0;
     std::vector<std::byte> device_state;  // the blob pause() returned on the source
+    bool one_sided = false;               // regions were exposed for the source's rdma writes
 };
 
 MemoryDestResult receive_memory(const MemoryDestConfig& config);

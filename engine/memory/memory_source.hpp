@@ -65,6 +65,10 @@ struct MemorySourceConfig {
     // Longest any one step may block (a round, a reply, the confirmation).
     std::chrono::milliseconds step_timeout{60000};
     transport::Options transport;
+    // Over a transport with one-sided writes (rdma) and without a codec,
+    // non-zero pages go as RDMA WRITEs straight from the regions into the
+    // destination's memory (docs/memory-mode.md); false forces page batches.
+    bool one_sided = true;
 
     // Auto-converge: slow the guest to `percent` (optional).
     std::function<void(unsigned percent)> throttle;
@@ -88,6 +92,10 @@ struct MemorySourceResult {
     double downtime_ms = 0;     // pause() called -> confirm received
     bool paused = false;        // pause() was called
     std::string last_decision;  // the policy's last reason
+    // How pages travelled: "one-sided rdma writes, zero pages as markers" or
+    // "page batches" (+ why, when one-sided writes were possible but not used).
+    std::string page_path;
+    uint64_t one_sided_pages = 0;  // pages written one-sided (counted in pages_sent and bytes_sent too)
 };
 
 MemorySourceResult migrate_memory(const MemorySourceConfig& config);
