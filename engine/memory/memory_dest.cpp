@@ -9,6 +9,7 @@
 #include "common/error.hpp"
 #include "engine/memory/page_placer.hpp"
 #include "engine/memory/round_watchdog.hpp"
+#include "engine/memory/worker_placement.hpp"
 #include "qemu-plugin/control_protocol.hpp"
 
 namespace rmig::engine {
@@ -88,7 +89,17 @@ private:
         watchdog_.disarm();
 
         completed_.assign(data_.size(), 0);
-        for (size_t i = 0; i < data_.size(); ++i) receivers_.emplace_back([this, i] { receive_channel(i); });
+        if (cfg_.numa) {
+            placement_ = place_workers(cfg_.nic, cfg_.regions, static_cast<unsigned>(data_.size()));
+            result_.placement = placement_.summary();
+        } else {
+            result_.placement = "off";
+        }
+        for (size_t i = 0; i < data_.size(); ++i)
+            receivers_.emplace_back([this, i] {
+                pin_worker(placement_, static_cast<unsigned>(i));
+                receive_channel(i);
+            });
 
         for (;;) {
             // Between rounds the source may take long (its convergence
@@ -358,6 +369,7 @@ private:
     bool confirmed_ = false;
     bool stopped_ = false;
 
+    WorkerPlacement placement_;
     std::vector<std::thread> receivers_;
     RoundWatchdog watchdog_;  // last: destroyed first, before what it shuts down
 };

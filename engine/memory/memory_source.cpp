@@ -10,6 +10,8 @@
 #include "engine/dirty/shard.hpp"
 #include "engine/dirty/uffd_wp_source.hpp"
 #include "engine/memory/round_watchdog.hpp"
+#include "engine/memory/worker_placement.hpp"
+#include "numa/binding.hpp"
 #include "engine/pages/zero_page.hpp"
 #include "qemu-plugin/control_protocol.hpp"
 
@@ -63,6 +65,27 @@ std::vector<std::vector<transport::RemoteRegion>> parse_exposed(const json& j, s
     return out;
 }
 
+// A worker's staging memory (the page copy and its compressed form): on the
+// worker's NUMA node when the placement is applied, plain memory otherwise.
+class Staging {
+public:
+    Staging(int node, size_t bytes) {
+        if (node >= 0) {
+            on_node_ = numa::NodeBuffer(bytes, node);
+        } else {
+            plain_.resize(bytes);
+        }
+    }
+    std::span<std::byte> bytes() {
+        if (on_node_.data()) return {static_cast<std::byte*>(on_node_.data()), on_node_.size()};
+        return plain_;
+    }
+
+private:
+    numa::NodeBuffer on_node_;
+    std::vector<std::byte> plain_;
+};
+
 class SourceSession {
 public:
     explicit SourceSession(const MemorySourceConfig& c)
@@ -92,6 +115,13 @@ private:
         if (!cfg_.pause) throw Error("memory source: no pause callback");
         if (cfg_.workers == 0 || cfg_.workers > 64) throw Error("memory source: workers must be 1..64");
         validate_regions(cfg_.regions, ps_);
+        if (cfg_.numa) {
+            placement_ = place_workers(cfg_.nic, cfg_.regions, cfg_.workers);
+            result_.placement = placement_.summary();
+        } else {
+            result_.placement = "off";
+        }
+        for (unsigned w = 0; w < cfg_.workers; ++w) staging_.emplace_back(placement_.node_of(w), 2 * ps_);
         open_channels();
         watchdog_.arm(cfg_.step_timeout, "layout exchange");
         exchange_layout();
@@ -271,6 +301,7 @@ private:
         for (unsigned w = 0; w < k; ++w)
             threads.emplace_back([&, w] {
                 try {
+                    pin_worker(placement_, w);
                     totals[w] = send_shard(round, w, shards, cancel);
                 } catch (const Cancelled&) {
                 } catch (const std::exception& e) {
@@ -318,7 +349,7 @@ private:
         PageBatchEncoder& enc = encoders_[w];
         Compressor& comp = compressors_[w];
         const PageKind ckind = cfg_.codec == Codec::lz4 ? PageKind::lz4 : PageKind::zstd;
-        std::vector<std::byte> page(ps_), packed(ps_);
+        std::span<std::byte> page = staging_[w].bytes().first(ps_), packed = staging_[w].bytes().subspan(ps_, ps_);
         RoundTotals t;
         auto flush = [&] {
             auto bytes = enc.finish();
@@ -460,6 +491,8 @@ private:
     std::vector<DirtyBitmap> scratch_;
     std::vector<PageBatchEncoder> encoders_;  // one per worker
     std::vector<Compressor> compressors_;     // one per worker
+    WorkerPlacement placement_;
+    std::vector<Staging> staging_;            // one per worker
     bool one_sided_ = false;                  // pages go as one-sided writes (exchange_layout)
     std::vector<std::vector<transport::RemoteRegion>> remote_;  // [channel][region]
     RoundWatchdog watchdog_;  // last member: destroyed first, before the channels it shuts

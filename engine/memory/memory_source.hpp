@@ -69,6 +69,11 @@ struct MemorySourceConfig {
     // non-zero pages go as RDMA WRITEs straight from the regions into the
     // destination's memory (docs/memory-mode.md); false forces page batches.
     bool one_sided = true;
+    // NUMA (engine/memory/worker_placement.hpp): workers pinned near `nic`
+    // (PCI address or device name; empty: near the regions' memory), staging
+    // buffers on their node; applied only on machines with several nodes.
+    bool numa = true;
+    std::string nic;
 
     // Auto-converge: slow the guest to `percent` (optional).
     std::function<void(unsigned percent)> throttle;
@@ -96,6 +101,7 @@ struct MemorySourceResult {
     // "page batches" (+ why, when one-sided writes were possible but not used).
     std::string page_path;
     uint64_t one_sided_pages = 0;  // pages written one-sided (counted in pages_sent and bytes_sent too)
+    std::string placement;         // where the workers ran and why (WorkerPlacement::summary)
 };
 
 MemorySourceResult migrate_memory(const MemorySourceConfig& config);

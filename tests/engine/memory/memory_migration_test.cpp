@@ -250,6 +250,8 @@ void migrate_under_load(Codec codec, Tracking tracking, const LoadCase& lc = {})
     EXPECT_FALSE(resumed);
     EXPECT_TRUE(r.paused);
     EXPECT_EQ(d.device_state, blob);
+    EXPECT_FALSE(r.placement.empty());
+    EXPECT_FALSE(d.placement.empty());
     EXPECT_EQ(d.rounds, r.rounds);
     EXPECT_EQ(d.pages_placed, r.pages_sent);
     EXPECT_GE(r.rounds, 2u);  // the full round and at least the final one
@@ -285,6 +287,7 @@ void migrate_under_load(Codec codec, Tracking tracking, const LoadCase& lc = {})
                 static_cast<double>(r.bytes_sent) / (1 << 20),
                 static_cast<unsigned long long>(writers.writes()), secs, r.downtime_ms, throttled,
                 r.last_decision.c_str());
+    std::printf("[ info ] placement: %s\n", r.placement.c_str());
 }
 
 }  // namespace
