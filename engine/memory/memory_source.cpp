@@ -4,11 +4,13 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "common/error.hpp"
 #include "engine/dirty/shard.hpp"
 #include "engine/dirty/uffd_wp_source.hpp"
+#include "engine/memory/batch_sender.hpp"
 #include "engine/memory/round_watchdog.hpp"
 #include "engine/memory/worker_placement.hpp"
 #include "numa/binding.hpp"
@@ -135,9 +137,9 @@ private:
 
         for (uint64_t round = 0;; ++round) {
             auto t = Clock::now();
-            RoundTotals sent = send_round(round);
+            uint64_t dirty = 0;
+            RoundTotals sent = send_round(round, &dirty);
             double secs = seconds_since(t);
-            uint64_t dirty = collect(false);
             Decision d = policy.on_round({sent.bytes, secs, dirty, dirty * ps_});
             result_.last_decision = d.reason;
             if (d.action == Action::give_up) throw Error(cat("not converging: ", d.reason));
@@ -280,11 +282,18 @@ private:
         }
     }
 
-    RoundTotals send_round(uint64_t round) {
+    // With `next_dirty`, collects the next round's dirty set while the
+    // destination finishes placing this one (between round_end and
+    // round_done): the workers have read every page by then, so a write after
+    // the collect is caught by the next one, and the next round's first read
+    // still waits for round_done.
+    RoundTotals send_round(uint64_t round, uint64_t* next_dirty = nullptr) {
         watchdog_.arm(cfg_.step_timeout, cat("round ", round));
         const unsigned k = cfg_.workers;
         std::vector<std::vector<PageRange>> shards;
-        for (const auto& s : snapshots_) shards.push_back(shard_pages(0, s.pages(), k));
+        // Equal dirty counts per worker, not equal page ranges: a hot set in
+        // one area would otherwise leave one worker with the whole round.
+        for (const auto& s : snapshots_) shards.push_back(balance_by_dirty_count(s, 0, s.pages(), k));
         if (encoders_.empty())
             for (unsigned w = 0; w < k; ++w) {
                 // A batch must arrive as one frame (rdma: one ring slot).
@@ -327,7 +336,11 @@ private:
             sum.bytes += t.bytes;
             sum.one_sided += t.one_sided;
         }
-        json reply = qemu::request(*control_, {{"op", "round_end"}, {"round", round}, {"pages", sum.pages}});
+        qemu::send_message(*control_, {{"op", "round_end"}, {"round", round}, {"pages", sum.pages}});
+        if (next_dirty) *next_dirty = collect(false);
+        json reply = qemu::recv_message(*control_);
+        if (!reply.value("ok", false))
+            throw Error(cat("destination refused 'round_end': ", reply.value("error", std::string("no reason given"))));
         if (reply.value("op", "") != "round_done" || reply.value("round", ~uint64_t{0}) != round)
             throw ProtocolError(cat("expected round_done for round ", round, ", got ", reply.dump()));
         watchdog_.disarm();
@@ -351,10 +364,21 @@ private:
         const PageKind ckind = cfg_.codec == Codec::lz4 ? PageKind::lz4 : PageKind::zstd;
         std::span<std::byte> page = staging_[w].bytes().first(ps_), packed = staging_[w].bytes().subspan(ps_, ps_);
         RoundTotals t;
+        // Pipelined: a sender thread puts finished batches on the wire while
+        // this thread builds the next ones (scan, copy, classify, compress).
+        std::optional<BatchSender> sender;
+        if (cfg_.pipeline_depth > 0) sender.emplace(ch, cfg_.pipeline_depth);
         auto flush = [&] {
-            auto bytes = enc.finish();
-            ch.send(wire::FrameType::data, bytes);
-            t.bytes += bytes.size();
+            if (sender) {
+                auto buf = sender->buffer();
+                enc.finish_into(buf);
+                t.bytes += buf.size();
+                sender->push(std::move(buf));
+            } else {
+                auto bytes = enc.finish();
+                ch.send(wire::FrameType::data, bytes);
+                t.bytes += bytes.size();
+            }
             enc.reset(enc.region());
         };
         for (uint32_t ri = 0; ri < snapshots_.size(); ++ri) {
@@ -389,6 +413,7 @@ private:
             });
             if (!enc.empty()) flush();
         }
+        if (sender) sender->drain();  // the barrier follows every batch
         qemu::send_message(ch, {{"op", "barrier"}, {"round", round}, {"pages", t.pages}});
         return t;
     }

@@ -57,6 +57,9 @@ struct MemorySourceConfig {
     int codec_level = 0;
     size_t page_size = 4096;
     size_t batch_budget = kDefaultBatchBudget;  // bytes per DATA frame (at most)
+    // Page batches a worker's send stage may hold while the worker builds the
+    // next (batch_sender.hpp); 0: the worker sends each batch itself.
+    unsigned pipeline_depth = 2;
     ConvergenceConfig convergence;              // its page_size is set to page_size
     DirtyLog dirty_log = DirtyLog::uffd_wp;
     // dirty_log == caller: sources[i] tracks regions[i]; not owned. The engine

@@ -123,15 +123,18 @@ bool PageBatchEncoder::add(uint64_t page_index, PageKind kind, std::span<const s
 }
 
 std::span<const std::byte> PageBatchEncoder::finish() {
-    out_.resize(encoded_size());
-    put_u32(out_.data(), kPageBatchMagic);
-    put_u32(out_.data() + 4, region_);
-    put_u32(out_.data() + 8, count_);
-    if (!table_.empty()) std::memcpy(out_.data() + kPageBatchHeaderSize, table_.data(), table_.size());
-    if (!payloads_.empty())
-        std::memcpy(out_.data() + kPageBatchHeaderSize + table_.size(), payloads_.data(),
-                    payloads_.size());
+    finish_into(out_);
     return out_;
+}
+
+void PageBatchEncoder::finish_into(std::vector<std::byte>& out) const {
+    out.resize(encoded_size());
+    put_u32(out.data(), kPageBatchMagic);
+    put_u32(out.data() + 4, region_);
+    put_u32(out.data() + 8, count_);
+    if (!table_.empty()) std::memcpy(out.data() + kPageBatchHeaderSize, table_.data(), table_.size());
+    if (!payloads_.empty())
+        std::memcpy(out.data() + kPageBatchHeaderSize + table_.size(), payloads_.data(), payloads_.size());
 }
 
 }  // namespace rmig::engine

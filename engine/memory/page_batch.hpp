@@ -70,6 +70,9 @@ public:
 
     // The encoded batch; valid until the next reset/add.
     std::span<const std::byte> finish();
+    // The same, built into `out` (resized; its capacity is reused): a batch
+    // that outlives the encoder's next reset, e.g. queued for a sender thread.
+    void finish_into(std::vector<std::byte>& out) const;
 
 private:
     size_t budget_;
