@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -75,6 +76,17 @@ public:
     virtual void register_local(const void* base, size_t size) { (void)base, (void)size; }
 };
 
+// The payload of a frame being received, read piece by piece straight where
+// the caller wants it (Channel::recv_into).
+class PayloadReader {
+public:
+    virtual ~PayloadReader() = default;
+    // The next payload bytes, in order, scattered over `pieces`; throws
+    // ProtocolError when that runs past the payload, LinkError on a lost peer.
+    virtual void read(std::span<const std::span<std::byte>> pieces) = 0;
+    virtual size_t left() const = 0;  // payload bytes not read yet
+};
+
 // Thread safety: one thread may send while another receives; shutdown() may be
 // called from any thread and makes blocked send/recv throw LinkError.
 class Channel {
@@ -87,6 +99,14 @@ public:
     virtual void shutdown() = 0;
     virtual const wire::Hello& peer_hello() const = 0;
     virtual const std::string& name() const = 0;  // "tcp channel 2 to 10.0.0.2:7070"
+    // Receives the next frame and hands its payload to `consume(type, length,
+    // reader)`, which must read all `length` bytes. tcp reads them from the
+    // socket straight into the caller's pieces (readv), checksumming on the
+    // way; the checksum is verified after `consume` returns, so what it placed
+    // counts only if recv_into returns (a throw means: discard it). Default:
+    // recv() into a buffer, then copies out of it.
+    using PayloadConsumer = std::function<void(wire::FrameType type, size_t length, PayloadReader& reader)>;
+    virtual wire::FrameType recv_into(const PayloadConsumer& consume);
     // One-sided writes, where the backend has them (rdma); else nullptr.
     virtual OneSided* one_sided() { return nullptr; }
     // Largest payload that arrives as one frame; send() splits a longer one

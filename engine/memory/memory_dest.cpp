@@ -1,5 +1,6 @@
 #include "engine/memory/memory_dest.hpp"
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <memory>
@@ -197,16 +198,23 @@ private:
         try {
             transport::Channel& ch = *data_[idx];
             PagePlacer placer;
-            std::vector<std::byte> buf;
+            std::vector<std::byte> buf, packed;
+            std::vector<std::span<std::byte>> pieces;
             uint64_t round = 0, pages = 0;
             for (;;) {
-                auto type = ch.recv(buf);
+                // Page batches are read into place: the batch's head first,
+                // then every payload straight into its page (raw) or a
+                // scratch buffer (compressed), with one scattered read.
+                auto type = ch.recv_into([&](wire::FrameType t, size_t len, transport::PayloadReader& r) {
+                    if (t != wire::FrameType::data) {
+                        buf.resize(len);
+                        r.read(std::span<const std::span<std::byte>>(std::array{std::span(buf)}));
+                        return;
+                    }
+                    pages += place_batch(len, r, placer, buf, packed, pieces);
+                });
                 if (type == wire::FrameType::data) {
-                    PageBatch b = decode_page_batch(buf, layout_);
-                    auto* base = static_cast<std::byte*>(cfg_.regions[b.region].base);
-                    for (const auto& e : b.pages)
-                        placer.place(e, std::span<std::byte>(base + e.page_index * ps_, ps_));
-                    pages += b.pages.size();
+                    continue;
                 } else if (type == wire::FrameType::control) {
                     std::string text(reinterpret_cast<const char*>(buf.data()), buf.size());
                     json m = json::parse(text, nullptr, false);
@@ -251,6 +259,43 @@ private:
             cv_.notify_all();
             shutdown_all();  // wakes the control thread out of recv_message
         }
+    }
+
+    // One page batch of `len` bytes from `r`; returns its page count. Bytes
+    // placed count only once the frame's checksum passed (recv_into returns).
+    size_t place_batch(size_t len, transport::PayloadReader& r, PagePlacer& placer, std::vector<std::byte>& head,
+                       std::vector<std::byte>& packed, std::vector<std::span<std::byte>>& pieces) {
+        using Pieces = std::span<const std::span<std::byte>>;
+        head.resize(std::min(len, kPageBatchHeaderSize));
+        r.read(Pieces(std::array{std::span(head)}));
+        const size_t head_size = page_batch_head_size(head, len);
+        head.resize(head_size);
+        r.read(Pieces(std::array{std::span(head).subspan(kPageBatchHeaderSize)}));
+        PageBatch b = decode_page_table(head, len, layout_);
+        auto* base = static_cast<std::byte*>(cfg_.regions[b.region].base);
+        size_t packed_bytes = 0;
+        for (const auto& e : b.pages)
+            if (e.kind == PageKind::lz4 || e.kind == PageKind::zstd) packed_bytes += e.length;
+        packed.resize(packed_bytes);
+        pieces.clear();
+        size_t at = 0;
+        for (const auto& e : b.pages) {
+            if (e.kind == PageKind::raw) {
+                pieces.emplace_back(base + e.page_index * ps_, ps_);
+            } else if (e.length > 0) {
+                pieces.emplace_back(packed.data() + at, e.length);
+                at += e.length;
+            }
+        }
+        r.read(pieces);
+        at = 0;
+        for (auto& e : b.pages) {
+            if (e.kind == PageKind::raw) continue;
+            e.payload = std::span<const std::byte>(packed.data() + at, e.length);
+            at += e.length;
+            placer.place(e, std::span<std::byte>(base + e.page_index * ps_, ps_));
+        }
+        return b.pages.size();
     }
 
     void end_round(const json& msg) {
