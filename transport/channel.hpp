@@ -113,6 +113,9 @@ public:
     // into several frames (rdma: one ring slot each). Memory mode sizes its
     // page batches to fit.
     virtual size_t max_frame_payload() const { return wire::kMaxFramePayload; }
+    // The local device carrying the channel where the backend knows it (rdma:
+    // "mlx5_0", "rxe0"), for NUMA placement near it; else empty.
+    virtual std::string local_device() const { return {}; }
 };
 
 // A connection request whose handshake has been read but not yet answered, so

@@ -91,7 +91,8 @@ private:
 
         completed_.assign(data_.size(), 0);
         if (cfg_.numa) {
-            placement_ = place_workers(cfg_.nic, cfg_.regions, static_cast<unsigned>(data_.size()));
+            placement_ = place_workers(cfg_.nic.empty() ? data_[0]->local_device() : cfg_.nic, cfg_.regions,
+                                       static_cast<unsigned>(data_.size()));
             result_.placement = placement_.summary();
         } else {
             result_.placement = "off";

@@ -117,14 +117,16 @@ private:
         if (!cfg_.pause) throw Error("memory source: no pause callback");
         if (cfg_.workers == 0 || cfg_.workers > 64) throw Error("memory source: workers must be 1..64");
         validate_regions(cfg_.regions, ps_);
+        open_channels();
         if (cfg_.numa) {
-            placement_ = place_workers(cfg_.nic, cfg_.regions, cfg_.workers);
+            // The configured NIC, else the device the channels run on (rdma).
+            placement_ = place_workers(cfg_.nic.empty() ? data_[0]->local_device() : cfg_.nic, cfg_.regions,
+                                       cfg_.workers);
             result_.placement = placement_.summary();
         } else {
             result_.placement = "off";
         }
         for (unsigned w = 0; w < cfg_.workers; ++w) staging_.emplace_back(placement_.node_of(w), 2 * ps_);
-        open_channels();
         watchdog_.arm(cfg_.step_timeout, "layout exchange");
         exchange_layout();
         watchdog_.disarm();

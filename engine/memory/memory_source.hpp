@@ -73,7 +73,8 @@ struct MemorySourceConfig {
     // destination's memory (docs/memory-mode.md); false forces page batches.
     bool one_sided = true;
     // NUMA (engine/memory/worker_placement.hpp): workers pinned near `nic`
-    // (PCI address or device name; empty: near the regions' memory), staging
+    // (PCI address or device name; empty: the channels' device where the
+    // transport knows it (rdma), else near the regions' memory), staging
     // buffers on their node; applied only on machines with several nodes.
     bool numa = true;
     std::string nic;

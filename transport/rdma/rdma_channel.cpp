@@ -319,6 +319,11 @@ void RdmaChannel::send(wire::FrameType type, std::span<const std::byte> payload)
     } while (off < payload.size());
 }
 
+std::string RdmaChannel::local_device() const {
+    const char* n = id_ && id_->verbs ? ibv_get_device_name(id_->verbs->device) : nullptr;
+    return n ? n : "";
+}
+
 size_t RdmaChannel::max_frame_payload() const {
     std::lock_guard lk(mu_);
     uint32_t slot = remote_ ? std::min(opts_.slot_bytes, remote_->slot_bytes) : opts_.slot_bytes;

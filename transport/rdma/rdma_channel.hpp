@@ -82,6 +82,7 @@ public:
     const std::string& name() const override { return name_; }
     OneSided* one_sided() override { return this; }
     size_t max_frame_payload() const override;
+    std::string local_device() const override;
 
     // OneSided
     RemoteRegion expose(void* base, size_t size) override;

@@ -263,6 +263,12 @@ void migrate_under_load(Codec codec, Tracking tracking, const LoadCase& lc = {})
     // (tcp, or a codec) every page travels in batches.
     const bool rdma = lc.listen_uri.rfind("rdma:", 0) == 0;
     EXPECT_EQ(d.one_sided, rdma && codec == Codec::none);
+    // rdma names its device, so placement starts from it (rxe has no PCI
+    // parent: its locality is unknown and the memory's node decides).
+    if (rdma) {
+        EXPECT_NE(r.placement.find("NIC "), std::string::npos) << r.placement;
+        EXPECT_NE(d.placement.find("NIC "), std::string::npos) << d.placement;
+    }
     if (rdma && codec == Codec::none) {
         EXPECT_GT(r.one_sided_pages, 0u) << r.page_path;
         EXPECT_EQ(r.one_sided_pages + r.zero_pages, r.pages_sent);
