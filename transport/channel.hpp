@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -90,6 +91,22 @@ public:
     // Blocks until every write posted so far has completed at the peer. A frame
     // sent afterwards on the same channel reaches the peer after those bytes.
     virtual void flush() = 0;
+    // Optional: registers local memory that later writes will read from, ahead
+    // of time (registering pins pages for writing, which must happen before
+    // e.g. userfaultfd write-protect tracking starts). Writes register lazily
+    // without it.
+    virtual void register_local(const void* base, size_t size) { (void)base, (void)size; }
+};
+
+// The payload of a frame being received, read piece by piece straight where
+// the caller wants it (Channel::recv_into).
+class PayloadReader {
+public:
+    virtual ~PayloadReader() = default;
+    // The next payload bytes, in order, scattered over `pieces`; throws
+    // ProtocolError when that runs past the payload, LinkError on a lost peer.
+    virtual void read(std::span<const std::span<std::byte>> pieces) = 0;
+    virtual size_t left() const = 0;  // payload bytes not read yet
 };
 
 // Thread safety: one thread may send while another receives; shutdown() may be
@@ -104,8 +121,23 @@ public:
     virtual void shutdown() = 0;
     virtual const wire::Hello& peer_hello() const = 0;
     virtual const std::string& name() const = 0;  // "tcp channel 2 to 10.0.0.2:7070"
+    // Receives the next frame and hands its payload to `consume(type, length,
+    // reader)`, which must read all `length` bytes. tcp reads them from the
+    // socket straight into the caller's pieces (readv), checksumming on the
+    // way; the checksum is verified after `consume` returns, so what it placed
+    // counts only if recv_into returns (a throw means: discard it). Default:
+    // recv() into a buffer, then copies out of it.
+    using PayloadConsumer = std::function<void(wire::FrameType type, size_t length, PayloadReader& reader)>;
+    virtual wire::FrameType recv_into(const PayloadConsumer& consume);
     // One-sided writes, where the backend has them (rdma); else nullptr.
     virtual OneSided* one_sided() { return nullptr; }
+    // Largest payload that arrives as one frame; send() splits a longer one
+    // into several frames (rdma: one ring slot each). Memory mode sizes its
+    // page batches to fit.
+    virtual size_t max_frame_payload() const { return wire::kMaxFramePayload; }
+    // The local device carrying the channel where the backend knows it (rdma:
+    // "mlx5_0", "rxe0"), for NUMA placement near it; else empty.
+    virtual std::string local_device() const { return {}; }
 };
 
 // A connection request whose handshake has been read but not yet answered, so

@@ -1,5 +1,6 @@
 #include "engine/memory/memory_dest.hpp"
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <memory>
@@ -10,6 +11,7 @@
 #include "common/log.hpp"
 #include "engine/memory/page_placer.hpp"
 #include "engine/memory/round_watchdog.hpp"
+#include "engine/memory/worker_placement.hpp"
 #include "qemu-plugin/control_protocol.hpp"
 #include "security/errors.hpp"
 
@@ -82,11 +84,26 @@ private:
             qemu::send_message(*control_, {{"ok", false}, {"error", e.what()}});
             throw;
         }
-        qemu::send_message(*control_, {{"ok", true}});
+        json reply = {{"ok", true}};
+        if (msg.value("one_sided", false)) {
+            if (json exposed = expose_regions(); !exposed.is_null()) reply["one_sided"] = std::move(exposed);
+        }
+        qemu::send_message(*control_, reply);
         watchdog_.disarm();
 
         completed_.assign(data_.size(), 0);
-        for (size_t i = 0; i < data_.size(); ++i) receivers_.emplace_back([this, i] { receive_channel(i); });
+        if (cfg_.numa) {
+            placement_ = place_workers(cfg_.nic.empty() ? data_[0]->local_device() : cfg_.nic, cfg_.regions,
+                                       static_cast<unsigned>(data_.size()));
+            result_.placement = placement_.summary();
+        } else {
+            result_.placement = "off";
+        }
+        for (size_t i = 0; i < data_.size(); ++i)
+            receivers_.emplace_back([this, i] {
+                pin_worker(placement_, static_cast<unsigned>(i));
+                receive_channel(i);
+            });
 
         for (;;) {
             // Between rounds the source may take long (its convergence
@@ -167,6 +184,25 @@ private:
         watchdog_.disarm();
     }
 
+    // The source asked to write pages one-sided: expose every region on every
+    // data channel (each channel has its own protection domain, so its own
+    // keys). Null when the channels cannot (tcp): the source then sends batches.
+    json expose_regions() {
+        for (auto& ch : data_)
+            if (!ch->one_sided()) return nullptr;
+        json list = json::array();
+        for (auto& ch : data_) {
+            json regions = json::array();
+            for (const auto& r : cfg_.regions) {
+                transport::RemoteRegion rr = ch->one_sided()->expose(r.base, r.size);
+                regions.push_back({{"addr", rr.addr}, {"size", rr.size}, {"rkey", rr.rkey}});
+            }
+            list.push_back(std::move(regions));
+        }
+        result_.one_sided = true;
+        return list;
+    }
+
     static wire::Hello reply_to(const wire::Hello& h) {
         wire::Hello r = h;
         r.role = wire::Role::destination;
@@ -179,16 +215,23 @@ private:
         try {
             transport::Channel& ch = *data_[idx];
             PagePlacer placer;
-            std::vector<std::byte> buf;
+            std::vector<std::byte> buf, packed;
+            std::vector<std::span<std::byte>> pieces;
             uint64_t round = 0, pages = 0;
             for (;;) {
-                auto type = ch.recv(buf);
+                // Page batches are read into place: the batch's head first,
+                // then every payload straight into its page (raw) or a
+                // scratch buffer (compressed), with one scattered read.
+                auto type = ch.recv_into([&](wire::FrameType t, size_t len, transport::PayloadReader& r) {
+                    if (t != wire::FrameType::data) {
+                        buf.resize(len);
+                        r.read(std::span<const std::span<std::byte>>(std::array{std::span(buf)}));
+                        return;
+                    }
+                    pages += place_batch(len, r, placer, buf, packed, pieces);
+                });
                 if (type == wire::FrameType::data) {
-                    PageBatch b = decode_page_batch(buf, layout_);
-                    auto* base = static_cast<std::byte*>(cfg_.regions[b.region].base);
-                    for (const auto& e : b.pages)
-                        placer.place(e, std::span<std::byte>(base + e.page_index * ps_, ps_));
-                    pages += b.pages.size();
+                    continue;
                 } else if (type == wire::FrameType::control) {
                     std::string text(reinterpret_cast<const char*>(buf.data()), buf.size());
                     json m = json::parse(text, nullptr, false);
@@ -196,11 +239,18 @@ private:
                         throw ProtocolError(cat(ch.name(), ": expected a barrier, got ", text));
                     uint64_t r = m.value("round", ~uint64_t{0});
                     uint64_t n = m.value("pages", ~uint64_t{0});
+                    // Pages the source wrote one-sided (flushed before this
+                    // barrier, so they have landed); only if we exposed memory.
+                    uint64_t written = m.value("written", uint64_t{0});
                     if (r != round)
                         throw ProtocolError(cat(ch.name(), ": barrier for round ", r, " while in round ", round));
-                    if (n != pages)
-                        throw ProtocolError(cat(ch.name(), ": barrier of round ", r, " counts ", n,
-                                                " pages, ", pages, " arrived"));
+                    if (written != 0 && !result_.one_sided)
+                        throw ProtocolError(cat(ch.name(), ": barrier counts ", written,
+                                                " one-sided pages, but no memory was exposed"));
+                    if (written > n || n - written != pages)
+                        throw ProtocolError(cat(ch.name(), ": barrier of round ", r, " counts ", n, " pages (",
+                                                written, " written one-sided), ", pages, " arrived in batches"));
+                    pages = n;
                     {
                         std::lock_guard lock(mu_);
                         completed_[idx] = ++round;
@@ -226,6 +276,43 @@ private:
             cv_.notify_all();
             shutdown_all();  // wakes the control thread out of recv_message
         }
+    }
+
+    // One page batch of `len` bytes from `r`; returns its page count. Bytes
+    // placed count only once the frame's checksum passed (recv_into returns).
+    size_t place_batch(size_t len, transport::PayloadReader& r, PagePlacer& placer, std::vector<std::byte>& head,
+                       std::vector<std::byte>& packed, std::vector<std::span<std::byte>>& pieces) {
+        using Pieces = std::span<const std::span<std::byte>>;
+        head.resize(std::min(len, kPageBatchHeaderSize));
+        r.read(Pieces(std::array{std::span(head)}));
+        const size_t head_size = page_batch_head_size(head, len);
+        head.resize(head_size);
+        r.read(Pieces(std::array{std::span(head).subspan(kPageBatchHeaderSize)}));
+        PageBatch b = decode_page_table(head, len, layout_);
+        auto* base = static_cast<std::byte*>(cfg_.regions[b.region].base);
+        size_t packed_bytes = 0;
+        for (const auto& e : b.pages)
+            if (e.kind == PageKind::lz4 || e.kind == PageKind::zstd) packed_bytes += e.length;
+        packed.resize(packed_bytes);
+        pieces.clear();
+        size_t at = 0;
+        for (const auto& e : b.pages) {
+            if (e.kind == PageKind::raw) {
+                pieces.emplace_back(base + e.page_index * ps_, ps_);
+            } else if (e.length > 0) {
+                pieces.emplace_back(packed.data() + at, e.length);
+                at += e.length;
+            }
+        }
+        r.read(pieces);
+        at = 0;
+        for (auto& e : b.pages) {
+            if (e.kind == PageKind::raw) continue;
+            e.payload = std::span<const std::byte>(packed.data() + at, e.length);
+            at += e.length;
+            placer.place(e, std::span<std::byte>(base + e.page_index * ps_, ps_));
+        }
+        return b.pages.size();
     }
 
     void end_round(const json& msg) {
@@ -260,10 +347,17 @@ private:
     void device_state(const json& msg) {
         watchdog_.arm(step(), "receiving the device state");
         const uint64_t want = msg.value("bytes", ~uint64_t{0});
-        std::vector<std::byte> blob;
-        auto type = control_->recv(blob);
-        if (type != wire::FrameType::data)
-            throw ProtocolError(cat("expected the device state, got a ", wire::to_string(type), " frame"));
+        if (want > wire::kMaxFramePayload)
+            throw ProtocolError(cat("device state of ", want, " bytes announced, the limit is ", wire::kMaxFramePayload));
+        // Sent as one DATA frame; a transport with smaller frames (rdma ring
+        // slots) delivers it as consecutive pieces.
+        std::vector<std::byte> blob, piece;
+        do {
+            auto type = control_->recv(piece);
+            if (type != wire::FrameType::data)
+                throw ProtocolError(cat("expected the device state, got a ", wire::to_string(type), " frame"));
+            blob.insert(blob.end(), piece.begin(), piece.end());
+        } while (blob.size() < want);
         if (blob.size() != want)
             throw ProtocolError(cat("device state: ", blob.size(), " bytes arrived, ", want, " announced"));
         {
@@ -303,6 +397,9 @@ private:
             control = control_.get();
             // The stop shut the channels down; what broke next is only the echo.
             if (stopped_) result_.error = cat("destination stopped by its caller (", what, ")");
+            // A receiver's failure shut the channels down: it is the cause.
+            else if (!receiver_error_.empty() && result_.error.find(receiver_error_) == std::string::npos)
+                result_.error = cat(receiver_error_, " (then: ", result_.error, ")");
         }
         if (control) {
             try {
@@ -334,6 +431,7 @@ private:
     bool confirmed_ = false;
     bool stopped_ = false;
 
+    WorkerPlacement placement_;
     std::vector<std::thread> receivers_;
     RoundWatchdog watchdog_;  // last: destroyed first, before what it shuts down
 };

@@ -26,6 +26,9 @@ struct MemoryDestConfig {
     std::chrono::milliseconds timeout{300000};       // whole session
     std::chrono::milliseconds step_timeout{60000};   // accepting, one round, one message
     transport::Options transport;
+    // NUMA for the receiver threads, as MemorySourceConfig::numa / nic.
+    bool numa = true;
+    std::string nic;
     std::function<void(const std::string& address)> on_listening;
     std::function<void(uint64_t round, uint64_t pages)> on_round_done;  // after replying round_done
     // Requesting a stop ends the session at once (channels shut down), as a
@@ -40,6 +43,8 @@ struct MemoryDestResult {
     unsigned rounds = 0;
     uint64_t pages_placed = 0;
     std::vector<std::byte> device_state;  // the blob pause() returned on the source
+    bool one_sided = false;               // regions were exposed for the source's rdma writes
+    std::string placement;                // where the receivers ran and why
 };
 
 MemoryDestResult receive_memory(const MemoryDestConfig& config);

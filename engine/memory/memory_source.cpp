@@ -4,12 +4,16 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "common/error.hpp"
 #include "engine/dirty/shard.hpp"
 #include "engine/dirty/uffd_wp_source.hpp"
+#include "engine/memory/batch_sender.hpp"
 #include "engine/memory/round_watchdog.hpp"
+#include "engine/memory/worker_placement.hpp"
+#include "numa/binding.hpp"
 #include "engine/pages/zero_page.hpp"
 #include "qemu-plugin/control_protocol.hpp"
 
@@ -28,7 +32,60 @@ double seconds_since(Clock::time_point t) {
 struct Cancelled {};
 
 struct RoundTotals {
-    uint64_t pages = 0, zero = 0, compressed = 0, bytes = 0;
+    uint64_t pages = 0, zero = 0, compressed = 0, bytes = 0, one_sided = 0;
+};
+
+// One-sided writes are posted in groups of this many pages (the transport
+// merges contiguous ones into one work request).
+constexpr size_t kWriteGroup = 256;
+
+// The destination's "one_sided" answer: per data channel, per region, where
+// that region is exposed to that channel (untrusted input).
+std::vector<std::vector<transport::RemoteRegion>> parse_exposed(const json& j, size_t channels,
+                                                                const std::vector<Region>& regions) {
+    if (!j.is_array() || j.size() != channels)
+        throw ProtocolError(cat("layout reply: one_sided must list ", channels, " channels"));
+    std::vector<std::vector<transport::RemoteRegion>> out;
+    for (const auto& ch : j) {
+        if (!ch.is_array() || ch.size() != regions.size())
+            throw ProtocolError(cat("layout reply: one_sided must list ", regions.size(), " regions per channel"));
+        auto& v = out.emplace_back();
+        for (size_t i = 0; i < regions.size(); ++i) {
+            const json& r = ch[i];
+            if (!r.is_object() || !r.contains("addr") || !r["addr"].is_number_unsigned() ||
+                !r.contains("size") || !r["size"].is_number_unsigned() || !r.contains("rkey") ||
+                !r["rkey"].is_number_unsigned())
+                throw ProtocolError(cat("layout reply: one_sided region ", i, " is malformed"));
+            transport::RemoteRegion rr{r["addr"].get<uint64_t>(), r["size"].get<uint64_t>(),
+                                       r["rkey"].get<uint32_t>()};
+            if (rr.size != regions[i].size)
+                throw ProtocolError(cat("layout reply: region '", regions[i].name, "' exposed with ", rr.size,
+                                        " bytes, it has ", regions[i].size));
+            v.push_back(rr);
+        }
+    }
+    return out;
+}
+
+// A worker's staging memory (the page copy and its compressed form): on the
+// worker's NUMA node when the placement is applied, plain memory otherwise.
+class Staging {
+public:
+    Staging(int node, size_t bytes) {
+        if (node >= 0) {
+            on_node_ = numa::NodeBuffer(bytes, node);
+        } else {
+            plain_.resize(bytes);
+        }
+    }
+    std::span<std::byte> bytes() {
+        if (on_node_.data()) return {static_cast<std::byte*>(on_node_.data()), on_node_.size()};
+        return plain_;
+    }
+
+private:
+    numa::NodeBuffer on_node_;
+    std::vector<std::byte> plain_;
 };
 
 class SourceSession {
@@ -61,8 +118,17 @@ private:
         if (cfg_.workers == 0 || cfg_.workers > 64) throw Error("memory source: workers must be 1..64");
         validate_regions(cfg_.regions, ps_);
         open_channels();
+        if (cfg_.numa) {
+            // The configured NIC, else the device the channels run on (rdma).
+            placement_ = place_workers(cfg_.nic.empty() ? data_[0]->local_device() : cfg_.nic, cfg_.regions,
+                                       cfg_.workers);
+            result_.placement = placement_.summary();
+        } else {
+            result_.placement = "off";
+        }
+        for (unsigned w = 0; w < cfg_.workers; ++w) staging_.emplace_back(placement_.node_of(w), 2 * ps_);
         watchdog_.arm(cfg_.step_timeout, "layout exchange");
-        qemu::request(*control_, {{"op", "layout"}, {"layout", layout_to_json(cfg_.regions, ps_)}});
+        exchange_layout();
         watchdog_.disarm();
         set_up_tracking();
 
@@ -73,9 +139,9 @@ private:
 
         for (uint64_t round = 0;; ++round) {
             auto t = Clock::now();
-            RoundTotals sent = send_round(round);
+            uint64_t dirty = 0;
+            RoundTotals sent = send_round(round, &dirty);
             double secs = seconds_since(t);
-            uint64_t dirty = collect(false);
             Decision d = policy.on_round({sent.bytes, secs, dirty, dirty * ps_});
             result_.last_decision = d.reason;
             if (d.action == Action::give_up) throw Error(cat("not converging: ", d.reason));
@@ -131,6 +197,33 @@ private:
             std::lock_guard lock(channels_mu_);
             data_.push_back(std::move(ch));
         }
+    }
+
+    // Sends our layout; over a transport with one-sided writes (and no codec)
+    // asks the destination to expose its regions, and registers ours on every
+    // data channel before tracking starts (registering pins pages for writing,
+    // which would trip userfaultfd write-protect if done later).
+    void exchange_layout() {
+        bool capable = cfg_.one_sided;
+        for (auto& ch : data_) capable = capable && ch->one_sided() != nullptr;
+        const bool want = capable && cfg_.codec == Codec::none;
+        json req = {{"op", "layout"}, {"layout", layout_to_json(cfg_.regions, ps_)}};
+        if (want) req["one_sided"] = true;
+        json reply = qemu::request(*control_, req);
+        result_.page_path = "page batches";
+        if (capable && !want)
+            result_.page_path = cat("page batches (", to_string(cfg_.codec),
+                                    " compression needs the receiver: no one-sided writes)");
+        if (!want) return;
+        if (!reply.contains("one_sided")) {
+            result_.page_path = "page batches (the destination did not expose its memory)";
+            return;
+        }
+        remote_ = parse_exposed(reply["one_sided"], data_.size(), cfg_.regions);
+        for (auto& ch : data_)
+            for (const auto& r : cfg_.regions) ch->one_sided()->register_local(r.base, r.size);
+        one_sided_ = true;
+        result_.page_path = "one-sided rdma writes, zero pages as markers";
     }
 
     void set_up_tracking() {
@@ -191,14 +284,22 @@ private:
         }
     }
 
-    RoundTotals send_round(uint64_t round) {
+    // With `next_dirty`, collects the next round's dirty set while the
+    // destination finishes placing this one (between round_end and
+    // round_done): the workers have read every page by then, so a write after
+    // the collect is caught by the next one, and the next round's first read
+    // still waits for round_done.
+    RoundTotals send_round(uint64_t round, uint64_t* next_dirty = nullptr) {
         watchdog_.arm(cfg_.step_timeout, cat("round ", round));
         const unsigned k = cfg_.workers;
         std::vector<std::vector<PageRange>> shards;
-        for (const auto& s : snapshots_) shards.push_back(shard_pages(0, s.pages(), k));
+        // Equal dirty counts per worker, not equal page ranges: a hot set in
+        // one area would otherwise leave one worker with the whole round.
+        for (const auto& s : snapshots_) shards.push_back(balance_by_dirty_count(s, 0, s.pages(), k));
         if (encoders_.empty())
             for (unsigned w = 0; w < k; ++w) {
-                encoders_.emplace_back(cfg_.batch_budget);
+                // A batch must arrive as one frame (rdma: one ring slot).
+                encoders_.emplace_back(std::min(cfg_.batch_budget, data_[w]->max_frame_payload()));
                 compressors_.emplace_back(cfg_.codec, cfg_.codec_level);
             }
 
@@ -211,6 +312,7 @@ private:
         for (unsigned w = 0; w < k; ++w)
             threads.emplace_back([&, w] {
                 try {
+                    pin_worker(placement_, w);
                     totals[w] = send_shard(round, w, shards, cancel);
                 } catch (const Cancelled&) {
                 } catch (const std::exception& e) {
@@ -234,8 +336,13 @@ private:
             sum.zero += t.zero;
             sum.compressed += t.compressed;
             sum.bytes += t.bytes;
+            sum.one_sided += t.one_sided;
         }
-        json reply = qemu::request(*control_, {{"op", "round_end"}, {"round", round}, {"pages", sum.pages}});
+        qemu::send_message(*control_, {{"op", "round_end"}, {"round", round}, {"pages", sum.pages}});
+        if (next_dirty) *next_dirty = collect(false);
+        json reply = qemu::recv_message(*control_);
+        if (!reply.value("ok", false))
+            throw Error(cat("destination refused 'round_end': ", reply.value("error", std::string("no reason given"))));
         if (reply.value("op", "") != "round_done" || reply.value("round", ~uint64_t{0}) != round)
             throw ProtocolError(cat("expected round_done for round ", round, ", got ", reply.dump()));
         watchdog_.disarm();
@@ -244,6 +351,7 @@ private:
         result_.zero_pages += sum.zero;
         result_.compressed_pages += sum.compressed;
         result_.bytes_sent += sum.bytes;
+        result_.one_sided_pages += sum.one_sided;
         return sum;
     }
 
@@ -251,16 +359,28 @@ private:
     // then the barrier that tells the destination the shard is complete.
     RoundTotals send_shard(uint64_t round, unsigned w, const std::vector<std::vector<PageRange>>& shards,
                            const std::atomic<bool>& cancel) {
+        if (one_sided_) return write_shard(round, w, shards, cancel);
         transport::Channel& ch = *data_[w];
         PageBatchEncoder& enc = encoders_[w];
         Compressor& comp = compressors_[w];
         const PageKind ckind = cfg_.codec == Codec::lz4 ? PageKind::lz4 : PageKind::zstd;
-        std::vector<std::byte> page(ps_), packed(ps_);
+        std::span<std::byte> page = staging_[w].bytes().first(ps_), packed = staging_[w].bytes().subspan(ps_, ps_);
         RoundTotals t;
+        // Pipelined: a sender thread puts finished batches on the wire while
+        // this thread builds the next ones (scan, copy, classify, compress).
+        std::optional<BatchSender> sender;
+        if (cfg_.pipeline_depth > 0) sender.emplace(ch, cfg_.pipeline_depth);
         auto flush = [&] {
-            auto bytes = enc.finish();
-            ch.send(wire::FrameType::data, bytes);
-            t.bytes += bytes.size();
+            if (sender) {
+                auto buf = sender->buffer();
+                enc.finish_into(buf);
+                t.bytes += buf.size();
+                sender->push(std::move(buf));
+            } else {
+                auto bytes = enc.finish();
+                ch.send(wire::FrameType::data, bytes);
+                t.bytes += bytes.size();
+            }
             enc.reset(enc.region());
         };
         for (uint32_t ri = 0; ri < snapshots_.size(); ++ri) {
@@ -295,7 +415,62 @@ private:
             });
             if (!enc.empty()) flush();
         }
+        if (sender) sender->drain();  // the barrier follows every batch
         qemu::send_message(ch, {{"op", "barrier"}, {"round", round}, {"pages", t.pages}});
+        return t;
+    }
+
+    // The one-sided variant: non-zero pages are RDMA-written from the region
+    // straight into the destination's region (no copy: a page the guest
+    // changes meanwhile is dirty again and goes in the next round); zero pages
+    // travel as markers in page batches. flush() before the barrier: once it
+    // returns every write of this round has landed, and the barrier frame
+    // follows them, so round_done covers the written pages too.
+    RoundTotals write_shard(uint64_t round, unsigned w, const std::vector<std::vector<PageRange>>& shards,
+                            const std::atomic<bool>& cancel) {
+        transport::Channel& ch = *data_[w];
+        transport::OneSided& os = *ch.one_sided();
+        PageBatchEncoder& enc = encoders_[w];
+        std::vector<transport::RegionWrite> group;
+        group.reserve(kWriteGroup);
+        RoundTotals t;
+        auto send_batch = [&] {
+            auto bytes = enc.finish();
+            ch.send(wire::FrameType::data, bytes);
+            t.bytes += bytes.size();
+            enc.reset(enc.region());
+        };
+        for (uint32_t ri = 0; ri < snapshots_.size(); ++ri) {
+            if (w >= shards[ri].size()) continue;
+            const transport::RemoteRegion& to = remote_[w][ri];
+            auto* base = static_cast<const std::byte*>(cfg_.regions[ri].base);
+            auto post = [&] {
+                os.write(to, group);
+                group.clear();
+            };
+            enc.reset(ri);
+            snapshots_[ri].for_each_set(shards[ri][w].begin, shards[ri][w].end, [&](size_t p) {
+                if (cancel.load(std::memory_order_relaxed)) throw Cancelled{};
+                const std::byte* page = base + p * ps_;
+                if (is_zero_page(page, ps_)) {
+                    if (!enc.add(p, PageKind::zero, {})) {
+                        send_batch();
+                        enc.add(p, PageKind::zero, {});
+                    }
+                    ++t.zero;
+                } else {
+                    group.push_back({page, ps_, p * ps_});
+                    if (group.size() == kWriteGroup) post();
+                    ++t.one_sided;
+                    t.bytes += ps_;
+                }
+                ++t.pages;
+            });
+            if (!group.empty()) post();
+            if (!enc.empty()) send_batch();
+        }
+        os.flush();
+        qemu::send_message(ch, {{"op", "barrier"}, {"round", round}, {"pages", t.pages}, {"written", t.one_sided}});
         return t;
     }
 
@@ -343,6 +518,10 @@ private:
     std::vector<DirtyBitmap> scratch_;
     std::vector<PageBatchEncoder> encoders_;  // one per worker
     std::vector<Compressor> compressors_;     // one per worker
+    WorkerPlacement placement_;
+    std::vector<Staging> staging_;            // one per worker
+    bool one_sided_ = false;                  // pages go as one-sided writes (exchange_layout)
+    std::vector<std::vector<transport::RemoteRegion>> remote_;  // [channel][region]
     RoundWatchdog watchdog_;  // last member: destroyed first, before the channels it shuts
 };
 

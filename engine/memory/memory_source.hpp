@@ -57,6 +57,9 @@ struct MemorySourceConfig {
     int codec_level = 0;
     size_t page_size = 4096;
     size_t batch_budget = kDefaultBatchBudget;  // bytes per DATA frame (at most)
+    // Page batches a worker's send stage may hold while the worker builds the
+    // next (batch_sender.hpp); 0: the worker sends each batch itself.
+    unsigned pipeline_depth = 2;
     ConvergenceConfig convergence;              // its page_size is set to page_size
     DirtyLog dirty_log = DirtyLog::uffd_wp;
     // dirty_log == caller: sources[i] tracks regions[i]; not owned. The engine
@@ -65,6 +68,16 @@ struct MemorySourceConfig {
     // Longest any one step may block (a round, a reply, the confirmation).
     std::chrono::milliseconds step_timeout{60000};
     transport::Options transport;
+    // Over a transport with one-sided writes (rdma) and without a codec,
+    // non-zero pages go as RDMA WRITEs straight from the regions into the
+    // destination's memory (docs/memory-mode.md); false forces page batches.
+    bool one_sided = true;
+    // NUMA (engine/memory/worker_placement.hpp): workers pinned near `nic`
+    // (PCI address or device name; empty: the channels' device where the
+    // transport knows it (rdma), else near the regions' memory), staging
+    // buffers on their node; applied only on machines with several nodes.
+    bool numa = true;
+    std::string nic;
 
     // Auto-converge: slow the guest to `percent` (optional).
     std::function<void(unsigned percent)> throttle;
@@ -88,6 +101,11 @@ struct MemorySourceResult {
     double downtime_ms = 0;     // pause() called -> confirm received
     bool paused = false;        // pause() was called
     std::string last_decision;  // the policy's last reason
+    // How pages travelled: "one-sided rdma writes, zero pages as markers" or
+    // "page batches" (+ why, when one-sided writes were possible but not used).
+    std::string page_path;
+    uint64_t one_sided_pages = 0;  // pages written one-sided (counted in pages_sent and bytes_sent too)
+    std::string placement;         // where the workers ran and why (WorkerPlacement::summary)
 };
 
 MemorySourceResult migrate_memory(const MemorySourceConfig& config);

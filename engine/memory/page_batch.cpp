@@ -37,9 +37,13 @@ const char* to_string(PageKind k) noexcept {
     return "?";
 }
 
-PageBatch decode_page_batch(std::span<const std::byte> bytes, const BatchLayout& layout) {
-    if (bytes.size() < kPageBatchHeaderSize)
-        throw ProtocolError(cat("page batch: ", bytes.size(), " bytes, shorter than its ",
+namespace {
+
+// `bytes` holds at least the header and the table (all of the batch when
+// with_payloads); `total` is the size of the whole batch.
+PageBatch decode(std::span<const std::byte> bytes, size_t total, const BatchLayout& layout, bool with_payloads) {
+    if (total < kPageBatchHeaderSize || bytes.size() < kPageBatchHeaderSize)
+        throw ProtocolError(cat("page batch: ", total, " bytes, shorter than its ",
                                 kPageBatchHeaderSize, "-byte header"));
     const std::byte* p = bytes.data();
     uint32_t magic = get_u32(p);
@@ -53,11 +57,13 @@ PageBatch decode_page_batch(std::span<const std::byte> bytes, const BatchLayout&
                                 layout.region_pages.size(), " regions)"));
     if (count == 0) throw ProtocolError("page batch: no pages");
     // Bound the table by the bytes actually present before trusting count.
-    size_t room = bytes.size() - kPageBatchHeaderSize;
+    size_t room = total - kPageBatchHeaderSize;
     if (count > room / kPageEntrySize)
-        throw ProtocolError(cat("page batch: count ", count, " does not fit in ", bytes.size(),
+        throw ProtocolError(cat("page batch: count ", count, " does not fit in ", total,
                                 " bytes"));
     const size_t table_end = kPageBatchHeaderSize + size_t{count} * kPageEntrySize;
+    if (bytes.size() < table_end)
+        throw ProtocolError(cat("page batch: ", bytes.size(), " bytes given, the table needs ", table_end));
     const uint64_t region_pages = layout.region_pages[batch.region];
     const size_t ps = layout.page_size;
 
@@ -86,17 +92,38 @@ PageBatch decode_page_batch(std::span<const std::byte> bytes, const BatchLayout&
         if (!len_ok)
             throw ProtocolError(cat("page batch: page ", i, " (", to_string(entry.kind),
                                     ") has length ", len, ", page size ", ps));
-        if (len > bytes.size() - payload_at)
+        if (len > total - payload_at)
             throw ProtocolError(cat("page batch: page ", i, " payload runs past the end (",
-                                    bytes.size(), " bytes)"));
-        entry.payload = bytes.subspan(payload_at, len);
+                                    total, " bytes)"));
+        entry.length = len;
+        if (with_payloads) entry.payload = bytes.subspan(payload_at, len);
         payload_at += len;
         batch.pages.push_back(entry);
     }
-    if (payload_at != bytes.size())
-        throw ProtocolError(cat("page batch: ", bytes.size() - payload_at,
+    if (payload_at != total)
+        throw ProtocolError(cat("page batch: ", total - payload_at,
                                 " trailing bytes after the last payload"));
     return batch;
+}
+
+}  // namespace
+
+PageBatch decode_page_batch(std::span<const std::byte> bytes, const BatchLayout& layout) {
+    return decode(bytes, bytes.size(), layout, true);
+}
+
+size_t page_batch_head_size(std::span<const std::byte> header, size_t total) {
+    if (total < kPageBatchHeaderSize || header.size() < kPageBatchHeaderSize)
+        throw ProtocolError(cat("page batch: ", total, " bytes, shorter than its ", kPageBatchHeaderSize,
+                                "-byte header"));
+    uint32_t count = get_u32(header.data() + 8);
+    if (count > (total - kPageBatchHeaderSize) / kPageEntrySize)
+        throw ProtocolError(cat("page batch: count ", count, " does not fit in ", total, " bytes"));
+    return kPageBatchHeaderSize + size_t{count} * kPageEntrySize;
+}
+
+PageBatch decode_page_table(std::span<const std::byte> head, size_t total, const BatchLayout& layout) {
+    return decode(head, total, layout, false);
 }
 
 void PageBatchEncoder::reset(uint32_t region) {
@@ -123,15 +150,18 @@ bool PageBatchEncoder::add(uint64_t page_index, PageKind kind, std::span<const s
 }
 
 std::span<const std::byte> PageBatchEncoder::finish() {
-    out_.resize(encoded_size());
-    put_u32(out_.data(), kPageBatchMagic);
-    put_u32(out_.data() + 4, region_);
-    put_u32(out_.data() + 8, count_);
-    if (!table_.empty()) std::memcpy(out_.data() + kPageBatchHeaderSize, table_.data(), table_.size());
-    if (!payloads_.empty())
-        std::memcpy(out_.data() + kPageBatchHeaderSize + table_.size(), payloads_.data(),
-                    payloads_.size());
+    finish_into(out_);
     return out_;
+}
+
+void PageBatchEncoder::finish_into(std::vector<std::byte>& out) const {
+    out.resize(encoded_size());
+    put_u32(out.data(), kPageBatchMagic);
+    put_u32(out.data() + 4, region_);
+    put_u32(out.data() + 8, count_);
+    if (!table_.empty()) std::memcpy(out.data() + kPageBatchHeaderSize, table_.data(), table_.size());
+    if (!payloads_.empty())
+        std::memcpy(out.data() + kPageBatchHeaderSize + table_.size(), payloads_.data(), payloads_.size());
 }
 
 }  // namespace rmig::engine

@@ -36,7 +36,8 @@ struct BatchLayout {
 struct PageEntry {
     uint64_t page_index = 0;
     PageKind kind = PageKind::zero;
-    std::span<const std::byte> payload;  // points into the decoded batch bytes
+    std::span<const std::byte> payload;  // points into the decoded batch bytes (empty from decode_page_table)
+    uint32_t length = 0;                 // payload bytes on the wire
 };
 
 struct PageBatch {
@@ -50,6 +51,15 @@ struct PageBatch {
 // rmig::ProtocolError naming the first problem. Decompressing (and checking the
 // decompressed size) is the placer's job: page_placer.hpp.
 PageBatch decode_page_batch(std::span<const std::byte> bytes, const BatchLayout& layout);
+
+// For receivers that read payloads straight into place: with the first
+// kPageBatchHeaderSize bytes of a batch of `total` bytes, how many bytes the
+// header and table take (the count is checked against `total`) ...
+size_t page_batch_head_size(std::span<const std::byte> header, size_t total);
+// ... and, given those, every check of decode_page_batch except the payload
+// bytes themselves: entries carry their lengths, payloads stay empty; they
+// follow the head in entry order.
+PageBatch decode_page_table(std::span<const std::byte> head, size_t total, const BatchLayout& layout);
 
 // Builds batches for one region at a time. Reused across batches: its buffers
 // keep their capacity, so a worker allocates only for its first batch.
@@ -70,6 +80,9 @@ public:
 
     // The encoded batch; valid until the next reset/add.
     std::span<const std::byte> finish();
+    // The same, built into `out` (resized; its capacity is reused): a batch
+    // that outlives the encoder's next reset, e.g. queued for a sender thread.
+    void finish_into(std::vector<std::byte>& out) const;
 
 private:
     size_t budget_;

@@ -4,6 +4,8 @@
 #include <xxh_x86dispatch.h>
 #include <xxhash.h>
 
+#include <new>
+
 namespace rmig::wire {
 
 namespace {
@@ -17,6 +19,20 @@ __attribute__((target("avx"))) void clear_upper_vectors() { __builtin_ia32_vzero
 const bool g_has_avx = __builtin_cpu_supports("avx");
 
 }  // namespace
+
+StreamingChecksum::StreamingChecksum(uint64_t seed) : state_(XXH3_createState()) {
+    if (!state_) throw std::bad_alloc();
+    XXH3_64bits_reset_withSeed(static_cast<XXH3_state_t*>(state_), seed);
+}
+
+StreamingChecksum::~StreamingChecksum() { XXH3_freeState(static_cast<XXH3_state_t*>(state_)); }
+
+void StreamingChecksum::update(std::span<const std::byte> data) {
+    XXH3_64bits_update_dispatch(static_cast<XXH3_state_t*>(state_), data.data(), data.size());
+    if (g_has_avx) clear_upper_vectors();
+}
+
+uint64_t StreamingChecksum::digest() const { return XXH3_64bits_digest(static_cast<XXH3_state_t*>(state_)); }
 
 uint64_t checksum(std::span<const std::byte> data, uint64_t seed) {
     uint64_t h = XXH3_64bits_withSeed_dispatch(data.data(), data.size(), seed);

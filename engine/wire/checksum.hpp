@@ -11,4 +11,19 @@ namespace rmig::wire {
 
 uint64_t checksum(std::span<const std::byte> data, uint64_t seed = 0);
 
+// The same value computed piece by piece: digest() equals checksum() over the
+// concatenation of every update() (XXH3's streaming state).
+class StreamingChecksum {
+public:
+    explicit StreamingChecksum(uint64_t seed = 0);
+    ~StreamingChecksum();
+    StreamingChecksum(const StreamingChecksum&) = delete;
+    StreamingChecksum& operator=(const StreamingChecksum&) = delete;
+    void update(std::span<const std::byte> data);
+    uint64_t digest() const;
+
+private:
+    void* state_;  // XXH3_state_t
+};
+
 }  // namespace rmig::wire

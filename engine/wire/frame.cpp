@@ -88,6 +88,17 @@ void FrameDecoder::verify_payload(const FrameHeader& h, std::span<const std::byt
     ++seq_;
 }
 
+uint64_t FrameDecoder::payload_seed() const {
+    return checksum(std::span<const std::byte>(last_header_).first(kCoveredHeader));
+}
+
+void FrameDecoder::verify_digest(const FrameHeader& h, uint64_t digest) {
+    if (digest != h.checksum)
+        throw ProtocolError(cat(name_, ": checksum mismatch in ", to_string(h.type), " frame ", h.seq, " (",
+                                h.length, " bytes): data corrupted in transit"));
+    ++seq_;
+}
+
 void FrameDecoder::truncated(const char* part, size_t got, size_t want) const {
     throw ProtocolError(cat(name_, ": truncated frame ", seq_, ": connection ended after ", got,
                             " of ", want, " ", part, " bytes"));

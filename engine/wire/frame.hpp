@@ -61,6 +61,11 @@ public:
     FrameHeader decode_header(std::span<const std::byte, kFrameHeaderSize> bytes);
     // Checks the checksum over header and payload; then the frame counts as received.
     void verify_payload(const FrameHeader& h, std::span<const std::byte> payload);
+    // For readers that checksum the payload as it streams past (StreamingChecksum
+    // seeded with payload_seed() after decode_header): checks the digest of
+    // `length` payload bytes; then the frame counts as received.
+    uint64_t payload_seed() const;
+    void verify_digest(const FrameHeader& h, uint64_t digest);
     // For readers that hit EOF inside a frame.
     [[noreturn]] void truncated(const char* part, size_t got, size_t want) const;
 

@@ -319,6 +319,17 @@ void RdmaChannel::send(wire::FrameType type, std::span<const std::byte> payload)
     } while (off < payload.size());
 }
 
+std::string RdmaChannel::local_device() const {
+    const char* n = id_ && id_->verbs ? ibv_get_device_name(id_->verbs->device) : nullptr;
+    return n ? n : "";
+}
+
+size_t RdmaChannel::max_frame_payload() const {
+    std::lock_guard lk(mu_);
+    uint32_t slot = remote_ ? std::min(opts_.slot_bytes, remote_->slot_bytes) : opts_.slot_bytes;
+    return slot - wire::kFrameHeaderSize;
+}
+
 void RdmaChannel::send_ring_desc() {
     std::lock_guard sl(send_mutex_);
     Lock lk(mu_);
@@ -410,6 +421,21 @@ uint32_t RdmaChannel::lkey_for(const void* p, size_t len) {
     }
     reg_cache_[start] = MemoryRegion(mr);
     return mr->lkey;
+}
+
+void RdmaChannel::register_local(const void* base, size_t size) {
+    if (size == 0) return;
+    {
+        std::lock_guard lk(mu_);
+        auto a = reinterpret_cast<uintptr_t>(base);
+        auto it = reg_cache_.upper_bound(a);
+        if (it != reg_cache_.begin() && a + size <= std::prev(it)->first + std::prev(it)->second->length)
+            return;  // already covered
+    }
+    auto mr = register_memory(pd_.get(), const_cast<void*>(base), size, IBV_ACCESS_LOCAL_WRITE,
+                              "local memory for one-sided writes");
+    std::lock_guard lk(mu_);
+    reg_cache_[reinterpret_cast<uintptr_t>(base)] = std::move(mr);
 }
 
 void RdmaChannel::write(const RemoteRegion& to, std::span<const RegionWrite> pieces) {

@@ -81,11 +81,14 @@ public:
     const wire::Hello& peer_hello() const override { return peer_; }
     const std::string& name() const override { return name_; }
     OneSided* one_sided() override { return this; }
+    size_t max_frame_payload() const override;
+    std::string local_device() const override;
 
     // OneSided
     RemoteRegion expose(void* base, size_t size) override;
     void write(const RemoteRegion& to, std::span<const RegionWrite> pieces) override;
     void flush() override;
+    void register_local(const void* base, size_t size) override;
 
 private:
     using Lock = std::unique_lock<std::mutex>;
@@ -125,7 +128,7 @@ private:
     uint32_t sq_depth_ = 0;
 
     std::mutex send_mutex_, recv_mutex_;
-    std::mutex mu_;  // everything below
+    mutable std::mutex mu_;  // everything below
     std::condition_variable cv_;
     bool polling_ = false;
     std::optional<std::string> error_;

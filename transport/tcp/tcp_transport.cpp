@@ -3,12 +3,17 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <mutex>
 
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "common/socket.hpp"
+#include "engine/wire/checksum.hpp"
 
 namespace rmig::transport::tcp {
 
@@ -46,6 +51,60 @@ size_t read_exact(int fd, void* buf, size_t size, const std::string& who) {
     }
 }
 
+// A frame's payload straight from the socket into the caller's pieces
+// (readv), checksummed as it passes.
+class SocketPayloadReader final : public PayloadReader {
+public:
+    SocketPayloadReader(int fd, const std::string& name, wire::FrameDecoder& dec, size_t length)
+        : fd_(fd), name_(name), dec_(dec), sum_(dec.payload_seed()), left_(length) {}
+
+    void read(std::span<const std::span<std::byte>> pieces) override {
+        size_t want = 0;
+        for (auto p : pieces) want += p.size();
+        if (want > left_)
+            throw ProtocolError(cat(name_, ": read of ", want, " bytes past the payload (", left_, " left)"));
+        size_t i = 0, off = 0;  // first piece not yet full, and how much of it is
+        while (i < pieces.size()) {
+            iovec iov[64];
+            int n = 0;
+            for (size_t j = i; j < pieces.size() && n < 64; ++j) {
+                size_t skip = j == i ? off : 0;
+                if (pieces[j].size() == skip) continue;
+                iov[n++] = {pieces[j].data() + skip, pieces[j].size() - skip};
+            }
+            if (n == 0) break;
+            ssize_t got = ::readv(fd_, iov, n);
+            if (got < 0) {
+                if (errno == EINTR) continue;
+                throw LinkError(cat(name_, ": reading a payload: ", std::strerror(errno)));
+            }
+            if (got == 0) dec_.truncated("payload", length_read_, length_read_ + left_);
+            auto g = static_cast<size_t>(got);
+            left_ -= g;
+            length_read_ += g;
+            while (g > 0 && i < pieces.size()) {
+                size_t room = pieces[i].size() - off;
+                size_t take = std::min(room, g);
+                sum_.update(pieces[i].subspan(off, take));
+                off += take;
+                g -= take;
+                if (off == pieces[i].size()) ++i, off = 0;
+            }
+            while (i < pieces.size() && pieces[i].size() == off) ++i, off = 0;
+        }
+    }
+    size_t left() const override { return left_; }
+    uint64_t digest() const { return sum_.digest(); }
+
+private:
+    int fd_;
+    const std::string& name_;
+    wire::FrameDecoder& dec_;
+    wire::StreamingChecksum sum_;
+    size_t left_;
+    size_t length_read_ = 0;
+};
+
 class TcpChannel final : public Channel {
 public:
     TcpChannel(UniqueFd fd, const wire::Hello& peer, std::string name)
@@ -79,6 +138,22 @@ public:
         got = read_exact(fd_.get(), payload.data(), h.length, name_);
         if (got < h.length) dec_.truncated("payload", got, h.length);
         dec_.verify_payload(h, payload);
+        return h.type;
+    }
+
+    wire::FrameType recv_into(const PayloadConsumer& consume) override {
+        std::lock_guard lock(recv_mutex_);
+        wire::HeaderBytes hb;
+        size_t got = read_exact(fd_.get(), hb.data(), hb.size(), name_);
+        if (got == 0)
+            throw LinkError(cat(name_, ": peer closed the channel without an end frame"));
+        if (got < hb.size()) dec_.truncated("header", got, hb.size());
+        wire::FrameHeader h = dec_.decode_header(hb);
+        SocketPayloadReader reader(fd_.get(), name_, dec_, h.length);
+        consume(h.type, h.length, reader);
+        if (reader.left() != 0)
+            throw ProtocolError(cat(name_, ": ", reader.left(), " payload bytes left unread"));
+        dec_.verify_digest(h, reader.digest());
         return h.type;
     }
 

@@ -20,6 +20,10 @@
 #include "qemu-plugin/control_protocol.hpp"
 #include "transport/channel.hpp"
 
+#ifdef RMIG_HAVE_RDMA
+#include <infiniband/verbs.h>
+#endif
+
 using namespace rmig;
 using namespace rmig::engine;
 using namespace std::chrono_literals;
@@ -163,9 +167,10 @@ struct Dest {
     std::future<MemoryDestResult> result;
     std::string address;
 
-    Dest(Mapping& m, std::function<void(uint64_t, uint64_t)> on_round = {}) {
+    Dest(Mapping& m, std::function<void(uint64_t, uint64_t)> on_round = {},
+         const std::string& listen_uri = "tcp:127.0.0.1:0") {
         cfg.regions = {Region{m.data(), m.size(), 0, "ram"}};
-        cfg.listen_uri = "tcp:127.0.0.1:0";
+        cfg.listen_uri = listen_uri;
         cfg.timeout = 100s;
         cfg.step_timeout = 30s;
         cfg.stop = stop.get_token();
@@ -181,21 +186,33 @@ struct Dest {
 
 enum class Tracking { uffd, bitmap };
 
-void migrate_under_load(Codec codec, Tracking tracking) {
-    constexpr size_t kSize = 128u << 20;
+struct LoadCase {
+    size_t size = 128u << 20;
+    size_t hot_bytes = 16u << 20;
+    double downtime_budget_ms = 2;
+    unsigned max_rounds = 30;
+    unsigned min_samples = 1;
+    std::string listen_uri = "tcp:127.0.0.1:0";
+};
+
+void migrate_under_load(Codec codec, Tracking tracking, const LoadCase& lc = {}) {
+    const size_t kSize = lc.size;
     Mapping src(kSize), shadow(kSize), dst(kSize);
     fill_initial(src.data(), kSize);
     std::memcpy(shadow.data(), src.data(), kSize);
 
     DirtyBitmap log(kSize / kPage, kPage);
     BitmapSource bitmap_source(kSize / kPage, kPage);
-    Writers writers(src.data(), shadow.data(), kSize, 2, 16u << 20,
+    Writers writers(src.data(), shadow.data(), kSize, 2, lc.hot_bytes,
                     tracking == Tracking::bitmap ? &log : nullptr);
     std::unique_ptr<LogFeeder> feeder;
     if (tracking == Tracking::bitmap) feeder = std::make_unique<LogFeeder>(log, bitmap_source);
 
-    Dest dest(dst);
-    const auto blob = blob_bytes("device-state: vcpu0 rip=0xfff0, 42 bytes..");
+    Dest dest(dst, {}, lc.listen_uri);
+    // Larger than an rdma ring slot (256 KiB), so it crosses in pieces there.
+    std::string state = "device-state: vcpu0 rip=0xfff0;";
+    while (state.size() < (600u << 10)) state += std::to_string(state.size()) + ",";
+    const auto blob = blob_bytes(state);
     bool resumed = false;
     unsigned throttled = 0;
     MemorySourceConfig cfg;
@@ -205,7 +222,9 @@ void migrate_under_load(Codec codec, Tracking tracking) {
     cfg.codec = codec;
     // Tight enough that the dirty hot set needs more than one dirty round
     // (and sometimes the throttle) on loopback.
-    cfg.convergence.downtime_budget_ms = 2;
+    cfg.convergence.downtime_budget_ms = lc.downtime_budget_ms;
+    cfg.convergence.max_rounds = lc.max_rounds;
+    cfg.convergence.min_samples = lc.min_samples;
     cfg.step_timeout = 30s;
     if (tracking == Tracking::bitmap) {
         cfg.dirty_log = DirtyLog::caller;
@@ -230,17 +249,36 @@ void migrate_under_load(Codec codec, Tracking tracking) {
     writers.stop();
     MemoryDestResult d = dest.result.get();
 
-    ASSERT_TRUE(r.ok) << r.error;
+    ASSERT_TRUE(r.ok) << r.error << "\n(destination: " << d.error << ")";
     ASSERT_TRUE(d.ok) << d.error;
     EXPECT_FALSE(resumed);
     EXPECT_TRUE(r.paused);
     EXPECT_EQ(d.device_state, blob);
+    EXPECT_FALSE(r.placement.empty());
+    EXPECT_FALSE(d.placement.empty());
     EXPECT_EQ(d.rounds, r.rounds);
     EXPECT_EQ(d.pages_placed, r.pages_sent);
     EXPECT_GE(r.rounds, 2u);  // the full round and at least the final one
+    EXPECT_GE(r.rounds, lc.min_samples + 1);
     EXPECT_GT(r.zero_pages, 0u);
     if (codec != Codec::none) {
         EXPECT_GT(r.compressed_pages, 0u);
+    }
+    // Over rdma without a codec the non-zero pages go one-sided; otherwise
+    // (tcp, or a codec) every page travels in batches.
+    const bool rdma = lc.listen_uri.rfind("rdma:", 0) == 0;
+    EXPECT_EQ(d.one_sided, rdma && codec == Codec::none);
+    // rdma names its device, so placement starts from it (rxe has no PCI
+    // parent: its locality is unknown and the memory's node decides).
+    if (rdma) {
+        EXPECT_NE(r.placement.find("NIC "), std::string::npos) << r.placement;
+        EXPECT_NE(d.placement.find("NIC "), std::string::npos) << d.placement;
+    }
+    if (rdma && codec == Codec::none) {
+        EXPECT_GT(r.one_sided_pages, 0u) << r.page_path;
+        EXPECT_EQ(r.one_sided_pages + r.zero_pages, r.pages_sent);
+    } else {
+        EXPECT_EQ(r.one_sided_pages, 0u) << r.page_path;
     }
     EXPECT_EQ(std::memcmp(src.data(), shadow.data(), kSize), 0) << "the engine modified the source";
     // Byte for byte; on failure name the first differing page.
@@ -251,15 +289,16 @@ void migrate_under_load(Codec codec, Tracking tracking) {
                 break;
             }
     }
-    std::printf("[ info ] codec %s, %s: %u rounds, %llu pages (%llu zero, %llu compressed), %.1f MiB "
+    std::printf("[ info ] %s; codec %s, %s: %u rounds, %llu pages (%llu zero, %llu compressed), %.1f MiB "
                 "on the wire, %llu writes, %.2f s, downtime %.1f ms, throttle %u%%; %s\n",
-                std::string(to_string(codec)).c_str(), tracking == Tracking::uffd ? "uffd-wp" : "bitmap",
+                r.page_path.c_str(), std::string(to_string(codec)).c_str(), tracking == Tracking::uffd ? "uffd-wp" : "bitmap",
                 r.rounds, static_cast<unsigned long long>(r.pages_sent),
                 static_cast<unsigned long long>(r.zero_pages),
                 static_cast<unsigned long long>(r.compressed_pages),
                 static_cast<double>(r.bytes_sent) / (1 << 20),
                 static_cast<unsigned long long>(writers.writes()), secs, r.downtime_ms, throttled,
                 r.last_decision.c_str());
+    std::printf("[ info ] placement: %s\n", r.placement.c_str());
 }
 
 }  // namespace
@@ -272,8 +311,10 @@ TEST(MemoryMigration, CallerFedBitmapArrivesByteForByte) {
     migrate_under_load(Codec::none, Tracking::bitmap);
 }
 
+namespace {
+
 // The destination vanishes after the first round, before any switchover.
-TEST(MemoryMigration, DestinationDyingMidwayLeavesTheSourceUntouched) {
+void destination_dies_midway(const std::string& listen_uri) {
     constexpr size_t kSize = 32u << 20;
     Mapping src(kSize), shadow(kSize), dst(kSize);
     fill_initial(src.data(), kSize);
@@ -281,9 +322,12 @@ TEST(MemoryMigration, DestinationDyingMidwayLeavesTheSourceUntouched) {
     Writers writers(src.data(), shadow.data(), kSize, 2, 4u << 20);
 
     std::stop_source* kill = nullptr;
-    Dest dest(dst, [&](uint64_t round, uint64_t) {
-        if (round == 0) kill->request_stop();
-    });
+    Dest dest(
+        dst,
+        [&](uint64_t round, uint64_t) {
+            if (round == 0) kill->request_stop();
+        },
+        listen_uri);
     kill = &dest.stop;
     bool paused = false, resumed = false;
     MemorySourceConfig cfg;
@@ -315,6 +359,12 @@ TEST(MemoryMigration, DestinationDyingMidwayLeavesTheSourceUntouched) {
     EXPECT_LT(secs, 15.0) << "a vanished peer must be noticed promptly";
     EXPECT_EQ(std::memcmp(src.data(), shadow.data(), kSize), 0) << "the engine modified the source";
     std::printf("[ info ] source failed after %.2f s: %s\n", secs, r.error.c_str());
+}
+
+}  // namespace
+
+TEST(MemoryMigration, DestinationDyingMidwayLeavesTheSourceUntouched) {
+    destination_dies_midway("tcp:127.0.0.1:0");
 }
 
 // The destination vanishes while the source is paused for switchover: the
@@ -411,4 +461,71 @@ TEST(MemoryMigration, HungDestinationTimesOutWithAReason) {
     EXPECT_NE(r.error.find("round 0 timed out after 1000 ms"), std::string::npos) << r.error;
     EXPECT_LT(secs, 5.0);
     std::printf("[ info ] after %.2f s: %s\n", secs, r.error.c_str());
+}
+
+// ---- over rdma: run inside the Soft-RoCE VM (ctest -R memory_mode_over_rdma_in_softroce_vm)
+// or on a host with an RDMA device; RMIG_RDMA_ADDR names its IP (default: the
+// VM's 10.11.12.1). Small regions: the VM's CPU is emulated.
+namespace {
+
+std::string rdma_uri_or_skip() {
+#ifdef RMIG_HAVE_RDMA
+    int devices = 0;
+    if (ibv_device** l = ibv_get_device_list(&devices)) ibv_free_device_list(l);
+    if (devices > 0) {
+        const char* addr = std::getenv("RMIG_RDMA_ADDR");
+        return cat("rdma:", addr ? addr : "10.11.12.1", ":0");
+    }
+#endif
+    return {};
+}
+
+#define RDMA_URI_OR_SKIP(var)                                                                   \
+    const std::string var = rdma_uri_or_skip();                                                 \
+    if (var.empty())                                                                            \
+    GTEST_SKIP() << "no RDMA device on this machine (or built without rdma); these cases run " \
+                    "inside the Soft-RoCE VM (ctest -R memory_mode_over_rdma_in_softroce_vm)"
+
+LoadCase rdma_case(const std::string& uri) {
+    LoadCase lc;
+    lc.size = 32u << 20;
+    lc.hot_bytes = 4u << 20;
+    // rxe under TCG moves 10-100 MB/s (less on a loaded machine or under
+    // ASan): a budget that takes a dirty round or more at those rates, and
+    // room for the rounds (and throttle steps) a slow run needs.
+    lc.downtime_budget_ms = 200;
+    lc.max_rounds = 60;
+    // At least one dirty pre-copy round while the writers run, however
+    // fast the link: no switchover before two bandwidth samples.
+    lc.min_samples = 2;
+    lc.listen_uri = uri;
+    return lc;
+}
+
+}  // namespace
+
+TEST(MemoryMigrationRdma, OneSidedUnderLoadArrivesByteForByte) {
+    RDMA_URI_OR_SKIP(uri);
+    migrate_under_load(Codec::none, Tracking::uffd, rdma_case(uri));
+}
+
+TEST(MemoryMigrationRdma, CallerFedBitmapOneSidedArrivesByteForByte) {
+    RDMA_URI_OR_SKIP(uri);
+    migrate_under_load(Codec::none, Tracking::bitmap, rdma_case(uri));
+}
+
+// Compression needs the receiver to decompress: over rdma a codec falls back
+// to two-sided page batches.
+TEST(MemoryMigrationRdma, Lz4FallsBackToBatchesAndArrivesByteForByte) {
+    RDMA_URI_OR_SKIP(uri);
+    auto lc = rdma_case(uri);
+    lc.size = 16u << 20;
+    lc.hot_bytes = 2u << 20;
+    lc.downtime_budget_ms = 1000;  // lz4 under TCG is CPU-bound: a few MB/s
+    migrate_under_load(Codec::lz4, Tracking::uffd, lc);
+}
+
+TEST(MemoryMigrationRdma, DestinationDyingMidwayLeavesTheSourceUntouched) {
+    RDMA_URI_OR_SKIP(uri);
+    destination_dies_midway(uri);
 }
