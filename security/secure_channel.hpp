@@ -33,6 +33,7 @@ public:
     const std::string& name() const override { return inner_->name(); }
     // One-sided writes would bypass the cipher: memory mode uses page batches.
     transport::OneSided* one_sided() override { return nullptr; }
+    std::string local_device() const override { return inner_->local_device(); }
 
 private:
     std::unique_ptr<transport::Channel> inner_;
