@@ -1,5 +1,6 @@
 #include "qemu-plugin/migrate_source.hpp"
 
+#include <atomic>
 #include <thread>
 
 #include "common/error.hpp"
@@ -7,6 +8,7 @@
 #include "common/temp_dir.hpp"
 #include "qemu-plugin/control_protocol.hpp"
 #include "qemu-plugin/source_relay.hpp"
+#include "qemu-plugin/stall_guard.hpp"
 
 namespace rmig::qemu {
 
@@ -59,6 +61,13 @@ uint64_t relay_bytes(const BridgeGroup& g) {
     return total;
 }
 
+// Bytes moved in either direction, all channels: what the stall watchdog watches.
+uint64_t relay_traffic(const BridgeGroup& g) {
+    uint64_t total = 0;
+    for (auto& c : g.stats()) total += c.to_link + c.from_link;
+    return total;
+}
+
 bool terminal(const std::string& status) {
     return status == "completed" || status == "failed" || status == "cancelled";
 }
@@ -75,7 +84,10 @@ public:
         } catch (const std::exception& e) {
             if (report_.error.empty()) report_.error = e.what();
             if (report_.outcome == Outcome::completed) report_.outcome = Outcome::failed;
-            if (migration_started_) make_source_safe();
+            if (migration_started_)
+                make_source_safe();
+            else
+                note_source_state();
             if (control_) tell_destination_abort();
         }
         report_.wall_s = std::chrono::duration<double>(Clock::now() - start_).count();
@@ -88,9 +100,9 @@ private:
         QemuInfo src = probe(*qmp_);
         connect_destination();
         auto t0 = Clock::now();
-        request(*control_, {{"op", "ping"}});
+        ask({{"op", "ping"}});
         report_.link_rtt_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-        QemuInfo dst = info_from_json(request(*control_, {{"op", "probe"}}).at("info"));
+        QemuInfo dst = info_from_json(ask({{"op", "probe"}}).at("info"));
         report_.checks = check_pair(src, dst);
         auto status = parse_migration_stats(qmp_->execute("query-migrate")).status;
         bool idle = !(status == "setup" || status == "active" || status == "device" ||
@@ -100,7 +112,7 @@ private:
         if (!all_ok(report_.checks)) refuse();
 
         MigrationSettings want = opts_.settings;
-        json prepared = request(*control_, {{"op", "prepare"}, {"settings", to_json(want)}});
+        json prepared = ask({{"op", "prepare"}, {"settings", to_json(want)}});
         apply_settings(*qmp_, want, Side::source);
         report_.settings = read_settings(*qmp_);
         MigrationSettings dst_settings = settings_from_json(prepared.at("settings"));
@@ -122,8 +134,9 @@ private:
         follow(relay);
         report_.channels = relay.bridges().stats();
         if (report_.final_stats.status != "completed") {
-            report_.error = relay.bridges().error().value_or(
-                cat("QEMU reports migration ", report_.final_stats.status,
+            if (report_.error.empty())
+                report_.error = relay.bridges().error().value_or(cat(
+                    "QEMU reports migration ", report_.final_stats.status,
                     report_.final_stats.error_desc.empty() ? "" : ": " + report_.final_stats.error_desc));
             throw Error(report_.error);
         }
@@ -132,7 +145,8 @@ private:
             log::warn("relay did not drain within 15 s after QEMU completed: ",
                       relay.bridges().error().value_or("channels still open"));
         report_.channels = relay.bridges().stats();
-        report_.destination = request(*control_, {{"op", "finish"}, {"resume", opts_.resume_destination}});
+        report_.destination =
+            ask({{"op", "finish"}, {"resume", opts_.resume_destination}});
         report_.source_state = qmp_->execute("query-status").value("status", "");
         report_.outcome = Outcome::completed;
     }
@@ -148,6 +162,33 @@ private:
         control_ = transport::connect(opts_.dest_uri, hello, opts_.transport);
     }
 
+    // One control request, bounded: a destination that sends nothing for the
+    // stall timeout is cut off. While it works on a long request (finish) it
+    // sends {"op":"working"} now and then, which keeps the request alive.
+    json ask(const json& msg) {
+        std::atomic<uint64_t> heard{0};
+        StallGuard guard(opts_.stall_timeout, [&heard] { return heard.load(); },
+                         [this] { control_->shutdown(); });
+        std::string op = msg.value("op", "?");
+        try {
+            send_message(*control_, msg);
+            for (;;) {
+                json reply = recv_message(*control_);
+                ++heard;
+                if (reply.value("op", "") == "working") continue;
+                if (!reply.value("ok", false))
+                    throw Error(cat("destination refused '", op, "': ",
+                                    reply.value("error", std::string("no reason given"))));
+                return reply;
+            }
+        } catch (const std::exception& e) {
+            if (!guard.fired()) throw;
+            throw Error(cat("the destination did not answer '", op, "' within ",
+                            std::chrono::duration<double>(opts_.stall_timeout).count(),
+                            " s: the link is stalled (see --stall-timeout)"));
+        }
+    }
+
     [[noreturn]] void refuse() {
         report_.outcome = Outcome::refused;
         report_.error = "pre-migration checks failed: " + failures(report_.checks);
@@ -157,6 +198,8 @@ private:
     void follow(SourceRelay& relay) {
         auto deadline = start_ + opts_.timeout;
         auto relay_failed_at = Clock::time_point::max();
+        uint64_t traffic = 0;
+        auto moved_at = Clock::now();
         for (;;) {
             MigrationStats st = parse_migration_stats(qmp_->execute("query-migrate"));
             report_.final_stats = st;
@@ -171,6 +214,20 @@ private:
             auto now = Clock::now();
             if (relay.bridges().error() && relay_failed_at == Clock::time_point::max())
                 relay_failed_at = now;
+            // A stalled link: sockets open, nothing moving. QEMU would wait forever.
+            if (uint64_t t = relay_traffic(relay.bridges()); t != traffic) {
+                traffic = t;
+                moved_at = now;
+            } else if (now - moved_at >= opts_.stall_timeout && !relay.bridges().error()) {
+                report_.error = cat("no progress on the link for ",
+                                    std::chrono::duration<double>(opts_.stall_timeout).count(),
+                                    " s (QEMU status '", st.status, "', ", traffic,
+                                    " bytes moved): stalled channel; cancelled (see --stall-timeout)");
+                relay.abort(report_.error);
+                qmp_->execute("migrate_cancel");
+                wait_terminal();
+                return;
+            }
             // The relay's failure closes QEMU's socket, which fails the migration
             // within moments; cancel it if QEMU has not noticed after a while.
             if (now >= deadline || now - relay_failed_at > std::chrono::seconds(10)) {
@@ -211,6 +268,15 @@ private:
         } catch (const std::exception& e) {
             report_.outcome = Outcome::source_at_risk;
             report_.error += cat(" (and checking the source QEMU failed: ", e.what(), ")");
+        }
+    }
+
+    // Nothing was started on the source QEMU: say what state it is in.
+    void note_source_state() {
+        try {
+            if (qmp_) report_.source_state = qmp_->execute("query-status").value("status", "");
+        } catch (const std::exception& e) {
+            log::warn("checking the source QEMU after the failure: ", e.what());
         }
     }
 

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "common/error.hpp"
@@ -11,6 +12,7 @@
 #include "qemu-plugin/dest_relay.hpp"
 #include "qemu-plugin/migration_settings.hpp"
 #include "qemu-plugin/qemu_info.hpp"
+#include "qemu-plugin/stall_guard.hpp"
 
 namespace rmig::qemu {
 
@@ -43,13 +45,16 @@ public:
             if (on_listening) on_listening(listener_->address());
             accept_control();
             acceptor_ = std::jthread([this] { accept_channels(); });
+            StallGuard guard(opts_.stall_timeout, [this] { return progress(); },
+                             [this] { stalled(); });
             serve();
         } catch (const std::exception& e) {
             report_.ok = false;
-            report_.error = e.what();
+            report_.error = stall_error().value_or(e.what());
             std::lock_guard lock(relay_mutex_);
             if (relay_) relay_->abort(report_.error);
         }
+        if (!report_.ok) give_up_incoming();
         try {
             if (qmp_) report_.final_state = qmp_->execute("query-status").value("status", "");
         } catch (const std::exception&) {
@@ -59,6 +64,55 @@ public:
     }
 
 private:
+    // Changes while anything moves: control messages, relayed bytes, or our
+    // own work on a request (which can take a while: finish waits for QEMU).
+    uint64_t progress() {
+        uint64_t p = messages_ + (busy_ ? ++busy_ticks_ : busy_ticks_.load());
+        std::lock_guard lock(relay_mutex_);
+        if (relay_)
+            for (auto& c : relay_->bridges().stats()) p += c.to_link + c.from_link;
+        return p;
+    }
+
+    std::optional<std::string> stall_error() const {
+        std::lock_guard lock(stall_mutex_);
+        return stall_error_;
+    }
+
+    void stalled() {
+        std::string why = cat("no progress from the source for ",
+                           std::chrono::duration<double>(opts_.stall_timeout).count(),
+                           " s: stalled link; giving up (see --stall-timeout)");
+        log::error(why);
+        {
+            std::lock_guard lock(stall_mutex_);
+            stall_error_ = why;
+        }
+        {
+            std::lock_guard lock(relay_mutex_);
+            if (relay_) relay_->abort(why);
+        }
+        if (control_) control_->shutdown();  // wakes serve() out of its recv
+    }
+
+    // After a failed session in which QEMU was already waiting for the stream:
+    // its incoming migration cannot be used again, and a guest it has not run
+    // must never be resumed from a partial (or abandoned) copy. Quit it.
+    void give_up_incoming() {
+        if (!prepared_ || !qmp_) return;
+        try {
+            std::string state = qmp_->execute("query-status").value("status", "");
+            if (state == "running") {
+                log::error("destination guest is running although the session failed; leaving it");
+                return;
+            }
+            log::warn("quitting the destination QEMU (state '", state, "'): the migration failed");
+            qmp_->execute("quit");
+        } catch (const std::exception&) {
+            // Already gone: QEMU exits by itself when its incoming migration fails.
+        }
+    }
+
     milliseconds left() const {
         auto l = std::chrono::duration_cast<milliseconds>(deadline_ - Clock::now());
         if (l.count() <= 0)
@@ -114,7 +168,13 @@ private:
     void serve() {
         for (;;) {
             json msg = recv_message(*control_);
+            ++messages_;
             std::string op = msg.value("op", "");
+            struct Busy {
+                std::atomic<bool>& b;
+                explicit Busy(std::atomic<bool>& f) : b(f) { b = true; }
+                ~Busy() { b = false; }
+            } busy(busy_);
             json reply;
             try {
                 if (op == "ping")
@@ -143,6 +203,16 @@ private:
         }
     }
 
+    // Tells the source we are still at work on its request, so its stall
+    // watchdog does not take a long 'finish' for a stalled link.
+    void working() {
+        auto now = Clock::now();
+        auto every = std::min(milliseconds(1000), std::max(milliseconds(50), opts_.stall_timeout / 4));
+        if (now - last_working_ < every) return;
+        last_working_ = now;
+        send_message(*control_, {{"op", "working"}});
+    }
+
     json prepare(const json& msg) {
         MigrationSettings s = settings_from_json(msg.at("settings"));
         if (probe(*qmp_).run_state != "inmigrate")
@@ -151,6 +221,7 @@ private:
         dir_ = std::make_unique<TempDir>("rmig-incoming", opts_.incoming_dir);
         std::string sock = dir_->path() + "/incoming.sock";
         qmp_->execute("migrate-incoming", {{"uri", "unix:" + sock}});
+        prepared_ = true;
         {
             std::lock_guard lock(relay_mutex_);
             relay_ = std::make_unique<DestRelay>(sock, session_, s.connections(), opts_.chunk);
@@ -160,7 +231,13 @@ private:
 
     json finish(const json& msg) {
         bool resume = msg.value("resume", true);
-        if (!relay_->bridges().wait_finished(relay_->expected(), milliseconds(15000)))
+        bool drained = false;
+        for (auto until = Clock::now() + milliseconds(15000); !drained && Clock::now() < until;) {
+            drained = relay_->bridges().wait_finished(relay_->expected(), milliseconds(200));
+            if (!drained && relay_->bridges().error()) break;
+            working();
+        }
+        if (!drained)
             log::warn("channels still open after the source finished: ",
                       relay_->bridges().error().value_or("waiting for QEMU to close them"));
         // QEMU leaves "inmigrate" only when it has loaded the whole stream.
@@ -169,6 +246,7 @@ private:
             state = qmp_->execute("query-status").value("status", "");
             if (state != "inmigrate") break;
             std::this_thread::sleep_for(milliseconds(100));
+            working();
         }
         std::string incoming = parse_migration_stats(qmp_->execute("query-migrate")).status;
         if (state == "inmigrate" || incoming == "failed")
@@ -195,6 +273,12 @@ private:
     std::mutex relay_mutex_;
     std::unique_ptr<DestRelay> relay_;
     std::atomic<bool> stop_{false};
+    std::atomic<bool> prepared_{false};
+    Clock::time_point last_working_{};
+    std::atomic<bool> busy_{false};
+    std::atomic<uint64_t> messages_{0}, busy_ticks_{0};
+    mutable std::mutex stall_mutex_;
+    std::optional<std::string> stall_error_;  // set by the guard before it wakes serve()
     std::jthread acceptor_;
 };
 
