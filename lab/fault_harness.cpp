@@ -123,6 +123,12 @@ std::vector<FaultCase> ci_cases() {
         mk(FaultKind::kill_dest_rmig, FaultPoint::before_first_byte, 0, 0),
         mk(FaultKind::kill_dest_qemu, FaultPoint::mid_round, 2, 1, 8),
         mk(FaultKind::stall, FaultPoint::after_completion, 0, 0),
+        mk(FaultKind::cut, FaultPoint::switchover, 2, 0),
+        [&] {
+            auto c = mk(FaultKind::corrupt, FaultPoint::before_first_byte, 0, 0);
+            c.corrupt_skip = 20;  // inside the control channel's hello
+            return c;
+        }(),
     };
 }
 
@@ -240,6 +246,36 @@ private:
     std::atomic<bool> stop_{false};
     std::jthread thread_;
 };
+
+// Where a process hangs: every thread's backtrace (gdb, if installed), bounded.
+void dump_stacks(Process& p, const std::string& out) {
+    try {
+        Process gdb({"timeout", "20", "gdb", "-p", cat(p.pid()), "-batch", "-ex",
+                     "thread apply all bt"},
+                    Process::Options{out, "=stdout"});
+        gdb.wait_for(milliseconds(25000));
+    } catch (const std::exception&) {
+        // No gdb: the hang is reported all the same.
+    }
+}
+
+// What rmig says when bytes were altered on the way: a frame or hello that
+// fails its checksum or its format checks.
+bool names_integrity_error(const std::string& text) {
+    for (const char* w : {"checksum", "bad magic", "bad frame magic", "frame out of order",
+                          "unknown frame type", "reserved header bits", "more than the limit",
+                          "belongs to channel", "must be empty", "truncated frame"})
+        if (text.find(w) != std::string::npos) return true;
+    return false;
+}
+
+bool log_names_integrity_error(const std::string& log_path) {
+    std::ifstream in(log_path);
+    std::string line;
+    while (std::getline(in, line))
+        if (names_integrity_error(line)) return true;
+    return false;
+}
 
 // `rmig receive` logs "session <id> from <peer>" once it accepts a source.
 bool session_started(const std::string& log_path) {
@@ -415,7 +451,8 @@ private:
             receiver_->stop(milliseconds(500));
         } else if (!rc) {
             fail(cat("hang: rmig receive still running ", recv_wait.count() / 1000,
-                     " s after rmig migrate ended"));
+                     " s after rmig migrate ended (backtraces in fault-receive-hang.bt)"));
+            dump_stacks(*receiver_, pair_->dir() + "/fault-receive-hang.bt");
             receiver_->stop(milliseconds(500));
         }
         r_.migrate_error = read_error(mig_json_, "error");
@@ -469,10 +506,8 @@ private:
         }
         if (!src.keeps_running()) fail("the source guest makes no progress after the failed migration");
         if (c_.kind == FaultKind::corrupt && r_.observed != FaultPoint::not_reached &&
-            r_.migrate_error.find("checksum") == std::string::npos &&
-            r_.receive_error.find("checksum") == std::string::npos &&
-            r_.receive_error.find("frame") == std::string::npos &&
-            r_.receive_error.find("hello") == std::string::npos)
+            !names_integrity_error(r_.migrate_error) && !names_integrity_error(r_.receive_error) &&
+            !log_names_integrity_error(pair_->dir() + "/fault-receive.log"))
             fail(cat("a corrupted frame did not end with a clear integrity error (source: '",
                      r_.migrate_error, "', destination: '", r_.receive_error, "')"));
         retry();
@@ -507,7 +542,14 @@ private:
         r_.retried = true;
         RunResult rr = pair_->migrate_rmig(again);
         if (!rr.ok) {
-            fail(cat("retry failed: exit ", rr.exit_code, ": ", rr.error));
+            std::string qemu_side;
+            try {
+                qemu_side = cat(" [source query-migrate ", src.qmp().execute("query-migrate").dump(),
+                                ", query-yank ", src.qmp().execute("query-yank").dump(), "]");
+            } catch (const std::exception& e) {
+                qemu_side = cat(" [source QMP: ", e.what(), "]");
+            }
+            fail(cat("retry failed: exit ", rr.exit_code, ": ", rr.error, qemu_side));
             return;
         }
         VerifyResult v = pair_->verify();

@@ -132,19 +132,24 @@ void FaultProxy::accept_loop() {
             arm_reset(in.get());
             continue;  // closed with RST right here: the link is down
         }
+        // Registered before the upstream connect, so a fault can be aimed at
+        // it as soon as the destination could have seen it.
         auto c = std::make_unique<Conn>();
+        Conn* raw = c.get();
+        {
+            std::lock_guard lock(mutex_);
+            raw->index = conns_.size();
+            conns_.push_back(std::move(c));
+        }
         try {
-            c->to_dest = net::tcp_connect(upstream_, milliseconds(5000));
+            raw->to_dest = net::tcp_connect(upstream_, milliseconds(5000));
         } catch (const std::exception& e) {
             log::warn("fault proxy: connecting upstream: ", e.what());
             arm_reset(in.get());
             continue;
         }
-        c->from_source = std::move(in);
-        Conn* raw = c.get();
+        raw->from_source = std::move(in);
         std::lock_guard lock(mutex_);
-        raw->index = conns_.size();
-        conns_.push_back(std::move(c));
         raw->up = std::jthread([this, raw] { pump(*raw, true); });
         raw->down = std::jthread([this, raw] { pump(*raw, false); });
     }
@@ -164,7 +169,7 @@ void FaultProxy::pump(Conn& c, bool to_dest) {
         }
         pollfd p{from, POLLIN, 0};
         int r = ::poll(&p, 1, kPollMs);
-        if (r <= 0) continue;
+        if (r <= 0 || held(c)) continue;  // a stall or delay set while polling wins
         ssize_t n = ::recv(from, buf.data(), buf.size(), 0);
         if (n == 0) {
             eof = true;

@@ -42,6 +42,7 @@ faults   fault injection: migrate through a fault-injecting proxy, break the
            --cases N       random cases (default 20)
            --seed S        random seed (default 1)
            --ci            the fixed CI set instead (every kind at least once)
+           --only K        run only case K of that set (to reproduce a failure)
            --max-minutes M stop starting new cases after M minutes
            --stall-timeout S  rmig --stall-timeout in faulted runs (default 4)
            --json FILE     write every case and the tally there
@@ -186,7 +187,7 @@ int bench(const std::vector<std::string>& argv) {
 }
 
 int faults(const std::vector<std::string>& argv) {
-    Args a(argv, {"cases", "seed", "max-minutes", "stall-timeout", "json"}, {"ci", "help"});
+    Args a(argv, {"cases", "seed", "max-minutes", "stall-timeout", "json", "only"}, {"ci", "help"});
     if (a.flag("help")) {
         std::fputs(kUsage, stdout);
         return 0;
@@ -200,6 +201,10 @@ int faults(const std::vector<std::string>& argv) {
     } else {
         std::mt19937_64 rng(seed);
         for (uint64_t i = 0, n = a.number("cases", 20); i < n; ++i) cases.push_back(lab::random_case(rng));
+    }
+    if (auto only = a.number("only", 0)) {  // reproduce one case of a run: same seed, its number
+        if (only > cases.size()) throw cli::UsageError("--only: no such case");
+        cases = {cases[only - 1]};
     }
     auto t0 = std::chrono::steady_clock::now();
     auto budget = std::chrono::minutes(a.number("max-minutes", 0));

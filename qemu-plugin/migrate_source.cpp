@@ -88,7 +88,10 @@ public:
                 make_source_safe();
             else
                 note_source_state();
-            if (control_) tell_destination_abort();
+            if (control_) {
+                tell_destination_abort();
+                learn_destination_reason();
+            }
         }
         report_.wall_s = std::chrono::duration<double>(Clock::now() - start_).count();
         return report_;
@@ -130,7 +133,7 @@ private:
         SourceRelay relay(dir.path() + "/source.sock", rc);
         relay.start();
         migration_started_ = true;
-        qmp_->execute("migrate", {{"uri", "unix:" + relay.socket_path()}});
+        start_qemu_migration("unix:" + relay.socket_path());
         follow(relay);
         report_.channels = relay.bridges().stats();
         if (report_.final_stats.status != "completed") {
@@ -160,6 +163,22 @@ private:
         hello.session = session_;
         hello.channel_count = opts_.settings.connections();
         control_ = transport::connect(opts_.dest_uri, hello, opts_.transport);
+    }
+
+    // QEMU 7.2 unregisters a failed migration's yank instance only when its
+    // cleanup has run, a moment after query-migrate already says "failed";
+    // a retry in that window is refused with "duplicate yank instance".
+    void start_qemu_migration(const std::string& uri) {
+        for (int attempt = 1;; ++attempt) {
+            try {
+                qmp_->execute("migrate", {{"uri", uri}});
+                return;
+            } catch (const QmpError& e) {
+                if (attempt >= 50 || e.desc().find("yank") == std::string::npos) throw;
+                if (attempt == 1) log::warn("QEMU is still cleaning up its previous migration (", e.desc(), "); retrying");
+                std::this_thread::sleep_for(milliseconds(200));
+            }
+        }
     }
 
     // One control request, bounded: a destination that sends nothing for the
@@ -268,6 +287,22 @@ private:
         } catch (const std::exception& e) {
             report_.outcome = Outcome::source_at_risk;
             report_.error += cat(" (and checking the source QEMU failed: ", e.what(), ")");
+        }
+    }
+
+    // The destination may have failed first (a corrupted frame, its QEMU gone)
+    // and sent its reason on the control channel; we only saw our link break.
+    // Read it, briefly: a destination that says nothing is cut off.
+    void learn_destination_reason() {
+        if (migration_started_ == false && report_.outcome == Outcome::refused) return;
+        StallGuard guard(milliseconds(1500), [] { return uint64_t{0}; }, [this] { control_->shutdown(); });
+        try {
+            for (int i = 0; i < 16; ++i) recv_message(*control_);  // skip late replies
+        } catch (const std::exception& e) {
+            std::string what = e.what();
+            auto at = what.find("peer aborted: ");
+            if (at != std::string::npos && what.find(report_.error) == std::string::npos)
+                report_.error += cat("; the destination reports: ", what.substr(at + 14));
         }
     }
 

@@ -27,12 +27,16 @@ json DestReport::to_json() const {
 
 namespace {
 
+// QMP calls after a failure: QEMU may be gone or stuck, and we must not hang on it.
+constexpr milliseconds kAfterFailure{2000};
+
 class DestSession {
 public:
     explicit DestSession(const DestOptions& o) : opts_(o) {}
 
     ~DestSession() {
         stop_ = true;
+        watcher_ = {};
         acceptor_ = {};
         relay_.reset();
     }
@@ -45,20 +49,28 @@ public:
             if (on_listening) on_listening(listener_->address());
             accept_control();
             acceptor_ = std::jthread([this] { accept_channels(); });
+            watcher_ = std::jthread([this] { watch_relay(); });
             StallGuard guard(opts_.stall_timeout, [this] { return progress(); },
                              [this] { stalled(); });
             serve();
         } catch (const std::exception& e) {
             report_.ok = false;
             report_.error = stall_error().value_or(e.what());
+            if (told_source_) {  // our relay failed first: that is the cause
+                std::lock_guard lock(relay_mutex_);
+                report_.error = relay_->bridges().error().value_or(report_.error);
+            }
             std::lock_guard lock(relay_mutex_);
             if (relay_) relay_->abort(report_.error);
         }
         if (!report_.ok) give_up_incoming();
         try {
-            if (qmp_) report_.final_state = qmp_->execute("query-status").value("status", "");
+            if (qmp_)
+                report_.final_state =
+                    qmp_->execute("query-status", {}, kAfterFailure).value("status", "");
         } catch (const std::exception&) {
-            report_.final_state = "gone";  // QEMU exits when its incoming migration fails
+            // QEMU exits when its incoming migration fails; or it is wedged (below).
+            if (report_.final_state.empty()) report_.final_state = "gone";
         }
         return report_;
     }
@@ -72,6 +84,35 @@ private:
         if (relay_)
             for (auto& c : relay_->bridges().stats()) p += c.to_link + c.from_link;
         return p;
+    }
+
+    // When our side of the relay fails (a corrupted frame, QEMU gone), tell
+    // the source why on the control channel -- it only sees its link break --
+    // and end the session.
+    void watch_relay() {
+        while (!stop_ && !finished_) {
+            std::this_thread::sleep_for(milliseconds(50));
+            std::optional<std::string> err;
+            {
+                std::lock_guard lock(relay_mutex_);
+                if (relay_) err = relay_->bridges().error();
+            }
+            if (!err || finished_) continue;
+            told_source_ = true;
+            try {
+                std::lock_guard lock(send_mutex_);
+                control_->send(wire::FrameType::abort, std::as_bytes(std::span(err->data(), err->size())));
+            } catch (const std::exception&) {
+                // The source is gone too.
+            }
+            control_->shutdown();
+            return;
+        }
+    }
+
+    void reply(const json& msg) {
+        std::lock_guard lock(send_mutex_);
+        send_message(*control_, msg);
     }
 
     std::optional<std::string> stall_error() const {
@@ -101,15 +142,23 @@ private:
     void give_up_incoming() {
         if (!prepared_ || !qmp_) return;
         try {
-            std::string state = qmp_->execute("query-status").value("status", "");
+            std::string state = qmp_->execute("query-status", {}, kAfterFailure).value("status", "");
             if (state == "running") {
                 log::error("destination guest is running although the session failed; leaving it");
                 return;
             }
             log::warn("quitting the destination QEMU (state '", state, "'): the migration failed");
-            qmp_->execute("quit");
-        } catch (const std::exception&) {
-            // Already gone: QEMU exits by itself when its incoming migration fails.
+            qmp_->execute("quit", {}, kAfterFailure);
+        } catch (const std::exception& e) {
+            // Gone (QEMU exits by itself when its incoming migration fails), or
+            // wedged: QEMU 7.2 can block its main loop forever waiting for a
+            // multifd channel that broke during loading. It runs no guest
+            // either way; say so rather than wait for it.
+            if (std::string(e.what()).find("no reply") != std::string::npos) {
+                report_.final_state = "unresponsive";
+                log::warn("the destination QEMU does not answer QMP (stuck in its failed incoming "
+                          "migration); it runs no guest: stop it");
+            }
         }
     }
 
@@ -175,27 +224,28 @@ private:
                 explicit Busy(std::atomic<bool>& f) : b(f) { b = true; }
                 ~Busy() { b = false; }
             } busy(busy_);
-            json reply;
+            json result;
             try {
                 if (op == "ping")
-                    reply = json::object();
+                    result = json::object();
                 else if (op == "probe")
-                    reply = {{"info", to_json(probe(*qmp_))}};
+                    result = {{"info", to_json(probe(*qmp_))}};
                 else if (op == "prepare")
-                    reply = prepare(msg);
+                    result = prepare(msg);
                 else if (op == "finish")
-                    reply = finish(msg);
+                    result = finish(msg);
                 else
                     throw Error(cat("unknown operation '", op, "'"));
             } catch (const LinkError&) {
                 throw;
             } catch (const std::exception& e) {
-                send_message(*control_, {{"ok", false}, {"error", e.what()}});
+                reply({{"ok", false}, {"error", e.what()}});
                 if (op == "finish" || op == "prepare") throw;
                 continue;
             }
-            reply["ok"] = true;
-            send_message(*control_, reply);
+            result["ok"] = true;
+            if (op == "finish") finished_ = true;
+            reply(result);
             if (op == "finish") {
                 report_.ok = true;
                 return;
@@ -210,7 +260,7 @@ private:
         auto every = std::min(milliseconds(1000), std::max(milliseconds(50), opts_.stall_timeout / 4));
         if (now - last_working_ < every) return;
         last_working_ = now;
-        send_message(*control_, {{"op", "working"}});
+        reply({{"op", "working"}});
     }
 
     json prepare(const json& msg) {
@@ -274,12 +324,15 @@ private:
     std::unique_ptr<DestRelay> relay_;
     std::atomic<bool> stop_{false};
     std::atomic<bool> prepared_{false};
+    std::atomic<bool> finished_{false};      // 'finish' answered: the relay's job is done
+    std::atomic<bool> told_source_{false};   // watch_relay() sent our relay's error
+    std::mutex send_mutex_;                  // serve() and watch_relay() both send on control
     Clock::time_point last_working_{};
     std::atomic<bool> busy_{false};
     std::atomic<uint64_t> messages_{0}, busy_ticks_{0};
     mutable std::mutex stall_mutex_;
     std::optional<std::string> stall_error_;  // set by the guard before it wakes serve()
-    std::jthread acceptor_;
+    std::jthread acceptor_, watcher_;
 };
 
 }  // namespace
