@@ -124,6 +124,7 @@ std::vector<FaultCase> ci_cases() {
         mk(FaultKind::kill_dest_qemu, FaultPoint::mid_round, 2, 1, 8),
         mk(FaultKind::stall, FaultPoint::after_completion, 0, 0),
         mk(FaultKind::cut, FaultPoint::switchover, 2, 0),
+        mk(FaultKind::stall, FaultPoint::switchover, 2, 2),
         [&] {
             auto c = mk(FaultKind::corrupt, FaultPoint::before_first_byte, 0, 0);
             c.corrupt_skip = 20;  // inside the control channel's hello
@@ -227,6 +228,9 @@ private:
                 std::lock_guard lock(mutex_);
                 latest_ = p;
             } catch (const std::exception& e) {
+                // No reply in time: QEMU holds its lock (a stalled switchover);
+                // keep asking -- blocked() stays true meanwhile.
+                if (std::string(e.what()).find("no reply") != std::string::npos) continue;
                 inflight_since_ = 0;
                 std::lock_guard lock(mutex_);
                 error_ = e.what();

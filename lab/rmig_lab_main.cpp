@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "cli/args.hpp"
+#include "common/process.hpp"
 #include "common/units.hpp"
 #include "lab/fault_harness.hpp"
 #include "lab/local_pair.hpp"
@@ -265,6 +266,8 @@ int main(int argc, char** argv) {
         return args.empty() ? 2 : 0;
     }
     std::vector<std::string> rest(args.begin() + 1, args.end());
+    // Killed by a timeout (scripts/soak.sh) or ^C: take the QEMUs and rmigs along.
+    Process::children_die_with_parent(true);
     try {
         if (args[0] == "demo") return demo(rest);
         if (args[0] == "bench") return bench(rest);

@@ -1,6 +1,7 @@
 #include "qemu-plugin/migrate_source.hpp"
 
 #include <atomic>
+#include <mutex>
 #include <thread>
 
 #include "common/error.hpp"
@@ -217,10 +218,36 @@ private:
     void follow(SourceRelay& relay) {
         auto deadline = start_ + opts_.timeout;
         auto relay_failed_at = Clock::time_point::max();
-        uint64_t traffic = 0;
-        auto moved_at = Clock::now();
+        // A stalled link: sockets open, nothing moving. QEMU would wait forever
+        // -- during switchover while holding its big lock, so that it does not
+        // even answer QMP. The watchdog runs on its own thread and aborts the
+        // relay, which fails QEMU's writes and frees it.
+        std::mutex stall_mutex;
+        std::string stall_error;
+        StallGuard guard(
+            opts_.stall_timeout, [&relay] { return relay_traffic(relay.bridges()); },
+            [&] {
+                std::string why = cat("no progress on the link for ",
+                                      std::chrono::duration<double>(opts_.stall_timeout).count(),
+                                      " s (", relay_traffic(relay.bridges()),
+                                      " bytes moved): stalled channel; cancelled (see --stall-timeout)");
+                {
+                    std::lock_guard lock(stall_mutex);
+                    stall_error = why;
+                }
+                relay.abort(why);
+            });
+        bool cancelled = false;
         for (;;) {
-            MigrationStats st = parse_migration_stats(qmp_->execute("query-migrate"));
+            MigrationStats st = report_.final_stats;
+            try {
+                st = parse_migration_stats(qmp_->execute("query-migrate"));
+            } catch (const LinkError& e) {
+                // QEMU holds its lock (switchover) and answers late; the
+                // watchdog and the deadline below still apply.
+                if (std::string(e.what()).find("no reply") == std::string::npos) throw;
+                log::warn("source QEMU is not answering QMP: ", e.what());
+            }
             report_.final_stats = st;
             Progress p;
             p.qemu = st;
@@ -229,36 +256,30 @@ private:
             p.channels = relay.expected();
             p.elapsed_s = std::chrono::duration<double>(Clock::now() - start_).count();
             if (on_progress_) on_progress_(p);
-            if (terminal(st.status)) return;
+            if (terminal(st.status)) break;
             auto now = Clock::now();
             if (relay.bridges().error() && relay_failed_at == Clock::time_point::max())
                 relay_failed_at = now;
-            // A stalled link: sockets open, nothing moving. QEMU would wait forever.
-            if (uint64_t t = relay_traffic(relay.bridges()); t != traffic) {
-                traffic = t;
-                moved_at = now;
-            } else if (now - moved_at >= opts_.stall_timeout && !relay.bridges().error()) {
-                report_.error = cat("no progress on the link for ",
-                                    std::chrono::duration<double>(opts_.stall_timeout).count(),
-                                    " s (QEMU status '", st.status, "', ", traffic,
-                                    " bytes moved): stalled channel; cancelled (see --stall-timeout)");
-                relay.abort(report_.error);
-                qmp_->execute("migrate_cancel");
-                wait_terminal();
-                return;
-            }
             // The relay's failure closes QEMU's socket, which fails the migration
             // within moments; cancel it if QEMU has not noticed after a while.
-            if (now >= deadline || now - relay_failed_at > std::chrono::seconds(10)) {
+            if (guard.fired() || now >= deadline ||
+                now - relay_failed_at > std::chrono::seconds(10)) {
                 if (now >= deadline)
                     report_.error = cat("migration did not finish within ", opts_.timeout.count(),
                                         " s (see --timeout); cancelled");
                 relay.abort(report_.error.empty() ? "cancelled" : report_.error);
                 qmp_->execute("migrate_cancel");
+                cancelled = true;
                 wait_terminal();
-                return;
+                break;
             }
             std::this_thread::sleep_for(opts_.poll_interval);
+        }
+        std::lock_guard lock(stall_mutex);
+        if (!stall_error.empty() && report_.final_stats.status != "completed") {
+            report_.error = stall_error;
+        } else if (cancelled && report_.error.empty()) {
+            report_.error = relay.bridges().error().value_or("cancelled");
         }
     }
 

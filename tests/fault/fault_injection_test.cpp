@@ -8,6 +8,7 @@
 
 #include <set>
 
+#include "common/process.hpp"
 #include "lab/fault_harness.hpp"
 
 using namespace rmig;
@@ -15,6 +16,7 @@ using namespace rmig;
 class FaultInjection : public testing::TestWithParam<lab::FaultCase> {};
 
 TEST_P(FaultInjection, SourceSurvivesDestinationStaysSafeRetryVerifies) {
+    Process::children_die_with_parent(true);  // a ctest timeout leaves no QEMU behind
     lab::HarnessOptions o;
     o.stall_timeout_s = 3;
     o.case_deadline_s = 90;
