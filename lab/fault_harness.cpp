@@ -99,6 +99,8 @@ FaultCase random_case(std::mt19937_64& rng) {
         c.channel = int(pick(1, c.multifd + 1));
     if (c.point == FaultPoint::before_first_byte && c.kind == FaultKind::corrupt)
         c.corrupt_skip = pick(0, 63);  // inside the 64-byte hello
+    else if (c.channel == 0 && c.kind == FaultKind::corrupt)
+        c.corrupt_skip = pick(0, 100);  // the control channel carries little after the start
     return c;
 }
 
@@ -121,7 +123,10 @@ std::vector<FaultCase> ci_cases() {
         mk(FaultKind::delay, FaultPoint::mid_round, 2, 3),
         mk(FaultKind::kill_source_rmig, FaultPoint::switchover, 0, 1),
         mk(FaultKind::kill_dest_rmig, FaultPoint::before_first_byte, 0, 0),
-        mk(FaultKind::kill_dest_qemu, FaultPoint::mid_round, 2, 1, 8),
+        // multifd 0: with multifd, QEMU 7.2's source sometimes never finishes
+        // cleaning up after this fault (see docs/fault-injection.md); the soak
+        // covers that variant.
+        mk(FaultKind::kill_dest_qemu, FaultPoint::mid_round, 0, 1, 8),
         mk(FaultKind::stall, FaultPoint::after_completion, 0, 0),
         mk(FaultKind::cut, FaultPoint::switchover, 2, 0),
         mk(FaultKind::stall, FaultPoint::switchover, 2, 2),

@@ -167,19 +167,30 @@ private:
     }
 
     // QEMU 7.2 unregisters a failed migration's yank instance only when its
-    // cleanup has run, a moment after query-migrate already says "failed";
-    // a retry in that window is refused with "duplicate yank instance".
+    // cleanup has run (after its multifd threads are joined), which can be
+    // seconds after query-migrate already says "failed". A 'migrate' in that
+    // window is refused with "duplicate yank instance" *and* leaves QEMU's
+    // migration state stuck in "setup" for good. So wait for the cleanup
+    // first, and never send 'migrate' while it is pending.
     void start_qemu_migration(const std::string& uri) {
-        for (int attempt = 1;; ++attempt) {
+        auto until = Clock::now() + std::chrono::seconds(30);
+        for (bool warned = false;;) {
+            bool pending = false;
             try {
-                qmp_->execute("migrate", {{"uri", uri}});
-                return;
-            } catch (const QmpError& e) {
-                if (attempt >= 50 || e.desc().find("yank") == std::string::npos) throw;
-                if (attempt == 1) log::warn("QEMU is still cleaning up its previous migration (", e.desc(), "); retrying");
-                std::this_thread::sleep_for(milliseconds(200));
+                for (auto& y : qmp_->execute("query-yank"))
+                    pending = pending || y.value("type", "") == "migration";
+            } catch (const QmpError&) {
+                break;  // no query-yank in this QEMU: nothing to wait for
             }
+            if (!pending) break;
+            if (Clock::now() >= until)
+                throw Error("the source QEMU has not finished cleaning up its previous migration "
+                            "after 30 s (its yank instance is still registered); nothing was started");
+            if (!warned) log::warn("waiting for the source QEMU to clean up its previous migration");
+            warned = true;
+            std::this_thread::sleep_for(milliseconds(100));
         }
+        qmp_->execute("migrate", {{"uri", uri}});
     }
 
     // One control request, bounded: a destination that sends nothing for the
