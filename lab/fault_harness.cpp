@@ -200,7 +200,7 @@ std::string read_error(const std::string& json_path, const char* key) {
 // unanswered for kBlocked while the migration is active means switchover.
 class PhaseMonitor {
 public:
-    static constexpr milliseconds kBlocked{25};
+    static constexpr milliseconds kBlocked{50};
 
     explicit PhaseMonitor(QemuVm& vm) : vm_(vm) { thread_ = std::jthread([this] { loop(); }); }
     ~PhaseMonitor() { stop(); }
@@ -378,8 +378,10 @@ private:
                    ph.ram >= c_.after_ram_bytes &&
                    (!is_link_fault(c_.kind) || proxy_->connections() > size_t(c_.channel));
         case FaultPoint::switchover:
+            // The first pass must be mostly out: earlier blocks are bitmap syncs
+            // or a loaded machine, not the switchover.
             return ph.point() == FaultPoint::switchover ||
-                   (blocked && ph.status == "active" && ph.ram > 0);
+                   (blocked && ph.status == "active" && ph.ram >= (o_.ram_mib << 20) / 2);
         case FaultPoint::after_completion: return ph.status == "completed";
         case FaultPoint::not_reached: return false;
         }

@@ -307,11 +307,20 @@ private:
     void make_source_safe() {
         try {
             wait_terminal();
-            std::string state = qmp_->execute("query-status").value("status", "");
+            auto status = [this] { return qmp_->execute("query-status").value("status", ""); };
+            std::string state = status();
+            // A failed switchover: query-migrate says "failed" while the run
+            // state is still "finish-migrate" until QEMU's cleanup restarts the
+            // guest itself; 'cont' is refused meanwhile ("Migration is not
+            // finalized yet"). Give QEMU up to 10 s, then resume it ourselves.
+            for (int i = 0; i < 100 && was_running_ && state == "finish-migrate"; ++i) {
+                std::this_thread::sleep_for(milliseconds(100));
+                state = status();
+            }
             if (was_running_ && state != "running") {
                 log::warn("source guest is '", state, "' after the failed migration; resuming it");
                 qmp_->execute("cont");
-                state = qmp_->execute("query-status").value("status", "");
+                state = status();
             }
             report_.source_state = state;
             bool safe = !was_running_ || state == "running";

@@ -6,6 +6,7 @@
 // and a retry on the same source verifies byte for byte.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <set>
 
 #include "common/process.hpp"
@@ -20,7 +21,15 @@ TEST_P(FaultInjection, SourceSurvivesDestinationStaysSafeRetryVerifies) {
     lab::HarnessOptions o;
     o.stall_timeout_s = 3;
     o.case_deadline_s = 90;
-    lab::CaseResult r = lab::run_case(GetParam(), o);
+    // Where a fault lands is a race with QEMU (a switchover lasts ~0.1 s); a
+    // case that missed its point is run again, and every run must pass.
+    lab::CaseResult r;
+    for (int attempt = 1; attempt <= 3; ++attempt) {
+        r = lab::run_case(GetParam(), o);
+        if (!r.passed || r.observed == GetParam().point) break;
+        std::printf("[ info ] attempt %d fired at %s, not %s: again\n", attempt,
+                    lab::to_string(r.observed), lab::to_string(GetParam().point));
+    }
     std::string why;
     for (auto& f : r.failures) why += "\n  - " + f;
     EXPECT_TRUE(r.passed) << GetParam().describe() << " (fired " << lab::to_string(r.observed)
@@ -31,6 +40,8 @@ TEST_P(FaultInjection, SourceSurvivesDestinationStaysSafeRetryVerifies) {
     if (GetParam().kind != lab::FaultKind::delay) EXPECT_NE(r.migrate_exit, 0) << "the fault did not bite";
     else EXPECT_EQ(r.migrate_exit, 0) << "a short delay must not fail the migration: " << r.migrate_error;
     EXPECT_LT(r.seconds, 90);
+    std::printf("[ info ] %s: %.1f s, source: %s; destination: %s\n", GetParam().describe().c_str(),
+                r.seconds, r.migrate_error.c_str(), r.receive_error.c_str());
 }
 
 TEST(FaultInjectionSet, CoversEveryKindAndPoint) {
