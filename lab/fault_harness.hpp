@@ -56,6 +56,7 @@ struct CaseResult {
     FaultPoint observed = FaultPoint::not_reached;  // where the fault actually fired
     bool passed = false;
     std::vector<std::string> failures;
+    std::vector<std::string> notes;  // outcomes worth knowing that break no invariant
     int migrate_exit = -1, receive_exit = -1;
     std::string migrate_error, receive_error;
     bool operator_resumed = false;  // the harness had to `cont` the source

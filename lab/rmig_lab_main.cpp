@@ -234,6 +234,7 @@ int faults(const std::vector<std::string>& argv) {
                     r.migrate_exit, r.receive_exit, r.seconds,
                     r.operator_resumed ? " (operator resumed source)" : "");
         for (auto& f : r.failures) std::printf("         - %s\n", f.c_str());
+        for (auto& n : r.notes) std::printf("         note: %s\n", n.c_str());
         if (!r.passed) std::printf("         lab dir kept: %s\n", r.dir.c_str());
         std::fflush(stdout);
         results.push_back(r.to_json());

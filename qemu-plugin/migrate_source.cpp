@@ -149,6 +149,7 @@ private:
             log::warn("relay did not drain within 15 s after QEMU completed: ",
                       relay.bridges().error().value_or("channels still open"));
         report_.channels = relay.bridges().stats();
+        finish_sent_ = true;
         report_.destination =
             ask({{"op", "finish"}, {"resume", opts_.resume_destination}});
         report_.source_state = qmp_->execute("query-status").value("status", "");
@@ -271,14 +272,18 @@ private:
             auto now = Clock::now();
             if (relay.bridges().error() && relay_failed_at == Clock::time_point::max())
                 relay_failed_at = now;
-            // The relay's failure closes QEMU's socket, which fails the migration
-            // within moments; cancel it if QEMU has not noticed after a while.
-            if (guard.fired() || now >= deadline ||
-                now - relay_failed_at > std::chrono::seconds(10)) {
-                if (now >= deadline)
-                    report_.error = cat("migration did not finish within ", opts_.timeout.count(),
-                                        " s (see --timeout); cancelled");
-                relay.abort(report_.error.empty() ? "cancelled" : report_.error);
+            // Past the deadline: break the relay like any other failure.
+            if (now >= deadline && !relay.bridges().error()) {
+                report_.error = cat("migration did not finish within ", opts_.timeout.count(),
+                                    " s (see --timeout); cancelled");
+                relay.abort(report_.error);
+            }
+            // The relay's failure closes QEMU's sockets, which fails the
+            // migration within moments; QEMU's own failure path reactivates
+            // the disks it inactivated for switchover. migrate_cancel only as
+            // a last resort: cancelling QEMU 7.2 mid-switchover leaves its
+            // disks inactive, and its next migration dies on an assertion.
+            if (now - relay_failed_at > std::chrono::seconds(10)) {
                 qmp_->execute("migrate_cancel");
                 cancelled = true;
                 wait_terminal();
@@ -316,6 +321,17 @@ private:
             for (int i = 0; i < 100 && was_running_ && state == "finish-migrate"; ++i) {
                 std::this_thread::sleep_for(milliseconds(100));
                 state = status();
+            }
+            // QEMU completed and 'finish' (with resume) went out, but its answer
+            // was lost: the destination may be running the guest now. Resuming
+            // the source too would run it twice; leave that to the operator.
+            if (was_running_ && state != "running" && finish_sent_ && opts_.resume_destination &&
+                report_.final_stats.status == "completed") {
+                report_.source_state = state;
+                report_.outcome = Outcome::source_at_risk;
+                report_.error += "; the destination may have resumed the guest ('finish' was sent, "
+                                 "its answer lost): check it before resuming the source";
+                return;
             }
             if (was_running_ && state != "running") {
                 log::warn("source guest is '", state, "' after the failed migration; resuming it");
@@ -373,6 +389,7 @@ private:
     std::unique_ptr<transport::Channel> control_;
     wire::SessionId session_{};
     bool migration_started_ = false;
+    bool finish_sent_ = false;
     bool was_running_ = false;
 };
 
