@@ -214,6 +214,9 @@ private:
                 return reply;
             }
         } catch (const std::exception& e) {
+            // recv_message() names an abort frame "peer aborted": the
+            // destination itself gave up, so it did not resume the guest.
+            if (std::string(e.what()).find("peer aborted") != std::string::npos) dest_aborted_ = true;
             if (!guard.fired()) throw;
             throw Error(cat("the destination did not answer '", op, "' within ",
                             std::chrono::duration<double>(opts_.stall_timeout).count(),
@@ -326,7 +329,7 @@ private:
             // was lost: the destination may be running the guest now. Resuming
             // the source too would run it twice; leave that to the operator.
             if (was_running_ && state != "running" && finish_sent_ && opts_.resume_destination &&
-                report_.final_stats.status == "completed") {
+                !dest_aborted_ && report_.final_stats.status == "completed") {
                 report_.source_state = state;
                 report_.outcome = Outcome::source_at_risk;
                 report_.error += "; the destination may have resumed the guest ('finish' was sent, "
@@ -390,6 +393,7 @@ private:
     wire::SessionId session_{};
     bool migration_started_ = false;
     bool finish_sent_ = false;
+    bool dest_aborted_ = false;  // the destination said it failed (so it runs nothing)
     bool was_running_ = false;
 };
 
