@@ -341,6 +341,15 @@ private:
                 qmp_->execute("cont");
                 state = status();
             }
+            // QEMU 7.2 can leave its disks inactivated by a failed switchover
+            // (when a multifd thread marked the migration failed first); its
+            // next migration then aborts on an assertion. 'cont' reactivates
+            // them, so pause and continue the guest once (milliseconds).
+            if (was_running_ && state == "running") {
+                qmp_->execute("stop");
+                qmp_->execute("cont");
+                state = status();
+            }
             report_.source_state = state;
             bool safe = !was_running_ || state == "running";
             report_.outcome = safe ? Outcome::failed : Outcome::source_at_risk;
