@@ -62,6 +62,7 @@ const char* kMigrateUsage = R"(usage: rmig migrate --qmp PATH --to tcp:HOST:PORT
   --downtime-limit MS    QEMU's downtime limit, default 300
   --no-resume            leave the destination guest paused when done
   --timeout S            give up (and cancel) after S seconds, default 600
+  --stall-timeout S      cancel when no byte moves on the link for S seconds, default 30
   --progress MODE        auto (default), tty, line or none
   --json FILE            write a JSON report to FILE ('-' for stdout)
   --chunk SIZE           largest data frame, default 1M
@@ -88,6 +89,7 @@ const char* kReceiveUsage = R"(usage: rmig receive --qmp PATH --listen tcp:ADDR:
                          rdma:ADDR:PORT (port 0: any free port)
   --address-file FILE    write the bound address there once listening
   --timeout S            give up after S seconds in all, default 600
+  --stall-timeout S      give up when nothing arrives from the source for S seconds, default 30
   --incoming-dir DIR     where QEMU's incoming UNIX socket is made, default /tmp
   --json FILE            write a JSON report to FILE ('-' for stdout)
   --chunk SIZE           largest data frame, default 1M
@@ -151,12 +153,18 @@ size_t chunk_option(const Args& a) {
     return c;
 }
 
+std::chrono::milliseconds stall_timeout_option(const Args& a) {
+    auto s = a.number("stall-timeout", 30);
+    if (s < 1 || s > 86400) throw UsageError("--stall-timeout must be 1..86400 seconds");
+    return std::chrono::seconds(s);
+}
+
 int cmd_migrate(const std::vector<std::string>& argv) {
     Args a(argv,
            cli::with_security_values(
                 {"qmp", "to", "multifd", "max-bandwidth", "downtime-limit", "timeout", "progress", "json",
                  "chunk", "socket-buffer", "relay-dir", "profile", "rdma-slots", "rdma-slot-size",
-                 "dpdk-eal", "dpdk-window", "dpdk-gbps", "dpdk-rtt-us", "dpdk-mtu"}),
+                 "dpdk-eal", "dpdk-window", "dpdk-gbps", "dpdk-rtt-us", "dpdk-mtu", "stall-timeout"}),
            cli::with_security_flags({"no-resume", "verbose", "quiet", "help"}));
     if (auto p = a.get("profile"))
         apply_profile(a, *p, {"multifd", "max-bandwidth", "downtime-limit", "chunk", "socket-buffer",
@@ -177,6 +185,7 @@ int cmd_migrate(const std::vector<std::string>& argv) {
     o.settings.downtime_limit_ms = a.number("downtime-limit", 300);
     o.resume_destination = !a.flag("no-resume");
     o.timeout = std::chrono::seconds(a.number("timeout", 600));
+    o.stall_timeout = stall_timeout_option(a);
     o.relay_dir = a.get_or("relay-dir", "");
     o.chunk = chunk_option(a);
     o.transport = transport_options(a);
@@ -202,7 +211,7 @@ int cmd_receive(const std::vector<std::string>& argv) {
     Args a(argv,
            cli::with_security_values({"qmp", "listen", "address-file", "timeout", "incoming-dir", "json",
                                       "chunk", "socket-buffer", "profile", "rdma-slots", "rdma-slot-size",
-                                      "dpdk-eal", "dpdk-window", "dpdk-gbps", "dpdk-rtt-us", "dpdk-mtu"}),
+                                      "dpdk-eal", "dpdk-window", "dpdk-gbps", "dpdk-rtt-us", "dpdk-mtu", "stall-timeout"}),
            cli::with_security_flags({"verbose", "quiet", "help"}));
     if (auto p = a.get("profile"))
         apply_profile(a, *p, {"multifd", "max-bandwidth", "downtime-limit", "chunk", "socket-buffer",
@@ -218,6 +227,7 @@ int cmd_receive(const std::vector<std::string>& argv) {
     o.qmp_path = a.required("qmp");
     o.listen_uri = a.required("listen");
     o.timeout = std::chrono::seconds(a.number("timeout", 600));
+    o.stall_timeout = stall_timeout_option(a);
     o.incoming_dir = a.get_or("incoming-dir", "");
     o.chunk = chunk_option(a);
     o.transport = transport_options(a);

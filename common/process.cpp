@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <thread>
 #include <utility>
 
@@ -12,17 +14,29 @@
 
 namespace rmig {
 
+namespace {
+std::atomic<bool> g_die_with_parent{false};
+}
+
+void Process::children_die_with_parent(bool on) { g_die_with_parent = on; }
+
 Process::Process(const std::vector<std::string>& argv, const Options& opts) {
     if (argv.empty()) throw Error("Process: empty argv");
     name_ = argv[0];
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
+    bool die_with_parent = g_die_with_parent;
+    pid_t parent = ::getpid();
     pid_t pid = ::fork();
     if (pid < 0) throw_errno(cat("fork for ", argv[0]));
     if (pid == 0) {
         // Child: only async-signal-safe calls from here on.
         ::setpgid(0, 0);
+        if (die_with_parent) {
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (::getppid() != parent) ::_exit(127);  // the parent died before prctl
+        }
         if (!opts.stdout_path.empty()) {
             int fd = ::open(opts.stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
             if (fd >= 0) {

@@ -36,6 +36,11 @@ public:
     int stop(std::chrono::milliseconds grace = std::chrono::milliseconds(2000));
     const std::string& name() const { return name_; }
 
+    // From now on, children get SIGKILL when the thread that started them
+    // dies (PR_SET_PDEATHSIG), so a lab killed by a timeout leaves no QEMU
+    // behind. Only for programs that start every child from one thread.
+    static void children_die_with_parent(bool on);
+
 private:
     pid_t pid_ = -1;
     std::optional<int> status_;

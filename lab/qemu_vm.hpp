@@ -33,6 +33,7 @@ public:
     void dump_memory(const std::string& path);                  // pmemsave of all RAM
     bool alive() { return proc_.running(); }
     void kill() { proc_.stop(std::chrono::milliseconds(1000)); }
+    void signal(int sig) { proc_.signal(sig); }  // e.g. SIGKILL for fault injection
     const VmSpec& spec() const { return spec_; }
     const std::string& log_path() const { return log_path_; }
 

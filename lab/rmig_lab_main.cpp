@@ -7,7 +7,9 @@
 #include <thread>
 
 #include "cli/args.hpp"
+#include "common/process.hpp"
 #include "common/units.hpp"
+#include "lab/fault_harness.hpp"
 #include "lab/local_pair.hpp"
 
 using namespace rmig;
@@ -15,7 +17,7 @@ using rmig::cli::Args;
 
 namespace {
 
-const char* kUsage = R"(usage: rmig-lab <demo|bench> [options]
+const char* kUsage = R"(usage: rmig-lab <demo|bench|faults> [options]
 
 demo     boot a test guest in QEMU, live-migrate it to a second local QEMU
          through rmig over TCP (rmig receive + rmig migrate as separate
@@ -35,6 +37,19 @@ bench    migrate the same guest directly (QEMU to QEMU) and through rmig,
            --ram MIB       guest RAM (default 256)
            --json FILE     write all samples and medians there
            --plaintext     rmig runs without authentication and encryption
+faults   fault injection: migrate through a fault-injecting proxy, break the
+         link (cut, corrupt, stall, delay) or kill -9 a side (source rmig,
+         destination rmig, destination QEMU) before the first byte, mid-round,
+         during switchover or after completion; check the source keeps running,
+         the destination never runs a partial guest, nothing hangs, and a retry
+         verifies. Prints a tally; exits 1 on any failed case.
+           --cases N       random cases (default 20)
+           --seed S        random seed (default 1)
+           --ci            the fixed CI set instead (every kind at least once)
+           --only K        run only case K of that set (to reproduce a failure)
+           --max-minutes M stop starting new cases after M minutes
+           --stall-timeout S  rmig --stall-timeout in faulted runs (default 4)
+           --json FILE     write every case and the tally there
 
 exit codes: 0 success, 1 failure (details on stderr), 2 bad arguments
 )";
@@ -178,6 +193,77 @@ int bench(const std::vector<std::string>& argv) {
     return 0;
 }
 
+int faults(const std::vector<std::string>& argv) {
+    Args a(argv, {"cases", "seed", "max-minutes", "stall-timeout", "json", "only"}, {"ci", "help"});
+    if (a.flag("help")) {
+        std::fputs(kUsage, stdout);
+        return 0;
+    }
+    lab::HarnessOptions o;
+    o.stall_timeout_s = static_cast<int>(a.number("stall-timeout", 4));
+    std::vector<lab::FaultCase> cases;
+    uint64_t seed = a.number("seed", 1);
+    if (a.flag("ci")) {
+        cases = lab::ci_cases();
+    } else {
+        std::mt19937_64 rng(seed);
+        for (uint64_t i = 0, n = a.number("cases", 20); i < n; ++i) cases.push_back(lab::random_case(rng));
+    }
+    if (auto only = a.number("only", 0)) {  // reproduce one case of a run: same seed, its number
+        if (only > cases.size()) throw cli::UsageError("--only: no such case");
+        cases = {cases[only - 1]};
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    auto budget = std::chrono::minutes(a.number("max-minutes", 0));
+    struct Cell {
+        int passed = 0, failed = 0;
+    };
+    std::map<std::pair<std::string, std::string>, Cell> tally;
+    nlohmann::json results = nlohmann::json::array();
+    int passed = 0, failed = 0;
+    size_t skipped = 0;
+    std::printf("fault injection: %zu cases%s\n", cases.size(),
+                a.flag("ci") ? " (CI set)" : cat(", seed ", seed).c_str());
+    for (size_t i = 0; i < cases.size(); ++i) {
+        if (budget.count() && std::chrono::steady_clock::now() - t0 > budget) {
+            skipped = cases.size() - i;
+            std::printf("time budget of %lld min used up: %zu cases not run\n",
+                        static_cast<long long>(budget.count()), skipped);
+            break;
+        }
+        lab::CaseResult r = lab::run_case(cases[i], o);
+        auto& cell = tally[{lab::to_string(r.fault.kind), lab::to_string(r.observed)}];
+        (r.passed ? cell.passed : cell.failed)++;
+        (r.passed ? passed : failed)++;
+        std::printf("case %3zu %-4s %-62s fired %-17s migrate %3d receive %3d %5.1f s%s\n", i + 1,
+                    r.passed ? "ok" : "FAIL", r.fault.describe().c_str(), lab::to_string(r.observed),
+                    r.migrate_exit, r.receive_exit, r.seconds,
+                    r.operator_resumed ? " (operator resumed source)" : "");
+        for (auto& f : r.failures) std::printf("         - %s\n", f.c_str());
+        for (auto& n : r.notes) std::printf("         note: %s\n", n.c_str());
+        if (!r.passed) std::printf("         lab dir kept: %s\n", r.dir.c_str());
+        std::fflush(stdout);
+        results.push_back(r.to_json());
+    }
+    std::printf("\n%-18s %-18s %7s %7s\n", "fault", "fired at", "passed", "failed");
+    nlohmann::json jt = nlohmann::json::array();
+    for (auto& [key, cell] : tally) {
+        std::printf("%-18s %-18s %7d %7d\n", key.first.c_str(), key.second.c_str(), cell.passed,
+                    cell.failed);
+        jt.push_back({{"kind", key.first}, {"point", key.second}, {"passed", cell.passed},
+                      {"failed", cell.failed}});
+    }
+    double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60;
+    std::printf("total: %d passed, %d failed, %zu not run, %.1f min\n", passed, failed, skipped, minutes);
+    if (auto j = a.get("json"))
+        std::ofstream(*j) << nlohmann::json{{"cases", results}, {"tally", jt}, {"passed", passed},
+                                            {"failed", failed}, {"not_run", skipped},
+                                            {"minutes", minutes}, {"seed", seed}}
+                                 .dump(2)
+                          << "\n";
+    return failed ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -187,9 +273,12 @@ int main(int argc, char** argv) {
         return args.empty() ? 2 : 0;
     }
     std::vector<std::string> rest(args.begin() + 1, args.end());
+    // Killed by a timeout (scripts/soak.sh) or ^C: take the QEMUs and rmigs along.
+    Process::children_die_with_parent(true);
     try {
         if (args[0] == "demo") return demo(rest);
         if (args[0] == "bench") return bench(rest);
+        if (args[0] == "faults") return faults(rest);
         std::fprintf(stderr, "rmig-lab: unknown command '%s'\n%s", args[0].c_str(), kUsage);
         return 2;
     } catch (const cli::UsageError& e) {

@@ -1,5 +1,7 @@
 #include "qemu-plugin/migrate_source.hpp"
 
+#include <atomic>
+#include <mutex>
 #include <thread>
 
 #include "common/error.hpp"
@@ -7,6 +9,7 @@
 #include "common/temp_dir.hpp"
 #include "qemu-plugin/control_protocol.hpp"
 #include "qemu-plugin/source_relay.hpp"
+#include "qemu-plugin/stall_guard.hpp"
 
 namespace rmig::qemu {
 
@@ -59,6 +62,13 @@ uint64_t relay_bytes(const BridgeGroup& g) {
     return total;
 }
 
+// Bytes moved in either direction, all channels: what the stall watchdog watches.
+uint64_t relay_traffic(const BridgeGroup& g) {
+    uint64_t total = 0;
+    for (auto& c : g.stats()) total += c.to_link + c.from_link;
+    return total;
+}
+
 bool terminal(const std::string& status) {
     return status == "completed" || status == "failed" || status == "cancelled";
 }
@@ -75,8 +85,14 @@ public:
         } catch (const std::exception& e) {
             if (report_.error.empty()) report_.error = e.what();
             if (report_.outcome == Outcome::completed) report_.outcome = Outcome::failed;
-            if (migration_started_) make_source_safe();
-            if (control_) tell_destination_abort();
+            if (migration_started_)
+                make_source_safe();
+            else
+                note_source_state();
+            if (control_) {
+                tell_destination_abort();
+                learn_destination_reason();
+            }
         }
         report_.wall_s = std::chrono::duration<double>(Clock::now() - start_).count();
         return report_;
@@ -88,9 +104,9 @@ private:
         QemuInfo src = probe(*qmp_);
         connect_destination();
         auto t0 = Clock::now();
-        request(*control_, {{"op", "ping"}});
+        ask({{"op", "ping"}});
         report_.link_rtt_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-        QemuInfo dst = info_from_json(request(*control_, {{"op", "probe"}}).at("info"));
+        QemuInfo dst = info_from_json(ask({{"op", "probe"}}).at("info"));
         report_.checks = check_pair(src, dst);
         auto status = parse_migration_stats(qmp_->execute("query-migrate")).status;
         bool idle = !(status == "setup" || status == "active" || status == "device" ||
@@ -100,7 +116,7 @@ private:
         if (!all_ok(report_.checks)) refuse();
 
         MigrationSettings want = opts_.settings;
-        json prepared = request(*control_, {{"op", "prepare"}, {"settings", to_json(want)}});
+        json prepared = ask({{"op", "prepare"}, {"settings", to_json(want)}});
         apply_settings(*qmp_, want, Side::source);
         report_.settings = read_settings(*qmp_);
         MigrationSettings dst_settings = settings_from_json(prepared.at("settings"));
@@ -118,12 +134,13 @@ private:
         SourceRelay relay(dir.path() + "/source.sock", rc);
         relay.start();
         migration_started_ = true;
-        qmp_->execute("migrate", {{"uri", "unix:" + relay.socket_path()}});
+        start_qemu_migration("unix:" + relay.socket_path());
         follow(relay);
         report_.channels = relay.bridges().stats();
         if (report_.final_stats.status != "completed") {
-            report_.error = relay.bridges().error().value_or(
-                cat("QEMU reports migration ", report_.final_stats.status,
+            if (report_.error.empty())
+                report_.error = relay.bridges().error().value_or(cat(
+                    "QEMU reports migration ", report_.final_stats.status,
                     report_.final_stats.error_desc.empty() ? "" : ": " + report_.final_stats.error_desc));
             throw Error(report_.error);
         }
@@ -132,7 +149,9 @@ private:
             log::warn("relay did not drain within 15 s after QEMU completed: ",
                       relay.bridges().error().value_or("channels still open"));
         report_.channels = relay.bridges().stats();
-        report_.destination = request(*control_, {{"op", "finish"}, {"resume", opts_.resume_destination}});
+        finish_sent_ = true;
+        report_.destination =
+            ask({{"op", "finish"}, {"resume", opts_.resume_destination}});
         report_.source_state = qmp_->execute("query-status").value("status", "");
         report_.outcome = Outcome::completed;
     }
@@ -148,6 +167,63 @@ private:
         control_ = transport::connect(opts_.dest_uri, hello, opts_.transport);
     }
 
+    // QEMU 7.2 unregisters a failed migration's yank instance only when its
+    // cleanup has run (after its multifd threads are joined), which can be
+    // seconds after query-migrate already says "failed". A 'migrate' in that
+    // window is refused with "duplicate yank instance" *and* leaves QEMU's
+    // migration state stuck in "setup" for good. So wait for the cleanup
+    // first, and never send 'migrate' while it is pending.
+    void start_qemu_migration(const std::string& uri) {
+        auto until = Clock::now() + std::chrono::seconds(30);
+        for (bool warned = false;;) {
+            bool pending = false;
+            try {
+                for (auto& y : qmp_->execute("query-yank"))
+                    pending = pending || y.value("type", "") == "migration";
+            } catch (const QmpError&) {
+                break;  // no query-yank in this QEMU: nothing to wait for
+            }
+            if (!pending) break;
+            if (Clock::now() >= until)
+                throw Error("the source QEMU has not finished cleaning up its previous migration "
+                            "after 30 s (its yank instance is still registered); nothing was started");
+            if (!warned) log::warn("waiting for the source QEMU to clean up its previous migration");
+            warned = true;
+            std::this_thread::sleep_for(milliseconds(100));
+        }
+        qmp_->execute("migrate", {{"uri", uri}});
+    }
+
+    // One control request, bounded: a destination that sends nothing for the
+    // stall timeout is cut off. While it works on a long request (finish) it
+    // sends {"op":"working"} now and then, which keeps the request alive.
+    json ask(const json& msg) {
+        std::atomic<uint64_t> heard{0};
+        StallGuard guard(opts_.stall_timeout, [&heard] { return heard.load(); },
+                         [this] { control_->shutdown(); });
+        std::string op = msg.value("op", "?");
+        try {
+            send_message(*control_, msg);
+            for (;;) {
+                json reply = recv_message(*control_);
+                ++heard;
+                if (reply.value("op", "") == "working") continue;
+                if (!reply.value("ok", false))
+                    throw Error(cat("destination refused '", op, "': ",
+                                    reply.value("error", std::string("no reason given"))));
+                return reply;
+            }
+        } catch (const std::exception& e) {
+            // recv_message() names an abort frame "peer aborted": the
+            // destination itself gave up, so it did not resume the guest.
+            if (std::string(e.what()).find("peer aborted") != std::string::npos) dest_aborted_ = true;
+            if (!guard.fired()) throw;
+            throw Error(cat("the destination did not answer '", op, "' within ",
+                            std::chrono::duration<double>(opts_.stall_timeout).count(),
+                            " s: the link is stalled (see --stall-timeout)"));
+        }
+    }
+
     [[noreturn]] void refuse() {
         report_.outcome = Outcome::refused;
         report_.error = "pre-migration checks failed: " + failures(report_.checks);
@@ -157,8 +233,36 @@ private:
     void follow(SourceRelay& relay) {
         auto deadline = start_ + opts_.timeout;
         auto relay_failed_at = Clock::time_point::max();
+        // A stalled link: sockets open, nothing moving. QEMU would wait forever
+        // -- during switchover while holding its big lock, so that it does not
+        // even answer QMP. The watchdog runs on its own thread and aborts the
+        // relay, which fails QEMU's writes and frees it.
+        std::mutex stall_mutex;
+        std::string stall_error;
+        StallGuard guard(
+            opts_.stall_timeout, [&relay] { return relay_traffic(relay.bridges()); },
+            [&] {
+                std::string why = cat("no progress on the link for ",
+                                      std::chrono::duration<double>(opts_.stall_timeout).count(),
+                                      " s (", relay_traffic(relay.bridges()),
+                                      " bytes moved): stalled channel; cancelled (see --stall-timeout)");
+                {
+                    std::lock_guard lock(stall_mutex);
+                    stall_error = why;
+                }
+                relay.abort(why);
+            });
+        bool cancelled = false;
         for (;;) {
-            MigrationStats st = parse_migration_stats(qmp_->execute("query-migrate"));
+            MigrationStats st = report_.final_stats;
+            try {
+                st = parse_migration_stats(qmp_->execute("query-migrate"));
+            } catch (const LinkError& e) {
+                // QEMU holds its lock (switchover) and answers late; the
+                // watchdog and the deadline below still apply.
+                if (std::string(e.what()).find("no reply") == std::string::npos) throw;
+                log::warn("source QEMU is not answering QMP: ", e.what());
+            }
             report_.final_stats = st;
             Progress p;
             p.qemu = st;
@@ -167,22 +271,34 @@ private:
             p.channels = relay.expected();
             p.elapsed_s = std::chrono::duration<double>(Clock::now() - start_).count();
             if (on_progress_) on_progress_(p);
-            if (terminal(st.status)) return;
+            if (terminal(st.status)) break;
             auto now = Clock::now();
             if (relay.bridges().error() && relay_failed_at == Clock::time_point::max())
                 relay_failed_at = now;
-            // The relay's failure closes QEMU's socket, which fails the migration
-            // within moments; cancel it if QEMU has not noticed after a while.
-            if (now >= deadline || now - relay_failed_at > std::chrono::seconds(10)) {
-                if (now >= deadline)
-                    report_.error = cat("migration did not finish within ", opts_.timeout.count(),
-                                        " s (see --timeout); cancelled");
-                relay.abort(report_.error.empty() ? "cancelled" : report_.error);
+            // Past the deadline: break the relay like any other failure.
+            if (now >= deadline && !relay.bridges().error()) {
+                report_.error = cat("migration did not finish within ", opts_.timeout.count(),
+                                    " s (see --timeout); cancelled");
+                relay.abort(report_.error);
+            }
+            // The relay's failure closes QEMU's sockets, which fails the
+            // migration within moments; QEMU's own failure path reactivates
+            // the disks it inactivated for switchover. migrate_cancel only as
+            // a last resort: cancelling QEMU 7.2 mid-switchover leaves its
+            // disks inactive, and its next migration dies on an assertion.
+            if (now - relay_failed_at > std::chrono::seconds(10)) {
                 qmp_->execute("migrate_cancel");
+                cancelled = true;
                 wait_terminal();
-                return;
+                break;
             }
             std::this_thread::sleep_for(opts_.poll_interval);
+        }
+        std::lock_guard lock(stall_mutex);
+        if (!stall_error.empty() && report_.final_stats.status != "completed") {
+            report_.error = stall_error;
+        } else if (cancelled && report_.error.empty()) {
+            report_.error = relay.bridges().error().value_or("cancelled");
         }
     }
 
@@ -199,11 +315,40 @@ private:
     void make_source_safe() {
         try {
             wait_terminal();
-            std::string state = qmp_->execute("query-status").value("status", "");
+            auto status = [this] { return qmp_->execute("query-status").value("status", ""); };
+            std::string state = status();
+            // A failed switchover: query-migrate says "failed" while the run
+            // state is still "finish-migrate" until QEMU's cleanup restarts the
+            // guest itself; 'cont' is refused meanwhile ("Migration is not
+            // finalized yet"). Give QEMU up to 10 s, then resume it ourselves.
+            for (int i = 0; i < 100 && was_running_ && state == "finish-migrate"; ++i) {
+                std::this_thread::sleep_for(milliseconds(100));
+                state = status();
+            }
+            // QEMU completed and 'finish' (with resume) went out, but its answer
+            // was lost: the destination may be running the guest now. Resuming
+            // the source too would run it twice; leave that to the operator.
+            if (was_running_ && state != "running" && finish_sent_ && opts_.resume_destination &&
+                !dest_aborted_ && report_.final_stats.status == "completed") {
+                report_.source_state = state;
+                report_.outcome = Outcome::source_at_risk;
+                report_.error += "; the destination may have resumed the guest ('finish' was sent, "
+                                 "its answer lost): check it before resuming the source";
+                return;
+            }
             if (was_running_ && state != "running") {
                 log::warn("source guest is '", state, "' after the failed migration; resuming it");
                 qmp_->execute("cont");
-                state = qmp_->execute("query-status").value("status", "");
+                state = status();
+            }
+            // QEMU 7.2 can leave its disks inactivated by a failed switchover
+            // (when a multifd thread marked the migration failed first); its
+            // next migration then aborts on an assertion. 'cont' reactivates
+            // them, so pause and continue the guest once (milliseconds).
+            if (was_running_ && state == "running") {
+                qmp_->execute("stop");
+                qmp_->execute("cont");
+                state = status();
             }
             report_.source_state = state;
             bool safe = !was_running_ || state == "running";
@@ -211,6 +356,31 @@ private:
         } catch (const std::exception& e) {
             report_.outcome = Outcome::source_at_risk;
             report_.error += cat(" (and checking the source QEMU failed: ", e.what(), ")");
+        }
+    }
+
+    // The destination may have failed first (a corrupted frame, its QEMU gone)
+    // and sent its reason on the control channel; we only saw our link break.
+    // Read it, briefly: a destination that says nothing is cut off.
+    void learn_destination_reason() {
+        if (migration_started_ == false && report_.outcome == Outcome::refused) return;
+        StallGuard guard(milliseconds(1500), [] { return uint64_t{0}; }, [this] { control_->shutdown(); });
+        try {
+            for (int i = 0; i < 16; ++i) recv_message(*control_);  // skip late replies
+        } catch (const std::exception& e) {
+            std::string what = e.what();
+            auto at = what.find("peer aborted: ");
+            if (at != std::string::npos && what.find(report_.error) == std::string::npos)
+                report_.error += cat("; the destination reports: ", what.substr(at + 14));
+        }
+    }
+
+    // Nothing was started on the source QEMU: say what state it is in.
+    void note_source_state() {
+        try {
+            if (qmp_) report_.source_state = qmp_->execute("query-status").value("status", "");
+        } catch (const std::exception& e) {
+            log::warn("checking the source QEMU after the failure: ", e.what());
         }
     }
 
@@ -231,6 +401,8 @@ private:
     std::unique_ptr<transport::Channel> control_;
     wire::SessionId session_{};
     bool migration_started_ = false;
+    bool finish_sent_ = false;
+    bool dest_aborted_ = false;  // the destination said it failed (so it runs nothing)
     bool was_running_ = false;
 };
 

@@ -26,6 +26,9 @@ struct SourceOptions {
     std::string relay_dir;   // where the relay's UNIX socket goes; empty: a private temp dir
     bool resume_destination = true;
     std::chrono::seconds timeout{600};
+    // No byte moved on any channel (or no reply from the destination) for this
+    // long: the link is stalled; cancel the migration and keep the guest running.
+    std::chrono::milliseconds stall_timeout{30000};
     std::chrono::milliseconds poll_interval{100};
     size_t chunk = 1 << 20;
     transport::Options transport;

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "common/error.hpp"
@@ -12,6 +13,7 @@
 #include "qemu-plugin/migration_settings.hpp"
 #include "qemu-plugin/qemu_info.hpp"
 #include "security/errors.hpp"
+#include "qemu-plugin/stall_guard.hpp"
 
 namespace rmig::qemu {
 
@@ -26,12 +28,16 @@ json DestReport::to_json() const {
 
 namespace {
 
+// QMP calls after a failure: QEMU may be gone or stuck, and we must not hang on it.
+constexpr milliseconds kAfterFailure{2000};
+
 class DestSession {
 public:
     explicit DestSession(const DestOptions& o) : opts_(o) {}
 
     ~DestSession() {
         stop_ = true;
+        watcher_ = {};
         acceptor_ = {};
         relay_.reset();
     }
@@ -44,22 +50,119 @@ public:
             if (on_listening) on_listening(listener_->address());
             accept_control();
             acceptor_ = std::jthread([this] { accept_channels(); });
+            watcher_ = std::jthread([this] { watch_relay(); });
+            StallGuard guard(opts_.stall_timeout, [this] { return progress(); },
+                             [this] { stalled(); });
             serve();
         } catch (const std::exception& e) {
             report_.ok = false;
-            report_.error = e.what();
+            report_.error = stall_error().value_or(e.what());
+            if (told_source_) {  // our relay failed first: that is the cause
+                std::lock_guard lock(relay_mutex_);
+                report_.error = relay_->bridges().error().value_or(report_.error);
+            }
             std::lock_guard lock(relay_mutex_);
             if (relay_) relay_->abort(report_.error);
         }
+        if (!report_.ok) give_up_incoming();
         try {
-            if (qmp_) report_.final_state = qmp_->execute("query-status").value("status", "");
+            if (qmp_)
+                report_.final_state =
+                    qmp_->execute("query-status", {}, kAfterFailure).value("status", "");
         } catch (const std::exception&) {
-            report_.final_state = "gone";  // QEMU exits when its incoming migration fails
+            // QEMU exits when its incoming migration fails; or it is wedged (below).
+            if (report_.final_state.empty()) report_.final_state = "gone";
         }
         return report_;
     }
 
 private:
+    // Changes while anything moves: control messages, relayed bytes, or our
+    // own work on a request (which can take a while: finish waits for QEMU).
+    uint64_t progress() {
+        uint64_t p = messages_ + (busy_ ? ++busy_ticks_ : busy_ticks_.load());
+        std::lock_guard lock(relay_mutex_);
+        if (relay_)
+            for (auto& c : relay_->bridges().stats()) p += c.to_link + c.from_link;
+        return p;
+    }
+
+    // When our side of the relay fails (a corrupted frame, QEMU gone), tell
+    // the source why on the control channel -- it only sees its link break --
+    // and end the session.
+    void watch_relay() {
+        while (!stop_ && !finished_) {
+            std::this_thread::sleep_for(milliseconds(50));
+            std::optional<std::string> err;
+            {
+                std::lock_guard lock(relay_mutex_);
+                if (relay_) err = relay_->bridges().error();
+            }
+            if (!err || finished_) continue;
+            told_source_ = true;
+            try {
+                std::lock_guard lock(send_mutex_);
+                control_->send(wire::FrameType::abort, std::as_bytes(std::span(err->data(), err->size())));
+            } catch (const std::exception&) {
+                // The source is gone too.
+            }
+            control_->shutdown();
+            return;
+        }
+    }
+
+    void reply(const json& msg) {
+        std::lock_guard lock(send_mutex_);
+        send_message(*control_, msg);
+    }
+
+    std::optional<std::string> stall_error() const {
+        std::lock_guard lock(stall_mutex_);
+        return stall_error_;
+    }
+
+    void stalled() {
+        std::string why = cat("no progress from the source for ",
+                           std::chrono::duration<double>(opts_.stall_timeout).count(),
+                           " s: stalled link; giving up (see --stall-timeout)");
+        log::error(why);
+        {
+            std::lock_guard lock(stall_mutex_);
+            stall_error_ = why;
+        }
+        {
+            std::lock_guard lock(relay_mutex_);
+            if (relay_) relay_->abort(why);
+        }
+        if (control_) control_->shutdown();  // wakes serve() out of its recv
+    }
+
+    // After a failed session in which QEMU was already waiting for the stream:
+    // its incoming migration cannot be used again, and a guest it has not run
+    // must never be resumed from a partial (or abandoned) copy. Quit it.
+    void give_up_incoming() {
+        if (!prepared_ || !qmp_) return;
+        try {
+            std::string state = qmp_->execute("query-status", {}, kAfterFailure).value("status", "");
+            if (state == "running") {
+                log::error("destination guest is running although the session failed; leaving it");
+                return;
+            }
+            log::warn("quitting the destination QEMU (state '", state, "'): the migration failed");
+            qmp_->execute("quit", {}, kAfterFailure);
+        } catch (const std::exception& e) {
+            // Gone (QEMU exits by itself when its incoming migration fails), or
+            // wedged: QEMU 7.2 can block its main loop forever waiting for a
+            // multifd channel that broke during loading. It runs no guest
+            // either way; say so rather than wait for it.
+            if (std::string(e.what()).find("no reply") != std::string::npos) {
+                report_.final_state = "unresponsive";
+                log::warn("the destination QEMU does not answer QMP (stuck in its failed incoming "
+                          "migration); it runs no guest: stop it");
+            }
+        }
+    }
+
     milliseconds left() const {
         auto l = std::chrono::duration_cast<milliseconds>(deadline_ - Clock::now());
         if (l.count() <= 0)
@@ -122,33 +225,50 @@ private:
     void serve() {
         for (;;) {
             json msg = recv_message(*control_);
+            ++messages_;
             std::string op = msg.value("op", "");
-            json reply;
+            struct Busy {
+                std::atomic<bool>& b;
+                explicit Busy(std::atomic<bool>& f) : b(f) { b = true; }
+                ~Busy() { b = false; }
+            } busy(busy_);
+            json result;
             try {
                 if (op == "ping")
-                    reply = json::object();
+                    result = json::object();
                 else if (op == "probe")
-                    reply = {{"info", to_json(probe(*qmp_))}};
+                    result = {{"info", to_json(probe(*qmp_))}};
                 else if (op == "prepare")
-                    reply = prepare(msg);
+                    result = prepare(msg);
                 else if (op == "finish")
-                    reply = finish(msg);
+                    result = finish(msg);
                 else
                     throw Error(cat("unknown operation '", op, "'"));
             } catch (const LinkError&) {
                 throw;
             } catch (const std::exception& e) {
-                send_message(*control_, {{"ok", false}, {"error", e.what()}});
+                reply({{"ok", false}, {"error", e.what()}});
                 if (op == "finish" || op == "prepare") throw;
                 continue;
             }
-            reply["ok"] = true;
-            send_message(*control_, reply);
+            result["ok"] = true;
+            if (op == "finish") finished_ = true;
+            reply(result);
             if (op == "finish") {
                 report_.ok = true;
                 return;
             }
         }
+    }
+
+    // Tells the source we are still at work on its request, so its stall
+    // watchdog does not take a long 'finish' for a stalled link.
+    void working() {
+        auto now = Clock::now();
+        auto every = std::min(milliseconds(1000), std::max(milliseconds(50), opts_.stall_timeout / 4));
+        if (now - last_working_ < every) return;
+        last_working_ = now;
+        reply({{"op", "working"}});
     }
 
     json prepare(const json& msg) {
@@ -159,6 +279,7 @@ private:
         dir_ = std::make_unique<TempDir>("rmig-incoming", opts_.incoming_dir);
         std::string sock = dir_->path() + "/incoming.sock";
         qmp_->execute("migrate-incoming", {{"uri", "unix:" + sock}});
+        prepared_ = true;
         {
             std::lock_guard lock(relay_mutex_);
             relay_ = std::make_unique<DestRelay>(sock, session_, s.connections(), opts_.chunk);
@@ -168,7 +289,13 @@ private:
 
     json finish(const json& msg) {
         bool resume = msg.value("resume", true);
-        if (!relay_->bridges().wait_finished(relay_->expected(), milliseconds(15000)))
+        bool drained = false;
+        for (auto until = Clock::now() + milliseconds(15000); !drained && Clock::now() < until;) {
+            drained = relay_->bridges().wait_finished(relay_->expected(), milliseconds(200));
+            if (!drained && relay_->bridges().error()) break;
+            working();
+        }
+        if (!drained)
             log::warn("channels still open after the source finished: ",
                       relay_->bridges().error().value_or("waiting for QEMU to close them"));
         // QEMU leaves "inmigrate" only when it has loaded the whole stream.
@@ -177,6 +304,7 @@ private:
             state = qmp_->execute("query-status").value("status", "");
             if (state != "inmigrate") break;
             std::this_thread::sleep_for(milliseconds(100));
+            working();
         }
         std::string incoming = parse_migration_stats(qmp_->execute("query-migrate")).status;
         if (state == "inmigrate" || incoming == "failed")
@@ -203,7 +331,16 @@ private:
     std::mutex relay_mutex_;
     std::unique_ptr<DestRelay> relay_;
     std::atomic<bool> stop_{false};
-    std::jthread acceptor_;
+    std::atomic<bool> prepared_{false};
+    std::atomic<bool> finished_{false};      // 'finish' answered: the relay's job is done
+    std::atomic<bool> told_source_{false};   // watch_relay() sent our relay's error
+    std::mutex send_mutex_;                  // serve() and watch_relay() both send on control
+    Clock::time_point last_working_{};
+    std::atomic<bool> busy_{false};
+    std::atomic<uint64_t> messages_{0}, busy_ticks_{0};
+    mutable std::mutex stall_mutex_;
+    std::optional<std::string> stall_error_;  // set by the guard before it wakes serve()
+    std::jthread acceptor_, watcher_;
 };
 
 }  // namespace

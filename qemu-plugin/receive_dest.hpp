@@ -20,6 +20,9 @@ struct DestOptions {
     std::string listen_uri;    // "tcp:0.0.0.0:7070"
     std::string incoming_dir;  // where QEMU's incoming UNIX socket goes; empty: a temp dir
     std::chrono::seconds timeout{600};  // for the whole session, including waiting for a source
+    // Once a source is connected: nothing received or sent on any channel for
+    // this long means a stalled link; give up (QEMU's incoming migration fails).
+    std::chrono::milliseconds stall_timeout{30000};
     size_t chunk = 1 << 20;
     transport::Options transport;
 };

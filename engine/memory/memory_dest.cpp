@@ -397,9 +397,10 @@ private:
             control = control_.get();
             // The stop shut the channels down; what broke next is only the echo.
             if (stopped_) result_.error = cat("destination stopped by its caller (", what, ")");
-            // A receiver's failure shut the channels down: it is the cause.
+            // Likewise a receiver's failure (e.g. a checksum mismatch) shuts the
+            // control channel down: report the cause, not the echo.
             else if (!receiver_error_.empty() && result_.error.find(receiver_error_) == std::string::npos)
-                result_.error = cat(receiver_error_, " (then: ", result_.error, ")");
+                result_.error = cat(receiver_error_, " (then: ", what, ")");
         }
         if (control) {
             try {
