@@ -342,13 +342,14 @@ private:
         std::string dir = pair_->dir();
         std::string addr_file = dir + "/fault-receive.addr";
         recv_json_ = dir + "/fault-receive.json";
-        receiver_ = std::make_unique<Process>(
-            std::vector<std::string>{rmig_binary(), "receive", "--qmp",
-                                     pair_->destination().qmp_path(), "--listen", "tcp:127.0.0.1:0",
-                                     "--address-file", addr_file, "--timeout",
-                                     cat(o_.rmig_timeout_s), "--stall-timeout",
-                                     cat(o_.stall_timeout_s), "--json", recv_json_},
-            Process::Options{dir + "/fault-receive.log", "=stdout"});
+        std::vector<std::string> argv = {rmig_binary(), "receive", "--qmp",
+                                         pair_->destination().qmp_path(), "--listen", "tcp:127.0.0.1:0",
+                                         "--address-file", addr_file, "--timeout",
+                                         cat(o_.rmig_timeout_s), "--stall-timeout",
+                                         cat(o_.stall_timeout_s), "--json", recv_json_};
+        // Faults hit the default, authenticated and encrypted, session.
+        for (auto& a : pair_->security_args()) argv.push_back(a);
+        receiver_ = std::make_unique<Process>(argv, Process::Options{dir + "/fault-receive.log", "=stdout"});
         for (int i = 0; i < 500 && dest_addr_.empty(); ++i) {
             std::ifstream(addr_file) >> dest_addr_;
             if (dest_addr_.empty()) {
@@ -367,6 +368,7 @@ private:
             proxy_->address(), "--multifd", cat(c_.multifd), "--timeout", cat(o_.rmig_timeout_s),
             "--stall-timeout", cat(o_.stall_timeout_s), "--json", mig_json_, "--progress", "none"};
         if (!c_.resume) argv.push_back("--no-resume");
+        for (auto& a : pair_->security_args()) argv.push_back(a);
         migrator_ = std::make_unique<Process>(argv,
                                               Process::Options{dir + "/fault-migrate.log", "=stdout"});
     }
