@@ -52,7 +52,7 @@
  *              *state_len to the device state (it may be empty: NULL, 0); the
  *              buffer must stay valid until rmig_source_migrate() returns.
  *              Nothing may write the regions after pause() returns. At most
- *              16 MiB - 64 bytes. Return nonzero to fail the migration.
+ *              256 MiB. Return nonzero to fail the migration.
  *   resume     optional. A failure after pause(): run the guest again.
  *   throttle   optional. Auto-converge: slow the guest to `percent` (1..99)
  *              of its CPU time; without it a migration that does not converge

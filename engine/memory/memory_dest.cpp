@@ -347,11 +347,12 @@ private:
     void device_state(const json& msg) {
         watchdog_.arm(step(), "receiving the device state");
         const uint64_t want = msg.value("bytes", ~uint64_t{0});
-        if (want > wire::kMaxFramePayload)
-            throw ProtocolError(cat("device state of ", want, " bytes announced, the limit is ", wire::kMaxFramePayload));
-        // Sent as one DATA frame; a transport with smaller frames (rdma ring
-        // slots) delivers it as consecutive pieces.
+        if (want > kMaxDeviceState)
+            throw ProtocolError(cat("device state of ", want, " bytes announced, the limit is ", kMaxDeviceState));
+        // Sent as consecutive DATA frames (pieces of at most a batch, or one
+        // ring slot on rdma), concatenated up to `want` bytes.
         std::vector<std::byte> blob, piece;
+        blob.reserve(want);  // bounded above; growing it piece by piece recopies it
         do {
             auto type = control_->recv(piece);
             if (type != wire::FrameType::data)

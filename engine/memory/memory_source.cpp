@@ -152,15 +152,22 @@ private:
         const auto paused_at = Clock::now();
         result_.paused = true;
         std::vector<std::byte> blob = cfg_.pause();
-        // v0 sends the blob as one frame; chunking it is future work.
-        if (blob.size() > wire::kMaxFramePayload)
-            throw Error(cat("device state of ", blob.size(), " bytes exceeds the ", wire::kMaxFramePayload,
-                            "-byte frame limit"));
+        if (blob.size() > kMaxDeviceState)
+            throw Error(cat("device state of ", blob.size(), " bytes exceeds the ", kMaxDeviceState,
+                            "-byte limit"));
         collect(true);  // what was dirtied since the last collect, on top of its unsent set
         send_round(result_.rounds);
         watchdog_.arm(cfg_.step_timeout, "device state and confirmation");
         qemu::send_message(*control_, {{"op", "device_state"}, {"bytes", blob.size()}});
-        control_->send(wire::FrameType::data, blob);
+        // In pieces of at most one batch, so the blob is not bound by the
+        // frame limit and the destination copies while the rest arrives.
+        const size_t piece = std::min(control_->max_frame_payload(), kDefaultBatchBudget);
+        size_t at = 0;
+        do {  // an empty blob is one empty frame, as the destination expects
+            size_t n = std::min(piece, blob.size() - at);
+            control_->send(wire::FrameType::data, std::span(blob).subspan(at, n));
+            at += n;
+        } while (at < blob.size());
         json reply = qemu::recv_message(*control_);
         if (!reply.value("ok", false) || reply.value("op", "") != "confirm")
             throw Error(cat("destination did not confirm: ",

@@ -23,6 +23,8 @@ inline constexpr uint32_t kPageBatchMagic = 0x42504d52;  // "RMPB"
 inline constexpr size_t kPageBatchHeaderSize = 12;
 inline constexpr size_t kPageEntrySize = 13;
 inline constexpr size_t kDefaultBatchBudget = 1u << 20;
+// Largest device-state blob a session carries (sent in pieces of a batch).
+inline constexpr size_t kMaxDeviceState = size_t{256} << 20;
 
 enum class PageKind : uint8_t { zero = 0, raw = 1, lz4 = 2, zstd = 3 };
 const char* to_string(PageKind k) noexcept;
