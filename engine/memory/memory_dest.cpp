@@ -397,7 +397,10 @@ private:
             std::lock_guard lock(mu_);
             control = control_.get();
             // The stop shut the channels down; what broke next is only the echo.
-            if (stopped_) result_.error = cat("destination stopped by its caller (", what, ")");
+            if (stopped_)
+                result_.error = what.starts_with("destination stopped by its caller")
+                                    ? what
+                                    : cat("destination stopped by its caller (", what, ")");
             // Likewise a receiver's failure (e.g. a checksum mismatch) shuts the
             // control channel down: report the cause, not the echo.
             else if (!receiver_error_.empty() && result_.error.find(receiver_error_) == std::string::npos)

@@ -354,6 +354,7 @@ void destination_dies_midway(const std::string& listen_uri) {
     EXPECT_FALSE(r.error.empty());
     EXPECT_FALSE(d.ok);
     EXPECT_NE(d.error.find("stopped by its caller"), std::string::npos) << d.error;
+    EXPECT_EQ(d.error.find("stopped by its caller"), d.error.rfind("stopped by its caller")) << d.error;
     EXPECT_EQ(r.paused, paused);
     EXPECT_EQ(resumed, paused);
     EXPECT_LT(secs, 15.0) << "a vanished peer must be noticed promptly";
