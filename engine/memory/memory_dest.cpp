@@ -123,6 +123,18 @@ private:
         }
     }
 
+    // Accepts `in`, or returns nullptr when the peer fails authentication
+    // (wrong key, forged channel token): it is turned away and the real peer
+    // may still come.
+    std::unique_ptr<transport::Channel> accept_authenticated(transport::Incoming& in, const wire::Hello& h) {
+        try {
+            return in.accept(reply_to(h));
+        } catch (const security::AuthError& e) {
+            log::warn(e.what());
+            return nullptr;
+        }
+    }
+
     void accept_session() {
         // The control channel first: it names the session and the channel count.
         watchdog_.arm(step(), "accepting the control channel");
@@ -143,14 +155,8 @@ private:
             session_ = h.session;
             nchannels_ = h.channel_count;
             result_.session = wire::to_hex(session_);
-            std::unique_ptr<transport::Channel> ch;
-            try {
-                ch = in->accept(reply_to(h));
-            } catch (const security::AuthError& e) {
-                // A peer that cannot authenticate is turned away; keep waiting.
-                log::warn(e.what());
-                continue;
-            }
+            auto ch = accept_authenticated(*in, h);
+            if (!ch) continue;
             std::lock_guard lock(mu_);
             control_ = std::move(ch);
         }
@@ -170,14 +176,8 @@ private:
                 in->refuse(wire::HelloStatus::bad_channel);
                 continue;
             }
-            std::unique_ptr<transport::Channel> ch;
-            try {
-                ch = in->accept(reply_to(h));
-            } catch (const security::AuthError& e) {
-                // A forged channel token: the real channel may still come.
-                log::warn(e.what());
-                continue;
-            }
+            auto ch = accept_authenticated(*in, h);
+            if (!ch) continue;
             std::lock_guard lock(mu_);
             data_.push_back(std::move(ch));
         }
