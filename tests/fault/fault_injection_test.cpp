@@ -23,13 +23,23 @@ TEST_P(FaultInjection, SourceSurvivesDestinationStaysSafeRetryVerifies) {
     o.case_deadline_s = 90;
     // Where a fault lands is a race with QEMU (a switchover lasts ~0.1 s); a
     // case that missed its point is run again, and every run must pass. A
-    // miss costs ~1.5 s; three attempts all missed the switchover once in CI.
+    // miss costs ~1.5 s; three attempts all missed the switchover once in CI,
+    // and once a stall landed on a channel that had already finished.
     lab::CaseResult r;
     for (int attempt = 1; attempt <= 8; ++attempt) {
         r = lab::run_case(GetParam(), o);
-        if (!r.passed || r.observed == GetParam().point) break;
-        std::printf("[ info ] attempt %d fired at %s, not %s: again\n", attempt,
-                    lab::to_string(r.observed), lab::to_string(GetParam().point));
+        if (!r.passed) break;
+        bool on_point = r.observed == GetParam().point;
+        // A stall or cut on a channel that had already carried its last byte
+        // (the switchover is short) leaves nothing to break: a miss, not a pass.
+        bool harmless = on_point && GetParam().kind != lab::FaultKind::delay && r.migrate_exit == 0;
+        if (on_point && !harmless) break;
+        if (harmless)
+            std::printf("[ info ] attempt %d fired at %s after the channel's last byte: again\n",
+                        attempt, lab::to_string(r.observed));
+        else
+            std::printf("[ info ] attempt %d fired at %s, not %s: again\n", attempt,
+                        lab::to_string(r.observed), lab::to_string(GetParam().point));
     }
     std::string why;
     for (auto& f : r.failures) why += "\n  - " + f;
