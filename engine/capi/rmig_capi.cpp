@@ -120,9 +120,13 @@ public:
         }
     }
 
-    void collect(DirtyBitmap& snapshot) override {
+    void collect(DirtyBitmap& snapshot) override { collect(snapshot, false); }
+    void collect_final(DirtyBitmap& snapshot) override { collect(snapshot, true); }
+
+    void collect(DirtyBitmap& snapshot, bool final) {
         if (uffd_) {
-            uffd_->collect(snapshot);
+            if (final) uffd_->collect_final(snapshot);
+            else uffd_->collect(snapshot);
         } else {
             call_fn();
             snapshot.clear_all();

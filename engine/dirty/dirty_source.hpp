@@ -19,6 +19,12 @@ public:
     // the source's geometry (pages, page size).
     virtual void collect(DirtyBitmap& snapshot) = 0;
 
+    // The last collect(), made while the guest is paused (the switchover):
+    // nothing can write any more, so a source may skip re-arming its tracking
+    // (uffd-wp: re-protecting every dirty page), which would only add to the
+    // downtime. Only stop() may follow.
+    virtual void collect_final(DirtyBitmap& snapshot) { collect(snapshot); }
+
     // Ends tracking and releases whatever start() set up; idempotent.
     virtual void stop() = 0;
 };

@@ -205,6 +205,13 @@ void UffdWpSource::collect(DirtyBitmap& snapshot) {
     live_.take(snapshot);
 }
 
+void UffdWpSource::collect_final(DirtyBitmap& snapshot) {
+    if (!running_) throw Error("uffd-wp dirty tracking: collect_final() before start()");
+    rethrow_handler_error();
+    std::lock_guard lock(mu_);
+    live_.take(snapshot);
+}
+
 void UffdWpSource::stop() {
     if (!running_) return;
     running_ = false;

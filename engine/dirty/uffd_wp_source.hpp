@@ -57,6 +57,7 @@ public:
     // with no work in between slows writers down.
     void start() override;
     void collect(DirtyBitmap& snapshot) override;  // rethrows a handler-thread failure
+    void collect_final(DirtyBitmap& snapshot) override;  // no re-protecting
     void stop() override;  // joins the handler, unprotects and wakes every writer
 
     size_t pages() const { return live_.pages(); }

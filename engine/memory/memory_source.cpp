@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/error.hpp"
+#include "common/log.hpp"
 #include "engine/dirty/shard.hpp"
 #include "engine/dirty/uffd_wp_source.hpp"
 #include "engine/memory/batch_sender.hpp"
@@ -140,7 +141,7 @@ private:
         for (uint64_t round = 0;; ++round) {
             auto t = Clock::now();
             uint64_t dirty = 0;
-            RoundTotals sent = send_round(round, &dirty);
+            RoundTotals sent = send_round(round, [&] { dirty = collect(false); });
             double secs = seconds_since(t);
             Decision d = policy.on_round({sent.bytes, secs, dirty, dirty * ps_});
             result_.last_decision = d.reason;
@@ -150,30 +151,42 @@ private:
 
         // Switchover: from here the guest is stopped and the clock is downtime.
         const auto paused_at = Clock::now();
+        auto ms_since = [](Clock::time_point& mark) {
+            auto now = Clock::now();
+            double ms = std::chrono::duration<double, std::milli>(now - mark).count();
+            mark = now;
+            return ms;
+        };
+        auto mark = paused_at;
+        SwitchoverTimes& sw = result_.switchover;
         result_.paused = true;
         std::vector<std::byte> blob = cfg_.pause();
+        sw.pause_ms = ms_since(mark);
         if (blob.size() > kMaxDeviceState)
             throw Error(cat("device state of ", blob.size(), " bytes exceeds the ", kMaxDeviceState,
                             "-byte limit"));
-        collect(true);  // what was dirtied since the last collect, on top of its unsent set
-        send_round(result_.rounds);
+        sw.final_pages = collect(true);  // what was dirtied since the last collect, on top of its unsent set
+        sw.collect_ms = ms_since(mark);
+        // The device state follows the final round_end at once: the
+        // destination reads it after placing the round, so sending it
+        // overlaps the placing and saves waiting for round_done first.
+        send_round(result_.rounds, [&] {
+            sw.final_round_ms = ms_since(mark);
+            send_device_state(blob);
+            sw.device_state_ms = ms_since(mark);
+        });
+        sw.placed_ms = ms_since(mark);
         watchdog_.arm(cfg_.step_timeout, "device state and confirmation");
-        qemu::send_message(*control_, {{"op", "device_state"}, {"bytes", blob.size()}});
-        // In pieces of at most one batch, so the blob is not bound by the
-        // frame limit and the destination copies while the rest arrives.
-        const size_t piece = std::min(control_->max_frame_payload(), kDefaultBatchBudget);
-        size_t at = 0;
-        do {  // an empty blob is one empty frame, as the destination expects
-            size_t n = std::min(piece, blob.size() - at);
-            control_->send(wire::FrameType::data, std::span(blob).subspan(at, n));
-            at += n;
-        } while (at < blob.size());
         json reply = qemu::recv_message(*control_);
         if (!reply.value("ok", false) || reply.value("op", "") != "confirm")
             throw Error(cat("destination did not confirm: ",
                             reply.value("error", std::string("unexpected reply ") + reply.dump())));
         watchdog_.disarm();
+        sw.confirm_ms = ms_since(mark);
         result_.downtime_ms = seconds_since(paused_at) * 1000.0;
+        log::info(cat("switchover ", result_.downtime_ms, " ms: pause ", sw.pause_ms, ", collect ", sw.collect_ms,
+                      " (", sw.final_pages, " pages), final round ", sw.final_round_ms, ", device state ",
+                      sw.device_state_ms, ", placed ", sw.placed_ms, ", confirm ", sw.confirm_ms));
         stop_tracking();
         // Confirmed: the destination owns the guest now. Ending the channels
         // is a courtesy; a failure here changes nothing.
@@ -182,6 +195,20 @@ private:
             control_->send(wire::FrameType::end, {});
         } catch (const std::exception&) {
         }
+    }
+
+    // {"op": "device_state", "bytes": N}, then the blob in pieces of at most
+    // one batch, so it is not bound by the frame limit and the destination
+    // copies while the rest arrives.
+    void send_device_state(std::span<const std::byte> blob) {
+        qemu::send_message(*control_, {{"op", "device_state"}, {"bytes", blob.size()}});
+        const size_t piece = std::min(control_->max_frame_payload(), kDefaultBatchBudget);
+        size_t at = 0;
+        do {  // an empty blob is one empty frame, as the destination expects
+            size_t n = std::min(piece, blob.size() - at);
+            control_->send(wire::FrameType::data, blob.subspan(at, n));
+            at += n;
+        } while (at < blob.size());
     }
 
     void open_channels() {
@@ -262,15 +289,16 @@ private:
         for (auto* s : sources_) s->start();
     }
 
-    // Replaces (or, with `merge`, adds to) the snapshots with what was dirtied
-    // since the previous collect; returns the number of dirty pages.
-    uint64_t collect(bool merge) {
+    // Replaces the snapshots with what was dirtied since the previous collect;
+    // the `final` one (guest paused) adds to them instead, as they still hold
+    // the set the policy judged but no round sent. Returns the dirty pages.
+    uint64_t collect(bool final) {
         uint64_t total = 0;
         for (size_t i = 0; i < sources_.size(); ++i) {
-            if (!merge) {
+            if (!final) {
                 sources_[i]->collect(snapshots_[i]);
             } else {
-                sources_[i]->collect(scratch_[i]);
+                sources_[i]->collect_final(scratch_[i]);
                 std::vector<uint64_t> words(scratch_[i].words());
                 for (size_t w = 0; w < words.size(); ++w) words[w] = scratch_[i].word(w);
                 snapshots_[i].merge_from(words.data(), words.size());
@@ -291,12 +319,13 @@ private:
         }
     }
 
-    // With `next_dirty`, collects the next round's dirty set while the
-    // destination finishes placing this one (between round_end and
-    // round_done): the workers have read every page by then, so a write after
-    // the collect is caught by the next one, and the next round's first read
-    // still waits for round_done.
-    RoundTotals send_round(uint64_t round, uint64_t* next_dirty = nullptr) {
+    // `meanwhile` runs between round_end and round_done, while the
+    // destination finishes placing the round. Pre-copy rounds collect the
+    // next dirty set there: the workers have read every page by then, so a
+    // write after the collect is caught by the next one, and the next
+    // round's first read still waits for round_done.
+    template <class Meanwhile>
+    RoundTotals send_round(uint64_t round, Meanwhile&& meanwhile) {
         watchdog_.arm(cfg_.step_timeout, cat("round ", round));
         const unsigned k = cfg_.workers;
         std::vector<std::vector<PageRange>> shards;
@@ -346,7 +375,7 @@ private:
             sum.one_sided += t.one_sided;
         }
         qemu::send_message(*control_, {{"op", "round_end"}, {"round", round}, {"pages", sum.pages}});
-        if (next_dirty) *next_dirty = collect(false);
+        meanwhile();
         json reply = qemu::recv_message(*control_);
         if (!reply.value("ok", false))
             throw Error(cat("destination refused 'round_end': ", reply.value("error", std::string("no reason given"))));

@@ -88,6 +88,17 @@ struct MemorySourceConfig {
     std::function<void()> on_failure_resume;
 };
 
+// Where the downtime went, in order (milliseconds; they add up to downtime_ms).
+struct SwitchoverTimes {
+    double pause_ms = 0;         // the caller's pause(): vCPUs stopped, device state produced
+    double collect_ms = 0;       // the last dirty set collected
+    uint64_t final_pages = 0;    // pages in the final round
+    double final_round_ms = 0;   // the workers sent them (and their barriers)
+    double device_state_ms = 0;  // the device state handed to the control channel
+    double placed_ms = 0;        // until the destination had placed the final round
+    double confirm_ms = 0;       // until it confirmed, device state received
+};
+
 struct MemorySourceResult {
     bool ok = false;
     std::string error;          // why it failed (empty on success)
@@ -106,6 +117,7 @@ struct MemorySourceResult {
     std::string page_path;
     uint64_t one_sided_pages = 0;  // pages written one-sided (counted in pages_sent and bytes_sent too)
     std::string placement;         // where the workers ran and why (WorkerPlacement::summary)
+    SwitchoverTimes switchover;    // set once pause() was called
 };
 
 MemorySourceResult migrate_memory(const MemorySourceConfig& config);
