@@ -308,6 +308,25 @@ TEST(UffdWpSource, StopReleasesBlockedAndLaterWriters) {
     EXPECT_EQ(pages_of(snap), (std::set<size_t>{3, 9}));
 }
 
+TEST(UffdWpSource, FinalCollectHandsOverWithoutReprotecting) {
+    Mapping m(4 << 20, false);
+    UffdWpSource src(m.base(), m.len());
+    src.start();
+    DirtyBitmap snap(src.pages(), src.page_size());
+    write_from_thread(m, {1, 5, 900}, 3);
+    src.collect_final(snap);
+    EXPECT_EQ(pages_of(snap), (std::set<size_t>{1, 5, 900}));
+    const size_t faults = src.faults_handled();
+    // Not re-protected: writing those pages again takes no fault (the guest
+    // is paused in real use; this only shows the re-arm was skipped), while
+    // untouched pages are still protected.
+    write_from_thread(m, {1, 5, 900}, 4);
+    EXPECT_EQ(src.faults_handled(), faults);
+    write_from_thread(m, {2}, 4);
+    EXPECT_EQ(src.faults_handled(), faults + 1);
+    src.stop();
+}
+
 TEST(UffdWpSource, KernelModeWritesFailOrAreTracked) {
     Mapping m(1 << 20, false);
     int pipefd[2];

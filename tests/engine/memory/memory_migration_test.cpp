@@ -254,6 +254,13 @@ void migrate_under_load(Codec codec, Tracking tracking, const LoadCase& lc = {})
     EXPECT_FALSE(resumed);
     EXPECT_TRUE(r.paused);
     EXPECT_EQ(d.device_state, blob);
+    // The downtime's parts, in order, add up to at most the whole.
+    const SwitchoverTimes& sw = r.switchover;
+    for (double part : {sw.pause_ms, sw.collect_ms, sw.final_round_ms, sw.device_state_ms, sw.placed_ms, sw.confirm_ms})
+        EXPECT_GE(part, 0.0);
+    EXPECT_LE(sw.pause_ms + sw.collect_ms + sw.final_round_ms + sw.device_state_ms + sw.placed_ms + sw.confirm_ms,
+              r.downtime_ms + 0.01);
+    EXPECT_GT(r.downtime_ms, 0.0);
     EXPECT_FALSE(r.placement.empty());
     EXPECT_FALSE(d.placement.empty());
     EXPECT_EQ(d.rounds, r.rounds);
@@ -422,6 +429,28 @@ TEST(MemoryMigration, LayoutMismatchIsRefusedBeforeAnyPageMoves) {
         << r.error;
     EXPECT_FALSE(d.ok);
     EXPECT_EQ(r.rounds, 0u);
+}
+
+// A device state larger than the buffer the destination touched in advance
+// (16 MiB), in many pieces, arrives whole and in order.
+TEST(MemoryMigration, DeviceStateLargerThanThePretouchedBufferArrivesWhole) {
+    constexpr size_t kSize = 8u << 20;
+    Mapping src(kSize), dst(kSize);
+    fill_initial(src.data(), kSize);
+    Dest dest(dst);
+    std::vector<std::byte> blob((20u << 20) + 4321);
+    for (size_t i = 0; i < blob.size(); ++i) blob[i] = std::byte(static_cast<uint8_t>(i * 2654435761u >> 13));
+    MemorySourceConfig cfg;
+    cfg.regions = {Region{src.data(), kSize, 0, "ram"}};
+    cfg.dest_uri = dest.address;
+    cfg.convergence.downtime_budget_ms = 1e6;  // switch over right after round 0
+    cfg.pause = [&] { return blob; };
+    MemorySourceResult r = migrate_memory(cfg);
+    MemoryDestResult d = dest.result.get();
+    ASSERT_TRUE(r.ok) << r.error;
+    ASSERT_TRUE(d.ok) << d.error;
+    EXPECT_TRUE(d.device_state == blob);
+    EXPECT_EQ(std::memcmp(src.data(), dst.data(), kSize), 0);
 }
 
 // A destination that accepts the session and the layout, then stops reading
