@@ -20,6 +20,7 @@
 #include "engine/memory/memory_dest.hpp"
 #include "engine/memory/memory_source.hpp"
 #include "lab/fault_proxy.hpp"
+#include "tests/support/anon_mapping.hpp"
 
 using namespace rmig;
 using namespace rmig::engine;
@@ -30,20 +31,8 @@ namespace {
 constexpr size_t kPage = 4096;
 constexpr size_t kSize = 32u << 20;
 
-class Mapping {
-public:
-    Mapping() {
-        void* p = mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) throw_errno("mmap");
-        p_ = static_cast<std::byte*>(p);
-    }
-    ~Mapping() { munmap(p_, kSize); }
-    Mapping(const Mapping&) = delete;
-    Mapping& operator=(const Mapping&) = delete;
-    std::byte* data() const { return p_; }
-
-private:
-    std::byte* p_;
+struct Mapping : test::AnonMapping {
+    Mapping() : AnonMapping(kSize) {}
 };
 
 // One writer: 64-byte blocks at random places, mirrored into a shadow.

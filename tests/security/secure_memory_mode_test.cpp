@@ -13,6 +13,7 @@
 #include "engine/memory/memory_dest.hpp"
 #include "engine/memory/memory_source.hpp"
 #include "security/context.hpp"
+#include "tests/support/anon_mapping.hpp"
 
 using namespace rmig;
 using namespace rmig::engine;
@@ -22,16 +23,8 @@ namespace {
 
 constexpr size_t kSize = 32u << 20;
 
-struct Mapping {
-    std::byte* p;
-    Mapping() {
-        void* m = mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m == MAP_FAILED) throw_errno("mmap");
-        p = static_cast<std::byte*>(m);
-    }
-    ~Mapping() { munmap(p, kSize); }
-    Mapping(const Mapping&) = delete;
-    Mapping& operator=(const Mapping&) = delete;
+struct Mapping : test::AnonMapping {
+    Mapping() : AnonMapping(kSize) {}
 };
 
 std::shared_ptr<security::Context> psk(unsigned char v) {
@@ -48,7 +41,7 @@ struct Dest {
 
     Dest(Mapping& dst, std::shared_ptr<security::Context> key) {
         cfg.stop = stop.get_token();
-        cfg.regions = {Region{dst.p, kSize, 0, "ram"}};
+        cfg.regions = {Region{dst.data(), kSize, 0, "ram"}};
         cfg.listen_uri = "tcp:127.0.0.1:0";
         cfg.timeout = 30s;
         cfg.step_timeout = 10s;
@@ -71,7 +64,7 @@ struct Source {
 Source run_source(Mapping& src, const std::string& to, std::shared_ptr<security::Context> key) {
     Source o;
     MemorySourceConfig sc;
-    sc.regions = {Region{src.p, kSize, 0, "ram"}};
+    sc.regions = {Region{src.data(), kSize, 0, "ram"}};
     sc.dest_uri = to;
     sc.workers = 2;
     sc.convergence.downtime_budget_ms = 1e6;  // switch over after the full round
@@ -88,7 +81,7 @@ void fill(Mapping& m) {
     std::mt19937_64 rng(7);
     for (size_t i = 0; i < kSize / 2; i += 8) {  // half random, half zero pages
         uint64_t v = rng();
-        std::memcpy(m.p + i, &v, 8);
+        std::memcpy(m.data() + i, &v, 8);
     }
 }
 
@@ -104,7 +97,7 @@ TEST(SecureMemoryMode, EncryptedMigrationArrivesByteForByte) {
     ASSERT_TRUE(o.result.ok) << o.result.error;
     ASSERT_TRUE(d.ok) << d.error;
     EXPECT_EQ(d.device_state, std::vector<std::byte>(16, std::byte{7}));
-    EXPECT_EQ(std::memcmp(src.p, dst.p, kSize), 0);
+    EXPECT_EQ(std::memcmp(src.data(), dst.data(), kSize), 0);
 }
 
 TEST(SecureMemoryMode, WrongKeyIsTurnedAwayAndTheRealSourceStillMigrates) {
@@ -115,11 +108,11 @@ TEST(SecureMemoryMode, WrongKeyIsTurnedAwayAndTheRealSourceStillMigrates) {
     EXPECT_FALSE(stranger.result.ok);
     EXPECT_NE(stranger.result.error.find("authentication failed"), std::string::npos) << stranger.result.error;
     EXPECT_FALSE(stranger.result.paused);
-    for (size_t i = 0; i < kSize; i += 4096) ASSERT_EQ(dst.p[i], std::byte{0}) << "page " << i / 4096;
+    for (size_t i = 0; i < kSize; i += 4096) ASSERT_EQ(dst.data()[i], std::byte{0}) << "page " << i / 4096;
 
     Source real = run_source(src, dest.address, psk(3));
     MemoryDestResult d = dest.result.get();
     ASSERT_TRUE(real.result.ok) << real.result.error;
     ASSERT_TRUE(d.ok) << d.error;
-    EXPECT_EQ(std::memcmp(src.p, dst.p, kSize), 0);
+    EXPECT_EQ(std::memcmp(src.data(), dst.data(), kSize), 0);
 }

@@ -9,6 +9,7 @@
 #include <future>
 
 #include "common/error.hpp"
+#include "tests/support/channel_pair.hpp"
 
 using namespace rmig;
 using namespace rmig::engine;
@@ -16,27 +17,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct Pair {
-    std::unique_ptr<transport::Channel> src, dst;
-    Pair() {
-        auto l = transport::listen("tcp:127.0.0.1:0");
-        wire::Hello h;
-        h.role = wire::Role::source;
-        h.kind = wire::ChannelKind::data;
-        h.session = wire::random_session_id();
-        h.channel_id = 1;
-        h.channel_count = 1;
-        auto acc = std::async(std::launch::async, [&] {
-            auto in = l->next(5000ms);
-            if (!in) throw Error("no connection");
-            wire::Hello r = in->hello();
-            r.role = wire::Role::destination;
-            return in->accept(r);
-        });
-        src = transport::connect(l->address(), h);
-        dst = acc.get();
-    }
-};
+using Pair = test::ChannelPair;
 
 std::vector<std::byte> batch_of(size_t i, std::vector<std::byte> buf) {
     buf.resize(1000 + i * 37);

@@ -18,6 +18,7 @@
 #include "engine/memory/memory_dest.hpp"
 #include "engine/memory/memory_source.hpp"
 #include "qemu-plugin/control_protocol.hpp"
+#include "tests/support/anon_mapping.hpp"
 #include "transport/channel.hpp"
 
 #ifdef RMIG_HAVE_RDMA
@@ -32,23 +33,7 @@ namespace {
 
 constexpr size_t kPage = 4096;
 
-class Mapping {
-public:
-    explicit Mapping(size_t size) : size_(size) {
-        void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) throw_errno("mmap");
-        p_ = static_cast<std::byte*>(p);
-    }
-    ~Mapping() { munmap(p_, size_); }
-    Mapping(const Mapping&) = delete;
-    Mapping& operator=(const Mapping&) = delete;
-    std::byte* data() const { return p_; }
-    size_t size() const { return size_; }
-
-private:
-    std::byte* p_;
-    size_t size_;
-};
+using Mapping = test::AnonMapping;
 
 // Recognizable content: every 64-byte block names its page and a version;
 // every fourth page stays zero so zero markers get exercised.
