@@ -1,5 +1,7 @@
 #include "engine/memory/batch_sender.hpp"
 
+#include <algorithm>
+
 namespace rmig::engine {
 
 BatchSender::BatchSender(transport::Channel& ch, size_t depth)
@@ -29,11 +31,12 @@ std::vector<std::byte> BatchSender::buffer() {
     return b;
 }
 
-void BatchSender::push(std::vector<std::byte> batch) {
+void BatchSender::push(std::vector<std::byte> batch, size_t used) {
     {
         std::lock_guard lk(mu_);
         rethrow_locked();
-        queue_.push_back(std::move(batch));
+        const size_t n = std::min(used, batch.size());
+        queue_.push_back({std::move(batch), n});
     }
     cv_.notify_all();
 }
@@ -54,12 +57,12 @@ void BatchSender::run() {
     for (;;) {
         cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
         if (stop_) return;
-        auto batch = std::move(queue_.front());
+        auto [batch, used] = std::move(queue_.front());
         queue_.pop_front();
         lk.unlock();
         std::exception_ptr err;
         try {
-            ch_.send(wire::FrameType::data, batch);
+            ch_.send(wire::FrameType::data, std::span(batch).first(used));
         } catch (...) {
             err = std::current_exception();
         }
@@ -69,8 +72,7 @@ void BatchSender::run() {
             cv_.notify_all();
             return;
         }
-        bytes_ += batch.size();
-        batch.clear();
+        bytes_ += used;
         free_.push_back(std::move(batch));
         --in_flight_;
         cv_.notify_all();

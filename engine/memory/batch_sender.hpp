@@ -24,11 +24,17 @@ public:
     BatchSender(const BatchSender&) = delete;
     BatchSender& operator=(const BatchSender&) = delete;
 
-    // An empty buffer to build the next batch in; blocks while `depth` are
+    // A buffer to build the next batch in (a recycled one keeps its size and
+    // stale bytes, so reusing it costs no clearing); blocks while `depth` are
     // queued or in flight. Rethrows the sender's error, if it had one.
     std::vector<std::byte> buffer();
-    // Queues a batch (from buffer()) to be sent as one DATA frame.
-    void push(std::vector<std::byte> batch);
+    // Queues the first `used` bytes of a buffer from buffer() to be sent as
+    // one DATA frame; without `used`, all of it.
+    void push(std::vector<std::byte> batch, size_t used);
+    void push(std::vector<std::byte> batch) {
+        size_t n = batch.size();
+        push(std::move(batch), n);
+    }
     // Returns once every pushed batch was sent; rethrows a send error.
     void drain();
 
@@ -42,7 +48,11 @@ private:
     const size_t depth_;
     mutable std::mutex mu_;
     std::condition_variable cv_;
-    std::deque<std::vector<std::byte>> queue_;  // to send, in order
+    struct Queued {
+        std::vector<std::byte> buf;
+        size_t used;
+    };
+    std::deque<Queued> queue_;                  // to send, in order
     std::vector<std::vector<std::byte>> free_;  // sent, capacity kept
     size_t in_flight_ = 0;                      // handed out by buffer() or queued or sending
     uint64_t bytes_ = 0;

@@ -68,7 +68,7 @@ std::vector<std::vector<transport::RemoteRegion>> parse_exposed(const json& j, s
     return out;
 }
 
-// A worker's staging memory (the page copy and its compressed form): on the
+// A worker's staging memory (a page's compressed form): on the
 // worker's NUMA node when the placement is applied, plain memory otherwise.
 class Staging {
 public:
@@ -127,7 +127,7 @@ private:
         } else {
             result_.placement = "off";
         }
-        for (unsigned w = 0; w < cfg_.workers; ++w) staging_.emplace_back(placement_.node_of(w), 2 * ps_);
+        for (unsigned w = 0; w < cfg_.workers; ++w) staging_.emplace_back(placement_.node_of(w), ps_);
         watchdog_.arm(cfg_.step_timeout, "layout exchange");
         exchange_layout();
         watchdog_.disarm();
@@ -335,7 +335,10 @@ private:
         if (encoders_.empty())
             for (unsigned w = 0; w < k; ++w) {
                 // A batch must arrive as one frame (rdma: one ring slot).
-                encoders_.emplace_back(std::min(cfg_.batch_budget, data_[w]->max_frame_payload()));
+                const size_t budget = std::min(cfg_.batch_budget, data_[w]->max_frame_payload());
+                encoders_.emplace_back(budget);
+                builders_.emplace_back(ps_, budget);
+                batch_bufs_.emplace_back();
                 compressors_.emplace_back(cfg_.codec, cfg_.codec_level);
             }
 
@@ -397,59 +400,64 @@ private:
                            const std::atomic<bool>& cancel) {
         if (one_sided_) return write_shard(round, w, shards, cancel);
         transport::Channel& ch = *data_[w];
-        PageBatchEncoder& enc = encoders_[w];
+        PageBatchBuilder& b = builders_[w];
         Compressor& comp = compressors_[w];
         const PageKind ckind = cfg_.codec == Codec::lz4 ? PageKind::lz4 : PageKind::zstd;
-        std::span<std::byte> page = staging_[w].bytes().first(ps_), packed = staging_[w].bytes().subspan(ps_, ps_);
+        std::span<std::byte> packed = staging_[w].bytes().first(ps_);
         RoundTotals t;
         // Pipelined: a sender thread puts finished batches on the wire while
         // this thread builds the next ones (scan, copy, classify, compress).
         std::optional<BatchSender> sender;
         if (cfg_.pipeline_depth > 0) sender.emplace(ch, cfg_.pipeline_depth);
+        std::vector<std::byte>& own = batch_bufs_[w];  // without a sender
+        std::vector<std::byte> buf;
+        auto begin = [&](uint32_t region) {
+            buf = sender ? sender->buffer() : std::move(own);
+            b.start(buf, region);
+        };
         auto flush = [&] {
+            const size_t n = b.finish();
+            t.bytes += n;
             if (sender) {
-                auto buf = sender->buffer();
-                enc.finish_into(buf);
-                t.bytes += buf.size();
-                sender->push(std::move(buf));
+                sender->push(std::move(buf), n);
             } else {
-                auto bytes = enc.finish();
-                ch.send(wire::FrameType::data, bytes);
-                t.bytes += bytes.size();
+                ch.send(wire::FrameType::data, std::span(buf).first(n));
+                own = std::move(buf);
             }
-            enc.reset(enc.region());
         };
         for (uint32_t ri = 0; ri < snapshots_.size(); ++ri) {
             if (w >= shards[ri].size()) continue;
             auto* base = static_cast<const std::byte*>(cfg_.regions[ri].base);
-            enc.reset(ri);
+            bool open = false;  // a batch was started (on the region's first page)
             snapshots_[ri].for_each_set(shards[ri][w].begin, shards[ri][w].end, [&](size_t p) {
                 if (cancel.load(std::memory_order_relaxed)) throw Cancelled{};
-                // One copy first: the guest may be writing this page right now,
-                // and classification, compression and the payload must all see
-                // the same bytes (a racing write is caught by the next round).
-                std::memcpy(page.data(), base + p * ps_, ps_);
-                PageKind kind = PageKind::raw;
-                std::span<const std::byte> payload = page;
-                if (is_zero_page(page.data(), ps_)) {
-                    kind = PageKind::zero;
-                    payload = {};
-                    ++t.zero;
-                } else if (cfg_.codec != Codec::none) {
-                    size_t n = comp.compress(page, packed);
-                    if (n > 0) {
-                        kind = ckind;
-                        payload = std::span<const std::byte>(packed.data(), n);
-                        ++t.compressed;
-                    }
-                }
-                if (!enc.add(p, kind, payload)) {
+                if (open && b.full()) {
                     flush();
-                    enc.add(p, kind, payload);
+                    open = false;
+                }
+                if (!open) {
+                    begin(ri);
+                    open = true;
+                }
+                // The page's one copy, straight into its place in the batch:
+                // the guest may be writing it right now, and classification,
+                // compression and the payload must all see the same bytes (a
+                // racing write is caught by the next round).
+                std::span<std::byte> slot = b.slot();
+                std::memcpy(slot.data(), base + p * ps_, ps_);
+                if (is_zero_page(slot.data(), ps_)) {
+                    b.commit(p, PageKind::zero, 0);
+                    ++t.zero;
+                } else if (size_t n = cfg_.codec != Codec::none ? comp.compress(slot, packed) : 0; n > 0) {
+                    std::memcpy(slot.data(), packed.data(), n);
+                    b.commit(p, ckind, n);
+                    ++t.compressed;
+                } else {
+                    b.commit(p, PageKind::raw, ps_);
                 }
                 ++t.pages;
             });
-            if (!enc.empty()) flush();
+            if (open) flush();
         }
         if (sender) sender->drain();  // the barrier follows every batch
         qemu::send_message(ch, {{"op", "barrier"}, {"round", round}, {"pages", t.pages}});
@@ -552,7 +560,9 @@ private:
     bool tracking_ = false;
     std::vector<DirtyBitmap> snapshots_;  // the pages the next round sends
     std::vector<DirtyBitmap> scratch_;
-    std::vector<PageBatchEncoder> encoders_;  // one per worker
+    std::vector<PageBatchEncoder> encoders_;  // one per worker: zero markers beside one-sided writes
+    std::vector<PageBatchBuilder> builders_;  // one per worker: batches built in place
+    std::vector<std::vector<std::byte>> batch_bufs_;  // one per worker, when there is no send stage
     std::vector<Compressor> compressors_;     // one per worker
     WorkerPlacement placement_;
     std::vector<Staging> staging_;            // one per worker

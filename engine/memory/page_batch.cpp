@@ -1,5 +1,7 @@
 #include "engine/memory/page_batch.hpp"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "common/error.hpp"
@@ -162,6 +164,45 @@ void PageBatchEncoder::finish_into(std::vector<std::byte>& out) const {
     if (!table_.empty()) std::memcpy(out.data() + kPageBatchHeaderSize, table_.data(), table_.size());
     if (!payloads_.empty())
         std::memcpy(out.data() + kPageBatchHeaderSize + table_.size(), payloads_.data(), payloads_.size());
+}
+
+PageBatchBuilder::PageBatchBuilder(size_t page_size, size_t budget)
+    : page_size_(page_size),
+      max_pages_(budget > kPageBatchHeaderSize ? (budget - kPageBatchHeaderSize) / (kPageEntrySize + page_size) : 0) {
+    if (max_pages_ == 0)
+        throw Error(cat("page batch budget of ", budget, " bytes cannot hold one ", page_size, "-byte page"));
+    max_pages_ = std::min<size_t>(max_pages_, UINT32_MAX);
+}
+
+void PageBatchBuilder::start(std::vector<std::byte>& buf, uint32_t region) {
+    const size_t need = kPageBatchHeaderSize + max_pages_ * (kPageEntrySize + page_size_);
+    if (buf.size() < need) buf.resize(need);
+    buf_ = buf.data();
+    region_ = region;
+    count_ = 0;
+    payload_end_ = kPageBatchHeaderSize + max_pages_ * kPageEntrySize;
+}
+
+std::span<std::byte> PageBatchBuilder::slot() noexcept { return {buf_ + payload_end_, page_size_}; }
+
+void PageBatchBuilder::commit(uint64_t page_index, PageKind kind, size_t length) noexcept {
+    std::byte* e = buf_ + kPageBatchHeaderSize + size_t{count_} * kPageEntrySize;
+    put_u64(e, page_index);
+    e[8] = static_cast<std::byte>(kind);
+    put_u32(e + 9, static_cast<uint32_t>(length));
+    payload_end_ += length;
+    ++count_;
+}
+
+size_t PageBatchBuilder::finish() noexcept {
+    put_u32(buf_, kPageBatchMagic);
+    put_u32(buf_ + 4, region_);
+    put_u32(buf_ + 8, count_);
+    const size_t reserved_end = kPageBatchHeaderSize + max_pages_ * kPageEntrySize;
+    const size_t table_end = kPageBatchHeaderSize + size_t{count_} * kPageEntrySize;
+    if (table_end != reserved_end)
+        std::memmove(buf_ + table_end, buf_ + reserved_end, payload_end_ - reserved_end);
+    return table_end + (payload_end_ - reserved_end);
 }
 
 }  // namespace rmig::engine

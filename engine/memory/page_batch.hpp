@@ -95,4 +95,37 @@ private:
     std::vector<std::byte> out_;       // header + table + payloads
 };
 
+// Builds a batch in place, in a caller's buffer, so a page is copied once:
+// from guest memory straight to where it goes on the wire. The table is
+// reserved for at most max_pages() entries ahead of the payloads; finish()
+// closes the gap when fewer came (the last batch of a shard), so full batches
+// cost no second copy. Same wire layout as PageBatchEncoder.
+class PageBatchBuilder {
+public:
+    // Throws Error when `budget` cannot hold one raw page with its entry.
+    PageBatchBuilder(size_t page_size, size_t budget);
+
+    size_t max_pages() const noexcept { return max_pages_; }
+    // Starts a batch for `region` in `buf`, growing it if needed (its size is
+    // otherwise kept, so a recycled buffer is not cleared again).
+    void start(std::vector<std::byte>& buf, uint32_t region);
+    bool full() const noexcept { return count_ == max_pages_; }
+    bool empty() const noexcept { return count_ == 0; }
+    // page_size bytes where the next payload goes; fill it, then commit().
+    std::span<std::byte> slot() noexcept;
+    // Records the next entry, whose `length` payload bytes (0 for a zero page,
+    // at most page_size) are at the start of slot().
+    void commit(uint64_t page_index, PageKind kind, size_t length) noexcept;
+    // Writes the header, closes the table gap; returns the batch's size: the
+    // first that many bytes of the buffer given to start().
+    size_t finish() noexcept;
+
+private:
+    size_t page_size_, max_pages_;
+    std::byte* buf_ = nullptr;
+    uint32_t region_ = 0;
+    uint32_t count_ = 0;
+    size_t payload_end_ = 0;  // offset in buf_
+};
+
 }  // namespace rmig::engine

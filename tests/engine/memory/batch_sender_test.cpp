@@ -52,6 +52,34 @@ TEST(BatchSender, BatchesArriveWholeAndInOrder) {
     reader.get();
 }
 
+// Recycled buffers keep their size; only the `used` prefix goes out.
+TEST(BatchSender, SendsOnlyTheUsedPrefixOfARecycledBuffer) {
+    Pair p;
+    constexpr size_t kBatches = 50;
+    auto reader = std::async(std::launch::async, [&] {
+        std::vector<std::byte> got;
+        for (size_t i = 0; i < kBatches; ++i) {
+            EXPECT_EQ(p.dst->recv(got), wire::FrameType::data);
+            ASSERT_EQ(got.size(), 100 + i) << "batch " << i;
+            for (auto b : got) ASSERT_EQ(b, std::byte(i & 0xff)) << "batch " << i;
+        }
+    });
+    {
+        BatchSender s(*p.src, 2);
+        for (size_t i = 0; i < kBatches; ++i) {
+            auto b = s.buffer();
+            if (b.size() < 4096) b.resize(4096);
+            std::fill(b.begin(), b.end(), std::byte{0xee});  // what must not be sent
+            std::fill_n(b.begin(), 100 + i, std::byte(i & 0xff));
+            s.push(std::move(b), 100 + i);
+        }
+        s.drain();
+        EXPECT_EQ(s.bytes_sent(), kBatches * 100 + kBatches * (kBatches - 1) / 2);
+    }
+    ASSERT_EQ(reader.wait_for(10s), std::future_status::ready);
+    reader.get();
+}
+
 TEST(BatchSender, APeerThatGoesAwayIsAnErrorForTheWorker) {
     Pair p;
     p.dst.reset();  // closes the receiving end
