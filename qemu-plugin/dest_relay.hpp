@@ -1,7 +1,9 @@
 // Destination side of channel mode: each data channel that arrives (in order,
-// channel 1 = QEMU's main channel) is connected to the destination QEMU's
-// incoming UNIX socket before its handshake is answered, so the source does
-// not open channel N+1 until channel N is in place.
+// channel 1 = QEMU's main channel) is accepted (authenticated, when security
+// is on) and then connected to the destination QEMU's incoming UNIX socket.
+// The source opens channel N+1 only after channel N's handshake, and QEMU
+// takes its connections in the order they come, so the order holds. A channel
+// that fails authentication is turned away and the real one may still come.
 #pragma once
 
 #include <atomic>

@@ -17,6 +17,8 @@
 #include "common/socket.hpp"
 #include "qemu-plugin/dest_relay.hpp"
 #include "qemu-plugin/source_relay.hpp"
+#include "security/context.hpp"
+#include "security/errors.hpp"
 
 using namespace rmig;
 using namespace rmig::qemu;
@@ -179,4 +181,69 @@ TEST_F(RelayTest, ChannelsOfAnotherSessionOrOutOfOrderAreRefused) {
         EXPECT_NE(std::string(e.what()).find("out of order"), std::string::npos) << e.what();
     }
     EXPECT_EQ(dest->relay->bridges().size(), 0u);
+}
+
+// With security on, a data channel with a forged token (the attacker saw the
+// session id in a plaintext hello, but has no session secret) is turned away
+// before anything reaches the destination QEMU, and the real channel still
+// gets in and carries its bytes.
+TEST_F(RelayTest, ForgedDataChannelIsTurnedAwayBeforeQemuAndTheRealOneStillComes) {
+    auto key = [](unsigned char v) {
+        security::Config c;
+        c.psk.assign(32, v);
+        return security::Context::create(c);
+    };
+    auto real = key(1);
+    transport::Options opts;
+    opts.security = real;
+    opts.handshake_timeout = milliseconds(4000);
+    auto listener = transport::listen("tcp:127.0.0.1:0", opts);
+    // The session's control channel, as rmig receive takes it.
+    wire::Hello h;
+    h.kind = wire::ChannelKind::control;
+    h.session = session;
+    h.channel_count = 1;
+    auto control_in = std::async(std::launch::async, [&] {
+        auto in = listener->next(milliseconds(6000));
+        if (!in) throw Error("no control channel");
+        wire::Hello r = in->hello();
+        r.role = wire::Role::destination;
+        return in->accept(r);
+    });
+    auto client_control = transport::connect(listener->address(), h, opts);
+    auto server_control = control_in.get();
+
+    DestRelay relay(dir + "/dest-qemu.sock", session, 1, 256 << 10);
+    auto offer_next = [&] {
+        return std::async(std::launch::async, [&] {
+            auto in = listener->next(milliseconds(6000));
+            if (in) relay.offer(std::move(in));
+        });
+    };
+    h.kind = wire::ChannelKind::data;
+    h.channel_id = 1;
+    auto attacker = key(9);
+    security::SessionSecret guess;
+    std::memset(guess.data(), 0x42, guess.size());
+    auto lease = attacker->connected_sessions().add(session, guess);
+    transport::Options forged = opts;
+    forged.security = attacker;
+    auto offered = offer_next();
+    EXPECT_THROW(transport::connect(listener->address(), h, forged), security::AuthError);
+    offered.get();
+    EXPECT_EQ(relay.bridges().size(), 0u);
+    EXPECT_FALSE(net::accept_for(dest_qemu_listen.get(), milliseconds(200)))
+        << "the forged channel reached the destination QEMU";
+
+    offered = offer_next();
+    auto link = transport::connect(listener->address(), h, opts);
+    offered.get();
+    ASSERT_EQ(relay.bridges().size(), 1u);
+    UniqueFd qemu = net::accept_for(dest_qemu_listen.get(), milliseconds(5000));
+    ASSERT_TRUE(qemu) << "the real channel never reached the destination QEMU";
+    std::string text = "QEVM main channel bytes";
+    link->send(wire::FrameType::data, std::as_bytes(std::span(text.data(), text.size())));
+    std::string got(text.size(), '\0');
+    ASSERT_EQ(net::read_full(qemu.get(), got.data(), got.size()), got.size());
+    EXPECT_EQ(got, text);
 }
