@@ -30,6 +30,8 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+constexpr size_t kStateCopyPretouch = size_t{16} << 20;  // device state bytes copied without faulting
+
 double seconds_between(Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double>(b - a).count();
 }
@@ -196,6 +198,10 @@ struct rmig_source {
     std::vector<std::unique_ptr<TrackedSource>> sources;
     MemorySourceResult result;
     std::string error;
+    // The device state's copy, made inside the downtime: into memory touched
+    // before the migration started, not fresh pages (faulting in 8 MiB took
+    // 15-27 ms in this VM).
+    std::vector<std::byte> state_copy;
 };
 
 struct rmig_dest {
@@ -316,8 +322,11 @@ int rmig_source_migrate(rmig_source* s) {
             if (r != 0) throw Error(cat("pause callback failed (returned ", r, ")"));
             if (len > 0 && !state) throw Error("pause callback gave a NULL device state of nonzero length");
             auto* p = static_cast<const std::byte*>(state);
-            return std::vector<std::byte>(p, p + len);
+            s->state_copy.assign(p, p + len);  // within the touched capacity unless larger
+            return std::move(s->state_copy);
         };
+        s->state_copy.resize(kStateCopyPretouch);  // touches the pages ...
+        s->state_copy.clear();                     // ... and keeps them
         if (cb.resume) cfg.on_failure_resume = [cb] { cb.resume(cb.opaque); };
         if (cb.throttle)
             cfg.throttle = [s, cb](unsigned percent) {
