@@ -12,6 +12,7 @@
 // plus memcpy of the same bytes as the raw baseline.
 #include <time.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -33,27 +34,29 @@ double cpu_now() {
     return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
 }
 
-// GB/s of plaintext for `step` (one frame) run for at least `secs` of CPU time; best of `reps`.
-double rate(size_t frame, double secs, int reps, const std::function<void()>& step) {
-    double best = 0;
-    for (int r = 0; r < reps; ++r) {
-        double t0 = cpu_now(), t = 0;
-        uint64_t n = 0;
-        do {
-            step();
-            ++n;
-            t = cpu_now() - t0;
-        } while (t < secs);
-        best = std::max(best, double(n) * double(frame) / t / 1e9);
-    }
-    return best;
+// GB/s of plaintext for `step` (one frame) run for at least `secs` of CPU time.
+double rate(size_t frame, double secs, const std::function<void()>& step) {
+    double t0 = cpu_now(), t = 0;
+    uint64_t n = 0;
+    do {
+        step();
+        ++n;
+        t = cpu_now() - t0;
+    } while (t < secs);
+    return double(n) * double(frame) / t / 1e9;
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
     if (argc != 5) {
-        std::fprintf(stderr, "usage: rmig-seal-copy-bench FRAME_BYTES SLOT_BYTES RING_SLOTS SECONDS\n");
+        std::fprintf(stderr, "usage: rmig-seal-copy-bench FRAME_BYTES SLOT_BYTES RING_SLOTS SECONDS\n"
+                             "  SECONDS of CPU time per variant, split in 15 interleaved rounds\n");
         return 2;
     }
     size_t frame = std::strtoull(argv[1], nullptr, 10), slot = std::strtoull(argv[2], nullptr, 10);
@@ -79,15 +82,15 @@ int main(int argc, char** argv) {
         return s + wire::kFrameHeaderSize;
     };
 
-    double copy = rate(frame, secs, 3, [&] {
+    auto copy = [&] {
         for (size_t off = 0; off < frame; off += room) {
             size_t n = std::min(room, frame - off);
             std::memcpy(next_slot(), plain.data() + off, n);
         }
-    });
+    };
 
     FrameSealer s1(key, 1);
-    double send_buffered = rate(frame, secs, 3, [&] {
+    auto send_buffered = [&] {
         s1.seal(wire::FrameType::data, plain, out);
         for (size_t off = 0; off < sealed_size; off += room) {
             size_t n = std::min(room, sealed_size - off);
@@ -95,9 +98,9 @@ int main(int argc, char** argv) {
             std::memcpy(d, out.data() + off, n);
             sink += wire::checksum({d, n});
         }
-    });
+    };
     FrameSealer s2(key, 1);
-    double send_in_place = rate(frame, secs, 3, [&] {
+    auto send_in_place = [&] {
         s2.begin(wire::FrameType::data, plain);
         for (size_t off = 0; off < sealed_size; off += room) {
             size_t n = std::min(room, sealed_size - off);
@@ -105,21 +108,22 @@ int main(int argc, char** argv) {
             s2.write(d, off);
             sink += wire::checksum(d);
         }
-    });
+    };
 
-    // Receive: fill the ring with one sealed frame's slots once, and open it
+    // Receive: put one sealed frame into slots once, and open it
     // over and over with a fresh opener per pass (the counter must match).
     FrameSealer s3(key, 1);
     s3.seal(wire::FrameType::data, plain, out);
+    // Its own ring: the send variants run between the receive ones.
+    std::vector<std::byte> rx_ring(slot * ((sealed_size + room - 1) / room));
     std::vector<std::pair<std::byte*, size_t>> pieces;
-    head = 0;
-    for (size_t off = 0; off < sealed_size; off += room) {
+    for (size_t off = 0, i = 0; off < sealed_size; off += room, ++i) {
         size_t n = std::min(room, sealed_size - off);
-        std::byte* d = next_slot();
+        std::byte* d = rx_ring.data() + i * slot + wire::kFrameHeaderSize;
         std::memcpy(d, out.data() + off, n);
         pieces.emplace_back(d, n);
     }
-    double recv_buffered = rate(frame, secs, 3, [&] {
+    auto recv_buffered = [&] {
         FrameOpener o(key, 1, "bench");
         bool first = true;
         for (auto [p, n] : pieces) {  // the first piece is received into `in`, the others gathered
@@ -131,8 +135,8 @@ int main(int argc, char** argv) {
             first = false;
         }
         o.open(in, got);
-    });
-    double recv_in_place = rate(frame, secs, 3, [&] {
+    };
+    auto recv_in_place = [&] {
         FrameOpener o(key, 1, "bench");
         got.resize(frame);
         size_t at = 0;
@@ -159,19 +163,32 @@ int main(int argc, char** argv) {
             }
         }
         o.finish(tag);
-    });
+    };
+    // Interleaved rounds: the machine's load changes over seconds, so each
+    // round measures every variant back to back and ratios are taken per round.
+    constexpr int kRounds = 15;
+    std::vector<double> r_copy, r_sb, r_si, r_rb, r_ri, send_ratio, recv_ratio;
+    for (int r = 0; r < kRounds; ++r) {
+        double slice = secs / kRounds;
+        r_copy.push_back(rate(frame, slice, copy));
+        r_sb.push_back(rate(frame, slice, send_buffered));
+        r_si.push_back(rate(frame, slice, send_in_place));
+        r_rb.push_back(rate(frame, slice, recv_buffered));
+        r_ri.push_back(rate(frame, slice, recv_in_place));
+        send_ratio.push_back(r_si.back() / r_sb.back());
+        recv_ratio.push_back(r_ri.back() / r_rb.back());
+    }
     if (got != plain) {
         std::fprintf(stderr, "rmig-seal-copy-bench: round trip mismatch\n");
         return 1;
     }
-    std::printf("frame %zu B, slot %zu B, ring %zu slots; GB/s of plaintext per core (CPU time, best of 3)\n",
-                frame, slot, slots);
-    std::printf("memcpy into slots      %7.3f\n", copy);
-    std::printf("send: seal, then copy  %7.3f\n", send_buffered);
-    std::printf("send: seal into slots  %7.3f   in place / buffered %.2f\n", send_in_place,
-                send_in_place / send_buffered);
-    std::printf("recv: gather, open     %7.3f\n", recv_buffered);
-    std::printf("recv: copy, open there %7.3f   in place / buffered %.2f\n", recv_in_place,
-                recv_in_place / recv_buffered);
+    std::printf("frame %zu B, slot %zu B, ring %zu slots; GB/s of plaintext per core (CPU time, median of %d "
+                "interleaved rounds)\n", frame, slot, slots, kRounds);
+    std::printf("memcpy into slots      %7.3f\n", median(r_copy));
+    std::printf("send: seal, then copy  %7.3f\n", median(r_sb));
+    std::printf("send: seal into slots  %7.3f   in place / buffered %.2f (median of per-round ratios)\n",
+                median(r_si), median(send_ratio));
+    std::printf("recv: gather, open     %7.3f\n", median(r_rb));
+    std::printf("recv: copy, open there %7.3f   in place / buffered %.2f\n", median(r_ri), median(recv_ratio));
     return sink == 42 ? 3 : 0;  // keeps the checksums from being optimised away
 }
