@@ -88,7 +88,6 @@ wire::FrameType SecureChannel::recv_in_place(std::vector<std::byte>& payload) {
     std::array<std::byte, kSealPrefix> prefix{};
     std::array<std::byte, kTagSize> tag{};
     size_t at = 0, len = 0, total = SIZE_MAX;  // total: known once the prefix is in
-    payload.clear();
     try {
         while (at < total) {
             inner_->recv_into([&](wire::FrameType t, size_t length, transport::PayloadReader& reader) {
@@ -109,7 +108,7 @@ wire::FrameType SecureChannel::recv_in_place(std::vector<std::byte>& payload) {
                         if (at + k == kSealPrefix) {
                             len = opener_.begin(prefix);
                             total = kSealOverhead + len;
-                            payload.resize(len);
+                            payload.resize(len);  // not cleared first: a same-size frame costs no memset
                             if (length > total - start) throw too_long();
                         }
                     } else if (at < kSealPrefix + len) {
