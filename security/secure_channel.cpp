@@ -79,17 +79,19 @@ void expect_data(const SecureChannel& ch, wire::FrameType t, uint64_t counter) {
 
 // The sealed frame (prefix | ciphertext | tag) may come in several inner
 // frames. Each piece of ciphertext is read from the receive slot straight
-// into `payload` and decrypted there while it is in cache. Not decrypted in
-// the slot itself: the peer can write into the ring, and OpenSSL's GCM reads
-// its input twice (GHASH, then the keystream XOR), so a byte changed in
-// between could pass the tag check and still change the plaintext. The copy
-// into `payload` is the one rdma's recv() makes anyway.
+// into `payload`, the slot is released, and the piece is decrypted there
+// while it is in cache. Not decrypted in the slot itself: the peer can write
+// into the ring, and OpenSSL's GCM reads its input twice (GHASH, then the
+// keystream XOR), so a byte changed in between could pass the tag check and
+// still change the plaintext. The copy into `payload` is the one rdma's
+// recv() makes anyway.
 wire::FrameType SecureChannel::recv_in_place(std::vector<std::byte>& payload) {
     std::array<std::byte, kSealPrefix> prefix{};
     std::array<std::byte, kTagSize> tag{};
     size_t at = 0, len = 0, total = SIZE_MAX;  // total: known once the prefix is in
     try {
         while (at < total) {
+            size_t ct_at = 0, ct_len = 0;  // the ciphertext this inner frame carried, now in `payload`
             inner_->recv_into([&](wire::FrameType t, size_t length, transport::PayloadReader& reader) {
                 expect_data(*this, t, opener_.counter());
                 size_t start = at;
@@ -115,7 +117,8 @@ wire::FrameType SecureChannel::recv_in_place(std::vector<std::byte>& payload) {
                         k = std::min(left, kSealPrefix + len - at);
                         std::span<std::byte> piece(payload.data() + (at - kSealPrefix), k);
                         reader.read({&piece, 1});
-                        opener_.decrypt_in_place(piece);
+                        ct_at = at - kSealPrefix;
+                        ct_len = k;
                     } else {
                         k = std::min(left, total - at);
                         std::span<std::byte> piece(tag.data() + (at - kSealPrefix - len), k);
@@ -125,6 +128,9 @@ wire::FrameType SecureChannel::recv_in_place(std::vector<std::byte>& payload) {
                     left -= k;
                 }
             });
+            // Decrypted once recv_into has returned: the slot is back with the
+            // sender meanwhile, and the piece's checksum has been verified.
+            opener_.decrypt_in_place(std::span(payload).subspan(ct_at, ct_len));
         }
         auto type = opener_.finish(tag);
         opened_in_place_.fetch_add(1, std::memory_order_relaxed);

@@ -2,7 +2,8 @@
 //
 // Stream path: each direction has a ring of slots in the receiver's registered
 // memory. The sender copies a frame (wire header + payload) into its own
-// registered send slot and RDMA-WRITEs it WITH IMMEDIATE into the next remote
+// registered send slot, or lets the caller write the payload there
+// (send_filled), and RDMA-WRITEs it WITH IMMEDIATE into the next remote
 // slot; the immediate carries the length, the receive completion tells the
 // receiver a slot is full. The sender holds one credit per free remote slot and
 // the receiver hands credits back in batches (zero-length WRITE WITH IMMEDIATE),
