@@ -58,6 +58,7 @@ struct Config {
     bool json = false;
     std::string listen = "tcp:127.0.0.1:0";
     std::string security = "none";  // none, auth or encrypt (security/, with a random PSK)
+    bool sealed_copy = false;       // encrypt: the buffered path even where the transport fills in place
 };
 
 const char* const kUsage = R"(usage: rmig-transport-bench [options]
@@ -79,6 +80,9 @@ verifies every frame (sequence, header, XXH3 checksum) as rmig always does.
                         (default) or rdma:ADDR:0 with ADDR on an RDMA device
   --security MODE       none (default); auth: a TLS 1.3 PSK session with channel
                         tokens; encrypt: auth plus AES-256-GCM on every frame
+  --sealed-copy         with encrypt: seal into a channel buffer that the transport
+                        copies, instead of into rdma's registered slots (to measure
+                        what sealing in place saves; tcp always seals this way)
   --json                print one JSON object instead of the text line
   --help                show this help
 
@@ -111,6 +115,8 @@ Config parse_args(int argc, char** argv) {
         if (arg == "--help" || arg == "-h") {
             std::cout << kUsage;
             std::exit(0);
+        } else if (arg == "--sealed-copy") {
+            c.sealed_copy = true;
         } else if (arg == "--json") {
             c.json = true;
         } else if (arg == "--bytes") {
@@ -291,6 +297,7 @@ void open_channels(const Config& cfg, Run& run) {
         id = wire::random_session_id();
         std::memcpy(sc.psk.data() + 16, id.data(), 16);
         sc.encrypt = cfg.security == "encrypt";
+        sc.seal_in_place = !cfg.sealed_copy;
         opts.security = security::Context::create(sc);
     }
     auto listener = transport::listen(cfg.listen, opts);
@@ -439,6 +446,7 @@ void report(const Config& cfg, const Result& r) {
             {"transport", cfg.listen.substr(0, cfg.listen.find(':'))},
             {"listen", cfg.listen},
             {"security", cfg.security},
+            {"sealed_copy", cfg.sealed_copy},
             {"bytes", r.bytes},
             {"streams", cfg.streams},
             {"chunk", cfg.chunk},
@@ -461,7 +469,8 @@ void report(const Config& cfg, const Result& r) {
         std::printf("rmig over %s (security %s): %s over %u stream%s (%s frames) in %.3f s: %.2f Gbit/s\n"
                     "  cpu %.0f%% (user %.2f s, sys %.2f s); per thread busy: senders %.0f%%,"
                     " receivers %.0f%%\n",
-                    cfg.listen.c_str(), cfg.security.c_str(), format_bytes(static_cast<double>(r.bytes)).c_str(), cfg.streams,
+                    cfg.listen.c_str(), (cfg.security + (cfg.sealed_copy ? ", sealed-copy" : "")).c_str(),
+                    format_bytes(static_cast<double>(r.bytes)).c_str(), cfg.streams,
                     cfg.streams == 1 ? "" : "s", format_bytes(static_cast<double>(cfg.chunk)).c_str(),
                     r.seconds, gbit, cpu_pct, r.cpu.user, r.cpu.sys, r.sender_cpu / wall * 100,
                     r.receiver_cpu / wall * 100);

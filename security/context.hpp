@@ -28,6 +28,10 @@ struct Config {
     // false = authenticate only: data channels prove membership but are not
     // encrypted (the control channel always is).
     bool encrypt = true;
+    // Where the transport has registered buffers (rdma), seal into and open
+    // out of them directly (docs/security.md); false: the buffered path with
+    // one more copy per frame, kept to measure what in-place saves.
+    bool seal_in_place = true;
 };
 
 // Reads a PSK file: hex (64+ digits) or base64, whitespace ignored; at least

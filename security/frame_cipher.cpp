@@ -1,5 +1,6 @@
 #include "security/frame_cipher.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/error.hpp"
@@ -44,11 +45,15 @@ CipherCtxPtr make_ctx(const FrameKey& key, bool encrypt) {
 FrameSealer::FrameSealer(const FrameKey& key, uint32_t channel)
     : ctx_(make_ctx(key, true)), salt_(key.salt), channel_(channel) {}
 
-void FrameSealer::seal(wire::FrameType type, std::span<const std::byte> plain, std::vector<std::byte>& out) {
-    if (plain.size() > kMaxSealedPlaintext)
-        throw Error(cat("channel ", channel_, ": a frame of ", plain.size(),
+void FrameSealer::check_size(size_t len) const {
+    if (len > kMaxSealedPlaintext)
+        throw Error(cat("channel ", channel_, ": a frame of ", len,
                         " bytes is more than an encrypted frame can carry (", kMaxSealedPlaintext, ")"));
     if (counter_ == UINT64_MAX) throw Error(cat("channel ", channel_, ": frame counter exhausted"));
+}
+
+void FrameSealer::seal(wire::FrameType type, std::span<const std::byte> plain, std::vector<std::byte>& out) {
+    check_size(plain.size());
     auto len = static_cast<uint32_t>(plain.size());
     out.resize(kSealOverhead + len);
     out[0] = static_cast<std::byte>(type);
@@ -69,6 +74,75 @@ void FrameSealer::seal(wire::FrameType type, std::span<const std::byte> plain, s
     ++counter_;
 }
 
+size_t FrameSealer::begin(wire::FrameType type, std::span<const std::byte> plain) {
+    check_size(plain.size());
+    auto len = static_cast<uint32_t>(plain.size());
+    auto iv = nonce(salt_, counter_);
+    auto a = aad(type, channel_, counter_, len);
+    int n = 0;
+    ++counter_;  // taken now: never reused, even if this frame is abandoned
+    open_ = false;
+    if (EVP_EncryptInit_ex(ctx_.get(), nullptr, nullptr, nullptr, iv.data()) != 1 ||
+        EVP_EncryptUpdate(ctx_.get(), nullptr, &n, a.data(), kAadSize) != 1)
+        throw Error(cat("channel ", channel_, ": AES-256-GCM encryption failed: ", openssl_errors()));
+    prefix_ = {};
+    prefix_[0] = static_cast<std::byte>(type);
+    wire::put_le<uint32_t>(prefix_.data() + 4, len);
+    plain_ = plain;
+    at_ = 0;
+    open_ = true;
+    return kSealOverhead + len;
+}
+
+void FrameSealer::write(std::span<std::byte> dst, size_t offset) {
+    size_t len = plain_.size(), total = kSealOverhead + len;
+    if (!open_ || offset != at_ || dst.size() > total - at_)
+        throw Error(cat("channel ", channel_, ": sealed frame written out of order (bytes ", offset, "..",
+                        offset + dst.size(), " of ", total, ", next expected ", at_, ")"));
+    auto* o = reinterpret_cast<unsigned char*>(dst.data());
+    size_t done = 0;
+    while (done < dst.size()) {
+        size_t at = at_ + done, left = dst.size() - done;
+        if (at < kSealPrefix) {
+            size_t k = std::min(left, kSealPrefix - at);
+            std::memcpy(o + done, prefix_.data() + at, k);
+            done += k;
+        } else if (at < kSealPrefix + len) {
+            // GCM is a stream mode: EVP writes exactly as many bytes as it reads.
+            size_t k = std::min(left, kSealPrefix + len - at);
+            int n = 0;
+            if (EVP_EncryptUpdate(ctx_.get(), o + done, &n,
+                                  reinterpret_cast<const unsigned char*>(plain_.data() + (at - kSealPrefix)),
+                                  static_cast<int>(k)) != 1 ||
+                size_t(n) != k)
+                throw Error(cat("channel ", channel_, ": AES-256-GCM encryption failed: ", openssl_errors()));
+            done += k;
+            if (at + k == kSealPrefix + len) {
+                auto* t = reinterpret_cast<unsigned char*>(tag_.data());
+                if (EVP_EncryptFinal_ex(ctx_.get(), t, &n) != 1 ||
+                    EVP_CIPHER_CTX_ctrl(ctx_.get(), EVP_CTRL_GCM_GET_TAG, kTagSize, t) != 1)
+                    throw Error(cat("channel ", channel_, ": AES-256-GCM tag failed: ", openssl_errors()));
+            }
+        } else {
+            if (len == 0 && at == kSealPrefix) {  // no ciphertext: the tag is all there is
+                int n = 0;
+                auto* t = reinterpret_cast<unsigned char*>(tag_.data());
+                if (EVP_EncryptFinal_ex(ctx_.get(), t, &n) != 1 ||
+                    EVP_CIPHER_CTX_ctrl(ctx_.get(), EVP_CTRL_GCM_GET_TAG, kTagSize, t) != 1)
+                    throw Error(cat("channel ", channel_, ": AES-256-GCM tag failed: ", openssl_errors()));
+            }
+            size_t k = std::min(left, total - at);
+            std::memcpy(o + done, tag_.data() + (at - kSealPrefix - len), k);
+            done += k;
+        }
+    }
+    at_ += dst.size();
+    if (at_ == total) {
+        open_ = false;
+        plain_ = {};
+    }
+}
+
 FrameOpener::FrameOpener(const FrameKey& key, uint32_t channel, std::string name)
     : ctx_(make_ctx(key, false)), salt_(key.salt), channel_(channel), name_(std::move(name)) {}
 
@@ -83,8 +157,8 @@ size_t FrameOpener::sealed_size(std::span<const std::byte> first) const {
     return kSealOverhead + len;
 }
 
-wire::FrameType FrameOpener::open(std::span<const std::byte> sealed, std::vector<std::byte>& plain) {
-    size_t want = sealed_size(sealed);
+wire::FrameType FrameOpener::check_prefix(std::span<const std::byte> sealed) const {
+    sealed_size(sealed);
     // Checked by the tag too (the AAD holds the type); a bad value is refused early.
     auto type = static_cast<wire::FrameType>(sealed[0]);
     if (type != wire::FrameType::data && type != wire::FrameType::end && type != wire::FrameType::control &&
@@ -93,6 +167,18 @@ wire::FrameType FrameOpener::open(std::span<const std::byte> sealed, std::vector
                                 std::to_integer<unsigned>(sealed[0])));
     if (sealed[1] != std::byte{0} || sealed[2] != std::byte{0} || sealed[3] != std::byte{0})
         throw ProtocolError(cat(name_, ": reserved bytes set in encrypted frame ", counter_));
+    return type;
+}
+
+void FrameOpener::failed() const {
+    throw ProtocolError(cat(name_, ": encrypted frame ", counter_,
+                            " failed authentication (tampered, replayed, reordered or dropped frame, "
+                            "or a different key)"));
+}
+
+wire::FrameType FrameOpener::open(std::span<const std::byte> sealed, std::vector<std::byte>& plain) {
+    size_t want = sealed_size(sealed);
+    auto type = check_prefix(sealed);
     if (sealed.size() != want)
         throw ProtocolError(cat(name_, ": encrypted frame ", counter_, " is ", sealed.size(),
                                 " bytes where its length says ", want, " (truncated or padded)"));
@@ -113,12 +199,52 @@ wire::FrameType FrameOpener::open(std::span<const std::byte> sealed, std::vector
     if (!ok || EVP_DecryptFinal_ex(ctx_.get(), tag, &n) != 1) {
         std::fill(plain.begin(), plain.end(), std::byte{0});  // never hand out unauthenticated bytes
         plain.clear();
-        throw ProtocolError(cat(name_, ": encrypted frame ", counter_,
-                                " failed authentication (tampered, replayed, reordered or dropped frame, "
-                                "or a different key)"));
+        failed();
     }
     ++counter_;
     return type;
+}
+
+size_t FrameOpener::begin(std::span<const std::byte> prefix) {
+    open_ = false;
+    if (prefix.size() != kSealPrefix)
+        throw ProtocolError(cat(name_, ": encrypted frame ", counter_, " prefix of ", prefix.size(), " bytes"));
+    type_ = check_prefix(prefix);
+    auto len = wire::get_le<uint32_t>(prefix.data() + 4);
+    auto iv = nonce(salt_, counter_);
+    auto a = aad(type_, channel_, counter_, len);
+    int n = 0;
+    if (EVP_DecryptInit_ex(ctx_.get(), nullptr, nullptr, nullptr, iv.data()) != 1 ||
+        EVP_DecryptUpdate(ctx_.get(), nullptr, &n, a.data(), kAadSize) != 1)
+        failed();
+    left_ = len;
+    open_ = true;
+    return len;
+}
+
+void FrameOpener::decrypt_in_place(std::span<std::byte> data) {
+    if (!open_ || data.size() > left_)
+        throw ProtocolError(cat(name_, ": encrypted frame ", counter_, " decrypted past its length"));
+    if (data.empty()) return;
+    auto* p = reinterpret_cast<unsigned char*>(data.data());
+    int n = 0;
+    if (EVP_DecryptUpdate(ctx_.get(), p, &n, p, static_cast<int>(data.size())) != 1 || size_t(n) != data.size())
+        failed();
+    left_ -= data.size();
+}
+
+wire::FrameType FrameOpener::finish(std::span<const std::byte> tag) {
+    if (!open_ || left_ != 0 || tag.size() != kTagSize)
+        throw ProtocolError(cat(name_, ": encrypted frame ", counter_, " finished before all of it arrived"));
+    open_ = false;
+    unsigned char t[kTagSize];
+    std::memcpy(t, tag.data(), kTagSize);
+    int n = 0;
+    if (EVP_CIPHER_CTX_ctrl(ctx_.get(), EVP_CTRL_GCM_SET_TAG, kTagSize, t) != 1 ||
+        EVP_DecryptFinal_ex(ctx_.get(), t, &n) != 1)
+        failed();
+    ++counter_;
+    return type_;
 }
 
 }  // namespace rmig::security

@@ -10,6 +10,7 @@
 // authentication.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -33,13 +34,30 @@ public:
     FrameSealer(const FrameKey& key, uint32_t channel);
     // Replaces `out` with the sealed form of `plain` as frame number counter().
     void seal(wire::FrameType type, std::span<const std::byte> plain, std::vector<std::byte>& out);
+    // The same sealed frame written piece by piece into memory the caller
+    // hands out (a transport's send slots, Channel::send_filled): begin()
+    // takes the frame's counter and returns the sealed size; write(dst, offset)
+    // then writes sealed bytes [offset, offset + dst.size()), encrypting
+    // `plain` as it goes, with offsets consecutive from 0 to the sealed size.
+    // `plain` must stay valid until the last write. The counter is taken at
+    // begin(), so a frame abandoned half-way never lends its nonce to another.
+    size_t begin(wire::FrameType type, std::span<const std::byte> plain);
+    void write(std::span<std::byte> dst, size_t offset);
     uint64_t counter() const { return counter_; }
 
 private:
+    void check_size(size_t len) const;
+
     CipherCtxPtr ctx_;
     SecretBytes<4> salt_;
     uint32_t channel_;
     uint64_t counter_ = 0;
+    // The frame begin() started: its prefix, plaintext, tag, next offset.
+    std::array<std::byte, kSealPrefix> prefix_{};
+    std::span<const std::byte> plain_;
+    std::array<std::byte, kTagSize> tag_{};
+    size_t at_ = 0;
+    bool open_ = false;
 };
 
 class FrameOpener {
@@ -53,6 +71,15 @@ public:
     // returns the frame's real type. Throws ProtocolError naming the channel
     // and the frame counter.
     wire::FrameType open(std::span<const std::byte> sealed, std::vector<std::byte>& plain);
+    // The same, for a frame read piece by piece straight into the caller's
+    // buffer: begin(prefix) checks the 8-byte prefix and returns the plaintext
+    // length; decrypt_in_place() then turns consecutive ciphertext pieces into
+    // plaintext where they lie; finish(tag) verifies the whole frame and
+    // returns its type. Until finish() returns, the bytes are unauthenticated:
+    // on any throw the caller must wipe them.
+    size_t begin(std::span<const std::byte> prefix);
+    void decrypt_in_place(std::span<std::byte> data);
+    wire::FrameType finish(std::span<const std::byte> tag);
     uint64_t counter() const { return counter_; }
     const std::string& name() const { return name_; }
 
@@ -62,6 +89,12 @@ private:
     uint32_t channel_;
     std::string name_;
     uint64_t counter_ = 0;
+    [[noreturn]] void failed() const;
+    wire::FrameType check_prefix(std::span<const std::byte> prefix) const;
+    // The frame begin() started.
+    wire::FrameType type_ = wire::FrameType::data;
+    size_t left_ = 0;
+    bool open_ = false;
 };
 
 }  // namespace rmig::security

@@ -1,5 +1,8 @@
 #include "security/secure_channel.hpp"
 
+#include <algorithm>
+#include <array>
+
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "security/deadline.hpp"
@@ -25,7 +28,8 @@ std::string what_channel(const wire::Hello& h) {
 }  // namespace
 
 SecureChannel::SecureChannel(std::unique_ptr<transport::Channel> inner, const SessionSecret& secret,
-                             const wire::SessionId& session, bool connector, std::shared_ptr<void> lease)
+                             const wire::SessionId& session, bool connector, std::shared_ptr<void> lease,
+                             bool in_place)
     : inner_(std::move(inner)),
       lease_(std::move(lease)),
       sealer_(derive_frame_key(secret, session, inner_->peer_hello().channel_id,
@@ -33,21 +37,115 @@ SecureChannel::SecureChannel(std::unique_ptr<transport::Channel> inner, const Se
               inner_->peer_hello().channel_id),
       opener_(derive_frame_key(secret, session, inner_->peer_hello().channel_id,
                                connector ? Direction::to_connector : Direction::to_acceptor),
-              inner_->peer_hello().channel_id, inner_->name()) {}
+              inner_->peer_hello().channel_id, inner_->name()),
+      in_place_(in_place && inner_->fills_in_place()) {}
+
+SecureChannel::PathCounts SecureChannel::path_counts() const {
+    return {sealed_in_place_.load(std::memory_order_relaxed), sealed_buffered_.load(std::memory_order_relaxed),
+            opened_in_place_.load(std::memory_order_relaxed), opened_buffered_.load(std::memory_order_relaxed)};
+}
 
 void SecureChannel::send(wire::FrameType type, std::span<const std::byte> payload) {
     std::lock_guard lk(send_mu_);
+    if (send_broken_) throw LinkError(cat(name(), ": an earlier encrypted frame was abandoned half-way"));
+    if (in_place_) {
+        // Encrypt + tag straight into the registered slots, each posted as
+        // soon as it is full: the cipher's write is the only copy.
+        size_t sealed = sealer_.begin(type, payload);
+        try {
+            inner_->send_filled(wire::FrameType::data, sealed,
+                                [&](std::span<std::byte> dst, size_t offset) { sealer_.write(dst, offset); });
+        } catch (...) {
+            send_broken_ = true;  // its counter is spent: the peer could never open the next frame
+            throw;
+        }
+        sealed_in_place_.fetch_add(1, std::memory_order_relaxed);
+        return;
+    }
     sealer_.seal(type, payload, out_);
     inner_->send(wire::FrameType::data, out_);
+    sealed_buffered_.fetch_add(1, std::memory_order_relaxed);
+}
+
+namespace {
+
+void expect_data(const SecureChannel& ch, wire::FrameType t, uint64_t counter) {
+    if (t != wire::FrameType::data)
+        throw ProtocolError(cat(ch.name(), ": plaintext ", wire::to_string(t), " frame where encrypted frame ",
+                                counter, " was due"));
+}
+
+}  // namespace
+
+// The sealed frame (prefix | ciphertext | tag) may come in several inner
+// frames. Each piece of ciphertext is read from the receive slot straight
+// into `payload`, the slot is released, and the piece is decrypted there
+// while it is in cache. Not decrypted in the slot itself: the peer can write
+// into the ring, and OpenSSL's GCM reads its input twice (GHASH, then the
+// keystream XOR), so a byte changed in between could pass the tag check and
+// still change the plaintext. The copy into `payload` is the one rdma's
+// recv() makes anyway.
+wire::FrameType SecureChannel::recv_in_place(std::vector<std::byte>& payload) {
+    std::array<std::byte, kSealPrefix> prefix{};
+    std::array<std::byte, kTagSize> tag{};
+    size_t at = 0, len = 0, total = SIZE_MAX;  // total: known once the prefix is in
+    try {
+        while (at < total) {
+            size_t ct_at = 0, ct_len = 0;  // the ciphertext this inner frame carried, now in `payload`
+            inner_->recv_into([&](wire::FrameType t, size_t length, transport::PayloadReader& reader) {
+                expect_data(*this, t, opener_.counter());
+                size_t start = at;
+                auto too_long = [&] {
+                    return ProtocolError(cat(name(), ": encrypted frame ", opener_.counter(), " runs past ", total,
+                                             " bytes, its length (padded, or two frames in one)"));
+                };
+                if (length > total - at) throw too_long();
+                size_t left = length;
+                while (left > 0) {
+                    size_t k;
+                    if (at < kSealPrefix) {
+                        k = std::min(left, kSealPrefix - at);
+                        std::span<std::byte> piece(prefix.data() + at, k);
+                        reader.read({&piece, 1});
+                        if (at + k == kSealPrefix) {
+                            len = opener_.begin(prefix);
+                            total = kSealOverhead + len;
+                            payload.resize(len);  // not cleared first: a same-size frame costs no memset
+                            if (length > total - start) throw too_long();
+                        }
+                    } else if (at < kSealPrefix + len) {
+                        k = std::min(left, kSealPrefix + len - at);
+                        std::span<std::byte> piece(payload.data() + (at - kSealPrefix), k);
+                        reader.read({&piece, 1});
+                        ct_at = at - kSealPrefix;
+                        ct_len = k;
+                    } else {
+                        k = std::min(left, total - at);
+                        std::span<std::byte> piece(tag.data() + (at - kSealPrefix - len), k);
+                        reader.read({&piece, 1});
+                    }
+                    at += k;
+                    left -= k;
+                }
+            });
+            // Decrypted once recv_into has returned: the slot is back with the
+            // sender meanwhile, and the piece's checksum has been verified.
+            opener_.decrypt_in_place(std::span(payload).subspan(ct_at, ct_len));
+        }
+        auto type = opener_.finish(tag);
+        opened_in_place_.fetch_add(1, std::memory_order_relaxed);
+        return type;
+    } catch (...) {
+        std::fill(payload.begin(), payload.end(), std::byte{0});  // never hand out unauthenticated bytes
+        payload.clear();
+        throw;
+    }
 }
 
 wire::FrameType SecureChannel::recv(std::vector<std::byte>& payload) {
     std::lock_guard lk(recv_mu_);
-    auto expect_data = [&](wire::FrameType t) {
-        if (t != wire::FrameType::data)
-            throw ProtocolError(cat(name(), ": plaintext ", wire::to_string(t), " frame where encrypted frame ",
-                                    opener_.counter(), " was due"));
-    };
+    if (in_place_) return recv_in_place(payload);
+    auto expect_data = [&](wire::FrameType t) { rmig::security::expect_data(*this, t, opener_.counter()); };
     expect_data(inner_->recv(in_));
     // A transport may carry one sealed frame in several (rdma: one per ring
     // slot); gather them by the length prefix.
@@ -56,7 +154,9 @@ wire::FrameType SecureChannel::recv(std::vector<std::byte>& payload) {
         expect_data(inner_->recv(piece_));
         in_.insert(in_.end(), piece_.begin(), piece_.end());
     }
-    return opener_.open(in_, payload);
+    auto type = opener_.open(in_, payload);
+    opened_buffered_.fetch_add(1, std::memory_order_relaxed);
+    return type;
 }
 
 wire::Hello offer(const Context& ctx, const wire::Hello& asked) {
@@ -77,7 +177,8 @@ std::unique_ptr<transport::Channel> secure_connected(std::unique_ptr<transport::
         SessionSecret secret = authenticate_control(*ch, ctx, false, asked.session, timeout);
         auto lease = ctx.connected_sessions().add(asked.session, secret);
         log::debug(ch->name(), ": authenticated with ", ctx.describe());
-        return std::make_unique<SecureChannel>(std::move(ch), secret, asked.session, true, std::move(lease));
+        return std::make_unique<SecureChannel>(std::move(ch), secret, asked.session, true, std::move(lease),
+                                               ctx.config().seal_in_place);
     }
     auto secret = ctx.connected_sessions().find(asked.session);
     if (!secret)
@@ -104,7 +205,8 @@ std::unique_ptr<transport::Channel> secure_connected(std::unique_ptr<transport::
         }
     }
     if (!ctx.encrypt()) return ch;
-    return std::make_unique<SecureChannel>(std::move(ch), *secret, asked.session, true);
+    return std::make_unique<SecureChannel>(std::move(ch), *secret, asked.session, true, nullptr,
+                                           ctx.config().seal_in_place);
 }
 
 namespace {
@@ -131,11 +233,13 @@ public:
                 [&](const SessionSecret& s) { lease = sessions_->add(asked.session, s); });
             log::info("session ", wire::to_hex(asked.session).substr(0, 8), " from ", peer(), ": authenticated (",
                       ctx_->describe(), ctx_->encrypt() ? ", AES-256-GCM)" : ", not encrypted)");
-            return std::make_unique<SecureChannel>(std::move(ch), secret, asked.session, false, std::move(lease));
+            return std::make_unique<SecureChannel>(std::move(ch), secret, asked.session, false, std::move(lease),
+                                                   ctx_->config().seal_in_place);
         }
         SessionSecret secret = check_token(*ch, asked);
         if (!ctx_->encrypt()) return ch;
-        return std::make_unique<SecureChannel>(std::move(ch), secret, asked.session, false);
+        return std::make_unique<SecureChannel>(std::move(ch), secret, asked.session, false, nullptr,
+                                               ctx_->config().seal_in_place);
     }
 
 private:

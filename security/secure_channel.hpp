@@ -8,6 +8,7 @@
 // transport::listen/connect apply them when Options::security is set.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -23,8 +24,13 @@ class SecureChannel final : public transport::Channel {
 public:
     // `connector`: this side opened the channel (picks the key of each
     // direction). `lease` is kept alive with the channel (a session table entry).
+    // `in_place`: where the inner channel fills_in_place() (rdma), seal
+    // straight into its registered send slots and open out of its receive
+    // slots into the caller's buffer; false keeps the buffered path (seal into
+    // a channel buffer that the transport copies), for measuring the difference.
     SecureChannel(std::unique_ptr<transport::Channel> inner, const SessionSecret& secret,
-                  const wire::SessionId& session, bool connector, std::shared_ptr<void> lease = {});
+                  const wire::SessionId& session, bool connector, std::shared_ptr<void> lease = {},
+                  bool in_place = true);
 
     void send(wire::FrameType type, std::span<const std::byte> payload) override;
     wire::FrameType recv(std::vector<std::byte>& payload) override;
@@ -35,13 +41,27 @@ public:
     transport::OneSided* one_sided() override { return nullptr; }
     std::string local_device() const override { return inner_->local_device(); }
 
+    // Which path each frame took (tests and benchmarks prove the in-place one).
+    struct PathCounts {
+        uint64_t sealed_in_place = 0;   // encrypted straight into the transport's send memory
+        uint64_t sealed_buffered = 0;   // encrypted into a channel buffer, then copied by the transport
+        uint64_t opened_in_place = 0;   // read from the receive slot into the caller's buffer, decrypted there
+        uint64_t opened_buffered = 0;   // gathered in a channel buffer, then decrypted into the caller's
+    };
+    PathCounts path_counts() const;
+
 private:
+    wire::FrameType recv_in_place(std::vector<std::byte>& payload);
+
     std::unique_ptr<transport::Channel> inner_;
     std::shared_ptr<void> lease_;
     std::mutex send_mu_, recv_mu_;
     FrameSealer sealer_;
     FrameOpener opener_;
     std::vector<std::byte> out_, in_, piece_;
+    bool in_place_;
+    bool send_broken_ = false;
+    std::atomic<uint64_t> sealed_in_place_{0}, sealed_buffered_{0}, opened_in_place_{0}, opened_buffered_{0};
 };
 
 // The hello to send for `asked` under `ctx`: kCapAuth, and kCapEncrypt if on.

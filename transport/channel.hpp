@@ -129,6 +129,21 @@ public:
     // recv() into a buffer, then copies out of it.
     using PayloadConsumer = std::function<void(wire::FrameType type, size_t length, PayloadReader& reader)>;
     virtual wire::FrameType recv_into(const PayloadConsumer& consume);
+    // Reserve, fill, post: sends a payload of `length` bytes that `fill(dst,
+    // offset)` writes straight into the transport's send memory. `fill` gets
+    // consecutive pieces covering [0, length) in order (none when length is 0)
+    // and must write every byte of each; a piece may be posted before the next
+    // is filled, so a payload longer than max_frame_payload() is split as
+    // send() splits it and needs no more send memory than one frame. If `fill`
+    // throws, send_filled rethrows; once a piece went out the channel is broken
+    // (rdma fails it), before that nothing was sent. Default (tcp, dpdk):
+    // fill one buffer, then send() it, i.e. today's path with its copy.
+    using PayloadFiller = std::function<void(std::span<std::byte> dst, size_t offset)>;
+    virtual void send_filled(wire::FrameType type, size_t length, const PayloadFiller& fill);
+    // True where send_filled() hands out the transport's own registered send
+    // memory and recv_into() reads straight out of its registered receive
+    // memory (rdma's ring slots): filling or reading is then the only copy.
+    virtual bool fills_in_place() const { return false; }
     // One-sided writes, where the backend has them (rdma); else nullptr.
     virtual OneSided* one_sided() { return nullptr; }
     // Largest payload that arrives as one frame; send() splits a longer one

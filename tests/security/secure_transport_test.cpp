@@ -10,6 +10,7 @@
 #include "common/temp_dir.hpp"
 #include "security/context.hpp"
 #include "security/errors.hpp"
+#include "security/secure_channel.hpp"
 #include "transport/channel.hpp"
 
 using namespace rmig;
@@ -112,6 +113,14 @@ TEST(SecureTransport, PskSessionWithEncryptedDataChannels) {
         std::vector<std::byte> in;
         EXPECT_EQ(server->recv(in), FrameType::end);
         EXPECT_TRUE(in.empty());
+        // tcp has no registered buffers: sealing stays buffered (the default path).
+        auto* sc = dynamic_cast<security::SecureChannel*>(client.get());
+        auto* ss = dynamic_cast<security::SecureChannel*>(server.get());
+        ASSERT_TRUE(sc && ss);
+        EXPECT_EQ(sc->path_counts().sealed_in_place, 0u);
+        EXPECT_GT(sc->path_counts().sealed_buffered, 0u);
+        EXPECT_EQ(ss->path_counts().opened_in_place, 0u);
+        EXPECT_GT(ss->path_counts().opened_buffered, 0u);
     }
 }
 

@@ -11,6 +11,7 @@
 
 #include "common/error.hpp"
 #include "engine/wire/byte_order.hpp"
+#include "engine/wire/checksum.hpp"
 #include "transport/rdma/rdma_errors.hpp"
 
 namespace rmig::transport::rdma {
@@ -286,6 +287,12 @@ template <class Pred> void RdmaChannel::wait(Lock& lk, Pred ready, const char* w
 }
 
 void RdmaChannel::send(wire::FrameType type, std::span<const std::byte> payload) {
+    send_filled(type, payload.size(), [&](std::span<std::byte> dst, size_t off) {
+        std::memcpy(dst.data(), payload.data() + off, dst.size());
+    });
+}
+
+void RdmaChannel::send_filled(wire::FrameType type, size_t length, const PayloadFiller& fill) {
     std::lock_guard sl(send_mutex_);
     size_t off = 0;
     do {
@@ -298,15 +305,25 @@ void RdmaChannel::send(wire::FrameType type, std::span<const std::byte> payload)
                        wr_posted_ - wr_done_ < sq_depth_;
             }, "waiting for the receiver's credits");
             size_t room = std::min(opts_.slot_bytes, remote_->slot_bytes) - wire::kFrameHeaderSize;
-            n = std::min(room, payload.size() - off);
+            n = std::min(room, length - off);
             slot = send_head_ % opts_.ring_slots;
         }
-        // Only this thread touches the reserved send slot, so copy unlocked.
+        // Only this thread touches the reserved send slot, so fill it unlocked.
         std::byte* dst = send_ring_.data() + slot * opts_.slot_bytes;
-        auto piece = payload.subspan(off, n);
-        auto header = enc_.encode(type, piece);
+        std::span<std::byte> body(dst + wire::kFrameHeaderSize, n);
+        if (n) {
+            try {
+                fill(body, off);
+            } catch (const std::exception& e) {
+                if (off > 0) {  // the peer holds part of this frame: nothing can follow it
+                    Lock lk(mu_);
+                    fail(cat("a ", length, "-byte frame was abandoned after ", off, " bytes: ", e.what()));
+                }
+                throw;
+            }
+        }
+        auto header = enc_.encode(type, body);
         std::memcpy(dst, header.data(), header.size());
-        if (n) std::memcpy(dst + header.size(), piece.data(), n);
         Lock lk(mu_);
         if (error_) throw_failure();
         auto len = static_cast<uint32_t>(header.size() + n);
@@ -316,7 +333,7 @@ void RdmaChannel::send(wire::FrameType type, std::span<const std::byte> payload)
         --credits_;
         ++remote_head_;
         off += n;
-    } while (off < payload.size());
+    } while (off < length);
 }
 
 std::string RdmaChannel::local_device() const {
@@ -352,8 +369,7 @@ void RdmaChannel::return_credits_if_due(Lock& lk) {
     unreturned_ = 0;
 }
 
-wire::FrameType RdmaChannel::recv(std::vector<std::byte>& payload) {
-    std::lock_guard rl(recv_mutex_);
+std::pair<const std::byte*, wire::FrameHeader> RdmaChannel::next_slot() {
     Slot s;
     {
         Lock lk(mu_);
@@ -369,13 +385,67 @@ wire::FrameType RdmaChannel::recv(std::vector<std::byte>& payload) {
     if (h.length != s.bytes - wire::kFrameHeaderSize)
         throw ProtocolError(cat(name_, ": frame ", h.seq, " claims ", h.length, " bytes but ",
                                 s.bytes - wire::kFrameHeaderSize, " arrived"));
-    payload.resize(h.length);
-    if (h.length) std::memcpy(payload.data(), p + wire::kFrameHeaderSize, h.length);
-    dec_.verify_payload(h, payload);
+    return {p + wire::kFrameHeaderSize, h};
+}
+
+void RdmaChannel::release_slot() {
     Lock lk(mu_);
     post_recv(1);
     ++unreturned_;
     return_credits_if_due(lk);
+}
+
+wire::FrameType RdmaChannel::recv(std::vector<std::byte>& payload) {
+    std::lock_guard rl(recv_mutex_);
+    auto [p, h] = next_slot();
+    payload.resize(h.length);
+    if (h.length) std::memcpy(payload.data(), p, h.length);
+    dec_.verify_payload(h, payload);
+    release_slot();
+    return h.type;
+}
+
+namespace {
+
+// A frame's payload out of its receive slot into the caller's pieces. The
+// checksum covers the copies, not the slot, which the peer can write to.
+class SlotPayloadReader final : public PayloadReader {
+public:
+    SlotPayloadReader(const std::byte* p, size_t length, uint64_t seed, const std::string& name)
+        : p_(p), left_(length), sum_(seed), name_(name) {}
+    void read(std::span<const std::span<std::byte>> pieces) override {
+        for (auto piece : pieces) {
+            if (piece.size() > left_)
+                throw ProtocolError(cat(name_, ": read of ", piece.size(), " bytes past the payload (", left_,
+                                        " left)"));
+            if (piece.empty()) continue;
+            std::memcpy(piece.data(), p_, piece.size());
+            sum_.update(piece);
+            p_ += piece.size();
+            left_ -= piece.size();
+        }
+    }
+    size_t left() const override { return left_; }
+    uint64_t digest() const { return sum_.digest(); }
+
+private:
+    const std::byte* p_;
+    size_t left_;
+    wire::StreamingChecksum sum_;
+    const std::string& name_;
+};
+
+}  // namespace
+
+wire::FrameType RdmaChannel::recv_into(const PayloadConsumer& consume) {
+    std::lock_guard rl(recv_mutex_);
+    auto [p, h] = next_slot();
+    SlotPayloadReader reader(p, h.length, dec_.payload_seed(), name_);
+    consume(h.type, h.length, reader);
+    if (reader.left() != 0)
+        throw ProtocolError(cat(name_, ": ", reader.left(), " payload bytes left unread"));
+    dec_.verify_digest(h, reader.digest());
+    release_slot();
     return h.type;
 }
 

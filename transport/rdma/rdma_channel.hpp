@@ -2,7 +2,8 @@
 //
 // Stream path: each direction has a ring of slots in the receiver's registered
 // memory. The sender copies a frame (wire header + payload) into its own
-// registered send slot and RDMA-WRITEs it WITH IMMEDIATE into the next remote
+// registered send slot, or lets the caller write the payload there
+// (send_filled), and RDMA-WRITEs it WITH IMMEDIATE into the next remote
 // slot; the immediate carries the length, the receive completion tells the
 // receiver a slot is full. The sender holds one credit per free remote slot and
 // the receiver hands credits back in batches (zero-length WRITE WITH IMMEDIATE),
@@ -77,6 +78,13 @@ public:
     // Channel
     void send(wire::FrameType type, std::span<const std::byte> payload) override;
     wire::FrameType recv(std::vector<std::byte>& payload) override;
+    // Each piece the filler gets is the payload part of a registered send slot,
+    // posted as soon as it is filled (so a frame of many slots streams out and
+    // may be larger than the ring).
+    void send_filled(wire::FrameType type, size_t length, const PayloadFiller& fill) override;
+    // The reader copies from the receive slot straight into the caller's pieces.
+    wire::FrameType recv_into(const PayloadConsumer& consume) override;
+    bool fills_in_place() const override { return true; }
     void shutdown() override;
     const wire::Hello& peer_hello() const override { return peer_; }
     const std::string& name() const override { return name_; }
@@ -106,6 +114,9 @@ private:
     uint64_t post_write(ibv_sge* sge, int nsge, uint64_t raddr, uint32_t rkey,
                         std::optional<uint32_t> imm, bool data_slot, bool force_signal);
     void return_credits_if_due(Lock& lk);
+    // The next filled receive slot, its frame header checked; then release_slot().
+    std::pair<const std::byte*, wire::FrameHeader> next_slot();
+    void release_slot();
     void fail(const std::string& why);  // with mu_ held
     [[noreturn]] void throw_failure() const;
     uint32_t lkey_for(const void* p, size_t len);  // registration cache

@@ -236,7 +236,7 @@ for ((attempt = 1; ; attempt++)); do
   [ $left -gt 0 ] || { qrc=124; break; }
   rm -f "$run/qemu.pid"
   timeout -k 5 "$left" qemu-system-x86_64 \
-    -accel tcg,thread=multi -cpu Nehalem -smp "$smp" -m "$mem" -machine q35 \
+    -accel tcg,thread=multi -cpu "${RMIG_VM_CPU:-Nehalem}" -smp "$smp" -m "$mem" -machine q35 \
     -display none -no-reboot -nic none -nodefaults -no-user-config \
     -serial "file:$run/console.log" \
     -kernel "$vmlinux" -initrd "$initrd" \
