@@ -28,8 +28,16 @@ double seconds_since(Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// Thrown inside a worker when another worker already failed: not the cause.
+// Thrown inside a worker when another worker already failed (or the caller
+// cancelled): not the cause.
 struct Cancelled {};
+
+constexpr const char* kCancelledByCaller = "migration cancelled by the caller";
+
+// The caller's stop, seen by the migrate thread.
+struct CancelledByCaller : Error {
+    CancelledByCaller() : Error(kCancelledByCaller) {}
+};
 
 struct RoundTotals {
     uint64_t pages = 0, zero = 0, compressed = 0, bytes = 0, one_sided = 0;
@@ -91,7 +99,8 @@ private:
 class SourceSession {
 public:
     explicit SourceSession(const MemorySourceConfig& c)
-        : cfg_(c), ps_(c.page_size), watchdog_([this] { shutdown_all(); }) {}
+        : cfg_(c), ps_(c.page_size), cancel_deadline_([this] { shutdown_all(); }),
+          watchdog_([this] { shutdown_all(); }) {}
 
     ~SourceSession() {
         stop_tracking();
@@ -100,6 +109,9 @@ public:
 
     MemorySourceResult run() {
         const auto t0 = Clock::now();
+        // Runs on the cancelling thread (or right here if the stop came
+        // first): only flags and a deadline, never a channel operation.
+        std::stop_callback on_stop(cfg_.stop, [this] { request_cancel(); });
         try {
             migrate();
             result_.ok = true;
@@ -117,6 +129,7 @@ private:
         if (!cfg_.pause) throw Error("memory source: no pause callback");
         if (cfg_.workers == 0 || cfg_.workers > 64) throw Error("memory source: workers must be 1..64");
         validate_regions(cfg_.regions, ps_);
+        throw_if_cancelled();
         open_channels();
         if (cfg_.numa) {
             // The configured NIC, else the device the channels run on (rdma).
@@ -130,6 +143,7 @@ private:
         watchdog_.arm(cfg_.step_timeout, "layout exchange");
         exchange_layout();
         watchdog_.disarm();
+        throw_if_cancelled();
         set_up_tracking();
 
         ConvergenceConfig cc = cfg_.convergence;
@@ -138,6 +152,7 @@ private:
         for (auto& s : snapshots_) s.fill();  // round 0: every page
 
         for (uint64_t round = 0;; ++round) {
+            throw_if_cancelled();
             auto t = Clock::now();
             uint64_t dirty = 0;
             RoundTotals sent = send_round(round, &dirty);
@@ -149,9 +164,11 @@ private:
         }
 
         // Switchover: from here the guest is stopped and the clock is downtime.
+        throw_if_cancelled();  // not paused yet: nothing to resume
         const auto paused_at = Clock::now();
         result_.paused = true;
         std::vector<std::byte> blob = cfg_.pause();
+        throw_if_cancelled();  // fail() resumes the guest
         if (blob.size() > kMaxDeviceState)
             throw Error(cat("device state of ", blob.size(), " bytes exceeds the ", kMaxDeviceState,
                             "-byte limit"));
@@ -165,6 +182,11 @@ private:
         size_t at = 0;
         do {  // an empty blob is one empty frame, as the destination expects
             size_t n = std::min(piece, blob.size() - at);
+            if (at + n == blob.size()) {
+                commit();  // the last piece: the destination may confirm from now on
+            } else {
+                throw_if_cancelled();
+            }
             control_->send(wire::FrameType::data, std::span(blob).subspan(at, n));
             at += n;
         } while (at < blob.size());
@@ -332,6 +354,9 @@ private:
                 }
             });
         for (auto& t : threads) t.join();
+        // Workers stopped by the caller's cancel, or failing because its
+        // deadline shut the channels: the cancel is the cause.
+        throw_if_cancelled();
         if (!first_error.empty()) {
             if (link_lost) throw LinkError(first_error);
             throw Error(first_error);
@@ -395,7 +420,7 @@ private:
             auto* base = static_cast<const std::byte*>(cfg_.regions[ri].base);
             enc.reset(ri);
             snapshots_[ri].for_each_set(shards[ri][w].begin, shards[ri][w].end, [&](size_t p) {
-                if (cancel.load(std::memory_order_relaxed)) throw Cancelled{};
+                if (stopping(cancel)) throw Cancelled{};
                 // One copy first: the guest may be writing this page right now,
                 // and classification, compression and the payload must all see
                 // the same bytes (a racing write is caught by the next round).
@@ -457,7 +482,7 @@ private:
             };
             enc.reset(ri);
             snapshots_[ri].for_each_set(shards[ri][w].begin, shards[ri][w].end, [&](size_t p) {
-                if (cancel.load(std::memory_order_relaxed)) throw Cancelled{};
+                if (stopping(cancel)) throw Cancelled{};
                 const std::byte* page = base + p * ps_;
                 if (is_zero_page(page, ps_)) {
                     if (!enc.add(p, PageKind::zero, {})) {
@@ -481,6 +506,32 @@ private:
         return t;
     }
 
+    bool stopping(const std::atomic<bool>& round_cancel) const {
+        return round_cancel.load(std::memory_order_relaxed) || cancel_flag_.load(std::memory_order_relaxed);
+    }
+
+    void throw_if_cancelled() const {
+        if (cancel_flag_.load()) throw CancelledByCaller();
+    }
+
+    // The caller's stop. Past the commit point it is ignored: the destination
+    // may hold the whole guest already, and only its answer tells.
+    void request_cancel() {
+        std::lock_guard lock(cancel_mu_);
+        if (committed_ || cancel_flag_.load()) return;
+        cancel_flag_ = true;
+        // A step under way (a reply awaited, the caller's pause) gets the
+        // grace to end on its own; then every channel is shut, which ends it.
+        cancel_deadline_.arm(cfg_.cancel_grace, "waiting for the step under way after the cancel");
+    }
+
+    // Called before the last piece of the device state: from here a cancel is too late.
+    void commit() {
+        std::lock_guard lock(cancel_mu_);
+        if (cancel_flag_.load()) throw CancelledByCaller();
+        committed_ = true;
+    }
+
     void shutdown_all() {
         std::lock_guard lock(channels_mu_);
         if (control_) control_->shutdown();
@@ -491,17 +542,41 @@ private:
         std::string why = watchdog_.expired();
         result_.ok = false;
         result_.error = why.empty() ? what : cat(why, " (", what, ")");
+        bool cancelled;
+        {
+            std::lock_guard lock(cancel_mu_);
+            cancelled = cancel_flag_.load() && !committed_;
+        }
+        if (cancelled) {
+            // Whatever broke after the stop broke because of it.
+            result_.cancelled = true;
+            std::string late = cancel_deadline_.expired();
+            result_.error = what == kCancelledByCaller ? what : cat(kCancelledByCaller, " (", what, ")");
+            if (!late.empty()) result_.error += cat("; ", late, ", channels shut down");
+        }
         stop_tracking();
         watchdog_.disarm();
         // control_ is only ever set by this thread, so no lock: a send that
         // blocks must not hold up shutdown_all().
+        auto text = result_.error;
+        auto reason = std::as_bytes(std::span(text.data(), text.size()));
         if (control_) {
             try {
-                auto text = result_.error;
-                control_->send(wire::FrameType::abort, std::as_bytes(std::span(text.data(), text.size())));
+                control_->send(wire::FrameType::abort, reason);
             } catch (const std::exception&) {
             }
         }
+        // After a cancel the data channels are intact and no worker runs, so
+        // each gets the reason too: the destination's receivers then report
+        // the cancel rather than a channel that vanished (bounded by the
+        // cancel deadline, which shuts them down).
+        if (cancelled)
+            for (auto& ch : data_) {
+                try {
+                    ch->send(wire::FrameType::abort, reason);
+                } catch (const std::exception&) {
+                }
+            }
         shutdown_all();
         if (result_.paused && cfg_.on_failure_resume) {
             try {
@@ -529,6 +604,10 @@ private:
     std::vector<Staging> staging_;            // one per worker
     bool one_sided_ = false;                  // pages go as one-sided writes (exchange_layout)
     std::vector<std::vector<transport::RemoteRegion>> remote_;  // [channel][region]
+    std::mutex cancel_mu_;                    // orders a stop against the commit point
+    std::atomic<bool> cancel_flag_{false};    // the caller stopped us (before the commit point)
+    bool committed_ = false;                  // the last device-state piece is going out
+    RoundWatchdog cancel_deadline_;           // after a stop: shuts everything once the grace is over
     RoundWatchdog watchdog_;  // last member: destroyed first, before the channels it shuts
 };
 
