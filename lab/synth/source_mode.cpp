@@ -12,6 +12,7 @@
 #include "common/error.hpp"
 #include "common/units.hpp"
 #include "engine/capi/rmig.h"
+#include "lab/synth/security_setup.hpp"
 #include "lab/synth/hash_blob.hpp"
 #include "lab/synth/modes.hpp"
 
@@ -146,6 +147,8 @@ int run_source(const Options& o) {
     h.check(rmig_source_set_codec(h.s, codec_of(o.codec), o.codec_level));
     h.check(rmig_source_set_downtime_ms(h.s, o.downtime_ms));
     h.check(rmig_source_set_limits(h.s, o.max_rounds, o.max_seconds));
+    apply_security(o.security, h.s, [&](int rc) { h.check(rc); }, rmig_source_set_psk_file, rmig_source_set_tls,
+                   rmig_source_set_encrypt, rmig_source_set_insecure_plaintext);
     if (log)
         h.check(rmig_source_set_dirty_log(h.s, RMIG_DIRTY_CALLER, take_log, &g));
     else
@@ -190,6 +193,7 @@ int run_source(const Options& o) {
                 {"dirty_log", o.dirty_log},
                 {"workers", o.workers},
                 {"codec", o.codec},
+                {"security", security::describe(o.security)},
                 {"downtime_budget_ms", o.downtime_ms},
                 {"rounds", st.rounds},
                 {"pages_sent", st.pages_sent},
