@@ -522,7 +522,7 @@ private:
         cancel_flag_ = true;
         // A step under way (a reply awaited, the caller's pause) gets the
         // grace to end on its own; then every channel is shut, which ends it.
-        cancel_deadline_.arm(cfg_.cancel_grace, "waiting for the step under way after the cancel");
+        cancel_deadline_.arm(cfg_.cancel_grace, "the step under way at the cancel");
     }
 
     // Called before the last piece of the device state: from here a cancel is too late.
@@ -551,8 +551,10 @@ private:
             // Whatever broke after the stop broke because of it.
             result_.cancelled = true;
             std::string late = cancel_deadline_.expired();
-            result_.error = what == kCancelledByCaller ? what : cat(kCancelledByCaller, " (", what, ")");
-            if (!late.empty()) result_.error += cat("; ", late, ", channels shut down");
+            if (!late.empty())  // what broke next is the echo of that shutdown
+                result_.error = cat(kCancelledByCaller, "; ", late, ", channels shut down");
+            else
+                result_.error = what == kCancelledByCaller ? what : cat(kCancelledByCaller, " (", what, ")");
         }
         stop_tracking();
         watchdog_.disarm();

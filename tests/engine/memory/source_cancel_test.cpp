@@ -248,6 +248,67 @@ TEST(MemorySourceCancel, AtSwitchoverAfterPauseTheGuestResumes) {
     EXPECT_GE(vcpu.ticks(), ticks_at_pause + 10) << "the guest did not run after the cancel";
 }
 
+// The destination stops answering (its round callback blocks the thread that
+// replies) while the paused source waits for the final round's round_done:
+// the cancel cannot reach it, so after cancel_grace every channel is shut and
+// the source returns, says so, and resumes the guest. The destination, once
+// it runs again, fails on the channels that are gone.
+TEST(MemorySourceCancel, UnresponsiveDestinationIsCutOffAfterTheGrace) {
+    const size_t size = 8u << 20;
+    Mapping src(size), copy(size), dst(size);
+    fill_random(src.data(), size);
+    std::memcpy(copy.data(), src.data(), size);
+    std::binary_semaphore release{0};
+    MemoryDestConfig dcfg;
+    dcfg.regions = {Region{dst.data(), size, 0, "ram"}};
+    dcfg.listen_uri = "tcp:127.0.0.1:0";
+    dcfg.timeout = 60s;
+    dcfg.step_timeout = 30s;
+    std::promise<std::string> listening;
+    dcfg.on_listening = [&](const std::string& a) { listening.set_value(a); };
+    dcfg.on_round_done = [&](uint64_t, uint64_t) { (void)release.try_acquire_for(20s); };
+    auto dest = std::async(std::launch::async, [&] { return receive_memory(dcfg); });
+    auto addr = listening.get_future();
+    ASSERT_EQ(addr.wait_for(10s), std::future_status::ready);
+
+    std::stop_source stop;
+    std::thread canceller;
+    Clock::time_point cancelled_at{};
+    bool resumed = false;
+    MemorySourceConfig cfg = base_config(src, addr.get());
+    cfg.stop = stop.get_token();
+    cfg.cancel_grace = 300ms;
+    cfg.pause = [&] {
+        canceller = std::thread([&] {
+            std::this_thread::sleep_for(100ms);  // the final round's round_end is out by then
+            cancelled_at = Clock::now();
+            stop.request_stop();
+        });
+        return std::vector<std::byte>{};
+    };
+    cfg.on_failure_resume = [&] { resumed = true; };
+    MemorySourceResult r = migrate_memory(cfg);
+    auto source_done = Clock::now();
+    canceller.join();
+    release.release();
+    MemoryDestResult d = dest.get();
+
+    EXPECT_FALSE(r.ok);
+    EXPECT_TRUE(r.cancelled);
+    EXPECT_EQ(r.error.rfind("migration cancelled by the caller", 0), 0u) << r.error;
+    EXPECT_EQ(r.error, "migration cancelled by the caller; the step under way at the cancel timed out after 300 ms, channels shut down");
+    EXPECT_TRUE(r.paused);
+    EXPECT_TRUE(resumed);
+    EXPECT_EQ(std::memcmp(src.data(), copy.data(), size), 0);
+    auto took = source_done - cancelled_at;
+    EXPECT_GE(took, 250ms);
+    EXPECT_LT(took, 300ms + 700ms);
+    EXPECT_FALSE(d.ok);
+    EXPECT_TRUE(d.device_state.empty());
+    std::printf("unresponsive destination: source returned %.0f ms after the cancel: \"%s\"; destination: \"%s\"\n",
+                std::chrono::duration<double, std::milli>(took).count(), r.error.c_str(), d.error.c_str());
+}
+
 // A stop requested before the call: nothing connects, nothing is paused.
 TEST(MemorySourceCancel, BeforeTheStartNothingHappens) {
     Mapping src(1u << 20);
