@@ -3,10 +3,12 @@
 // dirty logs, every destination page checked against the source's hash list,
 // authenticated with a pre-shared key and encrypted (one case plaintext,
 // asked for on loopback); a destination whose size differs, which both sides
-// must refuse; a source with another key, refused; the command-line policy.
+// must refuse; a source with another key, refused; SIGINT cancelling the
+// source mid-round; the command-line policy.
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <csignal>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -140,7 +142,7 @@ TEST(SynthGuest, SequentialOneWorkerHashedAtPausePlaintextOnLoopback) {
 // The destination turns the stranger away and keeps waiting (until its
 // timeout here); the source fails at the handshake, before any page moves.
 TEST(SynthGuest, SourceWithAnotherKeyIsRefused) {
-    Outcome o = migrate({"--dirty-rate", "16M"}, "256M", "psk", "other-psk", "8");
+    Outcome o = migrate({"--dirty-rate", "16M"}, "256M", "psk", "other-psk", "6");
     EXPECT_EQ(o.source_exit, 1) << o.source_log;
     EXPECT_EQ(o.dest_exit, 1) << o.dest_log;
     EXPECT_NE(o.source["error"].get<std::string>().find("authentication failed"), std::string::npos)
@@ -149,6 +151,57 @@ TEST(SynthGuest, SourceWithAnotherKeyIsRefused) {
     EXPECT_EQ(o.dest["rounds"].get<unsigned>(), 0u);
     EXPECT_EQ(o.dest["verified"].get<uint64_t>(), 0u);
     EXPECT_NE(o.dest_log.find("authentication failed"), std::string::npos) << o.dest_log;
+}
+
+// SIGINT to the source mid-round cancels through rmig_source_cancel: the
+// source reports the cancel (exit 1, no round completed), the destination
+// reports the source's abort (exit 1, nothing verified); both end promptly.
+TEST(SynthGuest, SigintCancelsTheMigrationOnBothSides) {
+    TempDir dir("synth-cancel");
+    const std::string port = dir.path() + "/port";
+    auto sec = security_args(dir, "psk");
+    std::vector<std::string> dargv = {kSynth, "dest", "--size", "256M", "--listen", "tcp:127.0.0.1:0",
+                                      "--port-file", port, "--timeout", "50", "--json"};
+    dargv.insert(dargv.end(), sec.begin(), sec.end());
+    Process dest(dargv, {dir.path() + "/dest.json", dir.path() + "/dest.log"});
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (!std::ifstream(port) && std::chrono::steady_clock::now() < deadline && dest.running())
+        std::this_thread::sleep_for(20ms);
+    std::string uri = slurp(port);
+    ASSERT_FALSE(uri.empty()) << slurp(dir.path() + "/dest.log");
+    uri.erase(uri.find_last_not_of("\n") + 1);
+    // zstd at level 19 makes round 0 of 256 MiB take seconds here.
+    std::vector<std::string> sargv = {kSynth, "source", "--size", "256M", "--to", uri, "--json", "--codec", "zstd",
+                                      "--codec-level", "19", "--dirty-rate", "16M"};
+    sargv.insert(sargv.end(), sec.begin(), sec.end());
+    Process source(sargv, {dir.path() + "/source.json", dir.path() + "/source.log"});
+    deadline = std::chrono::steady_clock::now() + 20s;  // the session is up
+    while (slurp(dir.path() + "/dest.log").find("authenticated") == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline && source.running())
+        std::this_thread::sleep_for(10ms);
+    std::this_thread::sleep_for(300ms);
+    const auto t = std::chrono::steady_clock::now();
+    source.signal(SIGINT);
+    int source_exit = source.wait_for(10s).value_or(-1);
+    int dest_exit = dest.wait_for(10s).value_or(-1);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+    std::string slog = slurp(dir.path() + "/source.log"), dlog = slurp(dir.path() + "/dest.log");
+    EXPECT_EQ(source_exit, 1) << slog;
+    EXPECT_EQ(dest_exit, 1) << dlog;
+    EXPECT_LT(secs, 3.0);
+    json sj, dj;
+    try {
+        sj = json::parse(slurp(dir.path() + "/source.json"));
+        dj = json::parse(slurp(dir.path() + "/dest.json"));
+    } catch (const std::exception& e) {
+        FAIL() << "bad JSON report: " << e.what() << "\n" << slog << "\n" << dlog;
+    }
+    EXPECT_EQ(sj["error"], "migration cancelled by the caller") << slog;
+    EXPECT_EQ(sj["cancelled_by_signal"].get<int>(), SIGINT);
+    EXPECT_EQ(sj["rounds"].get<unsigned>(), 0u);
+    EXPECT_NE(dj["error"].get<std::string>().find("aborted: migration cancelled by the caller"), std::string::npos)
+        << dj["error"];
+    EXPECT_EQ(dj["verified"].get<uint64_t>(), 0u);
 }
 
 // The rmig command's policy (security/settings.hpp): no credentials is a usage
