@@ -129,8 +129,11 @@ private:
         if (!cfg_.pause) throw Error("memory source: no pause callback");
         if (cfg_.workers == 0 || cfg_.workers > 64) throw Error("memory source: workers must be 1..64");
         validate_regions(cfg_.regions, ps_);
-        throw_if_cancelled();
+        throw_if_cancelled();  // nothing connected yet: the destination keeps waiting for a source
+        // Not checked between connects: the destination reads its control
+        // channel (and so the abort) only once every data channel is in.
         open_channels();
+        throw_if_cancelled();
         if (cfg_.numa) {
             // The configured NIC, else the device the channels run on (rdma).
             placement_ = place_workers(cfg_.nic.empty() ? data_[0]->local_device() : cfg_.nic, cfg_.regions,
