@@ -355,6 +355,9 @@ private:
         blob.reserve(want);  // bounded above; growing it piece by piece recopies it
         do {
             auto type = control_->recv(piece);
+            if (type == wire::FrameType::abort)  // e.g. cancelled at switchover
+                throw Error(cat(control_->name(), ": source aborted: ",
+                                std::string(reinterpret_cast<const char*>(piece.data()), piece.size())));
             if (type != wire::FrameType::data)
                 throw ProtocolError(cat("expected the device state, got a ", wire::to_string(type), " frame"));
             blob.insert(blob.end(), piece.begin(), piece.end());
