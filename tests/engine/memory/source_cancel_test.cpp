@@ -328,6 +328,60 @@ TEST(MemorySourceCancel, UnresponsiveDestinationIsCutOffAfterTheGrace) {
                 std::chrono::duration<double, std::milli>(took).count(), r.error.c_str(), d.error.c_str());
 }
 
+// Cancels landing anywhere in the switchover (final round, device state in
+// 1 MiB pieces, confirmation): each run ends either cancelled on both sides
+// (guest resumed, destination without device state) or migrated on both
+// sides (cancel too late, ignored), never one side each.
+TEST(MemorySourceCancel, AnywhereInTheSwitchoverNeverAHalfState) {
+    const size_t size = 8u << 20;
+    Mapping src(size), copy(size), dst(size);
+    fill_random(src.data(), size);
+    std::memcpy(copy.data(), src.data(), size);
+    const std::vector<std::byte> blob(24u << 20, std::byte{0x3c});
+    int cancelled = 0, completed = 0;
+    for (int delay_us : {0, 200, 500, 1000, 2000, 4000, 8000, 16000, 32000, 64000}) {
+        Dest dest(dst);
+        std::stop_source stop;
+        std::thread canceller;
+        bool resumed = false;
+        MemorySourceConfig cfg = base_config(src, dest.address);
+        cfg.stop = stop.get_token();
+        cfg.pause = [&] {
+            canceller = std::thread([&, delay_us] {
+                std::this_thread::sleep_for(std::chrono::microseconds(delay_us));
+                stop.request_stop();
+            });
+            return blob;
+        };
+        cfg.on_failure_resume = [&] { resumed = true; };
+        auto t0 = Clock::now();
+        MemorySourceResult r = migrate_memory(cfg);
+        canceller.join();
+        MemoryDestResult d = dest.result.get();
+        EXPECT_LT(Clock::now() - t0, 10s);
+        SCOPED_TRACE(testing::Message() << "cancel " << delay_us << " us after pause: source \"" << r.error
+                                        << "\", destination \"" << d.error << "\"");
+        EXPECT_EQ(r.ok, d.ok);
+        if (r.ok) {
+            ++completed;
+            EXPECT_FALSE(r.cancelled);
+            EXPECT_FALSE(resumed);
+            EXPECT_EQ(d.device_state, blob);
+            EXPECT_EQ(std::memcmp(dst.data(), src.data(), size), 0);
+        } else {
+            ++cancelled;
+            EXPECT_TRUE(r.cancelled);
+            EXPECT_TRUE(resumed);
+            EXPECT_TRUE(d.device_state.empty());
+            EXPECT_NE(d.error.find("migration cancelled by the caller"), std::string::npos);
+        }
+        EXPECT_EQ(std::memcmp(src.data(), copy.data(), size), 0);
+    }
+    std::printf("switchover cancels: %d cancelled on both sides, %d too late and migrated on both\n", cancelled,
+                completed);
+    EXPECT_GT(cancelled, 0);
+}
+
 // A stop requested before the call: nothing connects, nothing is paused.
 TEST(MemorySourceCancel, BeforeTheStartNothingHappens) {
     Mapping src(1u << 20);
