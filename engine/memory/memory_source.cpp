@@ -541,6 +541,24 @@ private:
         for (auto& ch : data_) ch->shutdown();
     }
 
+    // After a cancel, reads the control channel until the destination's own
+    // abort (its answer to ours) or its close: only then is ours known to
+    // have arrived. Closing earlier, with a reply (a round_done) unread here,
+    // makes the kernel reset the connection and drop what it had not sent
+    // yet, the abort included. Bounded by the frame count and by the cancel
+    // deadline, which shuts the channel down.
+    void await_abort_echo() {
+        if (!control_) return;
+        try {
+            std::vector<std::byte> buf;
+            for (int i = 0; i < 16; ++i) {
+                auto type = control_->recv(buf);
+                if (type == wire::FrameType::abort || type == wire::FrameType::end) return;
+            }
+        } catch (const std::exception&) {
+        }
+    }
+
     void fail(const std::string& what) {
         std::string why = watchdog_.expired();
         result_.ok = false;
@@ -575,13 +593,15 @@ private:
         // each gets the reason too: the destination's receivers then report
         // the cancel rather than a channel that vanished (bounded by the
         // cancel deadline, which shuts them down).
-        if (cancelled)
+        if (cancelled) {
             for (auto& ch : data_) {
                 try {
                     ch->send(wire::FrameType::abort, reason);
                 } catch (const std::exception&) {
                 }
             }
+            await_abort_echo();
+        }
         shutdown_all();
         if (result_.paused && cfg_.on_failure_resume) {
             try {
