@@ -1,7 +1,6 @@
-// The security options of `rmig migrate` and `rmig receive` and the policy
-// they enforce (docs/security.md): credentials (--psk-file [--psk-identity],
-// or --tls-cert/--tls-key/--tls-ca) are required unless --insecure-plaintext
-// is given, and that is accepted only for a loopback address.
+// The security options of `rmig migrate` and `rmig receive`: the shared
+// options and policy of security/settings.hpp, read from a command's Args,
+// with every violation reported as a UsageError (exit 2).
 #pragma once
 
 #include <iterator>
@@ -11,20 +10,20 @@
 
 #include "cli/args.hpp"
 #include "security/context.hpp"
+#include "security/settings.hpp"
 
 namespace rmig::cli {
 
 // Option names with values, and flags, to add to a command's Args.
-inline const char* const kSecurityValueOptions[] = {"psk-file", "psk-identity", "tls-cert", "tls-key", "tls-ca",
-                                                    "tls-peer-name"};
-inline const char* const kSecurityFlags[] = {"no-encrypt", "insecure-plaintext"};
+inline const char* const (&kSecurityValueOptions)[6] = security::Settings::kValueOptions;
+inline const char* const (&kSecurityFlags)[2] = security::Settings::kFlags;
 
 // `uri` is the --to or --listen address (`uri_option` names it in errors).
 // Returns nullptr for an allowed plaintext run; throws UsageError otherwise.
 std::shared_ptr<security::Context> security_from_args(const Args& a, const std::string& uri,
                                                       const std::string& uri_option);
 
-extern const char* const kSecurityUsage;
+inline const char* const& kSecurityUsage = security::kSettingsUsage;
 
 }  // namespace rmig::cli
 

@@ -20,6 +20,9 @@
 #   WORKER_CODECS  codecs for the 1-vs-2-worker comparison (default "lz4 zstd")
 #   WORKER_SIZE guest size for that comparison (default 2G, at most SIZE)
 #   OUT         directory for the JSON, logs and plot (default: a new /tmp/memory_e2e.*)
+#   SECURITY    psk: authenticated + AES-256-GCM with a random key; plaintext
+#               (default, --insecure-plaintext on loopback): the raw link
+#               measurement is plaintext too, so the ratios compare like with like
 #
 # Steps: (1) raw link: rmig-transport-bench over loopback with WORKERS streams
 # (the same tcp channels the engine uses, without the engine), plus iperf3 for
@@ -71,12 +74,18 @@ RUN_SIZE=$SIZE
 
 OUT=${OUT:-$(mktemp -d /tmp/memory_e2e.XXXXXX)}
 mkdir -p "$OUT"
+case ${SECURITY:-plaintext} in
+    plaintext) SEC=(--insecure-plaintext) ;;
+    psk) rm -f "$OUT/key.psk"; (umask 077; openssl rand -hex 32 > "$OUT/key.psk") || die "openssl rand failed"
+         SEC=(--psk-file "$OUT/key.psk") ;;
+    *) die "bad SECURITY '$SECURITY': psk or plaintext" ;;
+esac
 dest_pid=""
 cleanup() { [[ -n $dest_pid ]] && kill "$dest_pid" 2>/dev/null || true; }
 trap cleanup EXIT
 
 load=$(cut -d' ' -f1 /proc/loadavg)
-echo "memory_e2e: SIZE=$SIZE REPEATS=$REPEATS WORKERS=$WORKERS PATTERN=$PATTERN DOWNTIME_MS=$DOWNTIME_MS DIRTY_LOG=$DIRTY_LOG" \
+echo "memory_e2e: SECURITY=${SECURITY:-plaintext} SIZE=$SIZE REPEATS=$REPEATS WORKERS=$WORKERS PATTERN=$PATTERN DOWNTIME_MS=$DOWNTIME_MS DIRTY_LOG=$DIRTY_LOG" \
      "cores=$(nproc) load=$load out=$OUT"
 python3 -c "import sys; sys.exit(0 if float('$load') <= 0.5 else 1)" ||
     echo "memory_e2e: note: load average $load > 0.5; other work shares the cores and moves the numbers"
@@ -104,14 +113,14 @@ run() {
     shift
     local port="$OUT/$name.port"
     rm -f "$port"
-    "$SYNTH" dest --size "$RUN_SIZE" --listen tcp:127.0.0.1:0 --port-file "$port" --timeout 240 --json \
+    "$SYNTH" dest --size "$RUN_SIZE" --listen tcp:127.0.0.1:0 --port-file "$port" --timeout 240 --json "${SEC[@]}" \
         > "$OUT/$name.dest.json" 2> "$OUT/$name.dest.log" &
     dest_pid=$!
     for _ in $(seq 600); do [[ -s $port ]] && break; sleep 0.1; done
     [[ -s $port ]] || die "$name: destination never listened ($(tail -n 2 "$OUT/$name.dest.log"))"
     local rc=0
     timeout 300 "$SYNTH" source --size "$RUN_SIZE" --to "$(cat "$port")" --json --max-seconds 150 \
-        --dirty-log "$DIRTY_LOG" "$@" \
+        --dirty-log "$DIRTY_LOG" "${SEC[@]}" "$@" \
         > "$OUT/$name.source.json" 2> "$OUT/$name.source.log" || rc=$?
     local drc=0
     wait "$dest_pid" || drc=$?

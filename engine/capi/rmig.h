@@ -1,5 +1,5 @@
 /*
- * rmig.h - memory-mode live migration for any VMM (C API, version 1)
+ * rmig.h - memory-mode live migration for any VMM (C API, version 2)
  *
  * SYNOPSIS
  *   #include "engine/capi/rmig.h"      link with rmig_capi (C++ runtime needed)
@@ -9,6 +9,8 @@
  *   rmig_source_add_region(s, p, n, gpa, "ram0");
  *                                            rmig_dest_add_region(d, q, n, gpa, "ram0");
  *   rmig_source_set_uri(s, "tcp:H:7070");    rmig_dest_set_uri(d, "tcp:0.0.0.0:7070");
+ *   rmig_source_set_psk_file(s, "key.psk", NULL);
+ *                                            rmig_dest_set_psk_file(d, "key.psk", NULL);
  *   rmig_source_set_callbacks(s, &cb);       rmig_dest_receive(d);      (blocks)
  *   rmig_source_migrate(s);     (blocks)     state = rmig_dest_device_state(d, &len);
  *   rmig_source_free(s);                     rmig_dest_free(d);
@@ -47,6 +49,39 @@
  *                        last call comes after pause(). Return 0, or nonzero
  *                        to fail the migration.
  *
+ * SECURITY (the policy of the rmig command, docs/security.md)
+ *   Every session is authenticated (TLS 1.3 on the control channel, a token
+ *   on each data channel) and every frame sealed with AES-256-GCM, with the
+ *   credentials given by one of
+ *     rmig_*_set_psk(h, key, len, identity)     a pre-shared key in memory
+ *     rmig_*_set_psk_file(h, path, identity)    the same, from a file (hex or
+ *                                               base64, as --psk-file)
+ *     rmig_*_set_tls(h, cert, key, ca, peer)    mutual X.509 (PEM files)
+ *   the same kind and key on both sides (identity NULL: "rmig"; peer NULL:
+ *   any certificate the CA signed). rmig_*_set_encrypt(h, 0) keeps the
+ *   authentication but leaves data channels unencrypted (both sides must
+ *   agree). Without credentials migrate() / receive() fail and say what to
+ *   set, unless rmig_*_set_insecure_plaintext(h, 1) was called AND the URI
+ *   is a loopback address (127.0.0.0/8, ::1, localhost): plaintext is never
+ *   implicit, and never between hosts. A peer with other credentials is
+ *   refused at the handshake ("authentication failed ..."): the source fails
+ *   before anything is read, the destination turns it away and keeps waiting
+ *   for the right source. The setters check their input at once (the key
+ *   file is read, the certificate files loaded); each replaces the
+ *   credentials set before.
+ *
+ * CANCEL (rmig_source_cancel, rmig_dest_cancel: any thread)
+ *   rmig_source_cancel() ends a running rmig_source_migrate() with -1 and
+ *   "migration cancelled by the caller": workers stop between pages, the
+ *   destination gets an abort (its receive() fails with "source aborted:
+ *   migration cancelled by the caller", nothing there may run), and resume()
+ *   is called if pause() was. It returns at once; migrate() returns as soon
+ *   as the step under way ends, at most ~2 s later (then every channel is
+ *   shut). Called before migrate(), migrate() fails at once. Once the last
+ *   piece of the device state is sent the destination may already hold the
+ *   guest: a cancel from then on is ignored and migrate() reports the
+ *   destination's answer.
+ *
  * CALLBACKS (struct rmig_source_callbacks, all called on the migrate thread)
  *   pause      required. Stop every writer of the regions, then set *state and
  *              *state_len to the device state (it may be empty: NULL, 0); the
@@ -66,8 +101,8 @@
  *   NULL only when out of memory. No function throws or calls exit().
  *
  * THREADS
- *   A handle belongs to one thread, except rmig_dest_cancel(), which any
- *   thread may call while rmig_dest_receive() runs.
+ *   A handle belongs to one thread, except rmig_source_cancel() and
+ *   rmig_dest_cancel(), which any thread may call until the handle is freed.
  */
 #ifndef RMIG_CAPI_RMIG_H
 #define RMIG_CAPI_RMIG_H
@@ -79,7 +114,9 @@
 extern "C" {
 #endif
 
-#define RMIG_CAPI_VERSION 1
+/* 2: security setters (plaintext now needs rmig_*_set_insecure_plaintext on
+ * loopback), rmig_source_cancel. */
+#define RMIG_CAPI_VERSION 2
 #define RMIG_PAGE_SIZE 4096
 
 typedef struct rmig_source rmig_source;
@@ -141,7 +178,15 @@ int rmig_source_set_downtime_ms(rmig_source* s, double budget_ms);           /* 
 int rmig_source_set_limits(rmig_source* s, unsigned max_rounds, double max_seconds); /* 30, 600 */
 int rmig_source_set_dirty_log(rmig_source* s, enum rmig_dirty_log kind, rmig_dirty_log_fn fn, void* opaque);
 int rmig_source_set_callbacks(rmig_source* s, const struct rmig_source_callbacks* cb);
+/* Security (see SECURITY): key of at least 16 bytes (copied); identity NULL = "rmig". */
+int rmig_source_set_psk(rmig_source* s, const void* key, size_t len, const char* identity);
+int rmig_source_set_psk_file(rmig_source* s, const char* path, const char* identity);
+int rmig_source_set_tls(rmig_source* s, const char* cert_file, const char* key_file, const char* ca_file,
+                        const char* peer_name);
+int rmig_source_set_encrypt(rmig_source* s, int encrypt);             /* default 1 */
+int rmig_source_set_insecure_plaintext(rmig_source* s, int plaintext); /* loopback only; default 0 */
 int rmig_source_migrate(rmig_source* s);  /* blocks; once per handle */
+void rmig_source_cancel(rmig_source* s);  /* any thread: migrate() fails, see CANCEL */
 int rmig_source_get_stats(const rmig_source* s, struct rmig_source_stats* out);
 const char* rmig_source_error(const rmig_source* s);  /* "" when none */
 
@@ -156,6 +201,13 @@ int rmig_dest_set_timeout_ms(rmig_dest* d, uint64_t session_ms, uint64_t step_ms
 int rmig_dest_set_on_listening(rmig_dest* d, void (*fn)(void* opaque, const char* uri), void* opaque);
 /* Called after each round's pages are all placed (receiver thread). */
 int rmig_dest_set_on_round(rmig_dest* d, void (*fn)(void* opaque, unsigned round, uint64_t pages), void* opaque);
+/* Security, as for the source (see SECURITY). */
+int rmig_dest_set_psk(rmig_dest* d, const void* key, size_t len, const char* identity);
+int rmig_dest_set_psk_file(rmig_dest* d, const char* path, const char* identity);
+int rmig_dest_set_tls(rmig_dest* d, const char* cert_file, const char* key_file, const char* ca_file,
+                      const char* peer_name);
+int rmig_dest_set_encrypt(rmig_dest* d, int encrypt);
+int rmig_dest_set_insecure_plaintext(rmig_dest* d, int plaintext);
 int rmig_dest_receive(rmig_dest* d);  /* blocks until confirmed (0) or failed (-1) */
 void rmig_dest_cancel(rmig_dest* d);  /* any thread: receive() fails at once */
 const void* rmig_dest_device_state(const rmig_dest* d, size_t* len);  /* valid until free */

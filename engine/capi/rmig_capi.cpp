@@ -23,6 +23,7 @@
 #include "engine/memory/memory_dest.hpp"
 #include "engine/memory/memory_source.hpp"
 #include "engine/pages/compressor.hpp"
+#include "security/settings.hpp"
 
 using namespace rmig;
 using namespace rmig::engine;
@@ -184,10 +185,74 @@ Region make_region(void* host, size_t size, uint64_t gpa, const char* name, size
     return Region{host, size, gpa, name};
 }
 
+// The setters' side of security/settings.hpp. Each replaces the credentials
+// set before and checks its input now, so a bad key file or certificate is
+// reported by the call that named it.
+void clear_credentials(security::Settings& s) {
+    s.psk_file.reset();
+    s.psk.reset();
+    s.psk_identity.reset();
+    s.tls_cert.reset();
+    s.tls_key.reset();
+    s.tls_ca.reset();
+    s.tls_peer_name.reset();
+}
+
+void set_psk(security::Settings& s, std::vector<unsigned char> key, const char* identity) {
+    if (key.size() < 16) throw Error(cat("set_psk: a key of ", key.size(), " bytes is too short (at least 16)"));
+    if (identity && !*identity) throw Error("set_psk: empty identity (NULL means \"rmig\")");
+    clear_credentials(s);
+    s.psk = std::move(key);
+    if (identity) s.psk_identity = identity;
+}
+
+void set_psk_bytes(security::Settings& s, const void* key, size_t len, const char* identity) {
+    if (!key) throw Error("set_psk: key is NULL");
+    if (len > 4096) throw Error(cat("set_psk: a key of ", len, " bytes is too long (at most 4096)"));
+    auto* p = static_cast<const unsigned char*>(key);
+    set_psk(s, std::vector<unsigned char>(p, p + len), identity);
+}
+
+void set_psk_file(security::Settings& s, const char* path, const char* identity) {
+    if (!path || !*path) throw Error("set_psk_file: no path");
+    set_psk(s, security::read_psk_file(path), identity);
+}
+
+void set_tls(security::Settings& s, const char* cert, const char* key, const char* ca, const char* peer) {
+    if (!cert || !*cert || !key || !*key || !ca || !*ca)
+        throw Error("set_tls: the certificate, key and CA files are all required");
+    security::Config c;
+    c.mode = security::Config::Mode::x509;
+    c.cert_file = cert;
+    c.key_file = key;
+    c.ca_file = ca;
+    c.peer_name = peer ? peer : "";
+    security::Context::create(c);  // loads the files and checks that key and certificate match
+    clear_credentials(s);
+    s.tls_cert = cert;
+    s.tls_key = key;
+    s.tls_ca = ca;
+    if (peer && *peer) s.tls_peer_name = peer;
+}
+
+// The command's policy for the handle's URI, worded for a C caller too.
+std::shared_ptr<security::Context> context_for(const security::Settings& s, const std::string& uri,
+                                               const char* fn) {
+    try {
+        return security::context_from_settings(s, uri, "URI");
+    } catch (const Error& e) {
+        throw Error(cat(fn, ": ", e.what(),
+                        " [C API: rmig_*_set_psk, rmig_*_set_psk_file or rmig_*_set_tls; on loopback "
+                        "rmig_*_set_insecure_plaintext]"));
+    }
+}
+
 }  // namespace
 
 struct rmig_source {
     MemorySourceConfig cfg;
+    std::stop_source stop;
+    security::Settings security;
     rmig_source_callbacks cb{};
     rmig_dirty_log kind = RMIG_DIRTY_UFFD_WP;
     rmig_dirty_log_fn log_fn = nullptr;
@@ -207,6 +272,7 @@ struct rmig_source {
 struct rmig_dest {
     MemoryDestConfig cfg;
     std::stop_source stop;
+    security::Settings security;
     void (*on_listening)(void*, const char*) = nullptr;
     void* listening_opaque = nullptr;
     void (*on_round)(void*, unsigned, uint64_t) = nullptr;
@@ -220,7 +286,9 @@ struct rmig_dest {
 extern "C" {
 
 rmig_source* rmig_source_new(void) {
-    return new (std::nothrow) rmig_source();
+    auto* s = new (std::nothrow) rmig_source();
+    if (s) s->cfg.stop = s->stop.get_token();
+    return s;
 }
 
 void rmig_source_free(rmig_source* s) {
@@ -294,6 +362,31 @@ int rmig_source_set_callbacks(rmig_source* s, const rmig_source_callbacks* cb) {
     });
 }
 
+int rmig_source_set_psk(rmig_source* s, const void* key, size_t len, const char* identity) {
+    return guarded(s->error, [&] { set_psk_bytes(s->security, key, len, identity); });
+}
+
+int rmig_source_set_psk_file(rmig_source* s, const char* path, const char* identity) {
+    return guarded(s->error, [&] { set_psk_file(s->security, path, identity); });
+}
+
+int rmig_source_set_tls(rmig_source* s, const char* cert_file, const char* key_file, const char* ca_file,
+                        const char* peer_name) {
+    return guarded(s->error, [&] { set_tls(s->security, cert_file, key_file, ca_file, peer_name); });
+}
+
+int rmig_source_set_encrypt(rmig_source* s, int encrypt) {
+    return guarded(s->error, [&] { s->security.no_encrypt = encrypt == 0; });
+}
+
+int rmig_source_set_insecure_plaintext(rmig_source* s, int plaintext) {
+    return guarded(s->error, [&] { s->security.insecure_plaintext = plaintext != 0; });
+}
+
+void rmig_source_cancel(rmig_source* s) {
+    s->stop.request_stop();
+}
+
 int rmig_source_migrate(rmig_source* s) {
     int rc = guarded(s->error, [&] {
         if (s->used) throw Error("migrate: a source handle migrates once; make a new one");
@@ -302,6 +395,7 @@ int rmig_source_migrate(rmig_source* s) {
         if (s->cfg.dest_uri.empty()) throw Error("migrate: no destination URI (rmig_source_set_uri)");
         if (!s->cb.pause) throw Error("migrate: no pause callback (rmig_source_set_callbacks)");
         MemorySourceConfig& cfg = s->cfg;
+        cfg.transport.security = context_for(s->security, cfg.dest_uri, "migrate");
         cfg.page_size = RMIG_PAGE_SIZE;
         s->tracker.reset(cfg.regions, s->cb);
         for (size_t i = 0; i < cfg.regions.size(); ++i) {
@@ -412,12 +506,34 @@ int rmig_dest_set_on_round(rmig_dest* d, void (*fn)(void*, unsigned, uint64_t), 
     });
 }
 
+int rmig_dest_set_psk(rmig_dest* d, const void* key, size_t len, const char* identity) {
+    return guarded(d->error, [&] { set_psk_bytes(d->security, key, len, identity); });
+}
+
+int rmig_dest_set_psk_file(rmig_dest* d, const char* path, const char* identity) {
+    return guarded(d->error, [&] { set_psk_file(d->security, path, identity); });
+}
+
+int rmig_dest_set_tls(rmig_dest* d, const char* cert_file, const char* key_file, const char* ca_file,
+                      const char* peer_name) {
+    return guarded(d->error, [&] { set_tls(d->security, cert_file, key_file, ca_file, peer_name); });
+}
+
+int rmig_dest_set_encrypt(rmig_dest* d, int encrypt) {
+    return guarded(d->error, [&] { d->security.no_encrypt = encrypt == 0; });
+}
+
+int rmig_dest_set_insecure_plaintext(rmig_dest* d, int plaintext) {
+    return guarded(d->error, [&] { d->security.insecure_plaintext = plaintext != 0; });
+}
+
 int rmig_dest_receive(rmig_dest* d) {
     return guarded(d->error, [&] {
         if (d->used) throw Error("receive: a destination handle receives once; make a new one");
         d->used = true;
         if (d->cfg.regions.empty()) throw Error("receive: no regions registered");
         if (d->cfg.listen_uri.empty()) throw Error("receive: no listen URI (rmig_dest_set_uri)");
+        d->cfg.transport.security = context_for(d->security, d->cfg.listen_uri, "receive");
         d->cfg.page_size = RMIG_PAGE_SIZE;
         if (d->on_listening)
             d->cfg.on_listening = [d](const std::string& a) { d->on_listening(d->listening_opaque, a.c_str()); };

@@ -29,8 +29,16 @@ double seconds_since(Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// Thrown inside a worker when another worker already failed: not the cause.
+// Thrown inside a worker when another worker already failed (or the caller
+// cancelled): not the cause.
 struct Cancelled {};
+
+constexpr const char* kCancelledByCaller = "migration cancelled by the caller";
+
+// The caller's stop, seen by the migrate thread.
+struct CancelledByCaller : Error {
+    CancelledByCaller() : Error(kCancelledByCaller) {}
+};
 
 struct RoundTotals {
     uint64_t pages = 0, zero = 0, compressed = 0, bytes = 0, one_sided = 0;
@@ -92,7 +100,8 @@ private:
 class SourceSession {
 public:
     explicit SourceSession(const MemorySourceConfig& c)
-        : cfg_(c), ps_(c.page_size), watchdog_([this] { shutdown_all(); }) {}
+        : cfg_(c), ps_(c.page_size), cancel_deadline_([this] { shutdown_all(); }),
+          watchdog_([this] { shutdown_all(); }) {}
 
     ~SourceSession() {
         stop_tracking();
@@ -101,6 +110,9 @@ public:
 
     MemorySourceResult run() {
         const auto t0 = Clock::now();
+        // Runs on the cancelling thread (or right here if the stop came
+        // first): only flags and a deadline, never a channel operation.
+        std::stop_callback on_stop(cfg_.stop, [this] { request_cancel(); });
         try {
             migrate();
             result_.ok = true;
@@ -118,7 +130,11 @@ private:
         if (!cfg_.pause) throw Error("memory source: no pause callback");
         if (cfg_.workers == 0 || cfg_.workers > 64) throw Error("memory source: workers must be 1..64");
         validate_regions(cfg_.regions, ps_);
+        throw_if_cancelled();  // nothing connected yet: the destination keeps waiting for a source
+        // Not checked between connects: the destination reads its control
+        // channel (and so the abort) only once every data channel is in.
         open_channels();
+        throw_if_cancelled();
         if (cfg_.numa) {
             // The configured NIC, else the device the channels run on (rdma).
             placement_ = place_workers(cfg_.nic.empty() ? data_[0]->local_device() : cfg_.nic, cfg_.regions,
@@ -131,6 +147,7 @@ private:
         watchdog_.arm(cfg_.step_timeout, "layout exchange");
         exchange_layout();
         watchdog_.disarm();
+        throw_if_cancelled();
         set_up_tracking();
 
         ConvergenceConfig cc = cfg_.convergence;
@@ -139,6 +156,7 @@ private:
         for (auto& s : snapshots_) s.fill();  // round 0: every page
 
         for (uint64_t round = 0;; ++round) {
+            throw_if_cancelled();
             auto t = Clock::now();
             uint64_t dirty = 0;
             RoundTotals sent = send_round(round, [&] { dirty = collect(false); });
@@ -150,6 +168,7 @@ private:
         }
 
         // Switchover: from here the guest is stopped and the clock is downtime.
+        throw_if_cancelled();  // not paused yet: nothing to resume
         const auto paused_at = Clock::now();
         auto ms_since = [](Clock::time_point& mark) {
             auto now = Clock::now();
@@ -162,6 +181,7 @@ private:
         result_.paused = true;
         std::vector<std::byte> blob = cfg_.pause();
         sw.pause_ms = ms_since(mark);
+        throw_if_cancelled();  // fail() resumes the guest
         if (blob.size() > kMaxDeviceState)
             throw Error(cat("device state of ", blob.size(), " bytes exceeds the ", kMaxDeviceState,
                             "-byte limit"));
@@ -206,6 +226,11 @@ private:
         size_t at = 0;
         do {  // an empty blob is one empty frame, as the destination expects
             size_t n = std::min(piece, blob.size() - at);
+            if (at + n == blob.size()) {
+                commit();  // the last piece: the destination may confirm from now on
+            } else {
+                throw_if_cancelled();
+            }
             control_->send(wire::FrameType::data, blob.subspan(at, n));
             at += n;
         } while (at < blob.size());
@@ -364,6 +389,9 @@ private:
                 }
             });
         for (auto& t : threads) t.join();
+        // Workers stopped by the caller's cancel, or failing because its
+        // deadline shut the channels: the cancel is the cause.
+        throw_if_cancelled();
         if (!first_error.empty()) {
             if (link_lost) throw LinkError(first_error);
             throw Error(first_error);
@@ -430,7 +458,7 @@ private:
             auto* base = static_cast<const std::byte*>(cfg_.regions[ri].base);
             bool open = false;  // a batch was started (on the region's first page)
             snapshots_[ri].for_each_set(shards[ri][w].begin, shards[ri][w].end, [&](size_t p) {
-                if (cancel.load(std::memory_order_relaxed)) throw Cancelled{};
+                if (stopping(cancel)) throw Cancelled{};
                 if (open && b.full()) {
                     flush();
                     open = false;
@@ -494,7 +522,7 @@ private:
             };
             enc.reset(ri);
             snapshots_[ri].for_each_set(shards[ri][w].begin, shards[ri][w].end, [&](size_t p) {
-                if (cancel.load(std::memory_order_relaxed)) throw Cancelled{};
+                if (stopping(cancel)) throw Cancelled{};
                 const std::byte* page = base + p * ps_;
                 if (is_zero_page(page, ps_)) {
                     if (!enc.add(p, PageKind::zero, {})) {
@@ -518,26 +546,98 @@ private:
         return t;
     }
 
+    bool stopping(const std::atomic<bool>& round_cancel) const {
+        return round_cancel.load(std::memory_order_relaxed) || cancel_flag_.load(std::memory_order_relaxed);
+    }
+
+    void throw_if_cancelled() const {
+        if (cancel_flag_.load()) throw CancelledByCaller();
+    }
+
+    // The caller's stop. Past the commit point it is ignored: the destination
+    // may hold the whole guest already, and only its answer tells.
+    void request_cancel() {
+        std::lock_guard lock(cancel_mu_);
+        if (committed_ || cancel_flag_.load()) return;
+        cancel_flag_ = true;
+        // A step under way (a reply awaited, the caller's pause) gets the
+        // grace to end on its own; then every channel is shut, which ends it.
+        cancel_deadline_.arm(cfg_.cancel_grace, "the step under way at the cancel");
+    }
+
+    // Called before the last piece of the device state: from here a cancel is too late.
+    void commit() {
+        std::lock_guard lock(cancel_mu_);
+        if (cancel_flag_.load()) throw CancelledByCaller();
+        committed_ = true;
+    }
+
     void shutdown_all() {
         std::lock_guard lock(channels_mu_);
         if (control_) control_->shutdown();
         for (auto& ch : data_) ch->shutdown();
     }
 
+    // After a cancel, reads the control channel until the destination's own
+    // abort (its answer to ours) or its close: only then is ours known to
+    // have arrived. Closing earlier, with a reply (a round_done) unread here,
+    // makes the kernel reset the connection and drop what it had not sent
+    // yet, the abort included. Bounded by the frame count and by the cancel
+    // deadline, which shuts the channel down.
+    void await_abort_echo() {
+        if (!control_) return;
+        try {
+            std::vector<std::byte> buf;
+            for (int i = 0; i < 16; ++i) {
+                auto type = control_->recv(buf);
+                if (type == wire::FrameType::abort || type == wire::FrameType::end) return;
+            }
+        } catch (const std::exception&) {
+        }
+    }
+
     void fail(const std::string& what) {
         std::string why = watchdog_.expired();
         result_.ok = false;
         result_.error = why.empty() ? what : cat(why, " (", what, ")");
+        bool cancelled;
+        {
+            std::lock_guard lock(cancel_mu_);
+            cancelled = cancel_flag_.load() && !committed_;
+        }
+        if (cancelled) {
+            // Whatever broke after the stop broke because of it.
+            result_.cancelled = true;
+            std::string late = cancel_deadline_.expired();
+            if (!late.empty())  // what broke next is the echo of that shutdown
+                result_.error = cat(kCancelledByCaller, "; ", late, ", channels shut down");
+            else
+                result_.error = what == kCancelledByCaller ? what : cat(kCancelledByCaller, " (", what, ")");
+        }
         stop_tracking();
         watchdog_.disarm();
         // control_ is only ever set by this thread, so no lock: a send that
         // blocks must not hold up shutdown_all().
+        auto text = result_.error;
+        auto reason = std::as_bytes(std::span(text.data(), text.size()));
         if (control_) {
             try {
-                auto text = result_.error;
-                control_->send(wire::FrameType::abort, std::as_bytes(std::span(text.data(), text.size())));
+                control_->send(wire::FrameType::abort, reason);
             } catch (const std::exception&) {
             }
+        }
+        // After a cancel the data channels are intact and no worker runs, so
+        // each gets the reason too: the destination's receivers then report
+        // the cancel rather than a channel that vanished (bounded by the
+        // cancel deadline, which shuts them down).
+        if (cancelled) {
+            for (auto& ch : data_) {
+                try {
+                    ch->send(wire::FrameType::abort, reason);
+                } catch (const std::exception&) {
+                }
+            }
+            await_abort_echo();
         }
         shutdown_all();
         if (result_.paused && cfg_.on_failure_resume) {
@@ -568,6 +668,10 @@ private:
     std::vector<Staging> staging_;            // one per worker
     bool one_sided_ = false;                  // pages go as one-sided writes (exchange_layout)
     std::vector<std::vector<transport::RemoteRegion>> remote_;  // [channel][region]
+    std::mutex cancel_mu_;                    // orders a stop against the commit point
+    std::atomic<bool> cancel_flag_{false};    // the caller stopped us (before the commit point)
+    bool committed_ = false;                  // the last device-state piece is going out
+    RoundWatchdog cancel_deadline_;           // after a stop: shuts everything once the grace is over
     RoundWatchdog watchdog_;  // last member: destroyed first, before the channels it shuts
 };
 

@@ -14,7 +14,10 @@
 //   for "confirm".
 // The engine only ever reads source memory; on any failure it stops tracking,
 // sends abort, calls on_failure_resume() if it had paused the caller, and
-// returns a reason.
+// returns a reason. A stop requested on `stop` (any thread) is such a failure,
+// "migration cancelled by the caller", until the last piece of the device
+// state goes out; after that the destination may already hold the guest, so
+// the migration finishes (docs/memory-mode.md, "Cancelling from the source").
 //
 // Messages (JSON in CONTROL frames, qemu-plugin/control_protocol.hpp; replies
 // carry "ok", refusals "ok": false + "error"):
@@ -33,6 +36,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -86,6 +90,14 @@ struct MemorySourceConfig {
     std::function<std::vector<std::byte>()> pause;
     // Called after a failure if pause() had been called: resume the guest.
     std::function<void()> on_failure_resume;
+
+    // Cancel from any thread: workers stop between pages, the destination
+    // gets an abort ("migration cancelled by the caller"), the guest is
+    // resumed if it was paused, and migrate_memory returns with `cancelled`.
+    std::stop_token stop;
+    // After a stop, how long a step already under way (a reply awaited, a
+    // callback running) may take before every channel is shut down.
+    std::chrono::milliseconds cancel_grace{2000};
 };
 
 // Where the downtime went, in order (milliseconds; they add up to downtime_ms).
@@ -111,6 +123,7 @@ struct MemorySourceResult {
     double seconds = 0;         // whole migration
     double downtime_ms = 0;     // pause() called -> confirm received
     bool paused = false;        // pause() was called
+    bool cancelled = false;     // ended by a stop on MemorySourceConfig::stop
     std::string last_decision;  // the policy's last reason
     // How pages travelled: "one-sided rdma writes, zero pages as markers" or
     // "page batches" (+ why, when one-sided writes were possible but not used).

@@ -9,6 +9,7 @@
 #include "common/error.hpp"
 #include "common/units.hpp"
 #include "engine/capi/rmig.h"
+#include "lab/synth/security_setup.hpp"
 #include "lab/synth/guest_memory.hpp"
 #include "lab/synth/hash_blob.hpp"
 #include "lab/synth/verify.hpp"
@@ -64,6 +65,8 @@ int run_dest(const Options& o) {
     h.check(rmig_dest_set_uri(h.d, o.uri.c_str()));
     h.check(rmig_dest_set_workers(h.d, o.expect_workers));
     h.check(rmig_dest_set_timeout_ms(h.d, static_cast<uint64_t>(o.timeout_s * 1000), 0));
+    apply_security(o.security, h.d, [&](int rc) { h.check(rc); }, rmig_dest_set_psk_file, rmig_dest_set_tls,
+                   rmig_dest_set_encrypt, rmig_dest_set_insecure_plaintext);
     h.check(rmig_dest_set_on_listening(h.d, on_listening, &l));
     h.check(rmig_dest_set_on_round(h.d, on_round, &l));
 
@@ -72,7 +75,8 @@ int run_dest(const Options& o) {
     rmig_dest_stats st{};
     rmig_dest_get_stats(h.d, &st);
     json out = {{"role", "dest"}, {"size", o.size}, {"rounds", st.rounds}, {"pages_placed", st.pages_placed},
-                {"seconds", st.seconds}, {"session", st.session}};
+                {"seconds", st.seconds}, {"session", st.session},
+                {"security", security::describe(o.security)}};
     Verdict v;
     double verify_ms = 0;
     bool migrated = rc == 0;

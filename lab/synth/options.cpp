@@ -51,7 +51,7 @@ Destination options:
   --expect-workers N    refuse other channel counts (default: as announced)
   --timeout S           whole session (default 600)
   --port-file PATH      write the listening address there once listening
-Both:
+Both (security: the same options and policy as `rmig migrate/receive`, see below):
   --threads N           threads that fill, hash and verify memory (default 2)
   --json                print one JSON object on stdout
   --quiet               no progress on stderr
@@ -162,6 +162,10 @@ bool parse_options(int argc, char** argv, Options& o) {
         } else if (a == "--port-file") {
             if (o.source) throw UsageError("--port-file is a dest option");
             o.port_file = need();
+        } else if (a.rfind("--", 0) == 0 && security::Settings::takes_value(a.substr(2))) {
+            o.security.set(a.substr(2), need());
+        } else if (a.rfind("--", 0) == 0 && security::Settings::is_flag(a.substr(2))) {
+            o.security.set(a.substr(2));
         } else {
             throw UsageError(cat("unknown option '", args[i], "' (see --help)"));
         }
@@ -175,6 +179,11 @@ bool parse_options(int argc, char** argv, Options& o) {
     if (o.zero_fraction > 1) throw UsageError("--zero-fraction must be in [0, 1]");
     if (o.timeout_s <= 0) throw UsageError("--timeout must be > 0");
     o.writer.pages_per_second = o.dirty_bytes_per_second / kPageSize;
+    try {  // refused here (exit 2), before any memory is filled
+        security::check_settings(o.security, o.uri, o.source ? "--to" : "--listen");
+    } catch (const Error& e) {
+        throw UsageError(e.what());
+    }
     return true;
 }
 

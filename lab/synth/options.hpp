@@ -6,6 +6,7 @@
 #include <string>
 
 #include "lab/synth/writers.hpp"
+#include "security/settings.hpp"
 
 namespace rmig::synth {
 
@@ -40,6 +41,7 @@ struct Options {
     double timeout_s = 600;
     std::string port_file;
     // both
+    security::Settings security;  // --psk-file etc., the rmig command's options and policy
     unsigned threads = 2;  // fill / hash / verify threads
     bool json = false;
     bool quiet = false;

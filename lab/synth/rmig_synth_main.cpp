@@ -9,7 +9,7 @@ int main(int argc, char** argv) {
     Options o;
     try {
         if (!parse_options(argc, argv, o)) {
-            std::cout << help_text();
+            std::cout << help_text() << "\n" << rmig::security::kSettingsUsage;
             return kExitOk;
         }
     } catch (const UsageError& e) {

@@ -12,6 +12,8 @@
 #include "common/error.hpp"
 #include "common/units.hpp"
 #include "engine/capi/rmig.h"
+#include "lab/synth/cancel_on_signal.hpp"
+#include "lab/synth/security_setup.hpp"
 #include "lab/synth/hash_blob.hpp"
 #include "lab/synth/modes.hpp"
 
@@ -146,6 +148,8 @@ int run_source(const Options& o) {
     h.check(rmig_source_set_codec(h.s, codec_of(o.codec), o.codec_level));
     h.check(rmig_source_set_downtime_ms(h.s, o.downtime_ms));
     h.check(rmig_source_set_limits(h.s, o.max_rounds, o.max_seconds));
+    apply_security(o.security, h.s, [&](int rc) { h.check(rc); }, rmig_source_set_psk_file, rmig_source_set_tls,
+                   rmig_source_set_encrypt, rmig_source_set_insecure_plaintext);
     if (log)
         h.check(rmig_source_set_dirty_log(h.s, RMIG_DIRTY_CALLER, take_log, &g));
     else
@@ -153,12 +157,20 @@ int run_source(const Options& o) {
     rmig_source_callbacks cb{&g, on_pause, on_resume, on_throttle, on_round};
     h.check(rmig_source_set_callbacks(h.s, &cb));
 
-    writers.start();
-    std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(o.warmup_ms));
-    uint64_t writes_before = writers.writes();
-    g.writes_at_mark = writes_before;
+    int rc = -1;
+    uint64_t writes_before = 0;
     auto t0 = Clock::now();
-    int rc = rmig_source_migrate(h.s);
+    int cancelled_by = 0;
+    {
+        CancelOnSignal on_signal(h.s);  // before any thread starts: they inherit its signal mask
+        writers.start();
+        std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(o.warmup_ms));
+        writes_before = writers.writes();
+        g.writes_at_mark = writes_before;
+        t0 = Clock::now();
+        rc = rmig_source_migrate(h.s);
+        cancelled_by = on_signal.signal();
+    }
     writers.stop();
     double wall = ms_since(t0) / 1000;
     std::string error = rc == 0 ? "" : rmig_source_error(h.s);
@@ -190,6 +202,8 @@ int run_source(const Options& o) {
                 {"dirty_log", o.dirty_log},
                 {"workers", o.workers},
                 {"codec", o.codec},
+                {"security", security::describe(o.security)},
+                {"cancelled_by_signal", cancelled_by},
                 {"downtime_budget_ms", o.downtime_ms},
                 {"rounds", st.rounds},
                 {"pages_sent", st.pages_sent},

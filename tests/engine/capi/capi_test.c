@@ -1,11 +1,16 @@
 /*
  * The C API (engine/capi/rmig.h) from C11: two regions migrated over tcp
  * loopback (destination in a second thread) while a writer thread keeps
- * dirtying them, every byte compared afterwards; once with userfaultfd
- * write-protect tracking, once with caller bitmaps in KVM_GET_DIRTY_LOG form.
- * Then the failure paths: a missing pause callback, a misaligned region, a
- * layout the destination refuses, a dirty-log callback that fails, a
- * destination cancelled from another thread.
+ * dirtying them, every byte compared afterwards, authenticated with a
+ * pre-shared key (in memory on one side, from a file on the other) and every
+ * frame encrypted; once with userfaultfd write-protect tracking, once with
+ * caller bitmaps in KVM_GET_DIRTY_LOG form. Then the failure paths: a source
+ * with another key (refused, its memory untouched; the destination then
+ * receives the right source), the plaintext policy, a missing pause callback,
+ * a misaligned region, a layout the destination refuses (plaintext, asked for
+ * on loopback), a dirty-log callback that fails, a destination cancelled from
+ * another thread, and a source cancelled from another thread mid-round and at
+ * switchover.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -17,6 +22,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine/capi/rmig.h"
 
@@ -26,6 +32,13 @@ static const size_t kSizes[NREG] = {24u << 20, 8u << 20};
 static const char* kNames[NREG] = {"ram-low", "ram-high"};
 
 static int failures;
+
+/* Two different pre-shared keys; kKeyA is also written to a file (hex). */
+static const unsigned char kKeyA[32] = "rmig capi test key A, 32 bytes!";
+static const unsigned char kKeyB[32] = "rmig capi test key B, 32 bytes!";
+static char key_file[64];
+
+enum sec { SEC_PLAINTEXT, SEC_KEY_A, SEC_FILE_A, SEC_KEY_B };
 
 #define CHECK(cond, ...)                                                   \
     do {                                                                   \
@@ -74,6 +87,11 @@ struct guest {
     int paused, resumed, rounds_seen;
     uint64_t round0_pages;
     char state[64];
+    /* cancel cases */
+    rmig_source* cancel_in_pause;  /* pause() has another thread cancel this */
+    struct timespec cancelled_at;
+    unsigned char* copy[NREG];     /* the regions as pause() left them */
+    int intact_at_resume;          /* resume() found them unchanged */
 };
 
 static void write_page(struct guest* g, unsigned r, size_t page, uint64_t seq) {
@@ -114,6 +132,7 @@ static void guest_init(struct guest* g, int with_log) {
 }
 
 static void guest_start(struct guest* g) {
+    atomic_store(&g->stop, 0);
     if (pthread_create(&g->writer, NULL, writer_main, g) != 0) exit(2);
     g->writer_running = 1;
 }
@@ -129,7 +148,47 @@ static void guest_free(struct guest* g) {
     for (unsigned r = 0; r < NREG; ++r) {
         munmap(g->mem[r], kSizes[r]);
         free((void*)g->log[r]);
+        free(g->copy[r]);
     }
+}
+
+static double ms_since(const struct timespec* t) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t->tv_sec) * 1e3 + (double)(now.tv_nsec - t->tv_nsec) / 1e6;
+}
+
+static int regions_equal(unsigned char* const* a, unsigned char* const* b) {
+    for (unsigned r = 0; r < NREG; ++r)
+        if (memcmp(a[r], b[r], kSizes[r]) != 0) return 0;
+    return 1;
+}
+
+static void take_copy(struct guest* g) {
+    for (unsigned r = 0; r < NREG; ++r) {
+        if (!g->copy[r]) g->copy[r] = malloc(kSizes[r]);
+        if (!g->copy[r]) exit(2);
+        memcpy(g->copy[r], g->mem[r], kSizes[r]);
+    }
+}
+
+/* ---- cancelling from another thread ---- */
+
+struct canceller {
+    rmig_source* s;
+    long delay_us;
+    struct timespec at;
+    pthread_t thread;
+    atomic_int* after; /* if set: wait (at most 20 s) until it is nonzero, then delay_us */
+};
+
+static void* cancel_main(void* arg) {
+    struct canceller* c = arg;
+    for (int i = 0; c->after && !atomic_load(c->after) && i < 20000; ++i) sleep_us(1000);
+    sleep_us(c->delay_us);
+    clock_gettime(CLOCK_MONOTONIC, &c->at);
+    rmig_source_cancel(c->s);
+    return NULL;
 }
 
 /* ---- source callbacks ---- */
@@ -138,6 +197,13 @@ static int on_pause(void* opaque, const void** state, size_t* len) {
     struct guest* g = opaque;
     guest_stop(g);
     g->paused = 1;
+    if (g->cancel_in_pause) { /* the VMM's control thread cancels while the vCPUs are stopped */
+        take_copy(g);
+        struct canceller c = {g->cancel_in_pause, 0, {0, 0}, 0, NULL};
+        pthread_create(&c.thread, NULL, cancel_main, &c);
+        pthread_join(c.thread, NULL);
+        g->cancelled_at = c.at;
+    }
     snprintf(g->state, sizeof g->state, "cpu-state writes=%lu", (unsigned long)atomic_load(&g->writes));
     *state = g->state;
     *len = strlen(g->state) + 1;
@@ -145,7 +211,12 @@ static int on_pause(void* opaque, const void** state, size_t* len) {
 }
 
 static void on_resume(void* opaque) {
-    ((struct guest*)opaque)->resumed = 1;
+    struct guest* g = opaque;
+    g->resumed = 1;
+    if (g->copy[0]) {
+        g->intact_at_resume = regions_equal(g->mem, g->copy);
+        guest_start(g); /* the guest runs on */
+    }
 }
 
 static void on_throttle(void* opaque, unsigned percent) {
@@ -198,8 +269,43 @@ static void* dest_main(void* arg) {
     return NULL;
 }
 
+static void source_security(rmig_source* s, enum sec k) {
+    int rc = 0;
+    switch (k) {
+    case SEC_PLAINTEXT: rc = rmig_source_set_insecure_plaintext(s, 1); break;
+    case SEC_KEY_A: rc = rmig_source_set_psk(s, kKeyA, sizeof kKeyA, "capi-test"); break;
+    case SEC_FILE_A: rc = rmig_source_set_psk_file(s, key_file, "capi-test"); break;
+    case SEC_KEY_B: rc = rmig_source_set_psk(s, kKeyB, sizeof kKeyB, "capi-test"); break;
+    }
+    CHECK(rc == 0, "source security: %s", rmig_source_error(s));
+}
+
+static void dest_security(rmig_dest* d, enum sec k) {
+    int rc = 0;
+    switch (k) {
+    case SEC_PLAINTEXT: rc = rmig_dest_set_insecure_plaintext(d, 1); break;
+    case SEC_KEY_A: rc = rmig_dest_set_psk(d, kKeyA, sizeof kKeyA, "capi-test"); break;
+    case SEC_FILE_A: rc = rmig_dest_set_psk_file(d, key_file, "capi-test"); break;
+    case SEC_KEY_B: rc = rmig_dest_set_psk(d, kKeyB, sizeof kKeyB, "capi-test"); break;
+    }
+    CHECK(rc == 0, "dest security: %s", rmig_dest_error(d));
+}
+
+static void write_key_file(void) {
+    snprintf(key_file, sizeof key_file, "/tmp/rmig-capi-test-XXXXXX");
+    int fd = mkstemp(key_file);
+    if (fd < 0) {
+        perror("mkstemp");
+        exit(2);
+    }
+    FILE* f = fdopen(fd, "w");
+    for (size_t i = 0; i < sizeof kKeyA; ++i) fprintf(f, "%02x", kKeyA[i]);
+    fprintf(f, "\n");
+    fclose(f);
+}
+
 /* Starts a destination with regions of the given sizes; returns its URI in dr->uri. */
-static void dest_start(struct dest_run* dr, const size_t* sizes) {
+static void dest_start(struct dest_run* dr, const size_t* sizes, enum sec k) {
     memset(dr, 0, sizeof *dr);
     pthread_mutex_init(&dr->mu, NULL);
     pthread_cond_init(&dr->cv, NULL);
@@ -211,6 +317,7 @@ static void dest_start(struct dest_run* dr, const size_t* sizes) {
     }
     CHECK(rmig_dest_set_uri(dr->d, "tcp:127.0.0.1:0") == 0, "%s", rmig_dest_error(dr->d));
     CHECK(rmig_dest_set_timeout_ms(dr->d, 60000, 20000) == 0, "%s", rmig_dest_error(dr->d));
+    dest_security(dr->d, k);
     rmig_dest_set_on_listening(dr->d, on_listening, dr);
     pthread_create(&dr->thread, NULL, dest_main, dr);
     pthread_mutex_lock(&dr->mu);
@@ -229,8 +336,9 @@ static void dest_free(struct dest_run* dr, const size_t* sizes) {
     pthread_cond_destroy(&dr->cv);
 }
 
-static rmig_source* source_for(struct guest* g, const char* uri) {
+static rmig_source* source_for(struct guest* g, const char* uri, enum sec k) {
     rmig_source* s = rmig_source_new();
+    source_security(s, k);
     for (unsigned r = 0; r < NREG; ++r)
         CHECK(rmig_source_add_region(s, g->mem[r], kSizes[r], (uint64_t)r << 32, kNames[r]) == 0, "%s",
               rmig_source_error(s));
@@ -245,13 +353,14 @@ static rmig_source* source_for(struct guest* g, const char* uri) {
 
 /* ---- cases ---- */
 
-static void migrate_with_writer(enum rmig_dirty_log kind, enum rmig_codec codec) {
-    const char* what = kind == RMIG_DIRTY_UFFD_WP ? "uffd-wp" : "caller bitmaps";
+static void migrate_with_writer(enum rmig_dirty_log kind, enum rmig_codec codec, enum sec src_key,
+                                enum sec dst_key) {
+    const char* what = kind == RMIG_DIRTY_UFFD_WP ? "uffd-wp, psk + aes-gcm" : "caller bitmaps, psk + aes-gcm";
     struct guest g;
     guest_init(&g, kind == RMIG_DIRTY_CALLER);
     struct dest_run dr;
-    dest_start(&dr, kSizes);
-    rmig_source* s = source_for(&g, dr.uri);
+    dest_start(&dr, kSizes, dst_key);
+    rmig_source* s = source_for(&g, dr.uri, src_key);
     CHECK(rmig_source_set_codec(s, codec, 0) == 0, "%s", rmig_source_error(s));
     CHECK(rmig_source_set_dirty_log(s, kind, kind == RMIG_DIRTY_CALLER ? dirty_log : NULL, &g) == 0, "%s",
           rmig_source_error(s));
@@ -312,6 +421,7 @@ static void usage_errors(void) {
     CHECK(rmig_source_set_dirty_log(s, RMIG_DIRTY_CALLER, NULL, NULL) == -1, "caller log without fn accepted");
     CHECK(rmig_source_add_region(s, g.mem[0], kSizes[0], 0, "ram") == 0, "%s", rmig_source_error(s));
     CHECK(rmig_source_set_uri(s, "tcp:127.0.0.1:9") == 0, "%s", rmig_source_error(s));
+    CHECK(rmig_source_set_insecure_plaintext(s, 1) == 0, "%s", rmig_source_error(s));
     CHECK(rmig_source_migrate(s) == -1, "migrated without a pause callback");
     CHECK(strstr(rmig_source_error(s), "pause") != NULL, "error: %s", rmig_source_error(s));
     CHECK(rmig_source_migrate(s) == -1 && strstr(rmig_source_error(s), "once") != NULL, "error: %s",
@@ -326,8 +436,8 @@ static void layout_refused(void) {
     guest_init(&g, 0);
     const size_t other[NREG] = {kSizes[0], kSizes[1] / 2};
     struct dest_run dr;
-    dest_start(&dr, other);
-    rmig_source* s = source_for(&g, dr.uri);
+    dest_start(&dr, other, SEC_PLAINTEXT);
+    rmig_source* s = source_for(&g, dr.uri, SEC_PLAINTEXT);
     int rc = rmig_source_migrate(s);
     CHECK(rc == -1, "a mismatched layout migrated");
     CHECK(strstr(rmig_source_error(s), "ram-high") != NULL, "error names no region: %s", rmig_source_error(s));
@@ -345,8 +455,8 @@ static void dirty_log_fails(void) {
     struct guest g;
     guest_init(&g, 1);
     struct dest_run dr;
-    dest_start(&dr, kSizes);
-    rmig_source* s = source_for(&g, dr.uri);
+    dest_start(&dr, kSizes, SEC_KEY_A);
+    rmig_source* s = source_for(&g, dr.uri, SEC_KEY_A);
     rmig_source_set_dirty_log(s, RMIG_DIRTY_CALLER, failing_dirty_log, &g);
     CHECK(rmig_source_migrate(s) == -1, "a failing dirty log migrated");
     CHECK(strstr(rmig_source_error(s), "dirty log callback for region 'ram-low' failed (returned 5)") != NULL,
@@ -361,7 +471,7 @@ static void dirty_log_fails(void) {
 /* rmig_dest_cancel from another thread ends a receive that no source ever joins. */
 static void dest_cancelled(void) {
     struct dest_run dr;
-    dest_start(&dr, kSizes);
+    dest_start(&dr, kSizes, SEC_KEY_A);
     sleep_us(50000);
     rmig_dest_cancel(dr.d);
     dest_join(&dr);
@@ -374,13 +484,186 @@ static void dest_cancelled(void) {
     dest_free(&dr, kSizes);
 }
 
+/* A source with another key: refused at the handshake, never paused, its
+ * memory untouched; the destination turns it away and still receives the
+ * right source afterwards, every byte compared. */
+static void wrong_key_refused(void) {
+    struct guest g;
+    guest_init(&g, 0);
+    take_copy(&g);
+    struct dest_run dr;
+    dest_start(&dr, kSizes, SEC_FILE_A);
+    rmig_source* s = source_for(&g, dr.uri, SEC_KEY_B);
+    CHECK(rmig_source_migrate(s) == -1, "a source with another key migrated");
+    CHECK(strstr(rmig_source_error(s), "authentication failed") != NULL, "error: %s", rmig_source_error(s));
+    struct rmig_source_stats st;
+    rmig_source_get_stats(s, &st);
+    CHECK(st.ok == 0 && st.paused == 0 && st.rounds == 0 && st.pages_sent == 0 && g.paused == 0,
+          "refused source: ok %d paused %d rounds %u pages %llu", st.ok, st.paused, st.rounds,
+          (unsigned long long)st.pages_sent);
+    CHECK(regions_equal(g.mem, g.copy), "the refused source's memory changed");
+    printf("wrong key: \"%s\"\n", rmig_source_error(s));
+    rmig_source_free(s);
+
+    s = source_for(&g, dr.uri, SEC_KEY_A);
+    int rc = rmig_source_migrate(s);
+    dest_join(&dr);
+    CHECK(rc == 0, "the right source after a refused one: %s", rmig_source_error(s));
+    CHECK(dr.rc == 0, "destination after a refused source: %s", rmig_dest_error(dr.d));
+    CHECK(regions_equal(g.mem, dr.mem), "destination memory differs");
+    rmig_source_free(s);
+    dest_free(&dr, kSizes);
+    guest_free(&g);
+}
+
+/* The rmig command's policy: credentials, or plaintext asked for on loopback only. */
+static void security_policy(void) {
+    struct guest g;
+    guest_init(&g, 0);
+    rmig_source* s = source_for(&g, "tcp:127.0.0.1:9", SEC_PLAINTEXT);
+    rmig_source_set_insecure_plaintext(s, 0);
+    CHECK(rmig_source_migrate(s) == -1 && strstr(rmig_source_error(s), "authenticates its peer") != NULL &&
+              strstr(rmig_source_error(s), "rmig_*_set_psk") != NULL,
+          "no credentials: %s", rmig_source_error(s));
+    printf("no credentials: \"%s\"\n", rmig_source_error(s));
+    rmig_source_free(s);
+    s = source_for(&g, "tcp:10.0.0.2:9", SEC_PLAINTEXT);
+    CHECK(rmig_source_migrate(s) == -1 && strstr(rmig_source_error(s), "only on loopback") != NULL,
+          "plaintext between hosts: %s", rmig_source_error(s));
+    CHECK(rmig_source_set_psk(s, kKeyA, 8, NULL) == -1 && strstr(rmig_source_error(s), "too short") != NULL,
+          "8-byte key: %s", rmig_source_error(s));
+    CHECK(rmig_source_set_psk_file(s, "/nonexistent/key.psk", NULL) == -1, "missing key file accepted");
+    CHECK(rmig_source_set_tls(s, "/nonexistent/c.pem", "/nonexistent/k.pem", "/nonexistent/ca.pem", NULL) == -1,
+          "missing certificate files accepted");
+    CHECK(g.paused == 0, "paused");
+    rmig_source_free(s);
+    rmig_dest* d = rmig_dest_new();
+    rmig_dest_add_region(d, g.mem[0], kSizes[0], 0, "ram");
+    rmig_dest_set_uri(d, "tcp:0.0.0.0:0");
+    rmig_dest_set_insecure_plaintext(d, 1);
+    CHECK(rmig_dest_receive(d) == -1 && strstr(rmig_dest_error(d), "only on loopback") != NULL,
+          "plaintext listener on all addresses: %s", rmig_dest_error(d));
+    rmig_dest_free(d);
+    guest_free(&g);
+}
+
+/* A dirty log with nothing to report (the guest is idle) whose first call
+ * (tracking starts, right before round 0 reads anything) is signalled. */
+static atomic_int tracking_started;
+static int idle_log(void* opaque, unsigned region, uint64_t* words, size_t nwords) {
+    (void)opaque, (void)region, (void)words, (void)nwords;
+    atomic_store(&tracking_started, 1);
+    return 0;
+}
+
+static void fill_random(struct guest* g) {
+    uint64_t rng = 0x2545f4914f6cdd1du;
+    for (unsigned r = 0; r < NREG; ++r)
+        for (size_t p = 0; p < g->pages[r]; ++p)
+            if (p % 5 != 4)
+                for (size_t o = 0; o < PAGE; o += 8) {
+                    uint64_t v = xorshift(&rng);
+                    memcpy(g->mem[r] + p * PAGE + o, &v, 8);
+                }
+}
+
+static void expect_dest_aborted(struct dest_run* dr, const char* when) {
+    CHECK(dr->rc == -1, "%s: destination succeeded", when);
+    CHECK(strstr(rmig_dest_error(dr->d), "aborted: migration cancelled by the caller") != NULL,
+          "%s: destination error: %s", when, rmig_dest_error(dr->d));
+    size_t len = 1;
+    rmig_dest_device_state(dr->d, &len);
+    struct rmig_dest_stats ds;
+    rmig_dest_get_stats(dr->d, &ds);
+    CHECK(len == 0 && ds.ok == 0, "%s: destination kept %zu bytes of device state, ok %d", when, len, ds.ok);
+}
+
+/* rmig_source_cancel from another thread 30 ms into round 0 (zstd at level 19
+ * on random pages makes it take about a second): -1 "cancelled", never paused,
+ * memory untouched, the destination aborted, both back within 1.5 s. */
+static void source_cancelled_mid_round(void) {
+    struct guest g;
+    guest_init(&g, 0);
+    fill_random(&g);
+    take_copy(&g);
+    struct dest_run dr;
+    dest_start(&dr, kSizes, SEC_KEY_A);
+    rmig_source* s = source_for(&g, dr.uri, SEC_KEY_A);
+    CHECK(rmig_source_set_codec(s, RMIG_CODEC_ZSTD, 19) == 0, "%s", rmig_source_error(s));
+    CHECK(rmig_source_set_dirty_log(s, RMIG_DIRTY_CALLER, idle_log, NULL) == 0, "%s", rmig_source_error(s));
+    atomic_store(&tracking_started, 0);
+    struct canceller c = {s, 30000, {0, 0}, 0, &tracking_started};
+    pthread_create(&c.thread, NULL, cancel_main, &c);
+    int rc = rmig_source_migrate(s);
+    double source_ms = ms_since(&c.at);
+    pthread_join(c.thread, NULL);
+    dest_join(&dr);
+    double dest_ms = ms_since(&c.at);
+    CHECK(rc == -1, "a cancelled source succeeded");
+    CHECK(strncmp(rmig_source_error(s), "migration cancelled by the caller", 33) == 0, "error: %s",
+          rmig_source_error(s));
+    struct rmig_source_stats st;
+    rmig_source_get_stats(s, &st);
+    CHECK(st.ok == 0 && st.paused == 0 && st.rounds == 0 && g.paused == 0 && g.resumed == 0,
+          "mid-round: ok %d paused %d rounds %u (the cancel should land in round 0)", st.ok, st.paused, st.rounds);
+    CHECK(regions_equal(g.mem, g.copy), "mid-round: the source memory changed");
+    expect_dest_aborted(&dr, "mid-round");
+    CHECK(source_ms < 1500 && dest_ms < 1500, "mid-round: returned %.0f / %.0f ms after the cancel", source_ms,
+          dest_ms);
+    printf("cancelled mid-round: source back %.1f ms after the cancel, destination %.1f ms: \"%s\" / \"%s\"\n",
+           source_ms, dest_ms, rmig_source_error(s), rmig_dest_error(dr.d));
+    rmig_source_free(s);
+    dest_free(&dr, kSizes);
+    guest_free(&g);
+}
+
+/* Cancelled from another thread inside pause() (the vCPUs stopped): resume()
+ * is called with the memory as pause() left it, the writer runs again, the
+ * destination aborted. */
+static void source_cancelled_at_switchover(void) {
+    struct guest g;
+    guest_init(&g, 0);
+    struct dest_run dr;
+    dest_start(&dr, kSizes, SEC_KEY_A);
+    rmig_source* s = source_for(&g, dr.uri, SEC_KEY_A);
+    CHECK(rmig_source_set_downtime_ms(s, 200) == 0, "%s", rmig_source_error(s));
+    g.cancel_in_pause = s;
+    guest_start(&g);
+    int rc = rmig_source_migrate(s);
+    double source_ms = ms_since(&g.cancelled_at);
+    dest_join(&dr);
+    double dest_ms = ms_since(&g.cancelled_at);
+    CHECK(rc == -1 && strncmp(rmig_source_error(s), "migration cancelled by the caller", 33) == 0, "error: %s",
+          rmig_source_error(s));
+    CHECK(g.paused == 1 && g.resumed == 1 && g.intact_at_resume == 1, "switchover: paused %d resumed %d intact %d",
+          g.paused, g.resumed, g.intact_at_resume);
+    unsigned long writes = atomic_load(&g.writes);
+    sleep_us(50000);
+    CHECK(atomic_load(&g.writes) > writes, "switchover: the guest does not run after the cancel");
+    guest_stop(&g);
+    expect_dest_aborted(&dr, "switchover");
+    CHECK(source_ms < 1500 && dest_ms < 1500, "switchover: returned %.0f / %.0f ms after the cancel", source_ms,
+          dest_ms);
+    printf("cancelled at switchover: source back %.1f ms after the cancel, destination %.1f ms\n", source_ms,
+           dest_ms);
+    rmig_source_free(s);
+    dest_free(&dr, kSizes);
+    guest_free(&g);
+}
+
 int main(void) {
-    migrate_with_writer(RMIG_DIRTY_UFFD_WP, RMIG_CODEC_NONE);
-    migrate_with_writer(RMIG_DIRTY_CALLER, RMIG_CODEC_LZ4);
+    write_key_file();
+    migrate_with_writer(RMIG_DIRTY_UFFD_WP, RMIG_CODEC_NONE, SEC_KEY_A, SEC_FILE_A);
+    migrate_with_writer(RMIG_DIRTY_CALLER, RMIG_CODEC_LZ4, SEC_FILE_A, SEC_FILE_A);
+    wrong_key_refused();
+    security_policy();
     usage_errors();
     layout_refused();
     dirty_log_fails();
     dest_cancelled();
+    source_cancelled_mid_round();
+    source_cancelled_at_switchover();
+    unlink(key_file);
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;

@@ -1,10 +1,14 @@
 // rmig-synth source and dest as two processes over tcp loopback: a 256 MiB
 // guest migrated while its writers run, in every write pattern and with both
-// dirty logs, every destination page checked against the source's hash list;
-// and a destination whose size differs, which both sides must refuse.
+// dirty logs, every destination page checked against the source's hash list,
+// authenticated with a pre-shared key and encrypted (one case plaintext,
+// asked for on loopback); a destination whose size differs, which both sides
+// must refuse; a source with another key, refused; SIGINT cancelling the
+// source mid-round; the command-line policy.
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <csignal>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -15,6 +19,7 @@
 
 #include "common/process.hpp"
 #include "common/temp_dir.hpp"
+#include "security/policy.hpp"
 
 using namespace rmig;
 using namespace std::chrono_literals;
@@ -38,14 +43,26 @@ struct Outcome {
     std::string source_log, dest_log;
 };
 
+// Security options for both sides: "psk" (a key file made here), "other-psk"
+// (a second, different key), or "plaintext".
+std::vector<std::string> security_args(const TempDir& dir, const std::string& kind) {
+    if (kind == "plaintext") return {"--insecure-plaintext"};
+    std::string key = dir.path() + "/" + kind + ".psk";
+    if (!std::ifstream(key)) security::write_random_psk_file(key);
+    return {"--psk-file", key};
+}
+
 // Starts the destination, waits for its address, runs the source, collects both JSON reports.
-Outcome migrate(const std::vector<std::string>& source_args, const std::string& dest_size = "256M") {
+Outcome migrate(const std::vector<std::string>& source_args, const std::string& dest_size = "256M",
+                const std::string& dest_security = "psk", const std::string& source_security = "psk",
+                const std::string& dest_timeout = "50") {
     TempDir dir("synth-test");
     const std::string port = dir.path() + "/port";
     Outcome o;
-    Process dest({kSynth, "dest", "--size", dest_size, "--listen", "tcp:127.0.0.1:0", "--port-file", port,
-                  "--timeout", "50", "--json"},
-                 {dir.path() + "/dest.json", dir.path() + "/dest.log"});
+    std::vector<std::string> dargv = {kSynth,   "dest", "--size",   dest_size, "--listen", "tcp:127.0.0.1:0",
+                                      "--port-file", port, "--timeout", dest_timeout, "--json"};
+    for (auto& a : security_args(dir, dest_security)) dargv.push_back(a);
+    Process dest(dargv, {dir.path() + "/dest.json", dir.path() + "/dest.log"});
     auto deadline = std::chrono::steady_clock::now() + 20s;
     while (!std::ifstream(port) && std::chrono::steady_clock::now() < deadline && dest.running())
         std::this_thread::sleep_for(20ms);
@@ -57,6 +74,7 @@ Outcome migrate(const std::vector<std::string>& source_args, const std::string& 
     uri.erase(uri.find_last_not_of("\n") + 1);
     std::vector<std::string> argv = {kSynth, "source", "--size", "256M", "--to", uri, "--json", "--max-seconds", "40"};
     argv.insert(argv.end(), source_args.begin(), source_args.end());
+    for (auto& a : security_args(dir, source_security)) argv.push_back(a);
     Process source(argv, {dir.path() + "/source.json", dir.path() + "/source.log"});
     o.source_exit = source.wait_for(50s).value_or(-1);
     o.dest_exit = dest.wait_for(20s).value_or(-1);
@@ -100,6 +118,8 @@ TEST(SynthGuest, UniformWithUffdWriteProtect) {
     Outcome o = migrate({"--pattern", "uniform", "--dirty-rate", "64M", "--downtime-ms", "50", "--workers", "2"});
     expect_verified(o);
     EXPECT_EQ(o.source["hash_list_mismatches"].get<int64_t>(), 0);
+    EXPECT_EQ(o.source["security"], "pre-shared key 'rmig', encrypted");
+    EXPECT_EQ(o.dest["security"], "pre-shared key 'rmig', encrypted");
 }
 
 TEST(SynthGuest, HotSetWithCallerBitmapsAndLz4) {
@@ -110,11 +130,101 @@ TEST(SynthGuest, HotSetWithCallerBitmapsAndLz4) {
     EXPECT_LT(o.source["bytes_sent"].get<uint64_t>(), o.source["pages_sent"].get<uint64_t>() * 4096 * 3 / 4);
 }
 
-TEST(SynthGuest, SequentialOneWorkerHashedAtPause) {
+TEST(SynthGuest, SequentialOneWorkerHashedAtPausePlaintextOnLoopback) {
     Outcome o = migrate({"--pattern", "sequential", "--dirty-rate", "32M", "--workers", "1", "--writers", "2",
-                         "--hash-at-pause", "--downtime-ms", "100"});
+                         "--hash-at-pause", "--downtime-ms", "100"},
+                        "256M", "plaintext", "plaintext");
     expect_verified(o);
     EXPECT_TRUE(o.source["hash_at_pause"].get<bool>());
+    EXPECT_EQ(o.source["security"], "plaintext");
+}
+
+// The destination turns the stranger away and keeps waiting (until its
+// timeout here); the source fails at the handshake, before any page moves.
+TEST(SynthGuest, SourceWithAnotherKeyIsRefused) {
+    Outcome o = migrate({"--dirty-rate", "16M"}, "256M", "psk", "other-psk", "6");
+    EXPECT_EQ(o.source_exit, 1) << o.source_log;
+    EXPECT_EQ(o.dest_exit, 1) << o.dest_log;
+    EXPECT_NE(o.source["error"].get<std::string>().find("authentication failed"), std::string::npos)
+        << o.source["error"];
+    EXPECT_EQ(o.source["rounds"].get<unsigned>(), 0u);
+    EXPECT_EQ(o.dest["rounds"].get<unsigned>(), 0u);
+    EXPECT_EQ(o.dest["verified"].get<uint64_t>(), 0u);
+    EXPECT_NE(o.dest_log.find("authentication failed"), std::string::npos) << o.dest_log;
+}
+
+// SIGINT to the source mid-round cancels through rmig_source_cancel: the
+// source reports the cancel (exit 1, no round completed), the destination
+// reports the source's abort (exit 1, nothing verified); both end promptly.
+TEST(SynthGuest, SigintCancelsTheMigrationOnBothSides) {
+    TempDir dir("synth-cancel");
+    const std::string port = dir.path() + "/port";
+    auto sec = security_args(dir, "psk");
+    std::vector<std::string> dargv = {kSynth, "dest", "--size", "256M", "--listen", "tcp:127.0.0.1:0",
+                                      "--port-file", port, "--timeout", "50", "--json"};
+    dargv.insert(dargv.end(), sec.begin(), sec.end());
+    Process dest(dargv, {dir.path() + "/dest.json", dir.path() + "/dest.log"});
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (!std::ifstream(port) && std::chrono::steady_clock::now() < deadline && dest.running())
+        std::this_thread::sleep_for(20ms);
+    std::string uri = slurp(port);
+    ASSERT_FALSE(uri.empty()) << slurp(dir.path() + "/dest.log");
+    uri.erase(uri.find_last_not_of("\n") + 1);
+    // zstd at level 19 makes round 0 of 256 MiB take seconds here.
+    std::vector<std::string> sargv = {kSynth, "source", "--size", "256M", "--to", uri, "--json", "--codec", "zstd",
+                                      "--codec-level", "19", "--dirty-rate", "16M"};
+    sargv.insert(sargv.end(), sec.begin(), sec.end());
+    Process source(sargv, {dir.path() + "/source.json", dir.path() + "/source.log"});
+    deadline = std::chrono::steady_clock::now() + 20s;  // the session is up
+    while (slurp(dir.path() + "/dest.log").find("authenticated") == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline && source.running())
+        std::this_thread::sleep_for(10ms);
+    std::this_thread::sleep_for(300ms);
+    const auto t = std::chrono::steady_clock::now();
+    source.signal(SIGINT);
+    int source_exit = source.wait_for(10s).value_or(-1);
+    int dest_exit = dest.wait_for(10s).value_or(-1);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+    std::string slog = slurp(dir.path() + "/source.log"), dlog = slurp(dir.path() + "/dest.log");
+    EXPECT_EQ(source_exit, 1) << slog;
+    EXPECT_EQ(dest_exit, 1) << dlog;
+    EXPECT_LT(secs, 3.0);
+    json sj, dj;
+    try {
+        sj = json::parse(slurp(dir.path() + "/source.json"));
+        dj = json::parse(slurp(dir.path() + "/dest.json"));
+    } catch (const std::exception& e) {
+        FAIL() << "bad JSON report: " << e.what() << "\n" << slog << "\n" << dlog;
+    }
+    EXPECT_EQ(sj["error"], "migration cancelled by the caller") << slog;
+    EXPECT_EQ(sj["cancelled_by_signal"].get<int>(), SIGINT);
+    EXPECT_EQ(sj["rounds"].get<unsigned>(), 0u);
+    EXPECT_NE(dj["error"].get<std::string>().find("aborted: migration cancelled by the caller"), std::string::npos)
+        << dj["error"];
+    EXPECT_EQ(dj["verified"].get<uint64_t>(), 0u);
+}
+
+// The rmig command's policy (security/settings.hpp): no credentials is a usage
+// error (exit 2), plaintext only on loopback and only when asked for.
+TEST(SynthGuest, SecurityPolicyOfTheRmigCommand) {
+    auto run = [](std::vector<std::string> argv) {
+        TempDir dir("synth-policy");
+        argv.insert(argv.begin(), kSynth);
+        Process p(argv, {dir.path() + "/out", dir.path() + "/err"});
+        int rc = p.wait_for(20s).value_or(-1);
+        return std::make_pair(rc, slurp(dir.path() + "/err"));
+    };
+    auto [rc, err] = run({"source", "--size", "1M", "--to", "tcp:10.0.0.2:7070"});
+    EXPECT_EQ(rc, 2) << err;
+    EXPECT_NE(err.find("--psk-file"), std::string::npos) << err;
+    std::tie(rc, err) = run({"source", "--size", "1M", "--to", "tcp:10.0.0.2:7070", "--insecure-plaintext"});
+    EXPECT_EQ(rc, 2) << err;
+    EXPECT_NE(err.find("only on loopback"), std::string::npos) << err;
+    std::tie(rc, err) = run({"dest", "--size", "1M", "--listen", "tcp:127.0.0.1:0"});
+    EXPECT_EQ(rc, 2) << err;
+    EXPECT_NE(err.find("--insecure-plaintext"), std::string::npos) << err;
+    std::tie(rc, err) = run({"dest", "--size", "1M", "--listen", "tcp:0.0.0.0:0", "--insecure-plaintext"});
+    EXPECT_EQ(rc, 2) << err;
 }
 
 TEST(SynthGuest, DestinationOfAnotherSizeRefusesAndNothingIsVerified) {
