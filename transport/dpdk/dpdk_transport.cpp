@@ -177,6 +177,8 @@ wire::FrameType DpdkChannel::recv(std::vector<std::byte>& payload) {
     return h.type;
 }
 
+std::vector<QueueStats> DpdkChannel::port_queue_stats() const { return ep_->queue_stats(); }
+
 void DpdkChannel::shutdown() { conn_->abort("channel shut down locally"); }
 
 std::unique_ptr<Listener> listen(const std::string& rest, const Options& opts) {

@@ -32,6 +32,8 @@ public:
     // the caller may then change the memory.
     void send_zero_copy(wire::FrameType type, std::span<const std::byte> payload);
     ConnStats stats() const { return conn_->stats(); }
+    uint16_t queue() const { return conn_->queue(); }  // the port's queue pair it sends on
+    std::vector<QueueStats> port_queue_stats() const;   // every queue pair of the port
     Endpoint& endpoint() { return *ep_; }
 
 private:

@@ -137,7 +137,7 @@ proto::SenderConfig config(uint32_t window) {
 
 TEST(SegmentHeader, RoundTripsAndRejectsForeignFrames) {
     proto::SegmentHeader h{proto::SegmentType::ack, proto::kFromAcceptor, 0xdeadbeef, 3,
-                           0x0102030405060708ull, 99, 12345};
+                           0x0102030405060708ull, 99, 12345, 7};
     std::array<std::byte, proto::kSegmentHeaderSize + 3> buf{};
     proto::encode(h, std::span<std::byte, proto::kSegmentHeaderSize>(buf.data(), proto::kSegmentHeaderSize));
     auto d = proto::decode(buf);
@@ -148,6 +148,7 @@ TEST(SegmentHeader, RoundTripsAndRejectsForeignFrames) {
     EXPECT_EQ(d->seq, h.seq);
     EXPECT_EQ(d->window_limit, 99u);
     EXPECT_EQ(d->timestamp, 12345u);
+    EXPECT_EQ(d->queue, 7u);
     // Length beyond the frame, wrong magic, truncated header: not ours.
     EXPECT_FALSE(proto::decode(std::span(buf).first(proto::kSegmentHeaderSize + 2)));
     buf[0] = std::byte{0};
