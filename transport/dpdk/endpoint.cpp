@@ -60,6 +60,8 @@ Endpoint::Endpoint(const DpdkUri& uri, const Options& /*opts*/) : name_(uri.port
 
 void Endpoint::setup(const DpdkUri& uri) {
     std::string devargs = uri.devargs;
+    memif_ = name_.rfind("net_memif", 0) == 0;
+    memif_client_ = memif_ && devargs.find("role=client") != std::string::npos;
     // af_packet opens one socket per queue pair only when asked (qpairs=N).
     if (uri.opts.queues > 1 && name_.rfind("net_af_packet", 0) == 0 &&
         devargs.find("qpairs=") == std::string::npos)
@@ -485,7 +487,24 @@ void Endpoint::poll_loop(uint16_t q) {
 void Endpoint::goodbye() {
     // Tell the peer port we go, and wait (briefly) until it stopped polling
     // before the device closes (docs/dpdk-protocol.md, "Port shutdown").
-    if (peer_said_bye_ || !link_up()) return;
+    bool sent_bye = !peer_said_bye_ && link_up();
+    if (sent_bye) say_bye();
+    if (!peer_said_bye_ || !memif_) return;
+    // DPDK 22.11's memif frees its shared regions in memif_disconnect, which
+    // both our dev_close and its control thread (on the peer's disconnect
+    // message) run; run at once, they free twice ("EAL: Error: Invalid
+    // memory" at exit, seen with jumbo bsize). So the side the peer said BYE
+    // to lets the peer close first: it waits (up to 1 s) for the link to drop.
+    // When both said BYE at once, the memif client closes first.
+    if (!(sent_bye && memif_client_)) {
+        uint64_t start = now_ns();
+        while (link_up() && now_ns() - start < 1'000'000'000)
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+}
+
+void Endpoint::say_bye() {
     proto::SegmentHeader bye;
     bye.type = proto::SegmentType::bye;
     rte_ether_addr bcast;
@@ -520,7 +539,6 @@ void Endpoint::goodbye() {
         }
         if (!n) std::this_thread::sleep_for(std::chrono::microseconds(100));
     }
-    if (peer_said_bye_) std::this_thread::sleep_for(std::chrono::milliseconds(20));
 }
 
 }  // namespace rmig::transport::dpdk

@@ -86,6 +86,7 @@ private:
     void handle(uint16_t q, const PollerView& view, rte_mbuf* m, uint64_t now);
     void flush_tx(uint16_t q);
     void goodbye();
+    void say_bye();
     uint16_t least_used_queue_locked() const;
 
     std::string name_;
@@ -95,6 +96,7 @@ private:
     uint32_t mtu_ = 1500, mss_ = 1460;
     rte_ether_addr mac_{};
     bool started_ = false, configured_ = false;
+    bool memif_ = false, memif_client_ = false;
 
     std::mutex m_;  // guards conns_, listening state, incoming_ (not taken on the fast path)
     std::condition_variable incoming_cv_;
