@@ -47,7 +47,7 @@ DpdkUri parse_uri(const std::string& rest, const DpdkOptions& defaults) {
         else if (key == "loss")
             u.opts.tx_loss = number(item, v, 0, 0.5);
         else if (key == "queues")
-            u.opts.queues = static_cast<uint32_t>(number(item, v, 1, 64));
+            u.opts.queues = static_cast<uint32_t>(number(item, v, 1, 16));
         else if (key == "peer")
             u.peer_mac = v;
         else

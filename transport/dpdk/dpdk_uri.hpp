@@ -18,7 +18,7 @@ struct DpdkUri {
 
 // Throws Error naming the bad option. Keys: rmig.window, rmig.gbps, rmig.rtt_us,
 // rmig.pace_gbps, rmig.mtu, rmig.loss (fraction, e.g. 0.01),
-// rmig.queues (queue pairs, 1..64), rmig.peer.
+// rmig.queues (queue pairs, 1..16), rmig.peer.
 DpdkUri parse_uri(const std::string& rest, const DpdkOptions& defaults);
 
 }  // namespace rmig::transport::dpdk
