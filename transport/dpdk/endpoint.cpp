@@ -216,7 +216,8 @@ void Endpoint::require_link(Millis timeout) const {
     while (!link_up()) {
         if (std::chrono::steady_clock::now() > deadline)
             throw LinkError(cat("dpdk port ", name_, ": link down after ", timeout.count(),
-                                " ms (memif: is the peer process up on the same socket? "
+                                " ms (memif: is the peer process up on the same socket, with the same "
+                                "rmig.queues? "
                                 "af_packet: is the interface up and cabled?)"));
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
