@@ -178,6 +178,13 @@ void DpdkChannel::apply_write_record(const wire::HeaderBytes& hb) {
 
 void DpdkChannel::release_remote_writes() {
     if (writes_) {
+        bool in_flight;
+        {
+            std::lock_guard l(writes_->m);
+            in_flight = writes_->left > 0;
+        }
+        // Unacknowledged segments would wait for a peer that is gone: let go of them.
+        if (in_flight) conn_->abort("channel closed with remote writes in flight");
         std::unique_lock l(writes_->m);
         // Segments the port still holds call back later: keep their target alive.
         if (!writes_->cv.wait_for(l, std::chrono::milliseconds(2000), [&] { return writes_->left == 0; }))
