@@ -75,6 +75,7 @@ const char* kMigrateUsage = R"(usage: rmig migrate --qmp PATH --to tcp:HOST:PORT
   --dpdk-window N        dpdk: segments in flight per channel (default from BDP)
   --dpdk-gbps G, --dpdk-rtt-us US  dpdk: link rate and RTT for the BDP window
   --dpdk-mtu N           dpdk: frame MTU (9000: jumbo frames)
+  --dpdk-queues N        dpdk: rx/tx queue pairs, one poller each (one per channel; default 1)
   --profile NAME|FILE    a hw-configs profile (e.g. dc-25g, wan-100ms); options
                          given on the command line win
   --verbose | --quiet    more or less logging on stderr
@@ -96,7 +97,7 @@ const char* kReceiveUsage = R"(usage: rmig receive --qmp PATH --listen tcp:ADDR:
   --socket-buffer SIZE   TCP send/receive buffer, default 8M
   --rdma-slots N         rdma: ring slots per channel direction, default 16
   --rdma-slot-size SIZE  rdma: bytes per ring slot, default 256K
-  --dpdk-eal, --dpdk-window, --dpdk-gbps, --dpdk-rtt-us, --dpdk-mtu  as for migrate
+  --dpdk-eal, --dpdk-window, --dpdk-gbps, --dpdk-rtt-us, --dpdk-mtu, --dpdk-queues  as for migrate
   --profile NAME|FILE    a hw-configs profile (its chunk, socket-buffer, timeout
                          and rdma settings apply here)
   --verbose | --quiet    more or less logging on stderr
@@ -140,6 +141,8 @@ transport::Options transport_options(const Args& a) {
     o.dpdk.link_gbps = static_cast<double>(a.number("dpdk-gbps", 10));
     o.dpdk.rtt_us = static_cast<double>(a.number("dpdk-rtt-us", 500));
     o.dpdk.mtu = static_cast<uint32_t>(a.number("dpdk-mtu", 0));
+    o.dpdk.queues = static_cast<uint32_t>(a.number("dpdk-queues", 1));
+    if (o.dpdk.queues < 1 || o.dpdk.queues > 16) throw UsageError("--dpdk-queues must be 1..16");
     if (o.dpdk.window_segments > (1u << 20)) throw UsageError("--dpdk-window must be 0..1048576");
     if (o.dpdk.link_gbps <= 0 || o.dpdk.rtt_us <= 0)
         throw UsageError("--dpdk-gbps and --dpdk-rtt-us must be positive");
@@ -164,12 +167,12 @@ int cmd_migrate(const std::vector<std::string>& argv) {
            cli::with_security_values(
                 {"qmp", "to", "multifd", "max-bandwidth", "downtime-limit", "timeout", "progress", "json",
                  "chunk", "socket-buffer", "relay-dir", "profile", "rdma-slots", "rdma-slot-size",
-                 "dpdk-eal", "dpdk-window", "dpdk-gbps", "dpdk-rtt-us", "dpdk-mtu", "stall-timeout"}),
+                 "dpdk-eal", "dpdk-window", "dpdk-gbps", "dpdk-rtt-us", "dpdk-mtu", "dpdk-queues", "stall-timeout"}),
            cli::with_security_flags({"no-resume", "verbose", "quiet", "help"}));
     if (auto p = a.get("profile"))
         apply_profile(a, *p, {"multifd", "max-bandwidth", "downtime-limit", "chunk", "socket-buffer",
                               "timeout", "rdma-slots", "rdma-slot-size",
-            "dpdk-eal", "dpdk-window", "dpdk-gbps", "dpdk-rtt-us", "dpdk-mtu"});
+            "dpdk-eal", "dpdk-window", "dpdk-gbps", "dpdk-rtt-us", "dpdk-mtu", "dpdk-queues"});
     if (a.flag("help")) {
         std::fputs(kMigrateUsage, stdout);
         std::fputs(cli::kSecurityUsage, stdout);
@@ -211,12 +214,12 @@ int cmd_receive(const std::vector<std::string>& argv) {
     Args a(argv,
            cli::with_security_values({"qmp", "listen", "address-file", "timeout", "incoming-dir", "json",
                                       "chunk", "socket-buffer", "profile", "rdma-slots", "rdma-slot-size",
-                                      "dpdk-eal", "dpdk-window", "dpdk-gbps", "dpdk-rtt-us", "dpdk-mtu", "stall-timeout"}),
+                                      "dpdk-eal", "dpdk-window", "dpdk-gbps", "dpdk-rtt-us", "dpdk-mtu", "dpdk-queues", "stall-timeout"}),
            cli::with_security_flags({"verbose", "quiet", "help"}));
     if (auto p = a.get("profile"))
         apply_profile(a, *p, {"multifd", "max-bandwidth", "downtime-limit", "chunk", "socket-buffer",
                               "timeout", "rdma-slots", "rdma-slot-size",
-            "dpdk-eal", "dpdk-window", "dpdk-gbps", "dpdk-rtt-us", "dpdk-mtu"});
+            "dpdk-eal", "dpdk-window", "dpdk-gbps", "dpdk-rtt-us", "dpdk-mtu", "dpdk-queues"});
     if (a.flag("help")) {
         std::fputs(kReceiveUsage, stdout);
         std::fputs(cli::kSecurityUsage, stdout);

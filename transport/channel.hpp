@@ -46,6 +46,7 @@ struct DpdkOptions {
     double pace_gbps = 0;          // sender pacing; 0: unpaced
     uint32_t mtu = 0;              // 0: the port's MTU; e.g. 9000 for jumbo frames
     double tx_loss = 0;            // testing: drop this fraction of outgoing data frames
+    uint32_t queues = 1;           // rx/tx queue pairs (one poller each), 1..16; capped by the port
 };
 
 struct Options {

@@ -3,9 +3,12 @@
 # no hugepages), in the same run: testpmd txonly -> rxonly gives the raw rate of
 # 1514-byte frames; rmig moves verified bytes over the same kind of memif pair
 # with its reliable delivery (payload 1460 B per 1514-byte frame). Then rmig's
-# goodput with 1% and 5% of its data frames dropped in the sender.
+# goodput with 1% and 5% of its data frames dropped in the sender. Then 4
+# channels on one queue pair against 4 channels on 4 queue pairs
+# (rmig.queues=4, one poller each), printed as a ratio of the two.
 #
 # Usage: bench/scripts/dpdk_vs_testpmd.sh [BUILD_DIR] [SECONDS_PER_BASELINE] [RMIG_BYTES]
+# ONLY=queues: run only the 1-vs-N queue comparison (QUEUES=N, default 4).
 # Needs dpdk-testpmd (Debian dpdk-dev) and the rmig_dpdk_bulk_peer test binary.
 set -euo pipefail
 
@@ -67,6 +70,18 @@ rmig_run() {  # channels bytes client-uri-suffix [client options...]
 gbps() { sed -n 's/.*"gbps":\([0-9.]*\).*/\1/p'; }
 field() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+NQ=${QUEUES:-4}
+queues_compare() {
+  echo "== rmig dpdk over memif, $NQ channels: 1 queue pair vs $NQ queue pairs ($((BYTES >> 20)) MiB each)"
+  Q1=$(rmig_run "$NQ" "$BYTES" ""); echo "1 queue:  $Q1"
+  QN=$(SERVER_SUFFIX=",rmig.queues=$NQ" rmig_run "$NQ" "$BYTES" ",rmig.queues=$NQ"); echo "$NQ queues: $QN"
+  printf '%-34s %10s %8s\n' "rmig dpdk $NQ ch, 1 queue pair" "$(echo "$Q1" | gbps)" "1.00"
+  printf '%-34s %10s %8s\n' "rmig dpdk $NQ ch, $NQ queue pairs" "$(echo "$QN" | gbps)" \
+    "$(ratio "$(echo "$QN" | gbps)" "$(echo "$Q1" | gbps)")"
+}
+if [ "${ONLY:-}" = queues ]; then queues_compare; exit 0; fi
+
 echo "== dpdk-testpmd txonly -> rxonly over memif, 1514-byte frames, ${SECS} s"
 RAW=$(testpmd_gbps)
 echo "raw: ${RAW} Gb/s"
@@ -91,7 +106,8 @@ echo "== rmig dpdk with injected loss ($((LOSS_BYTES >> 20)) MiB each)"
 R1=$(rmig_run 2 "$LOSS_BYTES" ",rmig.loss=0.01"); echo "1%: $R1"
 R5=$(rmig_run 2 "$LOSS_BYTES" ",rmig.loss=0.05"); echo "5%: $R5"
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+echo
+queues_compare
 echo
 printf '%-34s %10s %8s\n' "path" "Gb/s" "ratio"
 printf '%-34s %10s %8s\n' "testpmd txonly->rxonly (raw)" "$RAW" "1.00"

@@ -282,7 +282,7 @@ private:
         for (auto& ch : data_)
             for (const auto& r : cfg_.regions) ch->one_sided()->register_local(r.base, r.size);
         one_sided_ = true;
-        result_.page_path = "one-sided rdma writes, zero pages as markers";
+        result_.page_path = "one-sided writes (rdma, or dpdk write records), zero pages as markers";
     }
 
     void set_up_tracking() {

@@ -186,6 +186,24 @@ TEST(MigrationE2E, ThroughRmigOverDpdkMemifMultifdTwoChannels) {
     for (auto& ch : r.report["channels"]) EXPECT_GT(ch.value("sent_bytes", 0ull), 0ull) << ch;
     expect_verified(pair);
 }
+
+// The same with one queue pair per channel (rmig.queues=4: control, main and
+// two multifd channels, each polled on its own memif queue).
+TEST(MigrationE2E, ThroughRmigOverDpdkMemifFourQueuePairs) {
+    lab::LocalPair pair;
+    lab::RmigRun run;
+    run.settings = multifd(2);
+    std::string sock = pair.dir() + "/memif.sock";
+    run.listen_uri = "dpdk:net_memif0,role=server,socket=" + sock + ",rmig.queues=4";
+    run.connect_uri = "dpdk:net_memif0,role=client,socket=" + sock + ",rmig.queues=4";
+    run.timeout_s = 90;
+    lab::RunResult r = pair.migrate_rmig(run);
+    ASSERT_TRUE(r.ok) << "exit " << r.exit_code << ": " << r.error << " (see " << pair.dir() << ")";
+    EXPECT_EQ(r.receive_exit_code, 0);
+    ASSERT_EQ(r.report["channels"].size(), 3u);  // main + 2 multifd
+    for (auto& ch : r.report["channels"]) EXPECT_GT(ch.value("sent_bytes", 0ull), 0ull) << ch;
+    expect_verified(pair);
+}
 #endif
 
 TEST(MigrationE2E, DestinationKilledMidMigrationLeavesSourceRunningAndRetrySucceeds) {

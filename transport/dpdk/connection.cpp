@@ -40,13 +40,14 @@ bool shared(const rte_mbuf* m) { return rte_mbuf_refcnt_read(m) > 1; }
 }  // namespace
 
 Connection::Connection(Endpoint& ep, uint32_t id, bool acceptor, const rte_ether_addr& peer,
-                       const ConnConfig& cfg, std::string name)
+                       const ConnConfig& cfg, std::string name, uint16_t queue)
     : ep_(ep),
       id_(id),
       acceptor_(acceptor),
       peer_(peer),
       cfg_(cfg),
       name_(std::move(name)),
+      queue_(queue),
       state_(acceptor ? State::open : State::connecting),
       unsent_limit_(std::max<size_t>(cfg.window, 64)),
       sender_(sender_config(cfg)),
@@ -299,6 +300,7 @@ void Connection::tx_data_locked(rte_mbuf* m, uint64_t seq, uint64_t now, bool fi
         h.type = proto::SegmentType::data;
         h.flags = static_cast<uint8_t>((acceptor_ ? proto::kFromAcceptor : 0) | (fin ? proto::kFin : 0));
         h.conn_id = id_;
+        h.queue = static_cast<uint8_t>(queue_);
         h.length = static_cast<uint32_t>(m->pkt_len - kFrameOverhead);
         h.seq = seq;
         h.timestamp = now;
@@ -315,7 +317,7 @@ void Connection::tx_data_locked(rte_mbuf* m, uint64_t seq, uint64_t now, bool fi
         }
     }
     hold(m);
-    ep_.queue_tx(m);
+    ep_.queue_tx(queue_, m);
 }
 
 void Connection::send_ack_locked(uint64_t now) {
@@ -326,12 +328,13 @@ void Connection::send_ack_locked(uint64_t now) {
     h.type = proto::SegmentType::ack;
     h.flags = acceptor_ ? proto::kFromAcceptor : 0;
     h.conn_id = id_;
+    h.queue = static_cast<uint8_t>(queue_);
     h.length = static_cast<uint32_t>(sack.size());
     h.seq = receiver_.next_expected();
     h.window_limit = receiver_.limit(delivered_.size());
     h.timestamp = receiver_.newest_stamp();
     acked_limit_ = h.window_limit;
-    ep_.send_control(peer_, h, sack);
+    ep_.send_control(queue_, peer_, h, sack);
     ack_due_ = false;
     last_tx_ns_ = now;
 }
@@ -351,15 +354,16 @@ size_t Connection::service(uint64_t now) {
             proto::SegmentHeader h;
             h.type = proto::SegmentType::syn;
             h.conn_id = id_;
+            h.queue = static_cast<uint8_t>(queue_);
             h.window_limit = cfg_.window;
-            ep_.send_control(peer_, h);
+            ep_.send_control(queue_, peer_, h);
             last_syn_ns_ = now;
             ++frames;
         }
         return frames;
     }
     // New data, in order, within window and pacing.
-    while (!unsent_.empty() && sender_.can_send() && ep_.tx_room()) {
+    while (!unsent_.empty() && sender_.can_send() && ep_.tx_room(queue_)) {
         rte_mbuf* m = unsent_.front();
         if (!pacer_.take(m->pkt_len, now)) break;
         unsent_.pop_front();
@@ -381,7 +385,7 @@ size_t Connection::service(uint64_t now) {
         frames += sender_.collect_retransmits(now, 256, [&](uint64_t seq, rte_mbuf*& m) {
             // A copy still waiting in the tx backlog (full ring) has not been
             // lost: it only waits. Only the device's own queue may hold it (real NICs).
-            if (ep_.queued_for_tx(m)) return false;
+            if (ep_.queued_for_tx(queue_, m)) return false;
             tx_data_locked(m, seq, now, seq == fin_seq_);
             return true;
         });

@@ -31,6 +31,13 @@ struct ConnStats {
     proto::SenderStats sender;
 };
 
+// Frames one queue pair moved; `foreign_rx`: frames that arrived on this
+// queue for a connection placed on another (af_packet's kernel fanout picks
+// the rx queue), handled here under that connection's lock.
+struct QueueStats {
+    uint64_t rx_frames = 0, tx_frames = 0, foreign_rx = 0;
+};
+
 struct ConnConfig {
     uint32_t window = 1024;        // segments in flight and receiver buffer
     uint32_t mss = 1460;           // payload bytes per segment
@@ -43,8 +50,10 @@ class Connection {
 public:
     enum class State { connecting, open, closed, failed };
 
+    // `queue`: the endpoint's queue pair this connection sends on and whose
+    // poller drives its timers.
     Connection(Endpoint& ep, uint32_t id, bool acceptor, const rte_ether_addr& peer,
-               const ConnConfig& cfg, std::string name);
+               const ConnConfig& cfg, std::string name, uint16_t queue = 0);
     ~Connection();  // releases every mbuf it still holds
 
     // Application side. write copies `data` into segments (blocks while the
@@ -68,8 +77,10 @@ public:
     uint32_t id() const { return id_; }
     bool acceptor() const { return acceptor_; }
     uint32_t mss() const { return cfg_.mss; }
+    uint16_t queue() const { return queue_; }
 
-    // Poller side (Endpoint, with the endpoint's tx batch).
+    // Poller side. on_* may run on any queue's poller (a frame that landed on
+    // another queue); service only on the poller of queue().
     void on_data(rte_mbuf* m, uint64_t seq, uint64_t stamp, uint64_t now);  // m: payload only
     void on_ack(uint64_t cum, uint64_t limit, uint64_t echo, std::span<const std::byte> sack,
                 uint64_t now);
@@ -95,6 +106,7 @@ private:
     rte_ether_addr peer_;
     ConnConfig cfg_;
     std::string name_;
+    const uint16_t queue_;
 
     std::mutex m_;
     std::condition_variable cv_;

@@ -8,6 +8,7 @@
 #include "common/log.hpp"
 #include "transport/dpdk/dpdk_uri.hpp"
 #include "transport/dpdk/endpoint.hpp"
+#include "transport/dpdk/protocol/write_record.hpp"
 
 namespace rmig::transport::dpdk {
 
@@ -149,7 +150,10 @@ DpdkChannel::DpdkChannel(std::shared_ptr<Endpoint> ep, std::shared_ptr<Connectio
 DpdkChannel::~DpdkChannel() {
     if (!conn_->close(close_timeout(opts_)))
         log::debug(name_, ": closed before the peer acknowledged everything");
+    if (zero_copy_bytes_)
+        log::info(name_, ": ", zero_copy_bytes_, " bytes of remote writes sent zero-copy from registered memory");
     ep_->remove(*conn_);
+    release_remote_writes();
 }
 
 void DpdkChannel::send(wire::FrameType type, std::span<const std::byte> payload) {
@@ -170,12 +174,19 @@ wire::FrameType DpdkChannel::recv(std::vector<std::byte>& payload) {
     // timeout only guards against a bug there.
     Millis forever = opts_.dead_peer_timeout * 1000;
     conn_->read_exact(hb.data(), hb.size(), forever, "a frame header");
+    // Remote writes (OneSided) go into place as they come, before any later frame.
+    while (proto::is_write_record(hb)) {
+        apply_write_record(hb);
+        conn_->read_exact(hb.data(), hb.size(), forever, "a frame header");
+    }
     wire::FrameHeader h = dec_.decode_header(hb);
     payload.resize(h.length);
     conn_->read_exact(payload.data(), h.length, forever, "a frame payload");
     dec_.verify_payload(h, payload);
     return h.type;
 }
+
+std::vector<QueueStats> DpdkChannel::port_queue_stats() const { return ep_->queue_stats(); }
 
 void DpdkChannel::shutdown() { conn_->abort("channel shut down locally"); }
 

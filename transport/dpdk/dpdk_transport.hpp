@@ -13,8 +13,14 @@ namespace rmig::transport::dpdk {
 
 class Endpoint;
 
+struct RemoteWrites;  // remote_write.cpp
+
 // The dpdk Channel, for callers that want its statistics or its zero-copy send.
-class DpdkChannel final : public Channel {
+// OneSided (memory mode's page path): writes travel in the channel's stream
+// as write records, page bytes attached from registered guest memory without
+// copying; the receiving channel applies them into the exposed region while
+// reading, before any later frame (docs/dpdk-protocol.md).
+class DpdkChannel final : public Channel, public OneSided {
 public:
     DpdkChannel(std::shared_ptr<Endpoint> ep, std::shared_ptr<Connection> conn,
                 const wire::Hello& peer, std::string name, const Options& opts);
@@ -23,6 +29,12 @@ public:
     void send(wire::FrameType type, std::span<const std::byte> payload) override;
     wire::FrameType recv(std::vector<std::byte>& payload) override;
     void shutdown() override;
+    OneSided* one_sided() override { return this; }
+    RemoteRegion expose(void* base, size_t size) override;
+    void write(const RemoteRegion& to, std::span<const RegionWrite> pieces) override;
+    void flush() override;
+    void register_local(const void* base, size_t size) override;
+    uint64_t zero_copy_bytes() const { return zero_copy_bytes_; }  // sent from registered memory
     const wire::Hello& peer_hello() const override { return peer_; }
     const std::string& name() const override { return name_; }
 
@@ -32,6 +44,8 @@ public:
     // the caller may then change the memory.
     void send_zero_copy(wire::FrameType type, std::span<const std::byte> payload);
     ConnStats stats() const { return conn_->stats(); }
+    uint16_t queue() const { return conn_->queue(); }  // the port's queue pair it sends on
+    std::vector<QueueStats> port_queue_stats() const;   // every queue pair of the port
     Endpoint& endpoint() { return *ep_; }
 
 private:
@@ -43,6 +57,16 @@ private:
     std::mutex send_mutex_, recv_mutex_;
     wire::FrameEncoder enc_;
     wire::FrameDecoder dec_;
+    struct Exposed {
+        std::byte* base;
+        size_t size;
+    };
+    std::vector<Exposed> exposed_;         // rkey = index
+    std::vector<const void*> registered_;  // register_local references to drop
+    std::shared_ptr<RemoteWrites> writes_;
+    uint64_t zero_copy_bytes_ = 0;
+    void apply_write_record(const wire::HeaderBytes& hb);
+    void release_remote_writes();  // at destruction
 };
 
 std::unique_ptr<Listener> listen(const std::string& rest, const Options& opts);

@@ -46,11 +46,13 @@ DpdkUri parse_uri(const std::string& rest, const DpdkOptions& defaults) {
             u.opts.mtu = static_cast<uint32_t>(number(item, v, 128, 65535));
         else if (key == "loss")
             u.opts.tx_loss = number(item, v, 0, 0.5);
+        else if (key == "queues")
+            u.opts.queues = static_cast<uint32_t>(number(item, v, 1, 16));
         else if (key == "peer")
             u.peer_mac = v;
         else
             throw Error(cat("dpdk URI: unknown option rmig.", key,
-                            " (known: window, gbps, rtt_us, pace_gbps, mtu, loss, peer)"));
+                            " (known: window, gbps, rtt_us, pace_gbps, mtu, loss, queues, peer)"));
     }
     if (devargs.empty())
         throw Error(cat("dpdk URI '", rest, "' names no port: use dpdk:<vdev or PCI address>[,...]"));

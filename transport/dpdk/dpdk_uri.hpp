@@ -17,7 +17,8 @@ struct DpdkUri {
 };
 
 // Throws Error naming the bad option. Keys: rmig.window, rmig.gbps, rmig.rtt_us,
-// rmig.pace_gbps, rmig.mtu, rmig.loss (fraction, e.g. 0.01), rmig.peer.
+// rmig.pace_gbps, rmig.mtu, rmig.loss (fraction, e.g. 0.01),
+// rmig.queues (queue pairs, 1..16), rmig.peer.
 DpdkUri parse_uri(const std::string& rest, const DpdkOptions& defaults);
 
 }  // namespace rmig::transport::dpdk

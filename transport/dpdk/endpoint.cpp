@@ -54,13 +54,21 @@ Endpoint::Endpoint(const DpdkUri& uri, const Options& /*opts*/) : name_(uri.port
         release_port();  // a half-made endpoint gives back what it took
         throw;
     }
-    poller_ = std::thread([this] { poll_loop(); });
+    for (uint16_t q = 0; q < queues_.size(); ++q)
+        queues_[q]->poller = std::thread([this, q] { poll_loop(q); });
 }
 
 void Endpoint::setup(const DpdkUri& uri) {
+    std::string devargs = uri.devargs;
+    memif_ = name_.rfind("net_memif", 0) == 0;
+    memif_client_ = memif_ && devargs.find("role=client") != std::string::npos;
+    // af_packet opens one socket per queue pair only when asked (qpairs=N).
+    if (uri.opts.queues > 1 && name_.rfind("net_af_packet", 0) == 0 &&
+        devargs.find("qpairs=") == std::string::npos)
+        devargs += cat(",qpairs=", uri.opts.queues);
     if (rte_eth_dev_get_port_by_name(name_.c_str(), &port_) != 0) {
-        if (int rc = rte_dev_probe(uri.devargs.c_str()); rc != 0)
-            throw Error(cat("dpdk port '", name_, "' not found and probing '", uri.devargs,
+        if (int rc = rte_dev_probe(devargs.c_str()); rc != 0)
+            throw Error(cat("dpdk port '", name_, "' not found and probing '", devargs,
                             "' failed: ", rte_strerror(-rc), " (ports present: ", available_ports(),
                             "; a PCI port must be bound to vfio-pci and allowed by the EAL args)"));
         probed_ = true;
@@ -102,15 +110,21 @@ void Endpoint::setup(const DpdkUri& uri) {
         throw Error(cat("dpdk port ", name_, ": cannot create a pool of ", n_mbufs, " mbufs of ",
                         data_room, " bytes: ", rte_strerror(rte_errno),
                         " (give the EAL more memory: -m 1024 or more hugepages)"));
+    uint16_t nq = static_cast<uint16_t>(
+        std::min<uint32_t>({uri.opts.queues, info.max_rx_queues, info.max_tx_queues}));
+    if (nq < 1) nq = 1;
+    if (nq < uri.opts.queues)
+        log::warn("dpdk port ", name_, " has room for ", nq, " queue pairs, not the ",
+                  uri.opts.queues, " rmig.queues asks for; channels share them");
     rte_eth_conf conf{};
     conf.rxmode.mtu = want;
     bool forced_mtu = false;
-    int rc = rte_eth_dev_configure(port_, 1, 1, &conf);
+    int rc = rte_eth_dev_configure(port_, nq, nq, &conf);
     if (rc != 0 && uri.opts.mtu) {
         // Some vdevs (af_packet) advertise 1518-byte frames yet carry whatever
         // the kernel interface's MTU allows: send the asked size anyway.
         conf.rxmode.mtu = 0;
-        rc = rte_eth_dev_configure(port_, 1, 1, &conf);
+        rc = rte_eth_dev_configure(port_, nq, nq, &conf);
         forced_mtu = rc == 0;
         if (forced_mtu)
             log::warn("dpdk port ", name_, " does not take MTU ", want,
@@ -118,17 +132,25 @@ void Endpoint::setup(const DpdkUri& uri) {
     }
     configured_ = rc == 0;
     if (rc != 0)
-        throw Error(cat("dpdk port ", name_, ": configure (1 rx + 1 tx queue, MTU ", want,
-                        ") failed: ", rte_strerror(-rc)));
+        throw Error(cat("dpdk port ", name_, ": configure (", nq, " rx + ", nq,
+                        " tx queues, MTU ", want, ") failed: ", rte_strerror(-rc)));
     uint16_t nrx = 1024, ntx = 1024;
     rte_eth_dev_adjust_nb_rx_tx_desc(port_, &nrx, &ntx);
     int sock = rte_eth_dev_socket_id(port_);
-    if (int qrc = rte_eth_rx_queue_setup(port_, 0, nrx, sock < 0 ? SOCKET_ID_ANY : unsigned(sock),
-                                        nullptr, pool_); qrc != 0)
-        throw Error(cat("dpdk port ", name_, ": rx queue setup failed: ", rte_strerror(-qrc)));
-    if (int qrc = rte_eth_tx_queue_setup(port_, 0, ntx, sock < 0 ? SOCKET_ID_ANY : unsigned(sock),
-                                        nullptr); qrc != 0)
-        throw Error(cat("dpdk port ", name_, ": tx queue setup failed: ", rte_strerror(-qrc)));
+    for (uint16_t q = 0; q < nq; ++q) {
+        if (int qrc = rte_eth_rx_queue_setup(port_, q, nrx,
+                                            sock < 0 ? SOCKET_ID_ANY : unsigned(sock), nullptr, pool_);
+            qrc != 0)
+            throw Error(cat("dpdk port ", name_, ": rx queue ", q, " setup failed: ",
+                            rte_strerror(-qrc)));
+        if (int qrc = rte_eth_tx_queue_setup(port_, q, ntx,
+                                            sock < 0 ? SOCKET_ID_ANY : unsigned(sock), nullptr);
+            qrc != 0)
+            throw Error(cat("dpdk port ", name_, ": tx queue ", q, " setup failed: ",
+                            rte_strerror(-qrc)));
+        queues_.push_back(std::make_unique<Queue>());
+        queues_.back()->tx_batch.reserve(kBurst * 4);
+    }
     if (int src = rte_eth_dev_start(port_); src != 0)
         throw Error(cat("dpdk port ", name_, ": start failed: ", rte_strerror(-src),
                         name_.rfind("net_memif", 0) == 0
@@ -142,8 +164,7 @@ void Endpoint::setup(const DpdkUri& uri) {
     mss_ = std::min<uint32_t>(mtu_, data_room - RTE_PKTMBUF_HEADROOM - RTE_ETHER_HDR_LEN) - 40;
     rte_eth_macaddr_get(port_, &mac_);
     log::info("dpdk port ", name_, " (", port_, ") up: MTU ", mtu_, ", ", mss_,
-              " payload bytes per frame");
-    tx_batch_.reserve(kBurst * 4);
+              " payload bytes per frame, ", nq, " queue pair", nq > 1 ? "s" : "");
 }
 
 void Endpoint::release_port() {
@@ -161,13 +182,28 @@ void Endpoint::release_port() {
 
 Endpoint::~Endpoint() {
     stop_ = true;
-    if (poller_.joinable()) poller_.join();
+    for (auto& q : queues_)
+        if (q->poller.joinable()) q->poller.join();
+    if (!queues_.empty()) goodbye();
+    for (auto& q : queues_) {
+        for (auto* m : q->tx_batch) rte_pktmbuf_free(m);
+        q->tx_batch.clear();
+    }
     conns_.clear();
     incoming_.clear();
     release_port();
     std::lock_guard lock(g_registry_mutex);
     auto it = g_registry.find(name_);
     if (it != g_registry.end() && it->second.expired()) g_registry.erase(it);
+}
+
+std::vector<QueueStats> Endpoint::queue_stats() const {
+    std::vector<QueueStats> out;
+    for (auto& q : queues_)
+        out.push_back({q->rx_frames.load(std::memory_order_relaxed),
+                       q->tx_frames.load(std::memory_order_relaxed),
+                       q->foreign_rx.load(std::memory_order_relaxed)});
+    return out;
 }
 
 bool Endpoint::link_up() const {
@@ -180,24 +216,33 @@ void Endpoint::require_link(Millis timeout) const {
     while (!link_up()) {
         if (std::chrono::steady_clock::now() > deadline)
             throw LinkError(cat("dpdk port ", name_, ": link down after ", timeout.count(),
-                                " ms (memif: is the peer process up on the same socket? "
+                                " ms (memif: is the peer process up on the same socket, with the same "
+                                "rmig.queues? "
                                 "af_packet: is the interface up and cabled?)"));
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
 }
 
+uint16_t Endpoint::least_used_queue_locked() const {
+    std::vector<size_t> use(queues_.size());
+    for (auto& [k, c] : conns_) ++use[c->queue()];
+    return static_cast<uint16_t>(std::min_element(use.begin(), use.end()) - use.begin());
+}
+
 std::shared_ptr<Connection> Endpoint::create(uint32_t id, bool acceptor, const rte_ether_addr& peer,
                                              const ConnConfig& cfg, const std::string& name) {
-    auto c = std::make_shared<Connection>(*this, id, acceptor, peer, cfg, name);
     std::lock_guard lock(m_);
+    auto c = std::make_shared<Connection>(*this, id, acceptor, peer, cfg, name,
+                                          least_used_queue_locked());
     if (!conns_.emplace(key(id, acceptor), c).second)
         throw Error(cat("dpdk port ", name_, ": connection id ", id, " already in use"));
+    ++conns_generation_;
     return c;
 }
 
 void Endpoint::remove(const Connection& c) {
     std::lock_guard lock(m_);
-    conns_.erase(key(c.id(), c.acceptor()));
+    if (conns_.erase(key(c.id(), c.acceptor()))) ++conns_generation_;
 }
 
 void Endpoint::start_listening(const ConnConfig& cfg) {
@@ -212,6 +257,7 @@ void Endpoint::stop_listening() {
     listening_ = false;
     for (auto& c : incoming_) conns_.erase(key(c->id(), true));
     incoming_.clear();
+    ++conns_generation_;
 }
 
 std::shared_ptr<Connection> Endpoint::next_incoming(Millis timeout) {
@@ -233,7 +279,7 @@ void Endpoint::fill_headers(rte_mbuf* m, const rte_ether_addr& dst, const proto:
     proto::encode(h, std::span<std::byte, proto::kSegmentHeaderSize>(p, proto::kSegmentHeaderSize));
 }
 
-void Endpoint::send_control(const rte_ether_addr& dst, const proto::SegmentHeader& h,
+void Endpoint::send_control(uint16_t q, const rte_ether_addr& dst, const proto::SegmentHeader& h,
                             std::span<const std::byte> payload) {
     rte_mbuf* m = alloc();
     if (!m) return;  // pool exhausted: the peer's timers cover a lost control frame
@@ -244,30 +290,43 @@ void Endpoint::send_control(const rte_ether_addr& dst, const proto::SegmentHeade
     }
     fill_headers(m, dst, h);
     if (!payload.empty()) std::memcpy(p + kFrameOverhead, payload.data(), payload.size());
-    queue_tx(m);
+    queue_tx(q, m);
 }
 
-void Endpoint::queue_tx(rte_mbuf* m) {
-    tx_batch_.push_back(m);
-    if (tx_batch_.size() >= kBurst && tx_batch_.size() % kBurst == 0) flush_tx();
+void Endpoint::queue_tx(uint16_t q, rte_mbuf* m) {
+    auto& b = queues_[q]->tx_batch;
+    b.push_back(m);
+    if (b.size() >= kBurst && b.size() % kBurst == 0) flush_tx(q);
 }
 
-void Endpoint::flush_tx() {
+void Endpoint::flush_tx(uint16_t q) {
+    auto& b = queues_[q]->tx_batch;
     size_t sent = 0;
-    for (int tries = 0; sent < tx_batch_.size() && tries < 4; ++tries)
-        sent += rte_eth_tx_burst(port_, 0, tx_batch_.data() + sent,
-                                 static_cast<uint16_t>(tx_batch_.size() - sent));
-    tx_batch_.erase(tx_batch_.begin(), tx_batch_.begin() + long(sent));
+    for (int tries = 0; sent < b.size() && tries < 4; ++tries)
+        sent += rte_eth_tx_burst(port_, q, b.data() + sent, static_cast<uint16_t>(b.size() - sent));
+    b.erase(b.begin(), b.begin() + long(sent));
+    queues_[q]->tx_frames.fetch_add(sent, std::memory_order_relaxed);
     // A full tx ring (the peer polls slower than we send) holds frames back for
     // the next round; connections stop adding new data meanwhile (tx_room).
     // Only far beyond that are frames dropped: retransmission repairs them.
-    if (tx_batch_.size() > kTxBacklogMax) {
-        for (size_t i = kTxBacklogMax; i < tx_batch_.size(); ++i) rte_pktmbuf_free(tx_batch_[i]);
-        tx_batch_.resize(kTxBacklogMax);
+    if (b.size() > kTxBacklogMax) {
+        for (size_t i = kTxBacklogMax; i < b.size(); ++i) rte_pktmbuf_free(b[i]);
+        b.resize(kTxBacklogMax);
     }
 }
 
-void Endpoint::handle(rte_mbuf* m, uint64_t now) {
+void Endpoint::refresh(uint16_t q, PollerView& view) {
+    uint64_t g = conns_generation_.load(std::memory_order_acquire);
+    if (g == view.generation) return;
+    std::lock_guard lock(m_);
+    view.generation = conns_generation_.load(std::memory_order_relaxed);
+    view.all = conns_;
+    view.mine.clear();
+    for (auto& [k, c] : conns_)
+        if (c->queue() == q) view.mine.push_back(c);
+}
+
+void Endpoint::handle(uint16_t q, const PollerView& view, rte_mbuf* m, uint64_t now) {
     if (m->nb_segs > 1 && rte_pktmbuf_linearize(m) != 0) {
         rte_pktmbuf_free(m);
         return;
@@ -290,23 +349,35 @@ void Endpoint::handle(rte_mbuf* m, uint64_t now) {
     rte_ether_addr from = eth->src_addr;
     bool from_acceptor = h->flags & proto::kFromAcceptor;
     std::shared_ptr<Connection> c;
-    {
+    // Fast path: the poller's own view, no endpoint lock. A connection it
+    // does not know yet (a new SYN, or one created since the last refresh)
+    // is looked up under the lock.
+    if (auto it = view.all.find(key(h->conn_id, !from_acceptor)); it != view.all.end())
+        c = it->second;
+    if (!c && h->type != proto::SegmentType::bye && h->type != proto::SegmentType::bye_ack) {
         std::lock_guard lock(m_);
         auto it = conns_.find(key(h->conn_id, !from_acceptor));
         if (it != conns_.end()) c = it->second;
         if (!c && h->type == proto::SegmentType::syn && listening_) {
             ConnConfig cfg = listen_cfg_;
+            // The SYN names the connector's queue: use the same index, so on
+            // memif both directions of the connection use one ring pair.
+            uint16_t cq = h->queue < queues_.size() ? h->queue : least_used_queue_locked();
             c = std::make_shared<Connection>(*this, h->conn_id, true, from, cfg,
                                              cat("dpdk connection ", h->conn_id, " from ",
-                                                 name_));
+                                                 name_),
+                                             cq);
             conns_.emplace(key(h->conn_id, true), c);
+            ++conns_generation_;
             incoming_.push_back(c);
             incoming_cv_.notify_all();
         }
     }
+    if (c && c->queue() != q) queues_[q]->foreign_rx.fetch_add(1, std::memory_order_relaxed);
     proto::SegmentHeader reply;
     reply.conn_id = h->conn_id;
     reply.flags = from_acceptor ? 0 : proto::kFromAcceptor;
+    reply.queue = c ? static_cast<uint8_t>(c->queue()) : static_cast<uint8_t>(q);
     switch (h->type) {
     case proto::SegmentType::syn:
         if (c) {
@@ -315,7 +386,7 @@ void Endpoint::handle(rte_mbuf* m, uint64_t now) {
         } else {
             reply.type = proto::SegmentType::rst;
         }
-        send_control(from, reply);
+        send_control(q, from, reply);
         break;
     case proto::SegmentType::syn_ack:
         if (c) c->on_syn_ack(from, now);
@@ -333,11 +404,11 @@ void Endpoint::handle(rte_mbuf* m, uint64_t now) {
             reply.type = proto::SegmentType::ack;
             reply.seq = h->seq + 1;
             reply.window_limit = h->seq + 1;
-            send_control(from, reply);
-        } else if (now - unknown_rst_ns_ > 1'000'000) {
+            send_control(q, from, reply);
+        } else if (now - queues_[q]->unknown_rst_ns > 1'000'000) {
             reply.type = proto::SegmentType::rst;
-            send_control(from, reply);
-            unknown_rst_ns_ = now;
+            send_control(q, from, reply);
+            queues_[q]->unknown_rst_ns = now;
         }
         break;
     case proto::SegmentType::ack:
@@ -348,10 +419,11 @@ void Endpoint::handle(rte_mbuf* m, uint64_t now) {
         break;
     case proto::SegmentType::bye: {
         reply.type = proto::SegmentType::bye_ack;
-        send_control(from, reply);
-        flush_tx();
+        send_control(q, from, reply);
+        flush_tx(q);
         // memif (DPDK 22.11) can crash a receiver polling while its peer
-        // disconnects: stop polling until the link drops or a second passes.
+        // disconnects: stop polling (every queue) until the link drops or a
+        // second passes.
         peer_said_bye_ = true;
         rx_paused_until_ = now + 1'000'000'000;
         std::lock_guard lock(m_);
@@ -365,29 +437,26 @@ void Endpoint::handle(rte_mbuf* m, uint64_t now) {
     rte_pktmbuf_free(m);
 }
 
-size_t Endpoint::poll_once(uint64_t now) {
+size_t Endpoint::poll_once(uint16_t q, PollerView& view, uint64_t now) {
     size_t work = 0;
-    if (rx_paused_until_) {
-        if (now < rx_paused_until_ && link_up()) return 0;
-        rx_paused_until_ = 0;
+    refresh(q, view);
+    if (uint64_t paused = rx_paused_until_.load()) {
+        if (now < paused && link_up()) return 0;
+        rx_paused_until_.compare_exchange_strong(paused, 0);
     }
     rte_mbuf* rx[kBurst];
-    uint16_t n = rte_eth_rx_burst(port_, 0, rx, kBurst);
-    for (uint16_t i = 0; i < n; ++i) handle(rx[i], now);
+    uint16_t n = rte_eth_rx_burst(port_, q, rx, kBurst);
+    queues_[q]->rx_frames.fetch_add(n, std::memory_order_relaxed);
+    for (uint16_t i = 0; i < n; ++i) handle(q, view, rx[i], now);
     work += n;
-    std::vector<std::shared_ptr<Connection>> snapshot;
-    {
-        std::lock_guard lock(m_);
-        snapshot.reserve(conns_.size());
-        for (auto& [k, c] : conns_) snapshot.push_back(c);
-    }
-    for (auto& c : snapshot) work += c->service(now);
-    flush_tx();
+    for (auto& c : view.mine) work += c->service(now);
+    flush_tx(q);
     return work;
 }
 
-void Endpoint::poll_loop() {
+void Endpoint::poll_loop(uint16_t q) {
     rte_thread_register();  // an lcore id gives the mempool a per-thread cache
+    PollerView view;
     uint64_t idle_since = 0;
     const bool debug = std::getenv("RMIG_DPDK_DEBUG") != nullptr;
     uint64_t last_debug = now_ns();
@@ -395,13 +464,12 @@ void Endpoint::poll_loop() {
         uint64_t now = now_ns();
         if (debug && now - last_debug > 2'000'000'000) {
             last_debug = now;
-            std::lock_guard lock(m_);
-            log::warn("dpdk debug ", name_, ": pool avail ", rte_mempool_avail_count(pool_),
-                      " in use ", rte_mempool_in_use_count(pool_), " tx backlog ",
-                      tx_batch_.size(), " link ", link_up());
-            for (auto& [k, c] : conns_) log::warn("  ", c->debug_state());
+            log::warn("dpdk debug ", name_, " queue ", q, ": pool avail ",
+                      rte_mempool_avail_count(pool_), " in use ", rte_mempool_in_use_count(pool_),
+                      " tx backlog ", queues_[q]->tx_batch.size(), " link ", link_up());
+            for (auto& c : view.mine) log::warn("  ", c->debug_state());
         }
-        if (poll_once(now) > 0) {
+        if (poll_once(q, view, now) > 0) {
             idle_since = 0;
             continue;
         }
@@ -413,14 +481,31 @@ void Endpoint::poll_loop() {
         else if (now - idle_since > 100'000)
             std::this_thread::yield();
     }
-    goodbye();
+    flush_tx(q);
     rte_thread_unregister();
 }
 
 void Endpoint::goodbye() {
     // Tell the peer port we go, and wait (briefly) until it stopped polling
     // before the device closes (docs/dpdk-protocol.md, "Port shutdown").
-    if (peer_said_bye_ || !link_up()) return;
+    bool sent_bye = !peer_said_bye_ && link_up();
+    if (sent_bye) say_bye();
+    if (!peer_said_bye_ || !memif_) return;
+    // DPDK 22.11's memif frees its shared regions in memif_disconnect, which
+    // both our dev_close and its control thread (on the peer's disconnect
+    // message) run; run at once, they free twice ("EAL: Error: Invalid
+    // memory" at exit, seen with jumbo bsize). So the side the peer said BYE
+    // to lets the peer close first: it waits (up to 1 s) for the link to drop.
+    // When both said BYE at once, the memif client closes first.
+    if (!(sent_bye && memif_client_)) {
+        uint64_t start = now_ns();
+        while (link_up() && now_ns() - start < 1'000'000'000)
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+}
+
+void Endpoint::say_bye() {
     proto::SegmentHeader bye;
     bye.type = proto::SegmentType::bye;
     rte_ether_addr bcast;
@@ -429,12 +514,14 @@ void Endpoint::goodbye() {
     while (!got_bye_ack_ && !peer_said_bye_ && now_ns() - start < 300'000'000) {
         uint64_t now = now_ns();
         if (now - last > 20'000'000) {
-            send_control(bcast, bye);
-            flush_tx();
+            send_control(0, bcast, bye);
+            flush_tx(0);
             last = now;
         }
         rte_mbuf* rx[kBurst];
-        uint16_t n = rte_eth_rx_burst(port_, 0, rx, kBurst);
+        uint16_t n = 0;
+        for (uint16_t q = 0; q < queues_.size() && !n; ++q)
+            n = rte_eth_rx_burst(port_, q, rx, kBurst);
         for (uint16_t i = 0; i < n; ++i) {
             auto* eth = rte_pktmbuf_mtod(rx[i], rte_ether_hdr*);
             auto h = eth->ether_type == rte_cpu_to_be_16(proto::kEtherType) && rx[i]->data_len >= kFrameOverhead
@@ -445,15 +532,14 @@ void Endpoint::goodbye() {
             if (h && h->type == proto::SegmentType::bye) {
                 proto::SegmentHeader ack;
                 ack.type = proto::SegmentType::bye_ack;
-                send_control(eth->src_addr, ack);
-                flush_tx();
+                send_control(0, eth->src_addr, ack);
+                flush_tx(0);
                 peer_said_bye_ = true;
             }
             rte_pktmbuf_free(rx[i]);
         }
         if (!n) std::this_thread::sleep_for(std::chrono::microseconds(100));
     }
-    if (peer_said_bye_) std::this_thread::sleep_for(std::chrono::milliseconds(20));
 }
 
 }  // namespace rmig::transport::dpdk

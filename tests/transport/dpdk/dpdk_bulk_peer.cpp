@@ -42,6 +42,23 @@ struct Totals {
     std::string error;
 };
 
+// The port's queue pairs as [rx, tx, foreign_rx] and each channel's queue, as JSON.
+std::string queue_json(const std::vector<std::unique_ptr<Channel>>& chans) {
+    std::string out = "\"queues\":[";
+    auto* d = chans.empty() ? nullptr : dynamic_cast<dpdk::DpdkChannel*>(chans[0].get());
+    if (d) {
+        auto qs = d->port_queue_stats();
+        for (size_t i = 0; i < qs.size(); ++i)
+            out += cat(i ? "," : "", "[", qs[i].rx_frames, ",", qs[i].tx_frames, ",",
+                       qs[i].foreign_rx, "]");
+    }
+    out += "],\"channel_queues\":[";
+    for (size_t i = 0; i < chans.size(); ++i)
+        if (auto* c = dynamic_cast<dpdk::DpdkChannel*>(chans[i].get()))
+            out += cat(i ? "," : "", c->queue());
+    return out + "]";
+}
+
 void add_stats(Totals& t, Channel& c) {
     if (auto* d = dynamic_cast<dpdk::DpdkChannel*>(&c)) {
         auto s = d->stats();
@@ -106,10 +123,11 @@ int run_server(const std::string& uri, uint32_t channels, uint64_t bytes, Option
         total += x.bytes;
         if (!x.error.empty() && err.empty()) err = x.error;
     }
+    std::string queues = queue_json(chans);
     chans.clear();
-    std::printf("{\"role\":\"server\",\"bytes\":%llu,\"verified\":%s,\"error\":\"%s\"}\n",
+    std::printf("{\"role\":\"server\",\"bytes\":%llu,\"verified\":%s,%s,\"error\":\"%s\"}\n",
                 static_cast<unsigned long long>(total), err.empty() && total == bytes ? "true" : "false",
-                err.c_str());
+                queues.c_str(), err.c_str());
     return err.empty() && total == bytes ? 0 : 1;
 }
 
@@ -194,17 +212,18 @@ int run_client(const std::string& uri, uint32_t channels, uint64_t bytes, Option
         sum.segments += x.segments;
         if (!x.error.empty() && sum.error.empty()) sum.error = x.error;
     }
+    std::string queues = queue_json(chans);
     chans.clear();
     area.reset();
     std::printf("{\"role\":\"client\",\"bytes\":%llu,\"seconds\":%.3f,\"gbps\":%.3f,"
                 "\"segments\":%llu,\"retransmits\":%llu,\"fast_retransmits\":%llu,"
-                "\"timeout_retransmits\":%llu,\"injected_drops\":%llu,\"error\":\"%s\"}\n",
+                "\"timeout_retransmits\":%llu,\"injected_drops\":%llu,%s,\"error\":\"%s\"}\n",
                 static_cast<unsigned long long>(sum.bytes), secs, double(sum.bytes) * 8 / secs / 1e9,
                 static_cast<unsigned long long>(sum.segments),
                 static_cast<unsigned long long>(sum.retransmits),
                 static_cast<unsigned long long>(sum.fast),
                 static_cast<unsigned long long>(sum.timeouts),
-                static_cast<unsigned long long>(sum.drops), sum.error.c_str());
+                static_cast<unsigned long long>(sum.drops), queues.c_str(), sum.error.c_str());
     return sum.error.empty() && sum.bytes == bytes ? 0 : 1;
 }
 

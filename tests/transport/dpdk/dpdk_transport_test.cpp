@@ -141,6 +141,23 @@ void expect_exact(const PairResult& r, uint64_t bytes) {
     EXPECT_EQ(r.client.value("bytes", 0ull), bytes);
 }
 
+// With one queue pair per channel: each channel on its own queue, and every
+// queue carried frames out (tx) -- and, where the port pairs queues (memif),
+// in (rx) too.
+void expect_queue_per_channel(const json& side, size_t queues, bool rx_per_queue) {
+    ASSERT_TRUE(side.contains("queues")) << side.dump();
+    ASSERT_EQ(side["queues"].size(), queues) << side.dump();
+    std::vector<int> used(queues);
+    for (auto& q : side["channel_queues"]) ++used.at(q.get<size_t>());
+    for (size_t q = 0; q < queues; ++q) {
+        EXPECT_EQ(used[q], 1) << "queue " << q << " should carry exactly one channel: " << side.dump();
+        EXPECT_GT(side["queues"][q][1].get<uint64_t>(), 10u) << "queue " << q << " tx: " << side.dump();
+        if (rx_per_queue) {
+            EXPECT_GT(side["queues"][q][0].get<uint64_t>(), 10u) << "queue " << q << " rx: " << side.dump();
+        }
+    }
+}
+
 }  // namespace
 
 TEST_F(DpdkPair, MemifBulkTransferFourChannelsEveryByteVerified) {
@@ -158,6 +175,21 @@ TEST_F(DpdkPair, MemifWithInjectedLossStillExact) {
     // Every dropped frame had to be sent again for the bytes to arrive.
     EXPECT_GE(r.client.value("retransmits", 0ull), r.client.value("injected_drops", 0ull));
     std::cout << "memif 5% loss: " << r.client.dump() << "\n";
+}
+
+TEST_F(DpdkPair, MemifFourQueuePairsFourChannelsWithLossExact) {
+    const uint64_t bytes = 128ull << 20;
+    auto r = transfer(memif("server") + ",rmig.queues=4",
+                      memif("client") + ",rmig.queues=4,rmig.loss=0.02", 4, bytes, 90);
+    expect_exact(r, bytes);
+    EXPECT_GT(r.client.value("injected_drops", 0ull), 0u);
+    EXPECT_GE(r.client.value("retransmits", 0ull), r.client.value("injected_drops", 0ull));
+    // memif pairs queue i with the peer's queue i: every frame lands on its
+    // channel's queue, none is handed across.
+    expect_queue_per_channel(r.client, 4, true);
+    expect_queue_per_channel(r.server, 4, true);
+    for (auto& q : r.server["queues"]) EXPECT_EQ(q[2].get<uint64_t>(), 0u) << r.server.dump();
+    std::cout << "memif 4 queues 2% loss: " << r.client.dump() << "\n  server: " << r.server.dump() << "\n";
 }
 
 TEST_F(DpdkPair, MemifZeroCopySendFromRegisteredMemoryExact) {
@@ -199,6 +231,23 @@ TEST_F(DpdkAfPacket, InjectedLossOnePercentAndJumboFrames) {
     // 9000-byte frames: 64 MiB in well under 10k segments.
     EXPECT_LT(r.client.value("segments", 0ull), 10000u) << r.client.dump();
     std::cout << "af_packet jumbo 1% loss: " << r.client.dump() << "\n";
+}
+
+TEST_F(DpdkAfPacket, FourQueuePairsFourChannelsWithLossExact) {
+    const uint64_t bytes = 64ull << 20;
+    // rmig.queues=4 adds qpairs=4 to the af_packet devargs: four sockets in a
+    // kernel fanout group, which chooses the rx queue of each frame.
+    auto r = transfer(uri(ns->va) + ",rmig.queues=4", uri(ns->vb) + ",rmig.queues=4,rmig.loss=0.01",
+                      4, bytes, 90, ns->a, ns->b);
+    expect_exact(r, bytes);
+    EXPECT_GT(r.client.value("injected_drops", 0ull), 0u);
+    EXPECT_GE(r.client.value("retransmits", 0ull), r.client.value("injected_drops", 0ull));
+    expect_queue_per_channel(r.client, 4, false);
+    expect_queue_per_channel(r.server, 4, false);
+    uint64_t rx = 0;
+    for (auto& q : r.server["queues"]) rx += q[0].get<uint64_t>();
+    EXPECT_GT(rx, bytes / 1500) << r.server.dump();
+    std::cout << "af_packet 4 queues 1% loss: " << r.client.dump() << "\n  server: " << r.server.dump() << "\n";
 }
 
 TEST_F(DpdkAfPacket, ZeroCopyWithInjectedLossRetransmitsExternalBuffersExactly) {

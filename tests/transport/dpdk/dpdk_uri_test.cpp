@@ -28,7 +28,7 @@ std::string error_of(const std::string& rest) {
 
 TEST(DpdkUri, SplitsDeviceArgumentsFromRmigOptions) {
     auto u = parse_uri("net_memif0,role=server,rmig.window=512,socket=/tmp/s,rmig.loss=0.01,"
-                       "rmig.mtu=9000,rmig.peer=02:00:00:00:00:01",
+                       "rmig.mtu=9000,rmig.peer=02:00:00:00:00:01,rmig.queues=4",
                        {});
     EXPECT_EQ(u.devargs, "net_memif0,role=server,socket=/tmp/s");
     EXPECT_EQ(u.port_name, "net_memif0");
@@ -36,6 +36,7 @@ TEST(DpdkUri, SplitsDeviceArgumentsFromRmigOptions) {
     EXPECT_EQ(u.opts.window_segments, 512u);
     EXPECT_DOUBLE_EQ(u.opts.tx_loss, 0.01);
     EXPECT_EQ(u.opts.mtu, 9000u);
+    EXPECT_EQ(u.opts.queues, 4u);
     EXPECT_EQ(u.peer_mac, "02:00:00:00:00:01");
     auto p = parse_uri("0000:3b:00.0", {});
     EXPECT_FALSE(p.is_vdev());
@@ -49,6 +50,8 @@ TEST(DpdkUri, DefaultsComeFromOptionsAndBadInputIsNamed) {
     EXPECT_NE(error_of("net_memif0,rmig.bogus=1").find("unknown option rmig.bogus"), std::string::npos);
     EXPECT_NE(error_of("net_memif0,rmig.loss=0.9").find("rmig.loss=0.9"), std::string::npos);
     EXPECT_NE(error_of("net_memif0,rmig.window").find("has no value"), std::string::npos);
+    EXPECT_NE(error_of("net_memif0,rmig.queues=17").find("rmig.queues=17"), std::string::npos);
+    EXPECT_EQ(parse_uri("net_null0", d).opts.queues, 1u);
     EXPECT_NE(error_of("rmig.window=4").find("names no port"), std::string::npos);
     EXPECT_NE(error_of("10.0.0.1:7000").find("neither a DPDK virtual device"), std::string::npos);
 }

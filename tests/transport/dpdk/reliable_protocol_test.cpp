@@ -12,6 +12,7 @@
 #include "transport/dpdk/protocol/reliable_receiver.hpp"
 #include "transport/dpdk/protocol/reliable_sender.hpp"
 #include "transport/dpdk/protocol/segment_header.hpp"
+#include "transport/dpdk/protocol/write_record.hpp"
 
 namespace proto = rmig::transport::dpdk::proto;
 using Bytes = std::vector<std::byte>;
@@ -137,7 +138,7 @@ proto::SenderConfig config(uint32_t window) {
 
 TEST(SegmentHeader, RoundTripsAndRejectsForeignFrames) {
     proto::SegmentHeader h{proto::SegmentType::ack, proto::kFromAcceptor, 0xdeadbeef, 3,
-                           0x0102030405060708ull, 99, 12345};
+                           0x0102030405060708ull, 99, 12345, 7};
     std::array<std::byte, proto::kSegmentHeaderSize + 3> buf{};
     proto::encode(h, std::span<std::byte, proto::kSegmentHeaderSize>(buf.data(), proto::kSegmentHeaderSize));
     auto d = proto::decode(buf);
@@ -148,11 +149,28 @@ TEST(SegmentHeader, RoundTripsAndRejectsForeignFrames) {
     EXPECT_EQ(d->seq, h.seq);
     EXPECT_EQ(d->window_limit, 99u);
     EXPECT_EQ(d->timestamp, 12345u);
+    EXPECT_EQ(d->queue, 7u);
     // Length beyond the frame, wrong magic, truncated header: not ours.
     EXPECT_FALSE(proto::decode(std::span(buf).first(proto::kSegmentHeaderSize + 2)));
     buf[0] = std::byte{0};
     EXPECT_FALSE(proto::decode(buf));
     EXPECT_FALSE(proto::decode(std::span(buf).first(10)));
+}
+
+TEST(WriteRecord, RoundTripsAndRejectsDamage) {
+    proto::WriteRecord r{3, 0x123456789abcull, 8192};
+    auto b = proto::encode(r);
+    EXPECT_TRUE(proto::is_write_record(b));
+    auto d = proto::decode_write_record(b);
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d->rkey, 3u);
+    EXPECT_EQ(d->offset, 0x123456789abcull);
+    EXPECT_EQ(d->length, 8192u);
+    // A wire frame ("RMF1") is not a write record; a flipped offset bit fails the check.
+    std::array<std::byte, 4> rmf1{std::byte{0x52}, std::byte{0x4d}, std::byte{0x46}, std::byte{0x31}};
+    EXPECT_FALSE(proto::is_write_record(rmf1));
+    b[12] ^= std::byte{0x10};
+    EXPECT_FALSE(proto::decode_write_record(b));
 }
 
 TEST(ReliableReceiver, ReordersDropsDuplicatesAndRespectsWindow) {

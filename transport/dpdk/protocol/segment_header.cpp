@@ -28,7 +28,7 @@ void encode(const SegmentHeader& h, std::span<std::byte, kSegmentHeaderSize> out
     put<uint8_t>(p + 4, kVersion);
     put<uint8_t>(p + 5, static_cast<uint8_t>(h.type));
     put<uint8_t>(p + 6, h.flags);
-    put<uint8_t>(p + 7, 0);
+    put<uint8_t>(p + 7, h.queue);
     put<uint32_t>(p + 8, h.conn_id);
     put<uint32_t>(p + 12, h.length);
     put<uint64_t>(p + 16, h.seq);
@@ -45,6 +45,7 @@ std::optional<SegmentHeader> decode(std::span<const std::byte> in) {
     SegmentHeader h;
     h.type = static_cast<SegmentType>(type);
     h.flags = get<uint8_t>(p + 6);
+    h.queue = get<uint8_t>(p + 7);
     h.conn_id = get<uint32_t>(p + 8);
     h.length = get<uint32_t>(p + 12);
     h.seq = get<uint64_t>(p + 16);

@@ -39,6 +39,10 @@ struct SegmentHeader {
     uint64_t seq = 0;           // data: segment number; ack: cumulative (next expected)
     uint64_t window_limit = 0;  // ack: first segment the receiver cannot take yet
     uint64_t timestamp = 0;     // data: send time (ns); ack: echo of the newest data's stamp
+    // The sender's queue pair for this connection. The acceptor places a new
+    // connection on the queue its SYN names, so both ends use the same queue
+    // index (memif pairs queue i with the peer's queue i).
+    uint8_t queue = 0;
 };
 
 void encode(const SegmentHeader& h, std::span<std::byte, kSegmentHeaderSize> out);
