@@ -158,6 +158,18 @@ struct rmig_source_stats {
     char session[40];           /* hex session id, NUL terminated */
 };
 
+/* Where the downtime went, in order (milliseconds; they add up to at most
+ * downtime_ms). Filled once pause() was called; all 0 before. */
+struct rmig_switchover {
+    double pause_ms;         /* the pause() callback */
+    double collect_ms;       /* collecting the last dirty set */
+    double final_round_ms;   /* sending the final round's pages */
+    double device_state_ms;  /* handing the device state to the link */
+    double placed_ms;        /* until the destination had placed the final round */
+    double confirm_ms;       /* until it confirmed (device state received) */
+    uint64_t final_pages;    /* pages in the final round */
+};
+
 struct rmig_dest_stats {
     int ok;
     unsigned rounds;
@@ -188,6 +200,8 @@ int rmig_source_set_insecure_plaintext(rmig_source* s, int plaintext); /* loopba
 int rmig_source_migrate(rmig_source* s);  /* blocks; once per handle */
 void rmig_source_cancel(rmig_source* s);  /* any thread: migrate() fails, see CANCEL */
 int rmig_source_get_stats(const rmig_source* s, struct rmig_source_stats* out);
+int rmig_source_get_switchover(const rmig_source* s, struct rmig_switchover* out);
+int rmig_source_cancelled(const rmig_source* s);  /* 1 if migrate() ended by rmig_source_cancel */
 const char* rmig_source_error(const rmig_source* s);  /* "" when none */
 
 /* Destination */

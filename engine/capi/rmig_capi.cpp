@@ -453,6 +453,15 @@ int rmig_source_get_stats(const rmig_source* s, struct rmig_source_stats* out) {
     return 0;
 }
 
+int rmig_source_get_switchover(const rmig_source* s, struct rmig_switchover* out) {
+    if (!s || !out) return -1;
+    const SwitchoverTimes& t = s->result.switchover;
+    *out = {t.pause_ms, t.collect_ms, t.final_round_ms, t.device_state_ms, t.placed_ms, t.confirm_ms, t.final_pages};
+    return 0;
+}
+
+int rmig_source_cancelled(const rmig_source* s) { return s && s->result.cancelled ? 1 : 0; }
+
 const char* rmig_source_error(const rmig_source* s) {
     return s->error.c_str();
 }

@@ -176,6 +176,8 @@ int run_source(const Options& o) {
     std::string error = rc == 0 ? "" : rmig_source_error(h.s);
     rmig_source_stats st{};
     rmig_source_get_stats(h.s, &st);
+    rmig_switchover sw{};
+    rmig_source_get_switchover(h.s, &sw);
 
     // Incremental hash lists are checked against memory once the guest stands
     // still: the list shipped must be what memory held at pause.
@@ -214,6 +216,12 @@ int run_source(const Options& o) {
                 {"seconds", st.seconds},
                 {"downtime_ms", st.downtime_ms},
                 {"pause_ms", g.pause_ms},
+                {"switchover_ms", {{"pause", sw.pause_ms},
+                                   {"collect", sw.collect_ms},
+                                   {"final_round", sw.final_round_ms},
+                                   {"device_state", sw.device_state_ms},
+                                   {"placed", sw.placed_ms},
+                                   {"confirm", sw.confirm_ms}}},
                 {"throttle_percent", st.throttle_percent},
                 {"fill_ms", fill_ms},
                 {"hash_at_pause", o.hash_at_pause},

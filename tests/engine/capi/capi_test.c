@@ -391,6 +391,14 @@ static void migrate_with_writer(enum rmig_dirty_log kind, enum rmig_codec codec,
     CHECK(strcmp(st.session, ds.session) == 0 && strlen(st.session) > 0, "%s: sessions %s / %s", what, st.session,
           ds.session);
     if (codec != RMIG_CODEC_NONE) CHECK(st.compressed_pages > 0, "%s: no page compressed", what);
+    struct rmig_switchover sw;
+    CHECK(rmig_source_get_switchover(s, &sw) == 0, "switchover");
+    double parts = sw.pause_ms + sw.collect_ms + sw.final_round_ms + sw.device_state_ms + sw.placed_ms + sw.confirm_ms;
+    CHECK(sw.pause_ms >= 0 && sw.final_round_ms >= 0 && parts > 0 && parts <= st.downtime_ms + 0.01,
+          "%s: switchover parts %.3f ms of %.3f ms downtime", what, parts, st.downtime_ms);
+    CHECK(sw.final_pages == st.final_pages, "%s: final pages %llu vs %llu", what,
+          (unsigned long long)sw.final_pages, (unsigned long long)st.final_pages);
+    CHECK(rmig_source_cancelled(s) == 0, "%s: reported cancelled", what);
 
     size_t len = 0;
     const char* state = rmig_dest_device_state(dr.d, &len);
@@ -600,6 +608,7 @@ static void source_cancelled_mid_round(void) {
     dest_join(&dr);
     double dest_ms = ms_since(&c.at);
     CHECK(rc == -1, "a cancelled source succeeded");
+    CHECK(rmig_source_cancelled(s) == 1, "a cancelled source does not say so");
     CHECK(strncmp(rmig_source_error(s), "migration cancelled by the caller", 33) == 0, "error: %s",
           rmig_source_error(s));
     struct rmig_source_stats st;
