@@ -205,6 +205,9 @@ for label, (rate, names) in groups.items():
             "write_rate": med([s["write_rate"] for s, _ in runs]),
             "throttle": max([s["throttle_percent"] for s, _ in runs]),
             "pause_ms": med([s["pause_ms"] for s in ok]),
+            "switchover_ms": {k: med([s["switchover_ms"][k] for s in ok]) for k in
+                              ("pause", "collect", "final_round", "device_state", "placed", "confirm")}
+                             if ok and "switchover_ms" in ok[0] else {},
             "errors": [s["error"] for s, _ in runs if not s["ok"]],
             "mismatches": sum(d["mismatches"] for _, d in runs),
             "round_log": runs[0][0]["round_log"]}
@@ -243,6 +246,12 @@ for codec, lw in summary["workers_compare"]["codecs"].items():
           f"speedup {lw['speedup']:.2f} (target >= 1.8 where CPU bound); "
           f"{gib(lw['w2']['bytes_sent']):.2f} GiB on the wire")
 print("targets: time/ideal <= 1.2; downtime median <= 50 ms for dirty <= 1/4 link")
+print("downtime, median of each part (ms): pause / collect / final round / device state / placed / confirm")
+for c in summary["cases"]:
+    sw = c["switchover_ms"]
+    if sw:
+        print(f"  dirty {c['dirty']}: " + " / ".join(f"{sw[k]:.1f}" for k in
+              ("pause", "collect", "final_round", "device_state", "placed", "confirm")))
 for c in summary["cases"]:
     for e in c["errors"]:
         print(f"  dirty {c['dirty']}: {e}")
