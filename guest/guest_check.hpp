@@ -72,9 +72,11 @@ struct PatternOptions {
     // When true (default), a dump whose pattern pages all have first byte 0 is
     // rejected as "guest has not run": a destination that received no memory
     // must not pass. The cost is a false rejection when the guest stopped
-    // exactly between passes after a multiple of 256 passes, i.e. roughly 1 in
-    // 256 * 25344 snapshots; negligible. Set false to accept that state (e.g.
-    // to check a guest that was never started).
+    // exactly between passes after a multiple of 256 passes: not rare, since a
+    // vCPU is most often stopped at the pass boundary (the serial write exits
+    // to QEMU), so about 1 in 256 snapshots. Set false when progress is known
+    // otherwise (the source printed markers: lab::LocalPair::verify) or for a
+    // guest that was never started.
     bool require_progress = true;
 };
 

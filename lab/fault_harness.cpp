@@ -452,10 +452,13 @@ private:
         if (!code) migrator_->stop(milliseconds(500));
         // The destination gives up on its own: at once on the source's abort or
         // a broken link, after --stall-timeout on a silent one.
-        // A link broken before the first byte means the destination never saw a
-        // session: it rightly goes on waiting for a source (until --timeout).
-        bool may_wait = c_.point == FaultPoint::before_first_byte && is_link_fault(c_.kind) &&
-                        c_.kind != FaultKind::delay && r_.migrate_exit != 0 &&
+        // A link broken, or the source killed, before the first byte (or in
+        // the middle of the authentication handshake) means the destination
+        // never saw a session: it rightly turns that peer away and goes on
+        // waiting for a source (until --timeout).
+        bool may_wait = c_.point == FaultPoint::before_first_byte && c_.kind != FaultKind::delay &&
+                        (is_link_fault(c_.kind) || c_.kind == FaultKind::kill_source_rmig) &&
+                        r_.migrate_exit != 0 &&
                         !session_started(pair_->dir() + "/fault-receive.log");
         auto recv_wait = may_wait ? milliseconds(1000)
                                   : std::min(left(), milliseconds((o_.stall_timeout_s + 15) * 1000));

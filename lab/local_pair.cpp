@@ -197,7 +197,14 @@ VerifyResult LocalPair::verify() {
         v.detail = "destination memory differs from the source: " + same.detail;
         return v;
     }
-    auto pattern = guest::check_pattern(mb);
+    // All first bytes 0 is also the state right after a multiple of 256
+    // passes, and a paused vCPU is most often caught at the pass boundary
+    // (the serial write exits to QEMU): about 1 in 256 migrations (seen in
+    // the fault soak, 256 markers). The source's markers show the guest ran;
+    // the dumps were equal above.
+    guest::PatternOptions po;
+    po.require_progress = guest::serial_marker_count(src_->serial_path()) == 0;
+    auto pattern = guest::check_pattern(mb, po);
     if (!pattern) {
         v.detail = "destination memory breaks the guest's pattern: " + pattern.detail;
         return v;

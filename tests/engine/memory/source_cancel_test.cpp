@@ -21,6 +21,7 @@
 #include "common/error.hpp"
 #include "engine/memory/memory_dest.hpp"
 #include "engine/memory/memory_source.hpp"
+#include "tests/support/anon_mapping.hpp"
 
 using namespace rmig;
 using namespace rmig::engine;
@@ -32,23 +33,7 @@ namespace {
 constexpr size_t kPage = 4096;
 constexpr auto kBound = 1500ms;  // cancel -> both sides returned (the grace is 2 s; a healthy peer needs ms)
 
-class Mapping {
-public:
-    explicit Mapping(size_t size) : size_(size) {
-        void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) throw_errno("mmap");
-        p_ = static_cast<std::byte*>(p);
-    }
-    ~Mapping() { munmap(p_, size_); }
-    Mapping(const Mapping&) = delete;
-    Mapping& operator=(const Mapping&) = delete;
-    std::byte* data() const { return p_; }
-    size_t size() const { return size_; }
-
-private:
-    std::byte* p_;
-    size_t size_;
-};
+using Mapping = test::AnonMapping;
 
 // Random bytes (zstd cannot shrink them, and tries hard at level 19), every
 // eighth page zero.

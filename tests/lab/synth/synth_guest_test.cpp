@@ -19,6 +19,7 @@
 
 #include "common/process.hpp"
 #include "common/temp_dir.hpp"
+#include "tests/support/synth_outcome.hpp"
 #include "security/policy.hpp"
 
 using namespace rmig;
@@ -30,18 +31,8 @@ namespace {
 constexpr const char* kSynth = RMIG_SYNTH_PATH;
 constexpr uint64_t kPages = (256u << 20) / 4096;
 
-std::string slurp(const std::string& path) {
-    std::ifstream f(path);
-    std::stringstream s;
-    s << f.rdbuf();
-    return s.str();
-}
-
-struct Outcome {
-    int source_exit = -1, dest_exit = -1;
-    json source, dest;
-    std::string source_log, dest_log;
-};
+using test::slurp;
+using Outcome = test::SynthOutcome;
 
 // Security options for both sides: "psk" (a key file made here), "other-psk"
 // (a second, different key), or "plaintext".
