@@ -21,6 +21,7 @@
 #include "engine/memory/memory_source.hpp"
 #include "lab/fault_proxy.hpp"
 #include "tests/support/anon_mapping.hpp"
+#include "tests/support/memory_dest_start.hpp"
 
 using namespace rmig;
 using namespace rmig::engine;
@@ -95,12 +96,7 @@ struct Dest {
         cfg.step_timeout = 2s;
         cfg.on_round_done = std::move(on_round);
         cfg.stop = stop.get_token();
-        std::promise<std::string> listening;
-        auto addr = listening.get_future();
-        cfg.on_listening = [&listening](const std::string& a) { listening.set_value(a); };
-        result = std::async(std::launch::async, [this] { return receive_memory(cfg); });
-        if (addr.wait_for(10s) != std::future_status::ready) throw Error("destination did not listen");
-        address = addr.get();
+        address = test::start_receiving(cfg, result);
     }
 };
 

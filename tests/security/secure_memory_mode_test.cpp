@@ -14,6 +14,7 @@
 #include "engine/memory/memory_source.hpp"
 #include "security/context.hpp"
 #include "tests/support/anon_mapping.hpp"
+#include "tests/support/memory_dest_start.hpp"
 
 using namespace rmig;
 using namespace rmig::engine;
@@ -47,12 +48,7 @@ struct Dest {
         cfg.step_timeout = 10s;
         cfg.transport.security = std::move(key);
         cfg.transport.handshake_timeout = std::chrono::milliseconds(3000);
-        std::promise<std::string> listening;
-        auto addr = listening.get_future();
-        cfg.on_listening = [&listening](const std::string& a) { listening.set_value(a); };
-        result = std::async(std::launch::async, [this] { return receive_memory(cfg); });
-        if (addr.wait_for(10s) != std::future_status::ready) throw Error("destination did not listen");
-        address = addr.get();
+        address = test::start_receiving(cfg, result);
     }
 };
 

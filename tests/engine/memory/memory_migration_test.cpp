@@ -20,6 +20,7 @@
 #include "qemu-plugin/control_protocol.hpp"
 #include "tests/support/anon_mapping.hpp"
 #include "transport/channel.hpp"
+#include "tests/support/memory_dest_start.hpp"
 
 #ifdef RMIG_HAVE_RDMA
 #include <infiniband/verbs.h>
@@ -160,12 +161,7 @@ struct Dest {
         cfg.step_timeout = 30s;
         cfg.stop = stop.get_token();
         cfg.on_round_done = std::move(on_round);
-        std::promise<std::string> listening;
-        auto addr = listening.get_future();
-        cfg.on_listening = [&listening](const std::string& a) { listening.set_value(a); };
-        result = std::async(std::launch::async, [this] { return receive_memory(cfg); });
-        if (addr.wait_for(10s) != std::future_status::ready) throw Error("destination did not listen");
-        address = addr.get();
+        address = test::start_receiving(cfg, result);
     }
 };
 

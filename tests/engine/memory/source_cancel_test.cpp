@@ -22,6 +22,7 @@
 #include "engine/memory/memory_dest.hpp"
 #include "engine/memory/memory_source.hpp"
 #include "tests/support/anon_mapping.hpp"
+#include "tests/support/memory_dest_start.hpp"
 
 using namespace rmig;
 using namespace rmig::engine;
@@ -58,12 +59,7 @@ struct Dest {
         cfg.listen_uri = "tcp:127.0.0.1:0";
         cfg.timeout = 60s;
         cfg.step_timeout = 30s;
-        std::promise<std::string> listening;
-        auto addr = listening.get_future();
-        cfg.on_listening = [&listening](const std::string& a) { listening.set_value(a); };
-        result = std::async(std::launch::async, [this] { return receive_memory(cfg); });
-        if (addr.wait_for(10s) != std::future_status::ready) throw Error("destination did not listen");
-        address = addr.get();
+        address = test::start_receiving(cfg, result);
     }
 };
 
