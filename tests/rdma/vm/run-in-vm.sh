@@ -68,7 +68,9 @@ for t in qemu-system-x86_64 cpio xz timeout; do
   command -v "$t" >/dev/null || die_setup "missing '$t' (try: $pkgs_hint)"
 done
 busybox=/bin/busybox
-[ -x "$busybox" ] && "$busybox" --list 2>/dev/null | grep -qx switch_root \
+# grep without -q reads the whole list: with pipefail, grep -q quitting early
+# made busybox die of SIGPIPE now and then, and the check fail (seen in CI).
+[ -x "$busybox" ] && "$busybox" --list 2>/dev/null | grep -x switch_root >/dev/null \
   || die_setup "missing static /bin/busybox (try: apt-get install busybox-static)"
 file -L "$busybox" 2>/dev/null | grep -q 'dynamically linked' \
   && die_setup "/bin/busybox is dynamically linked; install busybox-static"
@@ -79,7 +81,7 @@ pick_kernel() {
   local k v
   for k in $(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -rV); do
     v=${k#/boot/vmlinuz-}
-    find "/lib/modules/$v/kernel/drivers/infiniband/sw/rxe" -name 'rdma_rxe.ko*' 2>/dev/null | grep -q . \
+    find "/lib/modules/$v/kernel/drivers/infiniband/sw/rxe" -name 'rdma_rxe.ko*' 2>/dev/null | grep . >/dev/null \
       && { echo "$k"; return 0; }
   done
   return 1
