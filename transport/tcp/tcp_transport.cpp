@@ -128,14 +128,9 @@ public:
 
     wire::FrameType recv(std::vector<std::byte>& payload) override {
         std::lock_guard lock(recv_mutex_);
-        wire::HeaderBytes hb;
-        size_t got = read_exact(fd_.get(), hb.data(), hb.size(), name_);
-        if (got == 0)
-            throw LinkError(cat(name_, ": peer closed the channel without an end frame"));
-        if (got < hb.size()) dec_.truncated("header", got, hb.size());
-        wire::FrameHeader h = dec_.decode_header(hb);
+        wire::FrameHeader h = read_header();
         payload.resize(h.length);
-        got = read_exact(fd_.get(), payload.data(), h.length, name_);
+        size_t got = read_exact(fd_.get(), payload.data(), h.length, name_);
         if (got < h.length) dec_.truncated("payload", got, h.length);
         dec_.verify_payload(h, payload);
         return h.type;
@@ -143,12 +138,7 @@ public:
 
     wire::FrameType recv_into(const PayloadConsumer& consume) override {
         std::lock_guard lock(recv_mutex_);
-        wire::HeaderBytes hb;
-        size_t got = read_exact(fd_.get(), hb.data(), hb.size(), name_);
-        if (got == 0)
-            throw LinkError(cat(name_, ": peer closed the channel without an end frame"));
-        if (got < hb.size()) dec_.truncated("header", got, hb.size());
-        wire::FrameHeader h = dec_.decode_header(hb);
+        wire::FrameHeader h = read_header();
         SocketPayloadReader reader(fd_.get(), name_, dec_, h.length);
         consume(h.type, h.length, reader);
         if (reader.left() != 0)
@@ -162,6 +152,16 @@ public:
     const std::string& name() const override { return name_; }
 
 private:
+    // The next frame's header, decoded; with recv_mutex_ held.
+    wire::FrameHeader read_header() {
+        wire::HeaderBytes hb;
+        size_t got = read_exact(fd_.get(), hb.data(), hb.size(), name_);
+        if (got == 0)
+            throw LinkError(cat(name_, ": peer closed the channel without an end frame"));
+        if (got < hb.size()) dec_.truncated("header", got, hb.size());
+        return dec_.decode_header(hb);
+    }
+
     UniqueFd fd_;
     wire::Hello peer_;
     std::string name_;
