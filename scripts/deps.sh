@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev        # tests, micro-benchmarks
   nlohmann-json3-dev libxxhash-dev                  # QMP/control JSON, frame checksums
   libhwloc-dev liblz4-dev libzstd-dev               # NUMA placement, page compression
+  libhwloc-plugins                                  # hwloc with its optional plugins (tests also run without)
   qemu-system-x86                                   # the real QEMU we migrate
   iperf3 jq procps iproute2                         # baselines and test plumbing
   libibverbs-dev librdmacm-dev rdma-core            # the rdma transport
