@@ -46,7 +46,7 @@ struct ChannelPairFactory {
     std::function<std::string()> unavailable = [] { return std::string(); };
     // What the backend is expected to have (asserted both ways, never assumed):
     bool one_sided = false;     // one_sided() non-null
-    std::string no_one_sided;   // why it has none (the skip reason of one-sided cases)
+    std::string no_one_sided = {};  // why it has none (the skip reason of one-sided cases)
     bool fills_in_place = false;
 };
 

@@ -50,8 +50,7 @@ std::unique_ptr<Link> memif_link() {
 ChannelPairFactory dpdk_memif() {
     return {.name = "dpdk_memif",
             .make = memif_link,
-            .one_sided = true,  // write records in the stream (docs/dpdk-protocol.md)
-            .no_one_sided = {}};
+            .one_sided = true};  // write records in the stream (docs/dpdk-protocol.md)
 }
 
 }  // namespace
