@@ -62,7 +62,7 @@ FrameType type_of(uint64_t i) {
 }  // namespace
 
 void abort_still_blocked() {
-    std::fprintf(stderr, "channel conformance: a task is still blocked 30 s after shutdown() of its "
+    std::fprintf(stderr, "channel conformance: a task is still blocked 15 s after shutdown() of its "
                          "channels; aborting rather than hanging\n");
     std::abort();
 }
