@@ -39,6 +39,9 @@ public:
     const std::string& name() const override { return inner_->name(); }
     // One-sided writes would bypass the cipher: memory mode uses page batches.
     transport::OneSided* one_sided() override { return nullptr; }
+    // The seal's prefix and tag travel in the inner frame too: a payload of
+    // the inner limit would not fit (found by the Channel conformance suite).
+    size_t max_frame_payload() const override { return kMaxSealedPlaintext; }
     std::string local_device() const override { return inner_->local_device(); }
 
     // Which path each frame took (tests and benchmarks prove the in-place one).

@@ -173,15 +173,24 @@ wire::FrameType DpdkChannel::recv(std::vector<std::byte>& payload) {
     // Waiting is bounded by the connection's dead-peer detection; the read
     // timeout only guards against a bug there.
     Millis forever = opts_.dead_peer_timeout * 1000;
-    conn_->read_exact(hb.data(), hb.size(), forever, "a frame header");
+    // The connection's errors name the connection; the channel's name says
+    // which channel it was (as send() does, and channel.hpp asks).
+    auto read = [&](void* dst, size_t n, const char* what) {
+        try {
+            conn_->read_exact(dst, n, forever, what);
+        } catch (const LinkError& e) {
+            throw LinkError(cat(name_, ": ", e.what()));
+        }
+    };
+    read(hb.data(), hb.size(), "a frame header");
     // Remote writes (OneSided) go into place as they come, before any later frame.
     while (proto::is_write_record(hb)) {
         apply_write_record(hb);
-        conn_->read_exact(hb.data(), hb.size(), forever, "a frame header");
+        read(hb.data(), hb.size(), "a frame header");
     }
     wire::FrameHeader h = dec_.decode_header(hb);
     payload.resize(h.length);
-    conn_->read_exact(payload.data(), h.length, forever, "a frame payload");
+    read(payload.data(), h.length, "a frame payload");
     dec_.verify_payload(h, payload);
     return h.type;
 }
