@@ -1,5 +1,6 @@
 #include "transport/dpdk/endpoint.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <thread>

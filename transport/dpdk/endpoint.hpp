@@ -9,7 +9,6 @@
 #include <rte_ether.h>
 #include <rte_mbuf.h>
 
-#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
