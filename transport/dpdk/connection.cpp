@@ -29,13 +29,9 @@ proto::SenderConfig sender_config(const ConnConfig& c) {
     return s;
 }
 
-// One more reference on every segment of a chain: the PMD frees each segment
-// it transmits, and we keep the chain until it is acknowledged.
-void hold(rte_mbuf* m) {
-    for (rte_mbuf* s = m; s; s = s->next) rte_mbuf_refcnt_update(s, 1);
-}
-
-bool shared(const rte_mbuf* m) { return rte_mbuf_refcnt_read(m) > 1; }
+// Hands a segment back to the pool: release callbacks of the protocol take
+// their payload by value, so the reference ends with the call.
+void let_go(Mbuf) {}
 
 }  // namespace
 
@@ -57,14 +53,6 @@ Connection::Connection(Endpoint& ep, uint32_t id, bool acceptor, const rte_ether
     rng_ ^= (static_cast<uint64_t>(id) << 17) ^ last_rx_ns_;
 }
 
-Connection::~Connection() {
-    auto free = [](rte_mbuf*&& m) { rte_pktmbuf_free(m); };
-    for (auto* m : unsent_) rte_pktmbuf_free(m);
-    for (auto* m : delivered_) rte_pktmbuf_free(m);
-    sender_.drain(free);
-    receiver_.drain(free);
-}
-
 void Connection::check_state_locked(const char* what) {
     if (state_ == State::failed) throw LinkError(cat(name_, ": ", what, ": ", error_));
     if (state_ == State::closed || fin_queued_)
@@ -76,9 +64,9 @@ void Connection::write(std::span<const std::span<const std::byte>> parts) {
     for (auto p : parts) total += p.size();
     size_t part = 0, off = 0, done = 0;
     while (done < total) {
-        rte_mbuf* m = nullptr;
+        Mbuf m;
         for (int tries = 0; !m; ++tries) {
-            m = rte_pktmbuf_alloc(ep_.pool());
+            m = Mbuf::alloc(ep_.pool());
             if (m) break;
             {
                 std::lock_guard lock(m_);
@@ -90,7 +78,7 @@ void Connection::write(std::span<const std::span<const std::byte>> parts) {
             std::this_thread::sleep_for(std::chrono::microseconds(50));
         }
         size_t n = std::min<size_t>(cfg_.mss, total - done);
-        char* p = rte_pktmbuf_append(m, static_cast<uint16_t>(kFrameOverhead + n));
+        char* p = rte_pktmbuf_append(m.get(), static_cast<uint16_t>(kFrameOverhead + n));
         for (size_t filled = 0; filled < n;) {
             while (off == parts[part].size()) {
                 ++part;
@@ -109,34 +97,27 @@ void Connection::write(std::span<const std::span<const std::byte>> parts) {
         while (state_ == State::open && !fin_queued_ && unsent_.size() >= unsent_limit_)
             if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) break;
         if (state_ != State::open || fin_queued_ || unsent_.size() >= unsent_limit_) {
-            rte_pktmbuf_free(m);
             check_state_locked("sending");
             if (state_ == State::connecting)
                 throw LinkError(cat(name_, ": sending before the connection opened"));
             throw LinkError(cat(name_, ": peer took no data for ",
                                 cfg_.dead_peer_timeout.count(), " ms"));
         }
-        unsent_.push_back(m);
+        unsent_.push_back(std::move(m));
         stats_.bytes_sent += n;
     }
 }
 
-void Connection::write_mbufs(std::span<rte_mbuf*> segs, size_t payload_bytes) {
+void Connection::write_mbufs(std::vector<Mbuf> segs, size_t payload_bytes) {
     std::unique_lock lock(m_);
-    size_t i = 0;
-    try {
-        for (; i < segs.size(); ++i) {
-            auto deadline = std::chrono::steady_clock::now() + 2 * cfg_.dead_peer_timeout;
-            while (state_ != State::failed && unsent_.size() >= unsent_limit_)
-                if (cv_.wait_until(lock, deadline) == std::cv_status::timeout)
-                    throw LinkError(cat(name_, ": peer took no data for ",
-                                        cfg_.dead_peer_timeout.count(), " ms"));
-            check_state_locked("sending");
-            unsent_.push_back(segs[i]);
-        }
-    } catch (...) {
-        for (; i < segs.size(); ++i) rte_pktmbuf_free(segs[i]);
-        throw;
+    for (auto& seg : segs) {
+        auto deadline = std::chrono::steady_clock::now() + 2 * cfg_.dead_peer_timeout;
+        while (state_ != State::failed && unsent_.size() >= unsent_limit_)
+            if (cv_.wait_until(lock, deadline) == std::cv_status::timeout)
+                throw LinkError(cat(name_, ": peer took no data for ",
+                                    cfg_.dead_peer_timeout.count(), " ms"));
+        check_state_locked("sending");
+        unsent_.push_back(std::move(seg));
     }
     stats_.bytes_sent += payload_bytes;
 }
@@ -151,16 +132,14 @@ size_t Connection::read(void* buf, size_t n, Millis timeout) {
     auto* out = static_cast<std::byte*>(buf);
     uint64_t backlog_before = delivered_.size();
     while (got < n && !delivered_.empty()) {
-        rte_mbuf* m = delivered_.front();
+        Mbuf& m = delivered_.front();
         size_t take = std::min<size_t>(n - got, m->data_len);
-        std::memcpy(out + got, rte_pktmbuf_mtod(m, const std::byte*), take);
+        std::memcpy(out + got, rte_pktmbuf_mtod(m.get(), const std::byte*), take);
         got += take;
-        if (take == m->data_len) {
+        if (take == m->data_len)
             delivered_.pop_front();
-            rte_pktmbuf_free(m);
-        } else {
-            rte_pktmbuf_adj(m, static_cast<uint16_t>(take));
-        }
+        else
+            rte_pktmbuf_adj(m.get(), static_cast<uint16_t>(take));
     }
     if (got == 0 && state_ == State::failed) throw LinkError(cat(name_, ": receiving: ", error_));
     // Reopening a quarter of the window is worth an ack of its own.
@@ -189,10 +168,9 @@ bool Connection::close(Millis timeout) {
     std::unique_lock lock(m_);
     if (state_ == State::open && !fin_queued_) {
         fin_queued_ = true;
-        rte_mbuf* m = rte_pktmbuf_alloc(ep_.pool());
-        if (m) {
-            rte_pktmbuf_append(m, kFrameOverhead);
-            unsent_.push_back(m);
+        if (Mbuf m = Mbuf::alloc(ep_.pool())) {
+            rte_pktmbuf_append(m.get(), kFrameOverhead);
+            unsent_.push_back(std::move(m));
         }
     }
     auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -227,9 +205,8 @@ void Connection::fail_locked(const std::string& why) {
     error_ = why;
     // Nothing more will be sent: let go of the send side's buffers now (a
     // zero-copy sender waits for exactly that).
-    for (auto* m : unsent_) rte_pktmbuf_free(m);
     unsent_.clear();
-    sender_.drain([](rte_mbuf*&& m) { rte_pktmbuf_free(m); });
+    sender_.drain(let_go);
     cv_.notify_all();
 }
 
@@ -240,27 +217,20 @@ void Connection::note_rx(uint64_t now) {
     last_rx_ns_ = now;
 }
 
-void Connection::on_data(rte_mbuf* m, uint64_t seq, uint64_t stamp, uint64_t now) {
+void Connection::on_data(Mbuf m, uint64_t seq, uint64_t stamp, uint64_t now) {
     std::lock_guard lock(m_);
     last_rx_ns_ = now;
     ack_due_ = true;
-    if (state_ == State::failed || state_ == State::connecting) {
-        rte_pktmbuf_free(m);
-        return;
-    }
+    if (state_ == State::failed || state_ == State::connecting) return;
     bool any = false;
-    auto r = receiver_.on_data(seq, m, stamp, delivered_.size(), [&](rte_mbuf*&& d) {
-        if (d->data_len == 0) {
-            fin_received_ = true;
-            rte_pktmbuf_free(d);
-        } else if (!fin_received_) {
-            delivered_.push_back(d);
-        } else {
-            rte_pktmbuf_free(d);
-        }
+    // A duplicate or a segment beyond the window is dropped (freed) by the receiver.
+    receiver_.on_data(seq, std::move(m), stamp, delivered_.size(), [&](Mbuf d) {
+        if (d->data_len == 0)
+            fin_received_ = true;  // the FIN: an empty segment
+        else if (!fin_received_)
+            delivered_.push_back(std::move(d));
         any = true;
     });
-    if (r == proto::Arrival::duplicate || r == proto::Arrival::beyond_window) rte_pktmbuf_free(m);
     if (any) cv_.notify_all();
 }
 
@@ -273,7 +243,7 @@ void Connection::on_ack(uint64_t cum, uint64_t limit, uint64_t echo,
         cv_.notify_all();
     }
     uint64_t before = sender_.unacked_base();
-    sender_.on_ack({cum, limit, echo, sack}, now, [](rte_mbuf*&& m) { rte_pktmbuf_free(m); });
+    sender_.on_ack({cum, limit, echo, sack}, now, let_go);
     if (!sack.empty()) retx_scan_due_ = true;
     if (sender_.unacked_base() != before) cv_.notify_all();
 }
@@ -294,8 +264,10 @@ void Connection::on_rst(const std::string& why) {
     fail_locked(why);
 }
 
-void Connection::tx_data_locked(rte_mbuf* m, uint64_t seq, uint64_t now, bool fin) {
-    if (!shared(m)) {
+void Connection::tx_data_locked(const Mbuf& m, uint64_t seq, uint64_t now, bool fin) {
+    // A copy the device still holds must not change under it: its headers
+    // were written for the first transmission and are the same.
+    if (!m.shared()) {
         proto::SegmentHeader h;
         h.type = proto::SegmentType::data;
         h.flags = static_cast<uint8_t>((acceptor_ ? proto::kFromAcceptor : 0) | (fin ? proto::kFin : 0));
@@ -304,7 +276,7 @@ void Connection::tx_data_locked(rte_mbuf* m, uint64_t seq, uint64_t now, bool fi
         h.length = static_cast<uint32_t>(m->pkt_len - kFrameOverhead);
         h.seq = seq;
         h.timestamp = now;
-        ep_.fill_headers(m, peer_, h);
+        ep_.fill_headers(m.get(), peer_, h);
     }
     last_tx_ns_ = now;
     if (cfg_.tx_loss > 0) {
@@ -316,8 +288,9 @@ void Connection::tx_data_locked(rte_mbuf* m, uint64_t seq, uint64_t now, bool fi
             return;
         }
     }
-    hold(m);
-    ep_.queue_tx(queue_, m);
+    // The device frees what it sends: it gets a reference of its own, and the
+    // sender keeps ours until the segment is acknowledged.
+    ep_.queue_tx(queue_, m.share());
 }
 
 void Connection::send_ack_locked(uint64_t now) {
@@ -364,16 +337,17 @@ size_t Connection::service(uint64_t now) {
     }
     // New data, in order, within window and pacing.
     while (!unsent_.empty() && sender_.can_send() && ep_.tx_room(queue_)) {
-        rte_mbuf* m = unsent_.front();
-        if (!pacer_.take(m->pkt_len, now)) break;
+        if (!pacer_.take(unsent_.front()->pkt_len, now)) break;
+        Mbuf m = std::move(unsent_.front());
         unsent_.pop_front();
         bool fin = m->pkt_len == kFrameOverhead;
-        uint64_t seq = sender_.push(m, now);
+        uint64_t seq = sender_.next_seq();
+        tx_data_locked(m, seq, now, fin);
+        sender_.push(std::move(m), now);  // numbers it `seq` and keeps it until acknowledged
         if (fin) {
             fin_pushed_ = true;
             fin_seq_ = seq;
         }
-        tx_data_locked(m, seq, now, fin);
         ++frames;
     }
     if (frames) cv_.notify_all();  // room in the send queue
@@ -382,10 +356,10 @@ size_t Connection::service(uint64_t now) {
     if (!sender_.idle() && (retx_scan_due_ || now - last_scan_ns_ >= scan_every)) {
         retx_scan_due_ = false;
         last_scan_ns_ = now;
-        frames += sender_.collect_retransmits(now, 256, [&](uint64_t seq, rte_mbuf*& m) {
+        frames += sender_.collect_retransmits(now, 256, [&](uint64_t seq, Mbuf& m) {
             // A copy still waiting in the tx backlog (full ring) has not been
             // lost: it only waits. Only the device's own queue may hold it (real NICs).
-            if (ep_.queued_for_tx(queue_, m)) return false;
+            if (ep_.queued_for_tx(queue_, m.get())) return false;
             tx_data_locked(m, seq, now, seq == fin_seq_);
             return true;
         });

@@ -13,8 +13,10 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "transport/channel.hpp"
+#include "transport/dpdk/dpdk_handles.hpp"
 #include "transport/dpdk/protocol/pacer.hpp"
 #include "transport/dpdk/protocol/reliable_receiver.hpp"
 #include "transport/dpdk/protocol/reliable_sender.hpp"
@@ -54,7 +56,6 @@ public:
     // poller drives its timers.
     Connection(Endpoint& ep, uint32_t id, bool acceptor, const rte_ether_addr& peer,
                const ConnConfig& cfg, std::string name, uint16_t queue = 0);
-    ~Connection();  // releases every mbuf it still holds
 
     // Application side. write copies `data` into segments (blocks while the
     // send queue is full); read returns up to `n` bytes, waiting until at least
@@ -63,8 +64,8 @@ public:
     // Gathers `parts` into full segments (a frame header and its payload share them).
     void write(std::span<const std::span<const std::byte>> parts);
     // Queues segments whose payload is already in mbufs the caller built (the
-    // zero-copy path); takes ownership of them.
-    void write_mbufs(std::span<rte_mbuf*> segs, size_t payload_bytes);
+    // zero-copy path). Those it could not queue when it throws are freed.
+    void write_mbufs(std::vector<Mbuf> segs, size_t payload_bytes);
     size_t read(void* buf, size_t n, Millis timeout);
     void read_exact(void* buf, size_t n, Millis timeout, const char* what);
     // Ends the stream (FIN) and waits up to `timeout` until the peer acknowledged all.
@@ -81,7 +82,7 @@ public:
 
     // Poller side. on_* may run on any queue's poller (a frame that landed on
     // another queue); service only on the poller of queue().
-    void on_data(rte_mbuf* m, uint64_t seq, uint64_t stamp, uint64_t now);  // m: payload only
+    void on_data(Mbuf m, uint64_t seq, uint64_t stamp, uint64_t now);  // m: payload only
     void on_ack(uint64_t cum, uint64_t limit, uint64_t echo, std::span<const std::byte> sack,
                 uint64_t now);
     void on_syn_ack(const rte_ether_addr& from, uint64_t now);
@@ -96,7 +97,8 @@ public:
 private:
     friend class Endpoint;
     void fail_locked(const std::string& why);
-    void tx_data_locked(rte_mbuf* m, uint64_t seq, uint64_t now, bool fin);
+    // Gives the device a reference to segment `seq`; `m` stays the sender's.
+    void tx_data_locked(const Mbuf& m, uint64_t seq, uint64_t now, bool fin);
     void send_ack_locked(uint64_t now);
     void check_state_locked(const char* what);
 
@@ -112,14 +114,16 @@ private:
     std::condition_variable cv_;
     State state_;
     std::string error_;
-    std::deque<rte_mbuf*> unsent_;
+    // Every mbuf below is one reference this connection owns; they go back
+    // to the pool on acknowledgement, reading, failure or destruction.
+    std::deque<Mbuf> unsent_;
     size_t unsent_limit_;
     bool fin_queued_ = false, fin_pushed_ = false;
     uint64_t fin_seq_ = UINT64_MAX;
-    proto::ReliableSender<rte_mbuf*> sender_;
-    proto::ReliableReceiver<rte_mbuf*> receiver_;
+    proto::ReliableSender<Mbuf> sender_;
+    proto::ReliableReceiver<Mbuf> receiver_;
     proto::Pacer pacer_;
-    std::deque<rte_mbuf*> delivered_;  // in order, headers stripped; empty mbuf = FIN
+    std::deque<Mbuf> delivered_;  // in order, headers stripped
     bool fin_received_ = false;
     bool ack_due_ = false, retx_scan_due_ = false;
     uint64_t last_rx_ns_, last_tx_ns_ = 0, last_scan_ns_ = 0, last_syn_ns_ = 0;

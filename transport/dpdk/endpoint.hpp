@@ -9,7 +9,6 @@
 #include <rte_ether.h>
 #include <rte_mbuf.h>
 
-#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -17,12 +16,16 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "transport/dpdk/connection.hpp"
+#include "transport/dpdk/dpdk_handles.hpp"
 #include "transport/dpdk/dpdk_uri.hpp"
+#include "transport/dpdk/port.hpp"
 #include "transport/dpdk/protocol/segment_header.hpp"
 
 namespace rmig::transport::dpdk {
@@ -33,15 +36,15 @@ public:
     static std::shared_ptr<Endpoint> open(const DpdkUri& uri, const Options& opts);
     ~Endpoint();
 
-    const std::string& port_name() const { return name_; }
-    uint16_t port_id() const { return port_; }
-    rte_mempool* pool() const { return pool_; }
-    uint32_t mss() const { return mss_; }
-    uint32_t mtu() const { return mtu_; }
-    const rte_ether_addr& mac() const { return mac_; }
+    const std::string& port_name() const { return port_.name(); }
+    uint16_t port_id() const { return port_.id(); }
+    rte_mempool* pool() const { return port_.pool(); }
+    uint32_t mss() const { return port_.mss(); }
+    uint32_t mtu() const { return port_.mtu(); }
+    const rte_ether_addr& mac() const { return port_.mac(); }
     uint16_t queues() const { return static_cast<uint16_t>(queues_.size()); }
     std::vector<QueueStats> queue_stats() const;
-    bool link_up() const;
+    bool link_up() const { return port_.link_up(); }
     // Waits up to `timeout` for link up; throws Error saying what to check.
     void require_link(Millis timeout) const;
 
@@ -57,22 +60,23 @@ public:
 
     // Helpers for Connection::service, called only by the poller of queue `q`
     // (which owns that queue's tx batch).
-    rte_mbuf* alloc();
+    Mbuf alloc() { return Mbuf::alloc(pool()); }  // empty when the pool is exhausted
     void fill_headers(rte_mbuf* m, const rte_ether_addr& dst, const proto::SegmentHeader& h);
     void send_control(uint16_t q, const rte_ether_addr& dst, const proto::SegmentHeader& h,
                       std::span<const std::byte> payload = {});
-    void queue_tx(uint16_t q, rte_mbuf* m);  // takes one reference
+    // Queues one reference to a frame for the device; it is the device's once sent.
+    void queue_tx(uint16_t q, Mbuf m);
     // False while the tx ring is full and frames wait: send no new data then.
     bool tx_room(uint16_t q) const { return queues_[q]->tx_batch.size() < 128; }
     bool queued_for_tx(uint16_t q, const rte_mbuf* m) const {
-        auto& b = queues_[q]->tx_batch;
-        return std::find(b.begin(), b.end(), m) != b.end();
+        return queues_[q]->tx_batch.contains(m);
     }
 
 private:
+    static constexpr uint16_t kBurst = 32;         // frames per rx/tx burst
+    static constexpr size_t kTxBacklogMax = 4096;  // frames held back per queue, at most
+
     Endpoint(const DpdkUri& uri, const Options& opts);
-    void setup(const DpdkUri& uri);
-    void release_port();
     // What a poller knows of the port's connections: all of them by key (for
     // lookups without the endpoint lock) and those placed on its queue.
     struct PollerView {
@@ -80,23 +84,46 @@ private:
         std::map<uint64_t, std::shared_ptr<Connection>> all;
         std::vector<std::shared_ptr<Connection>> mine;
     };
+    // A received frame of ours, its headers decoded.
+    struct Frame {
+        Mbuf mbuf;
+        proto::SegmentHeader h;
+        rte_ether_addr from;
+        std::span<const std::byte> payload() const {
+            return {rte_pktmbuf_mtod_offset(mbuf.get(), const std::byte*, kFrameOverhead),
+                    h.length};
+        }
+    };
+
+    // Poller threads (endpoint_poller.cpp).
+    void start_pollers();
+    void stop_pollers();
     void poll_loop(uint16_t q);
     size_t poll_once(uint16_t q, PollerView& view, uint64_t now);
     void refresh(uint16_t q, PollerView& view);
-    void handle(uint16_t q, const PollerView& view, rte_mbuf* m, uint64_t now);
     void flush_tx(uint16_t q);
+
+    // Received frames (endpoint_rx.cpp).
+    static std::optional<Frame> decode_frame(Mbuf m);  // nullopt (m freed): not one of ours
+    void handle(uint16_t q, const PollerView& view, Mbuf m, uint64_t now);
+    std::shared_ptr<Connection> connection_for(const PollerView& view, const Frame& f);
+    std::shared_ptr<Connection> accept_syn_locked(const Frame& f);
+    static proto::SegmentHeader reply_header(const Frame& f, const Connection* c, uint16_t q);
+    void answer_syn(uint16_t q, const Frame& f, Connection* c, uint64_t now);
+    void answer_unknown_data(uint16_t q, const Frame& f, uint64_t now);
+    void on_peer_bye(uint16_t q, const Frame& f, const Connection* c, uint64_t now);
+
+    // Port shutdown handshake (endpoint_poller.cpp).
     void goodbye();
     void say_bye();
+    void on_frame_while_leaving(const Frame& f);
+
     uint16_t least_used_queue_locked() const;
 
-    std::string name_;
-    bool probed_ = false;
-    uint16_t port_ = 0;
-    rte_mempool* pool_ = nullptr;
-    uint32_t mtu_ = 1500, mss_ = 1460;
-    rte_ether_addr mac_{};
-    bool started_ = false, configured_ = false;
-    bool memif_ = false, memif_client_ = false;
+    // Declared before everything that holds its mbufs (connections, tx
+    // batches), so it is released after them.
+    Port port_;
+    const bool memif_, memif_client_;
 
     std::mutex m_;  // guards conns_, listening state, incoming_ (not taken on the fast path)
     std::condition_variable incoming_cv_;
@@ -107,7 +134,7 @@ private:
     std::deque<std::shared_ptr<Connection>> incoming_;
 
     struct Queue {
-        std::vector<rte_mbuf*> tx_batch;  // owned by this queue's poller
+        TxBatch tx_batch;  // owned by this queue's poller
         uint64_t unknown_rst_ns = 0;
         std::atomic<uint64_t> rx_frames{0}, tx_frames{0}, foreign_rx{0};
         std::thread poller;
@@ -117,5 +144,11 @@ private:
     std::atomic<bool> peer_said_bye_{false}, got_bye_ack_{false};
     std::atomic<uint64_t> rx_paused_until_{0};
 };
+
+// Registry key of a connection: both ends number their own, so the id alone
+// is not unique on a port.
+inline uint64_t connection_key(uint32_t id, bool we_accept) {
+    return uint64_t(id) * 2 + (we_accept ? 1 : 0);
+}
 
 }  // namespace rmig::transport::dpdk

@@ -55,9 +55,9 @@ struct Registration {
 std::mutex g_reg_mutex;
 std::map<const void*, Registration> g_registrations;
 
-rte_mbuf* alloc_waiting(rte_mempool* pool, const std::string& who) {
+Mbuf alloc_waiting(rte_mempool* pool, const std::string& who) {
     for (int tries = 0; tries < 40000; ++tries) {  // 2 s
-        if (rte_mbuf* m = rte_pktmbuf_alloc(pool)) return m;
+        if (Mbuf m = Mbuf::alloc(pool)) return m;
         std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
     throw LinkError(cat(who, ": mbuf pool exhausted for 2 s building remote-write segments"));
@@ -112,37 +112,34 @@ void DpdkChannel::write(const RemoteRegion& to, std::span<const RegionWrite> pie
                 continue;
             }
             // Segment 0: record + the first page bytes; then full segments.
-            std::vector<rte_mbuf*> chain;
-            try {
-                for (size_t done = 0, seg = 0; done < len; ++seg) {
-                    size_t prefix = seg == 0 ? proto::kWriteRecordSize : 0;
-                    size_t n = std::min<size_t>(mss - prefix, len - done);
-                    rte_mbuf* h = alloc_waiting(ep_->pool(), name_);
-                    chain.push_back(h);
-                    char* p = rte_pktmbuf_append(h, static_cast<uint16_t>(kFrameOverhead + prefix));
-                    if (prefix) std::memcpy(p + kFrameOverhead, rec.data(), prefix);
-                    rte_mbuf* e = alloc_waiting(ep_->pool(), name_);
-                    rte_mbuf_ext_shared_info* sh;
-                    {
-                        std::lock_guard wl(writes_->m);
-                        sh = &writes_->shinfo.emplace_back();
-                        ++writes_->left;
-                    }
-                    sh->free_cb = released;
-                    sh->fcb_opaque = writes_.get();
-                    rte_mbuf_ext_refcnt_set(sh, 1);
-                    void* addr = const_cast<std::byte*>(start + done);
-                    rte_pktmbuf_attach_extbuf(e, addr, mem->iova(addr), static_cast<uint16_t>(n), sh);
-                    e->data_len = static_cast<uint16_t>(n);
-                    e->pkt_len = static_cast<uint32_t>(n);
-                    rte_pktmbuf_chain(h, e);
-                    done += n;
+            // Until write_mbufs takes them, an exception frees what was built.
+            std::vector<Mbuf> chain;
+            for (size_t done = 0, seg = 0; done < len; ++seg) {
+                size_t prefix = seg == 0 ? proto::kWriteRecordSize : 0;
+                size_t n = std::min<size_t>(mss - prefix, len - done);
+                Mbuf h = alloc_waiting(ep_->pool(), name_);
+                char* p = rte_pktmbuf_append(h.get(), static_cast<uint16_t>(kFrameOverhead + prefix));
+                if (prefix) std::memcpy(p + kFrameOverhead, rec.data(), prefix);
+                Mbuf e = alloc_waiting(ep_->pool(), name_);
+                rte_mbuf_ext_shared_info* sh;
+                {
+                    std::lock_guard wl(writes_->m);
+                    sh = &writes_->shinfo.emplace_back();
+                    ++writes_->left;
                 }
-            } catch (...) {
-                for (auto* m : chain) rte_pktmbuf_free(m);
-                throw;
+                sh->free_cb = released;
+                sh->fcb_opaque = writes_.get();
+                rte_mbuf_ext_refcnt_set(sh, 1);
+                void* addr = const_cast<std::byte*>(start + done);
+                rte_pktmbuf_attach_extbuf(e.get(), addr, mem->iova(addr), static_cast<uint16_t>(n), sh);
+                e->data_len = static_cast<uint16_t>(n);
+                e->pkt_len = static_cast<uint32_t>(n);
+                if (!h.chain(std::move(e)))  // two segments: cannot happen
+                    throw Error(cat(name_, ": cannot chain a remote-write segment"));
+                chain.push_back(std::move(h));
+                done += n;
             }
-            conn_->write_mbufs(chain, len + proto::kWriteRecordSize);
+            conn_->write_mbufs(std::move(chain), len + proto::kWriteRecordSize);
             zero_copy_bytes_ += len;
         } catch (const LinkError& e) {
             throw LinkError(cat(name_, ": remote write of ", len, " bytes: ", e.what()));

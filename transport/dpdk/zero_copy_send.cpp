@@ -51,38 +51,37 @@ void DpdkChannel::send_zero_copy(wire::FrameType type, std::span<const std::byte
     auto out = std::make_shared<Outstanding>();
     out->shinfo.resize(segs);
     out->left = segs;
-    std::vector<rte_mbuf*> chain;
+    // Segments not yet handed to the connection are ours: an early exit frees
+    // them, and their free callbacks count down `out` like sent ones.
+    std::vector<Mbuf> chain;
     chain.reserve(segs);
-    auto free_all = [&] {
-        for (auto* m : chain) rte_pktmbuf_free(m);
-    };
     for (size_t i = 0; i < segs; ++i) {
         size_t off = i * mss, n = std::min<size_t>(mss, payload.size() - off);
-        rte_mbuf* h = rte_pktmbuf_alloc(ep_->pool());
-        rte_mbuf* e = h ? rte_pktmbuf_alloc(ep_->pool()) : nullptr;
-        if (!e) {
-            if (h) rte_pktmbuf_free(h);
-            free_all();
+        Mbuf h = Mbuf::alloc(ep_->pool());
+        Mbuf e = h ? Mbuf::alloc(ep_->pool()) : Mbuf();
+        if (!e)
             throw LinkError(cat(name_, ": mbuf pool exhausted building a zero-copy frame of ",
                                 segs, " segments"));
-        }
-        rte_pktmbuf_append(h, kFrameOverhead);
+        rte_pktmbuf_append(h.get(), kFrameOverhead);
         auto& sh = out->shinfo[i];
         sh.free_cb = release;
         sh.fcb_opaque = out.get();
         rte_mbuf_ext_refcnt_set(&sh, 1);
         void* addr = const_cast<std::byte*>(payload.data() + off);
-        rte_pktmbuf_attach_extbuf(e, addr, mem->iova(addr), static_cast<uint16_t>(n), &sh);
+        rte_pktmbuf_attach_extbuf(e.get(), addr, mem->iova(addr), static_cast<uint16_t>(n), &sh);
         e->data_len = static_cast<uint16_t>(n);
         e->pkt_len = static_cast<uint32_t>(n);
-        rte_pktmbuf_chain(h, e);
-        chain.push_back(h);
+        if (!h.chain(std::move(e)))  // two segments: cannot happen
+            throw Error(cat(name_, ": cannot chain a zero-copy frame"));
+        chain.push_back(std::move(h));
     }
     try {
         conn_->write(std::span<const std::byte>(header));
-        conn_->write_mbufs(chain, payload.size());
+        conn_->write_mbufs(std::move(chain), payload.size());
     } catch (const Error& e) {
-        // write_mbufs freed what it did not queue; wait below for the rest.
+        // Free what the connection did not take (all of it if the header
+        // failed); wait below for the rest.
+        chain.clear();
         std::unique_lock l(out->m);
         if (!out->cv.wait_for(l, kReleaseWait, [&] { return out->left == 0; }))
             new std::shared_ptr<Outstanding>(out);  // late callbacks must find it alive
