@@ -2,7 +2,7 @@
  * rmig.h - memory-mode live migration for any VMM (C API, version 2)
  *
  * SYNOPSIS
- *   #include "engine/capi/rmig.h"      link with rmig_capi (C++ runtime needed)
+ *   #include <rmig.h>                  cc ... $(pkg-config --cflags --libs rmig)
  *
  *   Source                                   Destination
  *   s = rmig_source_new();                   d = rmig_dest_new();

@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/capi/rmig.h"
+#include "rmig.h"  /* as a VMM includes it once installed */
 
 #define PAGE RMIG_PAGE_SIZE
 #define NREG 2
