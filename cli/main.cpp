@@ -45,7 +45,6 @@ commands:
         out += cat(left, std::string(left.size() < 12 ? 12 - left.size() : 1, ' '), summary, "\n");
     };
     for (const auto& c : cli::rmig_program().commands) line(c.name, c.summary);
-    line("topo", "show NUMA nodes, the NIC's node and where workers would run");
     line("version", "print the version");
     line("help CMD", "show the options of CMD");
     out += R"(
@@ -66,11 +65,18 @@ std::string help_of(const std::string& name) {
     return rmig::command_help(program, *program.find(name));
 }
 
+void set_logging(const Args& a, const std::string& prefix) {
+    log::set_prefix(prefix);
+    if (a.flag("verbose")) log::set_level(log::Level::debug);
+    if (a.flag("quiet")) log::set_level(log::Level::warn);
+}
+
 // Parses `argv` for command `name`, applies --profile, and returns nullopt
 // after printing the help when --help was given.
 std::optional<Args> parse(const std::string& name, const std::vector<std::string>& argv) {
     const auto& program = cli::rmig_program();
     Args a(argv, program, *program.find(name));
+    if (a.command()->find("verbose")) set_logging(a, "rmig " + name);
     if (a.command()->find("profile"))
         if (auto p = a.get("profile")) cli::apply_profile(a, *p);
     if (a.flag("help")) {
@@ -91,17 +97,21 @@ void write_json(const std::string& where, const nlohmann::json& j) {
     if (!out) throw Error(cat("cannot write the JSON report to ", where));
 }
 
-void set_logging(const Args& a, const std::string& prefix) {
-    log::set_prefix(prefix);
-    if (a.flag("verbose")) log::set_level(log::Level::debug);
-    if (a.flag("quiet")) log::set_level(log::Level::warn);
+// The options migrate and receive share, into SourceOptions or DestOptions:
+// time limits, chunk, transport, and security for `uri` (named `uri_option`).
+template <class SessionOptions>
+void read_shared_options(const Args& a, SessionOptions& o, const std::string& uri, const char* uri_option) {
+    o.timeout = cli::timeout_option(a);
+    o.stall_timeout = cli::stall_timeout_option(a);
+    o.chunk = cli::chunk_option(a);
+    o.transport = cli::transport_options(a);
+    o.transport.security = cli::security_from_args(a, uri, uri_option);
 }
 
 int cmd_migrate(const std::vector<std::string>& argv) {
     auto parsed = parse("migrate", argv);
     if (!parsed) return exit_code::kOk;
     const Args& a = *parsed;
-    set_logging(a, "rmig migrate");
     qemu::SourceOptions o;
     o.qmp_path = a.text("qmp");
     o.dest_uri = a.text("to");
@@ -109,12 +119,8 @@ int cmd_migrate(const std::vector<std::string>& argv) {
     o.settings.max_bandwidth = a.whole("max-bandwidth");
     o.settings.downtime_limit_ms = a.whole("downtime-limit");
     o.resume_destination = !a.flag("no-resume");
-    o.timeout = cli::timeout_option(a);
-    o.stall_timeout = cli::stall_timeout_option(a);
     o.relay_dir = a.text("relay-dir");
-    o.chunk = cli::chunk_option(a);
-    o.transport = cli::transport_options(a);
-    o.transport.security = cli::security_from_args(a, o.dest_uri, "--to");
+    read_shared_options(a, o, o.dest_uri, "--to");
     auto mode = cli::progress_mode(a.text("progress"));
     std::FILE* out = a.get("json") == "-" ? stderr : stdout;
 
@@ -136,16 +142,11 @@ int cmd_receive(const std::vector<std::string>& argv) {
     auto parsed = parse("receive", argv);
     if (!parsed) return exit_code::kOk;
     const Args& a = *parsed;
-    set_logging(a, "rmig receive");
     qemu::DestOptions o;
     o.qmp_path = a.text("qmp");
     o.listen_uri = a.text("listen");
-    o.timeout = cli::timeout_option(a);
-    o.stall_timeout = cli::stall_timeout_option(a);
     o.incoming_dir = a.text("incoming-dir");
-    o.chunk = cli::chunk_option(a);
-    o.transport = cli::transport_options(a);
-    o.transport.security = cli::security_from_args(a, o.listen_uri, "--listen");
+    read_shared_options(a, o, o.listen_uri, "--listen");
     auto address_file = a.text("address-file");
     auto report = qemu::receive(o, [&](const std::string& addr) {
         log::info("listening on ", addr);
@@ -193,18 +194,16 @@ int main(int argc, char** argv) {
         if (cmd == "migrate") return cmd_migrate(rest);
         if (cmd == "receive") return cmd_receive(rest);
         if (cmd == "qmp") return cmd_qmp(rest);
-        if (cmd == "topo") return cli::topo_command(argc - 1, argv + 1);
+        if (cmd == "topo") {
+            auto parsed = parse("topo", rest);
+            return parsed ? cli::topo_command(*parsed) : exit_code::kOk;
+        }
         if (cmd == "version" || cmd == "--version") {
             std::printf("rmig %s (wire protocol %u)\n", RMIG_VERSION, wire::kProtocolVersion);
             return exit_code::kOk;
         }
         if (cmd == "help" || cmd == "--help" || cmd == "-h") {
             std::string topic = rest.empty() ? "" : rest[0];
-            if (topic == "topo") {
-                char help[] = "--help";
-                char* targv[] = {argv[0], help, nullptr};
-                return cli::topo_command(2, targv);
-            }
             std::fputs((cli::rmig_program().find(topic) ? help_of(topic) : overview()).c_str(), stdout);
             return exit_code::kOk;
         }

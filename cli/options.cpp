@@ -1,5 +1,6 @@
 #include "cli/options.hpp"
 
+#include "cli/topo_command.hpp"
 #include "qemu-plugin/migration_settings.hpp"
 #include "qemu-plugin/session_limits.hpp"
 #include "qemu-plugin/stream_bridge.hpp"
@@ -141,6 +142,21 @@ std::span<const OptionSpec> general_options() {
     return kOptions;
 }
 
+namespace {
+
+// A command's own group, then the groups migrate and receive share.
+std::vector<OptionGroup> with_shared_groups(OptionGroup own) {
+    return {own,
+            {"time limits and reports", session_options()},
+            {"link", link_options()},
+            {"rdma transport", rdma_options()},
+            {"dpdk transport", dpdk_options()},
+            security::settings_options(),
+            {"general", general_options()}};
+}
+
+}  // namespace
+
 const ProgramSpec& rmig_program() {
     static const ProgramSpec kProgram{
         "rmig",
@@ -148,28 +164,20 @@ const ProgramSpec& rmig_program() {
             {"migrate", "--qmp PATH --to tcp:HOST:PORT [options]",
              "run on the source host, beside the running QEMU",
              "",
-             {{"migrate", migrate_options()},
-              {"time limits and reports", session_options()},
-              {"link", link_options()},
-              {"rdma transport", rdma_options()},
-              {"dpdk transport", dpdk_options()},
-              security::settings_options(),
-              {"general", general_options()}}},
+             with_shared_groups({"migrate", migrate_options()})},
             {"receive", "--qmp PATH --listen tcp:ADDR:PORT [options]",
              "run on the destination host, beside a QEMU started with -incoming defer",
              "",
-             {{"receive", receive_options()},
-              {"time limits and reports", session_options()},
-              {"link", link_options()},
-              {"rdma transport", rdma_options()},
-              {"dpdk transport", dpdk_options()},
-              security::settings_options(),
-              {"general", general_options()}}},
+             with_shared_groups({"receive", receive_options()})},
             {"qmp", "--qmp PATH COMMAND [ARGUMENTS-JSON]", "run one QMP command and print its JSON result",
              "  e.g. rmig qmp --qmp /run/vm1/qmp.sock query-status\n"
              "       rmig qmp --qmp /run/vm1/qmp.sock pmemsave "
              "'{\"val\":0,\"size\":1048576,\"filename\":\"/tmp/m\"}'",
              {{"", qmp_options()}}},
+            {"topo", "[options]", "show NUMA nodes, the NIC's node and where workers would run",
+             "Shows the NUMA nodes, cores and memory hwloc finds, the node of the NIC, and\n"
+             "which PUs rmig's workers would be pinned to and where its buffers would go.",
+             {{"", topo_options()}}},
         }};
     return kProgram;
 }
