@@ -2,16 +2,18 @@
 // applied where the command line says nothing (see hw-configs/README.md).
 #pragma once
 
-#include <set>
 #include <string>
 
-#include "cli/args.hpp"
+#include "common/args.hpp"
 
 namespace rmig::cli {
 
 // `name_or_path`: a file path, or a profile name looked up in hw-configs/
-// ($RMIG_HW_CONFIGS, else the source tree's). Keys outside `allowed` (and the
-// descriptive "name", "description", "link") are an error naming the file.
-void apply_profile(Args& args, const std::string& name_or_path, const std::set<std::string>& allowed);
+// ($RMIG_HW_CONFIGS, else the source tree's). `args` was parsed with an option
+// table: a key must be an option marked `profile` in some command of its
+// program (or the descriptive "name", "description", "link"), and applies
+// where `args`' command has it; its value is checked like the command line's.
+// Errors name the file.
+void apply_profile(Args& args, const std::string& name_or_path);
 
 }  // namespace rmig::cli

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/topo_command.hpp"
+#include "common/args.hpp"
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "common/units.hpp"
@@ -21,69 +22,11 @@ using namespace rmig::numa;
 
 namespace {
 
-const char* kUsage = R"(usage: rmig topo [options]
-
-Shows the NUMA nodes, cores and memory hwloc finds, the node of the NIC, and
-which PUs rmig's workers would be pinned to and where its buffers would go.
-
-  --nic BDF|NAME     the NIC: PCI address (0000:3b:00.0), netdev (eth0) or
-                     RDMA device (mlx5_0)
-  --workers N        number of worker threads to place (default 4)
-  --synthetic DESC   use an hwloc synthetic topology instead of this machine,
-                     e.g. "pack:2 numa:1 core:8 pu:2" (no IO devices)
-  --xml FILE         use an hwloc XML topology (lstopo --of xml) instead
-  --json             print one JSON object instead of text
-  --help             this text
-)";
-
 struct Options {
     std::optional<std::string> nic, synthetic, xml;
-    unsigned workers = 4;
+    unsigned workers = 0;
     bool json = false;
 };
-
-struct UsageError : Error {
-    using Error::Error;
-};
-
-Options parse(int argc, char** argv) {
-    Options o;
-    auto value = [&](int& i, const std::string& flag) -> std::string {
-        if (i + 1 >= argc) throw UsageError(cat(flag, " needs a value"));
-        return argv[++i];
-    };
-    for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        if (a == "--help" || a == "-h") {
-            std::fputs(kUsage, stdout);
-            std::exit(0);
-        } else if (a == "--nic") {
-            o.nic = value(i, a);
-        } else if (a == "--synthetic") {
-            o.synthetic = value(i, a);
-        } else if (a == "--xml") {
-            o.xml = value(i, a);
-        } else if (a == "--json") {
-            o.json = true;
-        } else if (a == "--workers") {
-            const std::string v = value(i, a);
-            size_t used = 0;
-            unsigned long n = 0;
-            try {
-                n = std::stoul(v, &used);
-            } catch (const std::exception&) {
-                used = 0;
-            }
-            if (used != v.size() || v.empty() || v[0] == '-' || n == 0 || n > 4096)
-                throw UsageError(cat("--workers wants a number from 1 to 4096, not '", v, "'"));
-            o.workers = static_cast<unsigned>(n);
-        } else {
-            throw UsageError(cat("unknown option '", a, "'"));
-        }
-    }
-    if (o.synthetic && o.xml) throw UsageError("--synthetic and --xml exclude each other");
-    return o;
-}
 
 // "0-15,32-47"
 std::string ranges(const std::vector<int>& v) {
@@ -192,15 +135,33 @@ void print_text(const Topology& topo, const std::optional<std::string>& nic_name
 
 }  // namespace
 
-int rmig::cli::topo_command(int argc, char** argv) {
+std::span<const rmig::OptionSpec> rmig::cli::topo_options() {
+    using K = OptionKind;
+    static const OptionSpec kOptions[] = {
+        {.name = "nic", .metavar = "BDF|NAME",
+         .help = "the NIC: PCI address (0000:3b:00.0), netdev (eth0) or RDMA device (mlx5_0)"},
+        {.name = "workers", .kind = K::whole, .metavar = "N", .help = "number of worker threads to place",
+         .number_default = 4, .min = 1, .max = 4096},
+        {.name = "synthetic", .metavar = "DESC",
+         .help = "use an hwloc synthetic topology instead of this machine, e.g. \"pack:2 numa:1 core:8 pu:2\" "
+                 "(no IO devices)"},
+        {.name = "xml", .metavar = "FILE", .help = "use an hwloc XML topology (lstopo --of xml) instead"},
+        {.name = "json", .kind = K::flag, .help = "print one JSON object instead of text"},
+        {.name = "help", .kind = K::flag, .help = "this text"},
+    };
+    return kOptions;
+}
+
+int rmig::cli::topo_command(const Args& a) {
     log::set_prefix("rmig topo");
     Options o;
-    try {
-        o = parse(argc, argv);
-    } catch (const UsageError& e) {
-        std::cerr << "rmig topo: " << e.what() << "\n" << kUsage;
-        return 2;
-    }
+    if (auto v = a.get("nic")) o.nic = *v;
+    if (auto v = a.get("synthetic")) o.synthetic = *v;
+    if (auto v = a.get("xml")) o.xml = *v;
+    o.json = a.flag("json");
+    o.workers = static_cast<unsigned>(a.whole("workers"));
+    if (!a.positional().empty()) throw UsageError(cat("unexpected argument '", a.positional()[0], "'"));
+    if (o.synthetic && o.xml) throw UsageError("--synthetic and --xml exclude each other");
     try {
         // Placement warnings are shown in the output itself.
         log::set_level(log::Level::error);

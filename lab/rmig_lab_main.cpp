@@ -6,14 +6,14 @@
 #include <map>
 #include <thread>
 
-#include "cli/args.hpp"
+#include "common/args.hpp"
 #include "common/process.hpp"
 #include "common/units.hpp"
 #include "lab/fault_harness.hpp"
 #include "lab/local_pair.hpp"
 
 using namespace rmig;
-using rmig::cli::Args;
+using rmig::Args;
 
 namespace {
 
@@ -210,7 +210,7 @@ int faults(const std::vector<std::string>& argv) {
         for (uint64_t i = 0, n = a.number("cases", 20); i < n; ++i) cases.push_back(lab::random_case(rng));
     }
     if (auto only = a.number("only", 0)) {  // reproduce one case of a run: same seed, its number
-        if (only > cases.size()) throw cli::UsageError("--only: no such case");
+        if (only > cases.size()) throw UsageError("--only: no such case");
         cases = {cases[only - 1]};
     }
     auto t0 = std::chrono::steady_clock::now();
@@ -281,7 +281,7 @@ int main(int argc, char** argv) {
         if (args[0] == "faults") return faults(rest);
         std::fprintf(stderr, "rmig-lab: unknown command '%s'\n%s", args[0].c_str(), kUsage);
         return 2;
-    } catch (const cli::UsageError& e) {
+    } catch (const UsageError& e) {
         std::fprintf(stderr, "rmig-lab: %s\n", e.what());
         return 2;
     } catch (const std::exception& e) {

@@ -14,6 +14,7 @@
 #include "qemu-plugin/migration_settings.hpp"
 #include "qemu-plugin/prechecks.hpp"
 #include "qemu-plugin/qemu_info.hpp"
+#include "qemu-plugin/session_limits.hpp"
 #include "qemu-plugin/stream_bridge.hpp"
 #include "transport/channel.hpp"
 
@@ -25,12 +26,12 @@ struct SourceOptions {
     MigrationSettings settings;
     std::string relay_dir;   // where the relay's UNIX socket goes; empty: a private temp dir
     bool resume_destination = true;
-    std::chrono::seconds timeout{600};
+    std::chrono::seconds timeout{kDefaultTimeout};
     // No byte moved on any channel (or no reply from the destination) for this
     // long: the link is stalled; cancel the migration and keep the guest running.
-    std::chrono::milliseconds stall_timeout{30000};
+    std::chrono::milliseconds stall_timeout{kDefaultStallTimeout};
     std::chrono::milliseconds poll_interval{100};
-    size_t chunk = 1 << 20;
+    size_t chunk = kDefaultChunk;
     transport::Options transport;
 };
 

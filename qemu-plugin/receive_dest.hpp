@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "qemu-plugin/session_limits.hpp"
+#include "qemu-plugin/stream_bridge.hpp"
 #include "transport/channel.hpp"
 
 namespace rmig::qemu {
@@ -19,11 +21,11 @@ struct DestOptions {
     std::string qmp_path;      // the destination QEMU's QMP socket
     std::string listen_uri;    // "tcp:0.0.0.0:7070"
     std::string incoming_dir;  // where QEMU's incoming UNIX socket goes; empty: a temp dir
-    std::chrono::seconds timeout{600};  // for the whole session, including waiting for a source
+    std::chrono::seconds timeout{kDefaultTimeout};  // for the whole session, including waiting for a source
     // Once a source is connected: nothing received or sent on any channel for
     // this long means a stalled link; give up (QEMU's incoming migration fails).
-    std::chrono::milliseconds stall_timeout{30000};
-    size_t chunk = 1 << 20;
+    std::chrono::milliseconds stall_timeout{kDefaultStallTimeout};
+    size_t chunk = kDefaultChunk;
     transport::Options transport;
 };
 

@@ -20,7 +20,7 @@ struct RelayConfig {
     std::string dest_uri;          // where `rmig receive` listens
     wire::SessionId session{};
     uint32_t channels = 1;         // QEMU connections: 1 + multifd channels
-    size_t chunk = 1 << 20;        // largest data frame
+    size_t chunk = kDefaultChunk;  // largest data frame
     transport::Options transport;
 };
 

@@ -21,6 +21,11 @@
 
 namespace rmig::qemu {
 
+// The largest data frame a bridge cuts from QEMU's stream unless told
+// otherwise (SourceOptions, DestOptions, RelayConfig; `rmig --chunk`); at most
+// wire::kMaxFramePayload.
+inline constexpr size_t kDefaultChunk = size_t{1} << 20;
+
 struct ChannelStats {
     uint32_t channel = 0;
     uint64_t to_link = 0;    // bytes read from QEMU and sent

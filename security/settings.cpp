@@ -3,32 +3,49 @@
 #include <algorithm>
 #include <iterator>
 
+#include "common/args.hpp"
 #include "common/error.hpp"
 #include "security/policy.hpp"
 
 namespace rmig::security {
 
-const char* const kSettingsUsage = R"(security (docs/security.md); one of these is required:
-  --psk-file FILE        authenticate with a pre-shared key (hex or base64, at
-                         least 16 bytes; make one with `openssl rand -hex 32`)
-  --psk-identity ID      the key's name, the same on both sides, default rmig
-  --tls-cert FILE --tls-key FILE --tls-ca FILE
-                         authenticate with X.509 certificates (PEM), each side
-                         checking the other's against the CA
-  --tls-peer-name NAME   with --tls-*: also require the peer's certificate to
-                         name NAME (subjectAltName, or CN); default: any the CA signed
-  --insecure-plaintext   no authentication, no encryption: allowed only on a
-                         loopback address (127.0.0.1, ::1, localhost)
-  --no-encrypt           with credentials: authenticate, but carry data
-                         channels unencrypted (both sides must agree)
-)";
-
-bool Settings::takes_value(std::string_view name) {
-    return std::find(std::begin(kValueOptions), std::end(kValueOptions), name) != std::end(kValueOptions);
+const OptionGroup& settings_options() {
+    using K = OptionKind;
+    static constexpr OptionSpec kOptions[] = {
+        {.name = "psk-file", .metavar = "FILE",
+         .help = "authenticate with a pre-shared key (hex or base64, at least 16 bytes; make one with "
+                 "`openssl rand -hex 32`)"},
+        {.name = "psk-identity", .metavar = "ID", .help = "the key's name, the same on both sides",
+         .text_default = kDefaultPskIdentity},
+        {.name = "tls-cert", .metavar = "FILE",
+         .help = "authenticate with X.509 certificates (PEM): this side's certificate; with --tls-key and "
+                 "--tls-ca, each side checking the other's against the CA"},
+        {.name = "tls-key", .metavar = "FILE", .help = "the private key of --tls-cert"},
+        {.name = "tls-ca", .metavar = "FILE", .help = "the CA that signed the peer's certificate"},
+        {.name = "tls-peer-name", .metavar = "NAME",
+         .help = "with --tls-*: also require the peer's certificate to name NAME (subjectAltName, or CN)",
+         .default_note = "any the CA signed"},
+        {.name = "insecure-plaintext", .kind = K::flag,
+         .help = "no authentication, no encryption: allowed only on a loopback address (127.0.0.1, ::1, "
+                 "localhost)"},
+        {.name = "no-encrypt", .kind = K::flag,
+         .help = "with credentials: authenticate, but carry data channels unencrypted (both sides must agree)"},
+    };
+    static const OptionGroup kGroup{"security (docs/security.md); one of these is required", kOptions};
+    return kGroup;
 }
 
-bool Settings::is_flag(std::string_view name) {
-    return std::find(std::begin(kFlags), std::end(kFlags), name) != std::end(kFlags);
+Settings settings_from_args(const Args& args) {
+    Settings s;
+    for (const auto& o : settings_options().options) {
+        const std::string name(o.name);
+        if (o.kind == OptionKind::flag) {
+            if (args.flag(name)) s.set(name);
+        } else if (auto v = args.get(name)) {
+            s.set(name, *v);
+        }
+    }
+    return s;
 }
 
 bool Settings::set(std::string_view name, const std::string& value) {
@@ -69,7 +86,7 @@ bool check_settings(const Settings& s, const std::string& uri, const std::string
 
 std::string describe(const Settings& s) {
     if (s.psk_file || s.psk)
-        return cat("pre-shared key '", s.psk_identity.value_or("rmig"), "', ",
+        return cat("pre-shared key '", s.psk_identity.value_or(std::string(kDefaultPskIdentity)), "', ",
                    s.no_encrypt ? "authenticated only" : "encrypted");
     if (s.tls_cert) return cat("X.509, ", s.no_encrypt ? "authenticated only" : "encrypted");
     return "plaintext";
@@ -83,7 +100,7 @@ std::shared_ptr<Context> context_from_settings(const Settings& s, const std::str
     if (s.psk_file || s.psk) {
         c.mode = Config::Mode::psk;
         c.psk = s.psk ? *s.psk : read_psk_file(*s.psk_file);
-        c.psk_identity = s.psk_identity.value_or("rmig");
+        c.psk_identity = s.psk_identity.value_or(std::string(kDefaultPskIdentity));
     } else {
         c.mode = Config::Mode::x509;
         c.cert_file = *s.tls_cert;

@@ -12,9 +12,17 @@
 #include <string_view>
 #include <vector>
 
+#include "common/options.hpp"
 #include "security/context.hpp"
 
+namespace rmig {
+class Args;  // common/args.hpp
+}
+
 namespace rmig::security {
+
+// The pre-shared key's name when none is given (--psk-identity).
+inline constexpr std::string_view kDefaultPskIdentity = "rmig";
 
 struct Settings {
     std::optional<std::string> psk_file;
@@ -24,19 +32,18 @@ struct Settings {
     bool no_encrypt = false;
     bool insecure_plaintext = false;
 
-    // Command-line spelling, without the leading "--".
-    static constexpr const char* kValueOptions[] = {"psk-file", "psk-identity", "tls-cert", "tls-key", "tls-ca",
-                                                    "tls-peer-name"};
-    static constexpr const char* kFlags[] = {"no-encrypt", "insecure-plaintext"};
-    static bool takes_value(std::string_view name);
-    static bool is_flag(std::string_view name);
-    // Sets option `name` (a kValueOptions entry with `value`, or a kFlags
-    // entry); returns false when `name` is not a security option.
+    // Sets option `name` (one of settings_options(), without the leading
+    // "--"; `value` unless it is a flag); returns false when `name` is not a
+    // security option.
     bool set(std::string_view name, const std::string& value = "");
 };
 
-// The option help shared by every program that takes them.
-extern const char* const kSettingsUsage;
+// The security options, with their help: one group for every program that
+// takes them (rmig migrate/receive, rmig-synth).
+const OptionGroup& settings_options();
+
+// The settings given in `args`, whose command includes settings_options().
+Settings settings_from_args(const Args& args);
 
 // The policy, without touching any file: throws Error saying what to pass
 // when the settings are contradictory, when credentials are missing, or when

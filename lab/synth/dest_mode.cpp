@@ -110,8 +110,8 @@ int run_dest(const Options& o) {
                   << v.verified << " pages (" << v.zero << " zero), " << v.mismatches << " mismatches\n";
         if (!error.empty()) std::cout << "error: " << error << "\n";
     }
-    if (!migrated) return kExitFailed;
-    return v.mismatches ? kExitMismatch : (error.empty() ? kExitOk : kExitFailed);
+    if (!migrated) return exit_code::kFailed;
+    return v.mismatches ? kExitMismatch : (error.empty() ? exit_code::kOk : exit_code::kFailed);
 }
 
 }  // namespace rmig::synth

@@ -1,20 +1,20 @@
 #include "lab/synth/options.hpp"
 
-#include <cmath>
-#include <cstdlib>
 #include <vector>
 
 #include "common/error.hpp"
 #include "common/units.hpp"
+#include "engine/convergence/convergence_policy.hpp"
 #include "lab/synth/hash_blob.hpp"
 
 namespace rmig::synth {
 
-const char* help_text() {
-    return R"(rmig-synth: a synthetic guest migrated live with rmig's memory mode.
+namespace {
 
-  rmig-synth source --size 4G --dirty-rate 200M --pattern hot --to tcp:HOST:PORT [options]
-  rmig-synth dest   --size 4G --listen tcp:ADDR:PORT [options]
+using K = OptionKind;
+
+constexpr std::string_view kAbout =
+    R"(rmig-synth: a synthetic guest migrated live with rmig's memory mode.
 
 The source owns --size bytes (mmap, populated, every page filled with content
 derived from its index and write count, a --zero-fraction share left zero),
@@ -23,161 +23,163 @@ to the destination. At switchover the writers stop and the XXH3 hash of every
 page travels as the device state; the destination checks every page against
 it and fails (exit 3) on any mismatch. Progress per round goes to stderr.
 
-Source options:
-  --to URI              destination (tcp:HOST:PORT)
-  --size SIZE           guest memory (K/M/G suffixes; at most ~8G, the hash list
-                        must fit one device-state frame); default 1G
-  --dirty-rate RATE     page writes per second as bytes/s ("200M" = 200 MiB/s of
-                        4 KiB pages) or pages/s ("50000p"); default 0 (idle guest)
-  --pattern P           uniform | hot | sequential (default uniform)
-  --hot-fraction F      hot set as a share of memory (default 0.1)
-  --hot-writes F        share of writes that go to the hot set (default 0.9)
-  --writers N           writer threads (default 1)
-  --workers N           engine workers = data channels (default 2)
-  --codec C             none | lz4 | zstd (default none); --codec-level N
-  --downtime-ms MS      downtime budget (default 300)
-  --max-rounds N        give up after N rounds (default 30)
-  --max-seconds S       give up after S seconds (default 600)
-  --dirty-log L         uffd (userfaultfd write-protect, default) | bitmap
-                        (writers keep a KVM_GET_DIRTY_LOG-style bitmap)
-  --zero-fraction F     share of pages left zero at start (default 0.25)
-  --warmup-ms MS        writers run this long before migrating (default 200)
-  --hash-at-pause       hash all memory inside pause() (adds to downtime)
-                        instead of keeping the list current with each write
-                        and re-checking it against memory after the migration
-Destination options:
-  --listen URI          where to listen (tcp:ADDR:PORT; port 0 picks one)
-  --size SIZE           must equal the source's
-  --expect-workers N    refuse other channel counts (default: as announced)
-  --timeout S           whole session (default 600)
-  --port-file PATH      write the listening address there once listening
-Both (security: the same options and policy as `rmig migrate/receive`, see below):
-  --threads N           threads that fill, hash and verify memory (default 2)
-  --json                print one JSON object on stdout
-  --quiet               no progress on stderr
-  --help
-
 Exit: 0 ok, 1 migration failed, 2 usage, 3 destination pages differ.
 )";
+
+std::span<const OptionSpec> source_options() {
+    static const WriterConfig writer;
+    static const engine::ConvergenceConfig convergence;
+    static const OptionSpec kOptions[] = {
+        {.name = "to", .metavar = "URI", .help = "destination (tcp:HOST:PORT)", .required = true},
+        {.name = "dirty-rate", .metavar = "RATE",
+         .help = "page writes per second as bytes/s (\"200M\" = 200 MiB/s of 4 KiB pages) or pages/s "
+                 "(\"50000p\")",
+         .text_default = "0", .default_note = "0 (idle guest)"},
+        {.name = "pattern", .kind = K::choice, .metavar = "P", .help = "where the writers write",
+         .text_default = to_string(writer.pattern), .choices = "uniform|hot|sequential"},
+        {.name = "hot-fraction", .kind = K::real, .metavar = "F", .help = "hot set as a share of memory",
+         .number_default = writer.hot_fraction},
+        {.name = "hot-writes", .kind = K::real, .metavar = "F", .help = "share of writes that go to the hot set",
+         .number_default = writer.hot_writes},
+        {.name = "writers", .kind = K::whole, .metavar = "N", .help = "writer threads",
+         .number_default = static_cast<double>(writer.writers), .min = 1, .max = 64},
+        {.name = "workers", .kind = K::whole, .metavar = "N", .help = "engine workers = data channels",
+         .number_default = 2, .min = 1, .max = 64},
+        {.name = "codec", .kind = K::choice, .metavar = "C", .help = "page compression", .text_default = "none",
+         .choices = "none|off|lz4|zstd"},
+        {.name = "codec-level", .kind = K::integer, .metavar = "N", .help = "the codec's level (0: its default)",
+         .number_default = 0, .min = -100, .max = 100},
+        {.name = "downtime-ms", .kind = K::real, .metavar = "MS", .help = "downtime budget",
+         .number_default = convergence.downtime_budget_ms},
+        {.name = "max-rounds", .kind = K::whole, .metavar = "N", .help = "give up after N rounds",
+         .number_default = static_cast<double>(convergence.max_rounds), .min = 1, .max = 100000},
+        {.name = "max-seconds", .kind = K::real, .metavar = "S", .help = "give up after S seconds",
+         .number_default = convergence.max_total_seconds},
+        {.name = "dirty-log", .kind = K::choice, .metavar = "L",
+         .help = "how writes are tracked: uffd is userfaultfd write-protect, bitmap a KVM_GET_DIRTY_LOG-style "
+                 "bitmap the writers keep",
+         .text_default = "uffd", .choices = "uffd|bitmap"},
+        {.name = "zero-fraction", .kind = K::real, .metavar = "F", .help = "share of pages left zero at start",
+         .number_default = 0.25, .max = 1},
+        {.name = "warmup-ms", .kind = K::real, .metavar = "MS", .help = "writers run this long before migrating",
+         .number_default = 200},
+        {.name = "hash-at-pause", .kind = K::flag,
+         .help = "hash all memory inside pause() (adds to downtime) instead of keeping the list current with "
+                 "each write and re-checking it against memory after the migration"},
+    };
+    return kOptions;
 }
 
-namespace {
-
-double parse_number(const std::string& v, const std::string& what) {
-    char* end = nullptr;
-    double d = std::strtod(v.c_str(), &end);
-    if (v.empty() || *end != '\0' || !std::isfinite(d) || d < 0)
-        throw UsageError(cat("bad ", what, " '", v, "': expected a number >= 0"));
-    return d;
+std::span<const OptionSpec> dest_options() {
+    static const OptionSpec kOptions[] = {
+        {.name = "listen", .metavar = "URI", .help = "where to listen (tcp:ADDR:PORT; port 0 picks one)",
+         .required = true},
+        {.name = "expect-workers", .kind = K::whole, .metavar = "N", .help = "refuse other channel counts",
+         .number_default = 0, .default_note = "as announced", .max = 64},
+        {.name = "timeout", .kind = K::real, .metavar = "S", .help = "whole session", .number_default = 600,
+         .min = 0.001},
+        {.name = "port-file", .metavar = "PATH", .help = "write the listening address there once listening"},
+    };
+    return kOptions;
 }
 
-unsigned parse_count(const std::string& v, const std::string& what, unsigned lo, unsigned hi) {
-    double d = parse_number(v, what);
-    if (d != std::floor(d) || d < lo || d > hi) throw UsageError(cat(what, " must be an integer in ", lo, "..", hi));
-    return static_cast<unsigned>(d);
+std::span<const OptionSpec> both_options() {
+    static const OptionSpec kOptions[] = {
+        {.name = "size", .kind = K::size, .metavar = "SIZE",
+         .help = "guest memory, the same on both sides (a multiple of 4K; at most ~8G, the hash list must fit "
+                 "one device-state frame)",
+         .number_default = 1 << 30, .min = kPageSize},
+        {.name = "threads", .kind = K::whole, .metavar = "N", .help = "threads that fill, hash and verify memory",
+         .number_default = 2, .min = 1, .max = 64},
+        {.name = "json", .kind = K::flag, .help = "print one JSON object on stdout"},
+        {.name = "quiet", .kind = K::flag, .help = "no progress on stderr"},
+        {.name = "help", .kind = K::flag, .help = "this text"},
+    };
+    return kOptions;
+}
+
+constexpr std::string_view kBothHeading =
+    "both (security: the same options and policy as `rmig migrate/receive`, below)";
+
+double dirty_rate(const std::string& r) {
+    if (!r.empty() && r.back() == 'p') {
+        OptionSpec pages{.name = "dirty-rate", .kind = K::real};
+        std::string n = r.substr(0, r.size() - 1);
+        check_option_value(pages, n);
+        return option_number(pages, n) * kPageSize;
+    }
+    try {
+        return static_cast<double>(parse_size(r, "--dirty-rate"));
+    } catch (const Error& e) {
+        throw UsageError(cat(e.what(), " (or pages/s, like 50000p)"));
+    }
 }
 
 }  // namespace
+
+const ProgramSpec& synth_program() {
+    static const ProgramSpec kProgram{
+        "rmig-synth",
+        {
+            {"source", "--size 4G --dirty-rate 200M --pattern hot --to tcp:HOST:PORT [options]",
+             "the guest that migrates", "",
+             {{"source options", source_options()}, {kBothHeading, both_options()}, security::settings_options()}},
+            {"dest", "  --size 4G --listen tcp:ADDR:PORT [options]", "the guest that arrives", "",
+             {{"destination options", dest_options()}, {kBothHeading, both_options()},
+              security::settings_options()}},
+        }};
+    return kProgram;
+}
+
+std::string help_text() { return program_help(synth_program(), kAbout); }
 
 bool parse_options(int argc, char** argv, Options& o) {
     if (argc < 2) throw UsageError("missing mode: source or dest (see --help)");
     std::string mode = argv[1];
     if (mode == "--help" || mode == "-h" || mode == "help") return false;
-    if (mode != "source" && mode != "dest") throw UsageError(cat("unknown mode '", mode, "': source or dest"));
+    const CommandSpec* command = synth_program().find(mode);
+    if (!command) throw UsageError(cat("unknown mode '", mode, "': source or dest"));
+    std::vector<std::string> argv_rest(argv + 2, argv + argc);
+    for (const auto& a : argv_rest)
+        if (a == "-h") return false;
+    Args a(argv_rest, synth_program(), *command);
+    if (a.flag("help")) return false;
+    if (!a.positional().empty()) throw UsageError(cat("unexpected argument '", a.positional()[0], "' (see --help)"));
+    a.check_required();
+
     o.source = mode == "source";
-    std::vector<std::string> args(argv + 2, argv + argc);
-    for (size_t i = 0; i < args.size(); ++i) {
-        std::string a = args[i];
-        std::string v;
-        if (auto eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
-            v = a.substr(eq + 1);
-            a = a.substr(0, eq);
-            args.insert(args.begin() + static_cast<long>(i) + 1, v);
-        }
-        auto need = [&]() -> std::string {
-            if (i + 1 >= args.size()) throw UsageError(cat(a, " needs a value"));
-            return args[++i];
-        };
-        auto source_only = [&] {
-            if (!o.source) throw UsageError(cat(a, " is a source option"));
-        };
-        if (a == "--help" || a == "-h") return false;
-        if (a == "--json") o.json = true;
-        else if (a == "--quiet") o.quiet = true;
-        else if (a == "--size") {
-            try {
-                o.size = parse_size(need(), "--size");
-            } catch (const Error& e) {
-                throw UsageError(e.what());
-            }
-        } else if (a == "--threads") o.threads = parse_count(need(), a, 1, 64);
-        else if (a == "--to") { source_only(); o.uri = need(); }
-        else if (a == "--listen") {
-            if (o.source) throw UsageError("--listen is a dest option");
-            o.uri = need();
-        } else if (a == "--dirty-rate") {
-            source_only();
-            std::string r = need();
-            if (!r.empty() && r.back() == 'p') {
-                o.dirty_bytes_per_second = parse_number(r.substr(0, r.size() - 1), a) * kPageSize;
-            } else {
-                try {
-                    o.dirty_bytes_per_second = static_cast<double>(parse_size(r, a));
-                } catch (const Error& e) {
-                    throw UsageError(e.what());
-                }
-            }
-        } else if (a == "--pattern") {
-            source_only();
-            try {
-                o.writer.pattern = parse_pattern(need());
-            } catch (const Error& e) {
-                throw UsageError(e.what());
-            }
-        } else if (a == "--hot-fraction") { source_only(); o.writer.hot_fraction = parse_number(need(), a); }
-        else if (a == "--hot-writes") { source_only(); o.writer.hot_writes = parse_number(need(), a); }
-        else if (a == "--writers") { source_only(); o.writer.writers = parse_count(need(), a, 1, 64); }
-        else if (a == "--workers") { source_only(); o.workers = parse_count(need(), a, 1, 64); }
-        else if (a == "--codec") { source_only(); o.codec = need(); }
-        else if (a == "--codec-level") {
-            source_only();
-            std::string v2 = need();
-            char* end = nullptr;
-            long l = std::strtol(v2.c_str(), &end, 10);
-            if (v2.empty() || *end || l < -100 || l > 100) throw UsageError("--codec-level must be an integer");
-            o.codec_level = static_cast<int>(l);
-        } else if (a == "--downtime-ms") { source_only(); o.downtime_ms = parse_number(need(), a); }
-        else if (a == "--max-rounds") { source_only(); o.max_rounds = parse_count(need(), a, 1, 100000); }
-        else if (a == "--max-seconds") { source_only(); o.max_seconds = parse_number(need(), a); }
-        else if (a == "--dirty-log") { source_only(); o.dirty_log = need(); }
-        else if (a == "--zero-fraction") { source_only(); o.zero_fraction = parse_number(need(), a); }
-        else if (a == "--warmup-ms") { source_only(); o.warmup_ms = parse_number(need(), a); }
-        else if (a == "--hash-at-pause") { source_only(); o.hash_at_pause = true; }
-        else if (a == "--expect-workers") {
-            if (o.source) throw UsageError("--expect-workers is a dest option");
-            o.expect_workers = parse_count(need(), a, 0, 64);
-        } else if (a == "--timeout") {
-            if (o.source) throw UsageError("--timeout is a dest option");
-            o.timeout_s = parse_number(need(), a);
-        } else if (a == "--port-file") {
-            if (o.source) throw UsageError("--port-file is a dest option");
-            o.port_file = need();
-        } else if (a.rfind("--", 0) == 0 && security::Settings::takes_value(a.substr(2))) {
-            o.security.set(a.substr(2), need());
-        } else if (a.rfind("--", 0) == 0 && security::Settings::is_flag(a.substr(2))) {
-            o.security.set(a.substr(2));
-        } else {
-            throw UsageError(cat("unknown option '", args[i], "' (see --help)"));
-        }
+    o.size = a.whole("size");
+    o.threads = static_cast<unsigned>(a.whole("threads"));
+    o.json = a.flag("json");
+    o.quiet = a.flag("quiet");
+    o.security = security::settings_from_args(a);
+    if (o.source) {
+        o.uri = a.text("to");
+        o.dirty_bytes_per_second = dirty_rate(a.text("dirty-rate"));
+        o.writer.pattern = parse_pattern(a.text("pattern"));
+        o.writer.hot_fraction = a.real("hot-fraction");
+        o.writer.hot_writes = a.real("hot-writes");
+        o.writer.writers = static_cast<unsigned>(a.whole("writers"));
+        o.workers = static_cast<unsigned>(a.whole("workers"));
+        o.codec = a.text("codec");
+        o.codec_level = static_cast<int>(a.integer("codec-level"));
+        o.downtime_ms = a.real("downtime-ms");
+        o.max_rounds = static_cast<unsigned>(a.whole("max-rounds"));
+        o.max_seconds = a.real("max-seconds");
+        o.dirty_log = a.text("dirty-log");
+        o.zero_fraction = a.real("zero-fraction");
+        o.warmup_ms = a.real("warmup-ms");
+        o.hash_at_pause = a.flag("hash-at-pause");
+    } else {
+        o.uri = a.text("listen");
+        o.expect_workers = static_cast<unsigned>(a.whole("expect-workers"));
+        o.timeout_s = a.real("timeout");
+        o.port_file = a.text("port-file");
     }
-    if (o.uri.empty()) throw UsageError(o.source ? "--to URI is required" : "--listen URI is required");
-    if (o.size == 0 || o.size % kPageSize != 0) throw UsageError(cat("--size must be a positive multiple of ", kPageSize));
+    if (o.size % kPageSize != 0) throw UsageError(cat("--size must be a positive multiple of ", kPageSize));
     if (o.size > max_guest_bytes())
         throw UsageError(cat("--size ", o.size, " is over ", max_guest_bytes(),
                              " bytes: the hash list must fit one device-state frame"));
-    if (o.dirty_log != "uffd" && o.dirty_log != "bitmap") throw UsageError("--dirty-log must be uffd or bitmap");
-    if (o.zero_fraction > 1) throw UsageError("--zero-fraction must be in [0, 1]");
-    if (o.timeout_s <= 0) throw UsageError("--timeout must be > 0");
     o.writer.pages_per_second = o.dirty_bytes_per_second / kPageSize;
     try {  // refused here (exit 2), before any memory is filled
         security::check_settings(o.security, o.uri, o.source ? "--to" : "--listen");

@@ -239,7 +239,7 @@ int run_source(const Options& o) {
                   << " pages), writes " << format_rate(out["write_rate"].get<double>()) << "\n";
         if (!error.empty()) std::cout << "error: " << error << "\n";
     }
-    return out["ok"].get<bool>() ? kExitOk : kExitFailed;
+    return out["ok"].get<bool>() ? exit_code::kOk : exit_code::kFailed;
 }
 
 }  // namespace rmig::synth

@@ -11,9 +11,14 @@ using namespace rmig::cli;
 
 namespace {
 
-Args args(std::vector<std::string> v) {
-    return Args(v, with_security_values({"to"}), with_security_flags({}));
+// A command of the URI option and the security group, as migrate and receive list it.
+const OptionSpec kTo[] = {{.name = "to", .metavar = "URI"}};
+const ProgramSpec& program() {
+    static const ProgramSpec p{"rmig", {{"migrate", "", "", "", {{"", kTo}, security::settings_options()}}}};
+    return p;
 }
+
+Args args(std::vector<std::string> v) { return Args(v, program(), program().commands[0]); }
 
 std::string usage_error(const std::vector<std::string>& v, const std::string& uri) {
     try {

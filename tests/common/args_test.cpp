@@ -1,12 +1,8 @@
-#include "cli/args.hpp"
+#include "common/args.hpp"
 
 #include <gtest/gtest.h>
 
-#include <fstream>
-
-#include "cli/profile.hpp"
-
-using namespace rmig::cli;
+using namespace rmig;
 
 namespace {
 Args parse(std::vector<std::string> v) { return Args(v, {"qmp", "multifd", "chunk"}, {"no-resume"}); }
@@ -37,27 +33,4 @@ TEST(Args, UsageErrorsNameTheOption) {
     EXPECT_EQ(msg({"--no-resume=1"}), "option --no-resume takes no value");
     EXPECT_EQ(msg({}), "missing required option --qmp");
     EXPECT_EQ(msg({"--qmp", "x", "--multifd", "-3"}), "option --multifd needs a whole number, not '-3'");
-}
-
-TEST(Profile, FillsOnlyWhatTheCommandLineLeftOpen) {
-    std::string path = "/tmp/rmig-profile-test.json";
-    std::ofstream(path) << R"({"name": "t", "multifd": 8, "chunk": "2M"})";
-    auto a = parse({"--multifd", "2"});
-    apply_profile(a, path, {"multifd", "chunk"});
-    EXPECT_EQ(a.number("multifd", 0), 2u);
-    EXPECT_EQ(a.get_or("chunk", ""), "2M");
-    std::ofstream(path) << R"({"turbo": true})";
-    EXPECT_THROW(apply_profile(a, path, {"multifd"}), UsageError);
-    EXPECT_THROW(apply_profile(a, "no-such-profile", {"multifd"}), UsageError);
-}
-
-TEST(Profile, ShippedProfilesAreValid) {
-    std::set<std::string> keys = {"multifd", "max-bandwidth", "downtime-limit", "chunk",
-                                  "socket-buffer", "timeout", "rdma-slots", "rdma-slot-size"};
-    for (auto name : {"loopback", "dc-25g", "dc-100g", "wan-100ms", "rxe-vm", "connectx-100g"}) {
-        Args a({}, keys, {});
-        EXPECT_NO_THROW(apply_profile(a, name, keys))
-            << name;
-        EXPECT_GT(a.number("multifd", 0), 0u) << name;
-    }
 }

@@ -1,0 +1,209 @@
+#include "cli/options.hpp"
+
+#include "cli/topo_command.hpp"
+#include "qemu-plugin/migration_settings.hpp"
+#include "qemu-plugin/session_limits.hpp"
+#include "qemu-plugin/stream_bridge.hpp"
+#include "security/settings.hpp"
+
+namespace rmig::cli {
+
+namespace {
+
+using K = OptionKind;
+
+double seconds(std::chrono::seconds s) { return static_cast<double>(s.count()); }
+
+std::span<const OptionSpec> migrate_options() {
+    static const qemu::MigrationSettings settings;
+    static const OptionSpec kOptions[] = {
+        {.name = "qmp", .metavar = "PATH", .help = "the source QEMU's QMP UNIX socket", .required = true},
+        {.name = "to", .metavar = "URI",
+         .help = "where `rmig receive` listens: tcp:HOST:PORT, rdma:ADDR:PORT (ADDR on the peer's RoCE/IPoIB "
+                 "interface) or dpdk:... (docs/dpdk-protocol.md)",
+         .required = true},
+        {.name = "multifd", .kind = K::whole, .metavar = "N",
+         .help = "use QEMU multifd with N channels (rmig carries N+1 streams); 0 uses the main stream only",
+         .number_default = static_cast<double>(settings.multifd_channels), .max = 64, .profile = true},
+        // The rmig command's own default (10 GiB/s); MigrationSettings' (10e9)
+        // is what library callers get.
+        {.name = "max-bandwidth", .kind = K::size, .metavar = "RATE",
+         .help = "QEMU's bandwidth cap in bytes/s (K/M/G suffixes; QEMU 7.2's own default, 128 MiB/s, is too "
+                 "low for busy guests)",
+         .number_default = 10.0 * (1ULL << 30), .profile = true},
+        {.name = "downtime-limit", .kind = K::whole, .metavar = "MS", .help = "QEMU's downtime limit",
+         .number_default = static_cast<double>(settings.downtime_limit_ms), .profile = true},
+        {.name = "no-resume", .kind = K::flag, .help = "leave the destination guest paused when done"},
+        {.name = "progress", .kind = K::choice, .metavar = "MODE",
+         .help = "progress on stderr: tty is one line redrawn in place, line one line a second, auto tty on "
+                 "a terminal and line elsewhere",
+         .text_default = "auto", .choices = "auto|tty|line|none"},
+        {.name = "relay-dir", .metavar = "DIR", .help = "where the relay's private UNIX socket is made",
+         .default_note = "/tmp"},
+    };
+    return kOptions;
+}
+
+std::span<const OptionSpec> receive_options() {
+    static const OptionSpec kOptions[] = {
+        {.name = "qmp", .metavar = "PATH",
+         .help = "the destination QEMU's QMP socket (QEMU started with -incoming defer; add -S to keep the "
+                 "guest paused until rmig confirms it arrived)",
+         .required = true},
+        {.name = "listen", .metavar = "URI",
+         .help = "where to wait for `rmig migrate`: tcp:ADDR:PORT, rdma:ADDR:PORT or dpdk:... (port 0: any "
+                 "free port)",
+         .required = true},
+        {.name = "address-file", .metavar = "FILE", .help = "write the bound address there once listening"},
+        {.name = "incoming-dir", .metavar = "DIR", .help = "where QEMU's incoming UNIX socket is made",
+         .default_note = "/tmp"},
+    };
+    return kOptions;
+}
+
+std::span<const OptionSpec> qmp_options() {
+    static const OptionSpec kOptions[] = {
+        {.name = "qmp", .metavar = "PATH", .help = "the QEMU's QMP UNIX socket", .required = true},
+        {.name = "help", .kind = K::flag, .help = "this text"},
+    };
+    return kOptions;
+}
+
+}  // namespace
+
+std::span<const OptionSpec> session_options() {
+    static const OptionSpec kOptions[] = {
+        {.name = "timeout", .kind = K::whole, .metavar = "S",
+         .help = "give up after S seconds in all (migrate: cancel; the source guest keeps running)",
+         .number_default = seconds(qemu::kDefaultTimeout), .profile = true},
+        {.name = "stall-timeout", .kind = K::whole, .metavar = "S",
+         .help = "give up (migrate: cancel) when no byte moves on the link for S seconds",
+         .number_default = seconds(qemu::kDefaultStallTimeout), .min = 1, .max = 86400},
+        {.name = "json", .metavar = "FILE", .help = "write a JSON report to FILE ('-' for stdout)"},
+    };
+    return kOptions;
+}
+
+std::span<const OptionSpec> link_options() {
+    static const transport::Options defaults;
+    static const OptionSpec kOptions[] = {
+        {.name = "chunk", .kind = K::size, .metavar = "SIZE", .help = "largest data frame",
+         .number_default = static_cast<double>(qemu::kDefaultChunk), .min = 4096, .max = wire::kMaxFramePayload,
+         .profile = true},
+        {.name = "socket-buffer", .kind = K::size, .metavar = "SIZE",
+         .help = "TCP send/receive buffer; raise for long fat links (bandwidth x RTT)",
+         .number_default = static_cast<double>(defaults.socket_buffer_bytes), .max = 1 << 30, .profile = true},
+    };
+    return kOptions;
+}
+
+std::span<const OptionSpec> rdma_options() {
+    static const transport::RdmaOptions defaults;
+    static const OptionSpec kOptions[] = {
+        {.name = "rdma-slots", .kind = K::whole, .metavar = "N", .help = "rdma: ring slots per channel direction",
+         .number_default = static_cast<double>(defaults.ring_slots), .min = 2, .max = 4096, .profile = true},
+        {.name = "rdma-slot-size", .kind = K::size, .metavar = "SIZE", .help = "rdma: bytes per ring slot",
+         .number_default = static_cast<double>(defaults.slot_bytes), .min = 4096, .max = 64 << 20, .profile = true},
+    };
+    return kOptions;
+}
+
+std::span<const OptionSpec> dpdk_options() {
+    static const transport::DpdkOptions defaults;
+    static const OptionSpec kOptions[] = {
+        {.name = "dpdk-eal", .metavar = "ARGS", .help = "dpdk: EAL arguments",
+         .default_note = "$RMIG_DPDK_EAL_ARGS, else no-hugepage defaults (docs/dpdk-protocol.md)",
+         .profile = true},
+        {.name = "dpdk-window", .kind = K::whole, .metavar = "N", .help = "dpdk: segments in flight per channel",
+         .number_default = static_cast<double>(defaults.window_segments), .default_note = "0, from the BDP of --dpdk-gbps and --dpdk-rtt-us",
+         .max = 1 << 20, .profile = true},
+        {.name = "dpdk-gbps", .kind = K::whole, .metavar = "G", .help = "dpdk: link rate for the BDP window",
+         .number_default = defaults.link_gbps, .min = 1, .profile = true},
+        {.name = "dpdk-rtt-us", .kind = K::whole, .metavar = "US", .help = "dpdk: round-trip time for the BDP window",
+         .number_default = defaults.rtt_us, .min = 1, .profile = true},
+        {.name = "dpdk-mtu", .kind = K::whole, .metavar = "N", .help = "dpdk: frame MTU (9000: jumbo frames)",
+         .number_default = static_cast<double>(defaults.mtu), .default_note = "0, the port's", .max = 65535, .profile = true},
+        {.name = "dpdk-queues", .kind = K::whole, .metavar = "N",
+         .help = "dpdk: rx/tx queue pairs, one poller each (one per channel; both sides alike)",
+         .number_default = static_cast<double>(defaults.queues), .min = 1, .max = 16, .profile = true},
+    };
+    return kOptions;
+}
+
+std::span<const OptionSpec> general_options() {
+    static const OptionSpec kOptions[] = {
+        {.name = "profile", .metavar = "NAME|FILE",
+         .help = "a hw-configs profile (e.g. dc-25g, wan-100ms; hw-configs/README.md); options given on the "
+                 "command line win"},
+        {.name = "verbose", .kind = K::flag, .help = "more logging on stderr"},
+        {.name = "quiet", .kind = K::flag, .help = "less logging on stderr"},
+        {.name = "help", .kind = K::flag, .help = "this text"},
+    };
+    return kOptions;
+}
+
+namespace {
+
+// A command's own group, then the groups migrate and receive share.
+std::vector<OptionGroup> with_shared_groups(OptionGroup own) {
+    return {own,
+            {"time limits and reports", session_options()},
+            {"link", link_options()},
+            {"rdma transport", rdma_options()},
+            {"dpdk transport", dpdk_options()},
+            security::settings_options(),
+            {"general", general_options()}};
+}
+
+}  // namespace
+
+const ProgramSpec& rmig_program() {
+    static const ProgramSpec kProgram{
+        "rmig",
+        {
+            {"migrate", "--qmp PATH --to tcp:HOST:PORT [options]",
+             "run on the source host, beside the running QEMU",
+             "",
+             with_shared_groups({"migrate", migrate_options()})},
+            {"receive", "--qmp PATH --listen tcp:ADDR:PORT [options]",
+             "run on the destination host, beside a QEMU started with -incoming defer",
+             "",
+             with_shared_groups({"receive", receive_options()})},
+            {"qmp", "--qmp PATH COMMAND [ARGUMENTS-JSON]", "run one QMP command and print its JSON result",
+             "  e.g. rmig qmp --qmp /run/vm1/qmp.sock query-status\n"
+             "       rmig qmp --qmp /run/vm1/qmp.sock pmemsave "
+             "'{\"val\":0,\"size\":1048576,\"filename\":\"/tmp/m\"}'",
+             {{"", qmp_options()}}},
+            {"topo", "[options]", "show NUMA nodes, the NIC's node and where workers would run",
+             "Shows the NUMA nodes, cores and memory hwloc finds, the node of the NIC, and\n"
+             "which PUs rmig's workers would be pinned to and where its buffers would go.",
+             {{"", topo_options()}}},
+        }};
+    return kProgram;
+}
+
+std::chrono::seconds timeout_option(const Args& a) {
+    return std::chrono::seconds(a.whole("timeout"));
+}
+
+std::chrono::milliseconds stall_timeout_option(const Args& a) {
+    return std::chrono::seconds(a.whole("stall-timeout"));
+}
+
+size_t chunk_option(const Args& a) { return a.whole("chunk"); }
+
+transport::Options transport_options(const Args& a) {
+    transport::Options o;
+    o.socket_buffer_bytes = static_cast<int>(a.whole("socket-buffer"));
+    o.rdma.ring_slots = static_cast<uint32_t>(a.whole("rdma-slots"));
+    o.rdma.slot_bytes = static_cast<uint32_t>(a.whole("rdma-slot-size"));
+    o.dpdk.eal_args = a.text("dpdk-eal");
+    o.dpdk.window_segments = static_cast<uint32_t>(a.whole("dpdk-window"));
+    o.dpdk.link_gbps = static_cast<double>(a.whole("dpdk-gbps"));
+    o.dpdk.rtt_us = static_cast<double>(a.whole("dpdk-rtt-us"));
+    o.dpdk.mtu = static_cast<uint32_t>(a.whole("dpdk-mtu"));
+    o.dpdk.queues = static_cast<uint32_t>(a.whole("dpdk-queues"));
+    return o;
+}
+
+}  // namespace rmig::cli
