@@ -192,7 +192,7 @@ int cmd_migrate(const std::vector<std::string>& argv) {
     o.relay_dir = a.get_or("relay-dir", "");
     o.chunk = chunk_option(a);
     o.transport = transport_options(a);
-    o.transport.security = cli::security_from_args(a, o.dest_uri, "--to");
+    o.security = cli::security_from_args(a, o.dest_uri, "--to");
     auto mode = cli::progress_mode(a.get_or("progress", "auto"));
     std::FILE* out = a.get("json") == "-" ? stderr : stdout;
 
@@ -234,7 +234,7 @@ int cmd_receive(const std::vector<std::string>& argv) {
     o.incoming_dir = a.get_or("incoming-dir", "");
     o.chunk = chunk_option(a);
     o.transport = transport_options(a);
-    o.transport.security = cli::security_from_args(a, o.listen_uri, "--listen");
+    o.security = cli::security_from_args(a, o.listen_uri, "--listen");
     auto address_file = a.get_or("address-file", "");
     auto report = qemu::receive(o, [&](const std::string& addr) {
         log::info("listening on ", addr);

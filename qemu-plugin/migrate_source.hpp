@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,10 @@
 #include "qemu-plugin/qemu_info.hpp"
 #include "qemu-plugin/stream_bridge.hpp"
 #include "transport/channel.hpp"
+
+namespace rmig::security {
+class Context;  // security/context.hpp
+}
 
 namespace rmig::qemu {
 
@@ -32,6 +37,8 @@ struct SourceOptions {
     std::chrono::milliseconds poll_interval{100};
     size_t chunk = 1 << 20;
     transport::Options transport;
+    // Authentication / encryption (security::connect/listen); unset: plaintext.
+    std::shared_ptr<security::Context> security;
 };
 
 struct Progress {

@@ -7,11 +7,16 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "transport/channel.hpp"
+
+namespace rmig::security {
+class Context;  // security/context.hpp
+}
 
 namespace rmig::qemu {
 
@@ -25,6 +30,8 @@ struct DestOptions {
     std::chrono::milliseconds stall_timeout{30000};
     size_t chunk = 1 << 20;
     transport::Options transport;
+    // Authentication / encryption (security::connect/listen); unset: plaintext.
+    std::shared_ptr<security::Context> security;
 };
 
 struct DestReport {

@@ -14,6 +14,7 @@
 #include "engine/memory/worker_placement.hpp"
 #include "qemu-plugin/control_protocol.hpp"
 #include "security/errors.hpp"
+#include "security/secure_transport.hpp"
 
 namespace rmig::engine {
 
@@ -71,7 +72,7 @@ private:
     void receive() {
         validate_regions(cfg_.regions, ps_);
         layout_ = batch_layout(cfg_.regions, ps_);
-        listener_ = transport::listen(cfg_.listen_uri, cfg_.transport);
+        listener_ = security::listen(cfg_.listen_uri, cfg_.transport, cfg_.security);
         if (cfg_.on_listening) cfg_.on_listening(listener_->address());
         accept_session();
 

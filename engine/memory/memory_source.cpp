@@ -17,6 +17,7 @@
 #include "numa/binding.hpp"
 #include "engine/pages/zero_page.hpp"
 #include "qemu-plugin/control_protocol.hpp"
+#include "security/secure_transport.hpp"
 
 namespace rmig::engine {
 
@@ -244,7 +245,7 @@ private:
         result_.session = wire::to_hex(h.session);
         h.kind = wire::ChannelKind::control;
         h.channel_id = 0;
-        auto control = transport::connect(cfg_.dest_uri, h, cfg_.transport);
+        auto control = security::connect(cfg_.dest_uri, h, cfg_.transport, cfg_.security);
         {
             std::lock_guard lock(channels_mu_);
             control_ = std::move(control);
@@ -252,7 +253,7 @@ private:
         h.kind = wire::ChannelKind::data;
         for (uint32_t i = 1; i <= cfg_.workers; ++i) {
             h.channel_id = i;
-            auto ch = transport::connect(cfg_.dest_uri, h, cfg_.transport);
+            auto ch = security::connect(cfg_.dest_uri, h, cfg_.transport, cfg_.security);
             std::lock_guard lock(channels_mu_);
             data_.push_back(std::move(ch));
         }
