@@ -34,8 +34,8 @@
 
 #include "common/error.hpp"
 #include "common/units.hpp"
-#include "engine/wire/frame.hpp"
-#include "engine/wire/handshake.hpp"
+#include "wire/frame.hpp"
+#include "wire/handshake.hpp"
 #include "security/context.hpp"
 #include "security/secure_transport.hpp"
 #include "transport/channel.hpp"

@@ -14,7 +14,7 @@
 
 #include "security/context.hpp"
 #include "transport/channel.hpp"
-#include "engine/wire/handshake.hpp"
+#include "wire/handshake.hpp"
 
 namespace rmig::security {
 

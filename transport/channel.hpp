@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/wire/frame.hpp"
-#include "engine/wire/handshake.hpp"
+#include "wire/frame.hpp"
+#include "wire/handshake.hpp"
 
 namespace rmig::transport {
 

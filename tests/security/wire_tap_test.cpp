@@ -14,7 +14,7 @@
 
 #include "common/error.hpp"
 #include "common/socket.hpp"
-#include "engine/wire/byte_order.hpp"
+#include "wire/byte_order.hpp"
 #include "security/context.hpp"
 #include "security/secure_transport.hpp"
 #include "transport/channel.hpp"
