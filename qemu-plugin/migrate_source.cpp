@@ -7,7 +7,7 @@
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "common/temp_dir.hpp"
-#include "qemu-plugin/control_protocol.hpp"
+#include "transport/control_channel.hpp"
 #include "qemu-plugin/source_relay.hpp"
 #include "qemu-plugin/stall_guard.hpp"
 #include "security/secure_transport.hpp"

@@ -8,7 +8,7 @@
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "common/temp_dir.hpp"
-#include "qemu-plugin/control_protocol.hpp"
+#include "transport/control_channel.hpp"
 #include "qemu-plugin/dest_relay.hpp"
 #include "qemu-plugin/migration_settings.hpp"
 #include "qemu-plugin/qemu_info.hpp"

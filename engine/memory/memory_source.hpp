@@ -19,7 +19,7 @@
 // state goes out; after that the destination may already hold the guest, so
 // the migration finishes (docs/memory-mode.md, "Cancelling from the source").
 //
-// Messages (JSON in CONTROL frames, qemu-plugin/control_protocol.hpp; replies
+// Messages (JSON in CONTROL frames, wire/control.hpp; replies
 // carry "ok", refusals "ok": false + "error"):
 //   control  src->dst {"op":"layout","layout":{"page_size":N,"regions":[{"name","size","gpa"}]}}
 //            dst->src {"ok":true}
