@@ -163,6 +163,9 @@ int run_client(const std::string& uri, uint32_t channels, uint64_t bytes, Option
         h.channel_count = channels;
         chans.push_back(connect(uri, h, o));
     }
+    // Tests that kill the server wait for this line, not for a fixed time.
+    std::printf("{\"connected\":%u}\n", channels);
+    std::fflush(stdout);
     std::unique_ptr<ZeroCopyArea> area;
     if (zero_copy) area = std::make_unique<ZeroCopyArea>(channels * kZeroCopyFrame);
     std::vector<Totals> t(channels);

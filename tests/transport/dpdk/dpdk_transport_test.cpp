@@ -265,7 +265,10 @@ TEST_F(DpdkAfPacket, DeadPeerIsDetectedWithinTheTimeout) {
     Process server(peer("server", uri(ns->va), 1, 64ull << 30, 30, ns->a), {so, "=stdout"});
     ASSERT_TRUE(wait_for_text(so, "listening", 20s, server)) << slurp(so);
     Process client(peer("client", uri(ns->vb), 1, 64ull << 30, 30, ns->b), {co, "=stdout"});
-    std::this_thread::sleep_for(1500ms);
+    // Killed once the session is up and data flows: before that, the client
+    // rightly reports "no rmig listener answered" instead (seen on a loaded machine).
+    ASSERT_TRUE(wait_for_text(co, "\"connected\"", 20s, client)) << slurp(co);
+    std::this_thread::sleep_for(300ms);
     server.signal(SIGKILL);
     auto t0 = std::chrono::steady_clock::now();
     auto rc = client.wait_for(15s);
