@@ -19,8 +19,8 @@
 #include <functional>
 #include <vector>
 
-#include "engine/wire/checksum.hpp"
-#include "engine/wire/frame.hpp"
+#include "wire/checksum.hpp"
+#include "wire/frame.hpp"
 #include "security/frame_cipher.hpp"
 
 using namespace rmig;

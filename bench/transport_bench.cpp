@@ -34,9 +34,10 @@
 
 #include "common/error.hpp"
 #include "common/units.hpp"
-#include "engine/wire/frame.hpp"
-#include "engine/wire/handshake.hpp"
+#include "wire/frame.hpp"
+#include "wire/handshake.hpp"
 #include "security/context.hpp"
+#include "security/secure_transport.hpp"
 #include "transport/channel.hpp"
 
 namespace rmig {
@@ -289,6 +290,7 @@ struct Result {
 void open_channels(const Config& cfg, Run& run) {
     transport::Options opts;
     opts.socket_buffer_bytes = cfg.socket_buffer;
+    std::shared_ptr<security::Context> ctx;
     if (cfg.security != "none") {
         security::Config sc;
         sc.psk.resize(32);
@@ -298,25 +300,25 @@ void open_channels(const Config& cfg, Run& run) {
         std::memcpy(sc.psk.data() + 16, id.data(), 16);
         sc.encrypt = cfg.security == "encrypt";
         sc.seal_in_place = !cfg.sealed_copy;
-        opts.security = security::Context::create(sc);
+        ctx = security::Context::create(sc);
     }
-    auto listener = transport::listen(cfg.listen, opts);
+    auto listener = security::listen(cfg.listen, opts, ctx);
     auto session = wire::random_session_id();
     const uint32_t n = cfg.streams;
     // With security, the control channel authenticates the session first.
     std::unique_ptr<transport::Channel> server_control, client_control;
     auto control_acceptor = std::async(std::launch::async, [&] {
-        if (!opts.security) return;
+        if (!ctx) return;
         auto in = listener->next(transport::Millis(10000));
         if (!in) throw LinkError("no control channel connected within 10 s");
         wire::Hello reply = in->hello();
         reply.role = wire::Role::destination;
         server_control = in->accept(reply);
     });
-    if (opts.security) {
+    if (ctx) {
         wire::Hello h = data_hello(session, 0, n);
         h.kind = wire::ChannelKind::control;
-        client_control = transport::connect(listener->address(), h, opts);
+        client_control = security::connect(listener->address(), h, opts, ctx);
     }
     control_acceptor.get();
     auto acceptor = std::async(std::launch::async, [&] {
@@ -338,7 +340,7 @@ void open_channels(const Config& cfg, Run& run) {
     try {
         for (uint32_t c = 1; c <= n; ++c)
             run.publish(run.clients, c - 1,
-                        transport::connect(listener->address(), data_hello(session, c, n), opts));
+                        security::connect(listener->address(), data_hello(session, c, n), opts, ctx));
     } catch (...) {
         connect_error = std::current_exception();
     }

@@ -105,7 +105,7 @@ void read_shared_options(const Args& a, SessionOptions& o, const std::string& ur
     o.stall_timeout = cli::stall_timeout_option(a);
     o.chunk = cli::chunk_option(a);
     o.transport = cli::transport_options(a);
-    o.transport.security = cli::security_from_args(a, uri, uri_option);
+    o.security = cli::security_from_args(a, uri, uri_option);
 }
 
 int cmd_migrate(const std::vector<std::string>& argv) {

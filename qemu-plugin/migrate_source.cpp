@@ -7,9 +7,10 @@
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "common/temp_dir.hpp"
-#include "qemu-plugin/control_protocol.hpp"
+#include "transport/control_channel.hpp"
 #include "qemu-plugin/source_relay.hpp"
 #include "qemu-plugin/stall_guard.hpp"
+#include "security/secure_transport.hpp"
 
 namespace rmig::qemu {
 
@@ -131,6 +132,7 @@ private:
         rc.channels = report_.settings.connections();
         rc.chunk = opts_.chunk;
         rc.transport = opts_.transport;
+        rc.security = opts_.security;
         SourceRelay relay(dir.path() + "/source.sock", rc);
         relay.start();
         migration_started_ = true;
@@ -164,7 +166,7 @@ private:
         hello.kind = wire::ChannelKind::control;
         hello.session = session_;
         hello.channel_count = opts_.settings.connections();
-        control_ = transport::connect(opts_.dest_uri, hello, opts_.transport);
+        control_ = security::connect(opts_.dest_uri, hello, opts_.transport, opts_.security);
     }
 
     // QEMU 7.2 unregisters a failed migration's yank instance only when its

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,10 @@
 #include "qemu-plugin/session_limits.hpp"
 #include "qemu-plugin/stream_bridge.hpp"
 #include "transport/channel.hpp"
+
+namespace rmig::security {
+class Context;  // security/context.hpp
+}
 
 namespace rmig::qemu {
 
@@ -33,6 +38,8 @@ struct SourceOptions {
     std::chrono::milliseconds poll_interval{100};
     size_t chunk = kDefaultChunk;
     transport::Options transport;
+    // Authentication / encryption (security::connect/listen); unset: plaintext.
+    std::shared_ptr<security::Context> security;
 };
 
 struct Progress {

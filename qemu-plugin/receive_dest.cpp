@@ -8,11 +8,12 @@
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "common/temp_dir.hpp"
-#include "qemu-plugin/control_protocol.hpp"
+#include "transport/control_channel.hpp"
 #include "qemu-plugin/dest_relay.hpp"
 #include "qemu-plugin/migration_settings.hpp"
 #include "qemu-plugin/qemu_info.hpp"
 #include "security/errors.hpp"
+#include "security/secure_transport.hpp"
 #include "qemu-plugin/stall_guard.hpp"
 
 namespace rmig::qemu {
@@ -46,7 +47,7 @@ public:
         deadline_ = Clock::now() + opts_.timeout;
         try {
             qmp_ = connect_qmp(opts_.qmp_path, "destination");
-            listener_ = transport::listen(opts_.listen_uri, opts_.transport);
+            listener_ = security::listen(opts_.listen_uri, opts_.transport, opts_.security);
             if (on_listening) on_listening(listener_->address());
             accept_control();
             acceptor_ = std::jthread([this] { accept_channels(); });

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -14,6 +15,10 @@
 #include "qemu-plugin/session_limits.hpp"
 #include "qemu-plugin/stream_bridge.hpp"
 #include "transport/channel.hpp"
+
+namespace rmig::security {
+class Context;  // security/context.hpp
+}
 
 namespace rmig::qemu {
 
@@ -27,6 +32,8 @@ struct DestOptions {
     std::chrono::milliseconds stall_timeout{kDefaultStallTimeout};
     size_t chunk = kDefaultChunk;
     transport::Options transport;
+    // Authentication / encryption (security::connect/listen); unset: plaintext.
+    std::shared_ptr<security::Context> security;
 };
 
 struct DestReport {

@@ -5,6 +5,7 @@
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "common/socket.hpp"
+#include "security/secure_transport.hpp"
 
 namespace rmig::qemu {
 
@@ -37,7 +38,7 @@ void SourceRelay::accept_loop() {
             hello.session = cfg_.session;
             hello.channel_id = id;
             hello.channel_count = cfg_.channels;
-            auto link = transport::connect(cfg_.dest_uri, hello, cfg_.transport);
+            auto link = security::connect(cfg_.dest_uri, hello, cfg_.transport, cfg_.security);
             log::debug("QEMU connection ", id, " of ", cfg_.channels, " carried by ", link->name());
             bridges_.add(std::move(qemu), std::move(link));
         } catch (const std::exception& e) {

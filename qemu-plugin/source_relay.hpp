@@ -7,12 +7,17 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <string>
 #include <thread>
 
 #include "common/unique_fd.hpp"
 #include "qemu-plugin/stream_bridge.hpp"
 #include "transport/channel.hpp"
+
+namespace rmig::security {
+class Context;  // security/context.hpp
+}
 
 namespace rmig::qemu {
 
@@ -22,6 +27,8 @@ struct RelayConfig {
     uint32_t channels = 1;         // QEMU connections: 1 + multifd channels
     size_t chunk = kDefaultChunk;  // largest data frame
     transport::Options transport;
+    // Authentication / encryption (security::connect/listen); unset: plaintext.
+    std::shared_ptr<security::Context> security;
 };
 
 class SourceRelay {

@@ -1,8 +1,8 @@
 // A process's security settings: how it authenticates (TLS 1.3 with an
 // external pre-shared key, or mutual X.509 certificates), whether data
 // channels are encrypted, and the sessions it has authenticated as a
-// connecting side. Put a shared_ptr to one in transport::Options; transport::
-// listen and connect then authenticate every channel (docs/security.md).
+// connecting side. Pass a shared_ptr to one to security::listen/connect
+// (secure_transport.hpp); they authenticate every channel (docs/security.md).
 #pragma once
 
 #include <memory>

@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "common/error.hpp"
-#include "engine/wire/byte_order.hpp"
+#include "wire/byte_order.hpp"
 
 namespace rmig::security {
 

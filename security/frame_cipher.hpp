@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/wire/frame.hpp"
+#include "wire/frame.hpp"
 #include "security/keys.hpp"
 #include "security/openssl_util.hpp"
 

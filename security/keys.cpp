@@ -9,7 +9,7 @@
 #include <memory>
 
 #include "common/error.hpp"
-#include "engine/wire/byte_order.hpp"
+#include "wire/byte_order.hpp"
 #include "security/openssl_util.hpp"
 
 namespace rmig::security {

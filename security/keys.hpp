@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/wire/handshake.hpp"
+#include "wire/handshake.hpp"
 #include "security/secret.hpp"
 
 namespace rmig::security {

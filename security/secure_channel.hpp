@@ -1,11 +1,12 @@
-// Decorators that put security/ under any transport (tcp, rdma, later dpdk):
+// Decorators that put security/ over any transport (tcp, rdma, dpdk):
 //   SecureChannel   seals every frame with AES-256-GCM (frame_cipher.hpp);
 //   secure_connect  offers the auth/encrypt capabilities in the hello, then
 //                   authenticates the channel (TLS on the control channel, a
 //                   token on data channels) before handing it out;
 //   secure_listener refuses hellos that do not match this side's policy and
 //                   authenticates each accepted channel the same way.
-// transport::listen/connect apply them when Options::security is set.
+// security::listen/connect (secure_transport.hpp) apply them above
+// transport::listen/connect.
 #pragma once
 
 #include <atomic>

@@ -10,7 +10,7 @@
 #include <optional>
 #include <set>
 
-#include "engine/wire/handshake.hpp"
+#include "wire/handshake.hpp"
 #include "security/secret.hpp"
 
 namespace rmig::security {

@@ -9,7 +9,7 @@
 
 #include <functional>
 
-#include "engine/wire/handshake.hpp"
+#include "wire/handshake.hpp"
 #include "security/context.hpp"
 #include "security/secret.hpp"
 #include "transport/channel.hpp"

@@ -1,7 +1,7 @@
-// The transport interface: every backend (tcp/, later rdma/ and dpdk/) gives
-// ordered, reliable, framed, bidirectional channels that open with the wire
-// handshake. Channel mode carries QEMU's migration streams over them; memory
-// mode adds one-sided region writes (engine/).
+// The transport interface: every backend (tcp/, rdma/, dpdk/) gives ordered,
+// reliable, framed, bidirectional channels that open with the wire handshake.
+// Channel mode carries QEMU's migration streams over them; memory mode adds
+// one-sided region writes (engine/).
 #pragma once
 
 #include <chrono>
@@ -13,12 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/wire/frame.hpp"
-#include "engine/wire/handshake.hpp"
-
-namespace rmig::security {
-class Context;  // security/context.hpp
-}
+#include "wire/frame.hpp"
+#include "wire/handshake.hpp"
 
 namespace rmig::transport {
 
@@ -57,11 +53,6 @@ struct Options {
     // keepalive probes and TCP_USER_TIMEOUT), so a vanished host never hangs us.
     Millis dead_peer_timeout{20000};
     RdmaOptions rdma;
-    // Set: every channel is authenticated (TLS 1.3 on the control channel, a
-    // token on data channels) and, if the context says so, encrypted; listeners
-    // refuse unauthenticated peers. Unset: plaintext, and listeners refuse
-    // peers that ask for authentication. docs/security.md.
-    std::shared_ptr<security::Context> security;
     DpdkOptions dpdk;
 };
 
@@ -180,6 +171,9 @@ public:
 // is an IP address of an RDMA device: RoCE netdev or IPoIB). Port 0 picks a free one.
 // "dpdk:DEVARGS[,rmig.KEY=VALUE...]" (DEVARGS names a DPDK port: a vdev such as
 // net_memif0,role=server,socket=/run/m.sock or a PCI address; docs/dpdk-protocol.md).
+// Plaintext, no security policy: users that authenticate or encrypt (and the
+// plaintext side of that policy) call security::listen/connect
+// (security/secure_transport.hpp), which compose above these.
 std::unique_ptr<Listener> listen(const std::string& uri, const Options& opts = {});
 // Opens a channel and completes the handshake; throws Error with the peer's
 // refusal reason if it does not accept.

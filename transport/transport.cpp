@@ -1,6 +1,4 @@
 #include "common/error.hpp"
-#include "security/context.hpp"
-#include "security/secure_channel.hpp"
 #include "transport/channel.hpp"
 #include "transport/tcp/tcp_transport.hpp"
 #ifdef RMIG_HAVE_RDMA
@@ -40,7 +38,10 @@ Uri split(const std::string& uri) {
 ));
 }
 
-std::unique_ptr<Listener> raw_listen(const std::string& uri, const Options& opts) {
+}  // namespace
+
+// Plain: security/ composes above this (security/secure_transport.hpp).
+std::unique_ptr<Listener> listen(const std::string& uri, const Options& opts) {
     Uri u = split(uri);
     if (u.scheme == "tcp") return tcp::listen(u.rest, opts);
 #ifdef RMIG_HAVE_RDMA
@@ -52,8 +53,7 @@ std::unique_ptr<Listener> raw_listen(const std::string& uri, const Options& opts
     unsupported(u);
 }
 
-std::unique_ptr<Channel> raw_connect(const std::string& uri, const wire::Hello& hello,
-                                     const Options& opts) {
+std::unique_ptr<Channel> connect(const std::string& uri, const wire::Hello& hello, const Options& opts) {
     Uri u = split(uri);
     if (u.scheme == "tcp") return tcp::connect(u.rest, hello, opts);
 #ifdef RMIG_HAVE_RDMA
@@ -63,19 +63,6 @@ std::unique_ptr<Channel> raw_connect(const std::string& uri, const wire::Hello& 
     if (u.scheme == "dpdk") return dpdk::connect(u.rest, hello, opts);
 #endif
     unsupported(u);
-}
-
-}  // namespace
-
-// security/ decorates whatever backend the URI picks.
-std::unique_ptr<Listener> listen(const std::string& uri, const Options& opts) {
-    return security::secure_listener(raw_listen(uri, opts), opts.security, opts.handshake_timeout);
-}
-
-std::unique_ptr<Channel> connect(const std::string& uri, const wire::Hello& hello, const Options& opts) {
-    if (!opts.security) return raw_connect(uri, hello, opts);
-    auto ch = raw_connect(uri, security::offer(*opts.security, hello), opts);
-    return security::secure_connected(std::move(ch), *opts.security, hello, opts.handshake_timeout);
 }
 
 }  // namespace rmig::transport

@@ -15,8 +15,8 @@
 #include <span>
 #include <vector>
 
-#include "engine/wire/checksum.hpp"
-#include "engine/wire/frame.hpp"
+#include "wire/checksum.hpp"
+#include "wire/frame.hpp"
 
 namespace {
 

@@ -395,7 +395,7 @@ int rmig_source_migrate(rmig_source* s) {
         if (s->cfg.dest_uri.empty()) throw Error("migrate: no destination URI (rmig_source_set_uri)");
         if (!s->cb.pause) throw Error("migrate: no pause callback (rmig_source_set_callbacks)");
         MemorySourceConfig& cfg = s->cfg;
-        cfg.transport.security = context_for(s->security, cfg.dest_uri, "migrate");
+        cfg.security = context_for(s->security, cfg.dest_uri, "migrate");
         cfg.page_size = RMIG_PAGE_SIZE;
         s->tracker.reset(cfg.regions, s->cb);
         for (size_t i = 0; i < cfg.regions.size(); ++i) {
@@ -542,7 +542,7 @@ int rmig_dest_receive(rmig_dest* d) {
         d->used = true;
         if (d->cfg.regions.empty()) throw Error("receive: no regions registered");
         if (d->cfg.listen_uri.empty()) throw Error("receive: no listen URI (rmig_dest_set_uri)");
-        d->cfg.transport.security = context_for(d->security, d->cfg.listen_uri, "receive");
+        d->cfg.security = context_for(d->security, d->cfg.listen_uri, "receive");
         d->cfg.page_size = RMIG_PAGE_SIZE;
         if (d->on_listening)
             d->cfg.on_listening = [d](const std::string& a) { d->on_listening(d->listening_opaque, a.c_str()); };

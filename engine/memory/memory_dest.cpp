@@ -12,8 +12,9 @@
 #include "engine/memory/page_placer.hpp"
 #include "engine/memory/round_watchdog.hpp"
 #include "engine/memory/worker_placement.hpp"
-#include "qemu-plugin/control_protocol.hpp"
+#include "transport/control_channel.hpp"
 #include "security/errors.hpp"
+#include "security/secure_transport.hpp"
 
 namespace rmig::engine {
 
@@ -71,25 +72,25 @@ private:
     void receive() {
         validate_regions(cfg_.regions, ps_);
         layout_ = batch_layout(cfg_.regions, ps_);
-        listener_ = transport::listen(cfg_.listen_uri, cfg_.transport);
+        listener_ = security::listen(cfg_.listen_uri, cfg_.transport, cfg_.security);
         if (cfg_.on_listening) cfg_.on_listening(listener_->address());
         accept_session();
 
         watchdog_.arm(step(), "layout exchange");
-        json msg = qemu::recv_message(*control_);
+        json msg = transport::recv_message(*control_);
         if (msg.value("op", "") != "layout")
             throw ProtocolError(cat("expected the layout first, got '", msg.value("op", "?"), "'"));
         try {
             check_layout(msg.value("layout", json()), cfg_.regions, ps_);
         } catch (const Error& e) {
-            qemu::send_message(*control_, {{"ok", false}, {"error", e.what()}});
+            transport::send_message(*control_, {{"ok", false}, {"error", e.what()}});
             throw;
         }
         json reply = {{"ok", true}};
         if (msg.value("one_sided", false)) {
             if (json exposed = expose_regions(); !exposed.is_null()) reply["one_sided"] = std::move(exposed);
         }
-        qemu::send_message(*control_, reply);
+        transport::send_message(*control_, reply);
         watchdog_.disarm();
 
         // Touched now, so receiving the device state in the downtime does not
@@ -113,7 +114,7 @@ private:
             // Between rounds the source may take long (its convergence
             // policy, a throttled guest): bounded by the whole-session deadline.
             watchdog_.arm(step(), "waiting for the source");
-            msg = qemu::recv_message(*control_);
+            msg = transport::recv_message(*control_);
             check_stopped();
             std::string op = msg.value("op", "");
             if (op == "round_end") {
@@ -340,7 +341,7 @@ private:
         if (msg.value("pages", ~uint64_t{0}) != pages)
             throw ProtocolError(cat("round ", round, ": source sent ", msg.value("pages", ~uint64_t{0}),
                                     " pages, ", pages, " arrived"));
-        qemu::send_message(*control_, {{"ok", true}, {"op", "round_done"}, {"round", round}});
+        transport::send_message(*control_, {{"ok", true}, {"op", "round_done"}, {"round", round}});
         result_.rounds = static_cast<unsigned>(round + 1);
         result_.pages_placed += pages;
         if (cfg_.on_round_done) cfg_.on_round_done(round, pages);
@@ -385,7 +386,7 @@ private:
             confirmed_ = true;  // every round was placed (round_done), the blob is here
         }
         result_.device_state = std::move(device_state_);
-        qemu::send_message(*control_, {{"ok", true}, {"op", "confirm"}});
+        transport::send_message(*control_, {{"ok", true}, {"op", "confirm"}});
         watchdog_.disarm();
         // The source ends its channels after the confirmation; do not wait long.
         watchdog_.arm(milliseconds(5000), "closing");

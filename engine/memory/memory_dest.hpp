@@ -9,12 +9,17 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <stop_token>
 #include <string>
 #include <vector>
 
 #include "engine/memory/memory_layout.hpp"
 #include "transport/channel.hpp"
+
+namespace rmig::security {
+class Context;  // security/context.hpp
+}
 
 namespace rmig::engine {
 
@@ -26,6 +31,8 @@ struct MemoryDestConfig {
     std::chrono::milliseconds timeout{300000};       // whole session
     std::chrono::milliseconds step_timeout{60000};   // accepting, one round, one message
     transport::Options transport;
+    // Authentication / encryption (security::connect/listen); unset: plaintext.
+    std::shared_ptr<security::Context> security;
     // NUMA for the receiver threads, as MemorySourceConfig::numa / nic.
     bool numa = true;
     std::string nic;

@@ -16,7 +16,8 @@
 #include "engine/memory/worker_placement.hpp"
 #include "numa/binding.hpp"
 #include "engine/pages/zero_page.hpp"
-#include "qemu-plugin/control_protocol.hpp"
+#include "transport/control_channel.hpp"
+#include "security/secure_transport.hpp"
 
 namespace rmig::engine {
 
@@ -197,7 +198,7 @@ private:
         });
         sw.placed_ms = ms_since(mark);
         watchdog_.arm(cfg_.step_timeout, "device state and confirmation");
-        json reply = qemu::recv_message(*control_);
+        json reply = transport::recv_message(*control_);
         if (!reply.value("ok", false) || reply.value("op", "") != "confirm")
             throw Error(cat("destination did not confirm: ",
                             reply.value("error", std::string("unexpected reply ") + reply.dump())));
@@ -221,7 +222,7 @@ private:
     // one batch, so it is not bound by the frame limit and the destination
     // copies while the rest arrives.
     void send_device_state(std::span<const std::byte> blob) {
-        qemu::send_message(*control_, {{"op", "device_state"}, {"bytes", blob.size()}});
+        transport::send_message(*control_, {{"op", "device_state"}, {"bytes", blob.size()}});
         const size_t piece = std::min(control_->max_frame_payload(), kDefaultBatchBudget);
         size_t at = 0;
         do {  // an empty blob is one empty frame, as the destination expects
@@ -244,7 +245,7 @@ private:
         result_.session = wire::to_hex(h.session);
         h.kind = wire::ChannelKind::control;
         h.channel_id = 0;
-        auto control = transport::connect(cfg_.dest_uri, h, cfg_.transport);
+        auto control = security::connect(cfg_.dest_uri, h, cfg_.transport, cfg_.security);
         {
             std::lock_guard lock(channels_mu_);
             control_ = std::move(control);
@@ -252,7 +253,7 @@ private:
         h.kind = wire::ChannelKind::data;
         for (uint32_t i = 1; i <= cfg_.workers; ++i) {
             h.channel_id = i;
-            auto ch = transport::connect(cfg_.dest_uri, h, cfg_.transport);
+            auto ch = security::connect(cfg_.dest_uri, h, cfg_.transport, cfg_.security);
             std::lock_guard lock(channels_mu_);
             data_.push_back(std::move(ch));
         }
@@ -268,7 +269,7 @@ private:
         const bool want = capable && cfg_.codec == Codec::none;
         json req = {{"op", "layout"}, {"layout", layout_to_json(cfg_.regions, ps_)}};
         if (want) req["one_sided"] = true;
-        json reply = qemu::request(*control_, req);
+        json reply = transport::request(*control_, req);
         result_.page_path = "page batches";
         if (capable && !want)
             result_.page_path = cat("page batches (", to_string(cfg_.codec),
@@ -405,9 +406,9 @@ private:
             sum.bytes += t.bytes;
             sum.one_sided += t.one_sided;
         }
-        qemu::send_message(*control_, {{"op", "round_end"}, {"round", round}, {"pages", sum.pages}});
+        transport::send_message(*control_, {{"op", "round_end"}, {"round", round}, {"pages", sum.pages}});
         meanwhile();
-        json reply = qemu::recv_message(*control_);
+        json reply = transport::recv_message(*control_);
         if (!reply.value("ok", false))
             throw Error(cat("destination refused 'round_end': ", reply.value("error", std::string("no reason given"))));
         if (reply.value("op", "") != "round_done" || reply.value("round", ~uint64_t{0}) != round)
@@ -488,7 +489,7 @@ private:
             if (open) flush();
         }
         if (sender) sender->drain();  // the barrier follows every batch
-        qemu::send_message(ch, {{"op", "barrier"}, {"round", round}, {"pages", t.pages}});
+        transport::send_message(ch, {{"op", "barrier"}, {"round", round}, {"pages", t.pages}});
         return t;
     }
 
@@ -542,7 +543,7 @@ private:
             if (!enc.empty()) send_batch();
         }
         os.flush();
-        qemu::send_message(ch, {{"op", "barrier"}, {"round", round}, {"pages", t.pages}, {"written", t.one_sided}});
+        transport::send_message(ch, {{"op", "barrier"}, {"round", round}, {"pages", t.pages}, {"written", t.one_sided}});
         return t;
     }
 

@@ -19,7 +19,7 @@
 // state goes out; after that the destination may already hold the guest, so
 // the migration finishes (docs/memory-mode.md, "Cancelling from the source").
 //
-// Messages (JSON in CONTROL frames, qemu-plugin/control_protocol.hpp; replies
+// Messages (JSON in CONTROL frames, wire/control.hpp; replies
 // carry "ok", refusals "ok": false + "error"):
 //   control  src->dst {"op":"layout","layout":{"page_size":N,"regions":[{"name","size","gpa"}]}}
 //            dst->src {"ok":true}
@@ -36,6 +36,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <stop_token>
 #include <string>
 #include <vector>
@@ -45,6 +46,10 @@
 #include "engine/memory/memory_layout.hpp"
 #include "engine/pages/compressor.hpp"
 #include "transport/channel.hpp"
+
+namespace rmig::security {
+class Context;  // security/context.hpp
+}
 
 namespace rmig::engine {
 
@@ -72,6 +77,8 @@ struct MemorySourceConfig {
     // Longest any one step may block (a round, a reply, the confirmation).
     std::chrono::milliseconds step_timeout{60000};
     transport::Options transport;
+    // Authentication / encryption (security::connect/listen); unset: plaintext.
+    std::shared_ptr<security::Context> security;
     // Over a transport with one-sided writes (rdma) and without a codec,
     // non-zero pages go as RDMA WRITEs straight from the regions into the
     // destination's memory (docs/memory-mode.md); false forces page batches.

@@ -1,7 +1,9 @@
-// libFuzzer: control messages come from the peer as JSON; the destination
-// and source parse settings and QEMU descriptions out of them.
+// libFuzzer: control messages come from the peer as JSON in CONTROL frames
+// (wire/control.hpp decodes them); the destination and source parse settings
+// and QEMU descriptions out of them.
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -9,13 +11,18 @@
 #include "common/error.hpp"
 #include "qemu-plugin/migration_settings.hpp"
 #include "qemu-plugin/qemu_info.hpp"
+#include "wire/control.hpp"
 
 using namespace rmig;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    std::string text(reinterpret_cast<const char*>(data), size);
-    auto j = nlohmann::json::parse(text, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return 0;
+    nlohmann::json j;
+    try {
+        j = wire::decode_control(wire::FrameType::control,
+                                 std::span(reinterpret_cast<const std::byte*>(data), size), "fuzz");
+    } catch (const ProtocolError&) {
+        return 0;  // not one JSON object
+    }
     for (const char* key : {"settings", "info"}) {
         if (!j.contains(key)) continue;
         try {

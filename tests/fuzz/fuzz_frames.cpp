@@ -6,7 +6,7 @@
 #include <span>
 
 #include "common/error.hpp"
-#include "engine/wire/frame.hpp"
+#include "wire/frame.hpp"
 
 using namespace rmig;
 

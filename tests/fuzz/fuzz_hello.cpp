@@ -5,7 +5,7 @@
 #include <span>
 
 #include "common/error.hpp"
-#include "engine/wire/handshake.hpp"
+#include "wire/handshake.hpp"
 
 using namespace rmig;
 

@@ -19,6 +19,7 @@
 #include "qemu-plugin/source_relay.hpp"
 #include "security/context.hpp"
 #include "security/errors.hpp"
+#include "security/secure_transport.hpp"
 
 using namespace rmig;
 using namespace rmig::qemu;
@@ -195,9 +196,8 @@ TEST_F(RelayTest, ForgedDataChannelIsTurnedAwayBeforeQemuAndTheRealOneStillComes
     };
     auto real = key(1);
     transport::Options opts;
-    opts.security = real;
     opts.handshake_timeout = milliseconds(4000);
-    auto listener = transport::listen("tcp:127.0.0.1:0", opts);
+    auto listener = security::listen("tcp:127.0.0.1:0", opts, real);
     // The session's control channel, as rmig receive takes it.
     wire::Hello h;
     h.kind = wire::ChannelKind::control;
@@ -210,7 +210,7 @@ TEST_F(RelayTest, ForgedDataChannelIsTurnedAwayBeforeQemuAndTheRealOneStillComes
         r.role = wire::Role::destination;
         return in->accept(r);
     });
-    auto client_control = transport::connect(listener->address(), h, opts);
+    auto client_control = security::connect(listener->address(), h, opts, real);
     auto server_control = control_in.get();
 
     DestRelay relay(dir + "/dest-qemu.sock", session, 1, 256 << 10);
@@ -226,17 +226,15 @@ TEST_F(RelayTest, ForgedDataChannelIsTurnedAwayBeforeQemuAndTheRealOneStillComes
     security::SessionSecret guess;
     std::memset(guess.data(), 0x42, guess.size());
     auto lease = attacker->connected_sessions().add(session, guess);
-    transport::Options forged = opts;
-    forged.security = attacker;
     auto offered = offer_next();
-    EXPECT_THROW(transport::connect(listener->address(), h, forged), security::AuthError);
+    EXPECT_THROW(security::connect(listener->address(), h, opts, attacker), security::AuthError);
     offered.get();
     EXPECT_EQ(relay.bridges().size(), 0u);
     EXPECT_FALSE(net::accept_for(dest_qemu_listen.get(), milliseconds(200)))
         << "the forged channel reached the destination QEMU";
 
     offered = offer_next();
-    auto link = transport::connect(listener->address(), h, opts);
+    auto link = security::connect(listener->address(), h, opts, real);
     offered.get();
     ASSERT_EQ(relay.bridges().size(), 1u);
     UniqueFd qemu = net::accept_for(dest_qemu_listen.get(), milliseconds(5000));

@@ -1,5 +1,5 @@
 // Memory mode (engine/memory) with security on both sides, over tcp loopback:
-// the engine's code is unchanged, only transport::Options::security is set.
+// the engine's code is unchanged, only the configs' security context is set.
 // An encrypted migration arrives byte for byte; a source with the wrong key
 // gets nothing into the destination and is never paused.
 #include <gtest/gtest.h>
@@ -46,7 +46,7 @@ struct Dest {
         cfg.listen_uri = "tcp:127.0.0.1:0";
         cfg.timeout = 30s;
         cfg.step_timeout = 10s;
-        cfg.transport.security = std::move(key);
+        cfg.security = std::move(key);
         cfg.transport.handshake_timeout = std::chrono::milliseconds(3000);
         address = test::start_receiving(cfg, result);
     }
@@ -65,7 +65,7 @@ Source run_source(Mapping& src, const std::string& to, std::shared_ptr<security:
     sc.workers = 2;
     sc.convergence.downtime_budget_ms = 1e6;  // switch over after the full round
     sc.step_timeout = 10s;
-    sc.transport.security = std::move(key);
+    sc.security = std::move(key);
     sc.transport.handshake_timeout = std::chrono::milliseconds(3000);
     sc.pause = [] { return std::vector<std::byte>(16, std::byte{7}); };
     sc.on_failure_resume = [&] { o.resumed = true; };

@@ -15,12 +15,28 @@
 #include "common/error.hpp"
 #include "security/context.hpp"
 #include "security/secure_channel.hpp"
+#include "security/secure_transport.hpp"
 #include "transport/channel.hpp"
 
 using namespace rmig;
 using namespace rmig::transport;
 
 namespace {
+
+// security/ composes above transport/: the transport's options and the context
+// that security::listen/connect take, carried together in these tests.
+struct Opts {
+    Options transport;
+    std::shared_ptr<security::Context> security;
+};
+
+std::unique_ptr<Listener> listen(const std::string& uri, const Opts& o) {
+    return security::listen(uri, o.transport, o.security);
+}
+
+std::unique_ptr<Channel> connect(const std::string& uri, const wire::Hello& h, const Opts& o) {
+    return security::connect(uri, h, o.transport, o.security);
+}
 
 bool have_device() {
     int n = 0;
@@ -34,20 +50,20 @@ std::string device_addr() {
     return a ? a : "10.11.12.1";
 }
 
-Options rdma_opts(bool encrypt, bool in_place = true) {
+Opts rdma_opts(bool encrypt, bool in_place = true) {
     security::Config c;
     c.psk.assign(32, 0x17);
     c.encrypt = encrypt;
     c.seal_in_place = in_place;
-    Options o;
+    Opts o;
     o.security = security::Context::create(c);
-    o.rdma.ring_slots = 8;
-    o.rdma.slot_bytes = 64 << 10;
+    o.transport.rdma.ring_slots = 8;
+    o.transport.rdma.slot_bytes = 64 << 10;
     return o;
 }
 
 void run_session(bool encrypt) {
-    Options o = rdma_opts(encrypt);
+    Opts o = rdma_opts(encrypt);
     auto l = listen("rdma:" + device_addr() + ":0", o);
     wire::Hello h;
     h.session = wire::random_session_id();
@@ -123,7 +139,7 @@ struct ChannelPair {
     std::unique_ptr<Channel> control, server_control, data, server_data;
 };
 
-ChannelPair open_pair(const Options& o) {
+ChannelPair open_pair(const Opts& o) {
     ChannelPair p;
     p.listener = listen("rdma:" + device_addr() + ":0", o);
     wire::Hello h;
@@ -252,9 +268,9 @@ TEST(SecureRdma, AFrameRewrittenInItsRegisteredSlotFailsAuthentication) {
     // Sealed offsets: the type byte; ciphertext in the first slot, in the
     // 9th slot (past the ring's end), in the last slot; the tag.
     for (size_t at : {size_t(0), size_t(100), size_t(8 * 65504 + 3), kFrame, kFrame + 8 + 15}) {
-        Options o;
-        o.rdma.ring_slots = 8;
-        o.rdma.slot_bytes = 64 << 10;
+        Opts o;
+        o.transport.rdma.ring_slots = 8;
+        o.transport.rdma.slot_bytes = 64 << 10;
         auto p = open_pair(o);
         wire::SessionId session = wire::random_session_id();
         security::SecureChannel tx(std::make_unique<RewriteOneByte>(std::move(p.data), 1, at), secret, session,

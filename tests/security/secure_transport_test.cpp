@@ -1,4 +1,4 @@
-// security/ over real tcp loopback channels through transport::listen/connect:
+// security/ over real tcp loopback channels through security::listen/connect:
 // PSK and X.509 sessions, and every way a peer can fail to authenticate.
 #include <gtest/gtest.h>
 
@@ -11,6 +11,7 @@
 #include "security/context.hpp"
 #include "security/errors.hpp"
 #include "security/secure_channel.hpp"
+#include "security/secure_transport.hpp"
 #include "transport/channel.hpp"
 
 using namespace rmig;
@@ -20,6 +21,21 @@ using wire::FrameType;
 
 namespace {
 
+// security/ composes above transport/: the transport's options and the context
+// that security::listen/connect take, carried together in these tests.
+struct Opts {
+    Options transport;
+    std::shared_ptr<security::Context> security;
+};
+
+std::unique_ptr<Listener> listen(const std::string& uri, const Opts& o) {
+    return security::listen(uri, o.transport, o.security);
+}
+
+std::unique_ptr<Channel> connect(const std::string& uri, const wire::Hello& h, const Opts& o) {
+    return security::connect(uri, h, o.transport, o.security);
+}
+
 std::shared_ptr<security::Context> psk(unsigned char v, bool encrypt = true, std::string id = "rmig") {
     security::Config c;
     c.psk.assign(32, v);
@@ -28,10 +44,10 @@ std::shared_ptr<security::Context> psk(unsigned char v, bool encrypt = true, std
     return security::Context::create(c);
 }
 
-Options opts(std::shared_ptr<security::Context> ctx, int timeout_ms = 4000) {
-    Options o;
+Opts opts(std::shared_ptr<security::Context> ctx, int timeout_ms = 4000) {
+    Opts o;
     o.security = std::move(ctx);
-    o.handshake_timeout = Millis(timeout_ms);
+    o.transport.handshake_timeout = Millis(timeout_ms);
     return o;
 }
 
@@ -157,12 +173,12 @@ TEST(SecureTransport, PlaintextAndSecurePeersRefuseEachOtherClearly) {
     auto secure = listen("tcp:127.0.0.1:0", opts(psk(1)));
     auto f = accept_one(*secure, 300);
     auto msg = error_of([&] {
-        connect(secure->address(), hello(wire::ChannelKind::control, wire::random_session_id(), 0), Options{});
+        connect(secure->address(), hello(wire::ChannelKind::control, wire::random_session_id(), 0), Opts{});
     });
     EXPECT_NE(msg.find("requires authentication"), std::string::npos) << msg;
     EXPECT_EQ(f.get(), nullptr);
 
-    auto plain = listen("tcp:127.0.0.1:0", Options{});
+    auto plain = listen("tcp:127.0.0.1:0", Opts{});
     auto g = accept_one(*plain, 300);
     msg = error_of([&] {
         connect(plain->address(), hello(wire::ChannelKind::control, wire::random_session_id(), 0), opts(psk(1)));
@@ -188,7 +204,7 @@ TEST(SecureTransport, DataChannelOfUnknownSessionIsRefusedAtTheHello) {
     wire::Hello h = hello(wire::ChannelKind::data, wire::random_session_id(), 1);
     h.caps = wire::kCapAuth | wire::kCapEncrypt;
     auto f = accept_one(*s.listener, 300);
-    auto msg = error_of([&] { connect(s.listener->address(), h, Options{}); });
+    auto msg = error_of([&] { connect(s.listener->address(), h, Opts{}); });
     EXPECT_NE(msg.find("unknown session"), std::string::npos) << msg;
     EXPECT_EQ(f.get(), nullptr);
 }
@@ -226,7 +242,7 @@ TEST(SecureTransport, SilentPeerTimesOutTheHandshake) {
     auto f = accept_one(*l);
     wire::Hello h = hello(wire::ChannelKind::control, wire::random_session_id(), 0);
     h.caps = wire::kCapAuth | wire::kCapEncrypt;
-    auto silent = connect(l->address(), h, Options{});  // then never speaks TLS
+    auto silent = connect(l->address(), h, Opts{});  // then never speaks TLS
     auto t0 = std::chrono::steady_clock::now();
     auto msg = error_of<AuthError>([&] { f.get(); });
     EXPECT_NE(msg.find("did not finish within 500 ms"), std::string::npos) << msg;

@@ -14,8 +14,9 @@
 
 #include "common/error.hpp"
 #include "common/socket.hpp"
-#include "engine/wire/byte_order.hpp"
+#include "wire/byte_order.hpp"
 #include "security/context.hpp"
+#include "security/secure_transport.hpp"
 #include "transport/channel.hpp"
 
 using namespace rmig;
@@ -23,6 +24,21 @@ using namespace rmig::transport;
 using wire::FrameType;
 
 namespace {
+
+// security/ composes above transport/: the transport's options and the context
+// that security::listen/connect take, carried together in these tests.
+struct Opts {
+    Options transport;
+    std::shared_ptr<security::Context> security;
+};
+
+std::unique_ptr<Listener> listen(const std::string& uri, const Opts& o) {
+    return security::listen(uri, o.transport, o.security);
+}
+
+std::unique_ptr<Channel> connect(const std::string& uri, const wire::Hello& h, const Opts& o) {
+    return security::connect(uri, h, o.transport, o.security);
+}
 
 struct Frame {
     FrameType type;
@@ -130,10 +146,10 @@ std::shared_ptr<security::Context> key() {
     return security::Context::create(c);
 }
 
-Options opts() {
-    Options o;
+Opts opts() {
+    Opts o;
     o.security = key();
-    o.handshake_timeout = Millis(4000);
+    o.transport.handshake_timeout = Millis(4000);
     return o;
 }
 
@@ -155,7 +171,7 @@ struct Outcome {
 // Control + one data channel through the tap; the source sends `frames` data
 // frames of `size` bytes; the destination reads until end or error.
 Outcome migrate_through(Rewrite rewrite, int frames, size_t size) {
-    Options o = opts();
+    Opts o = opts();
     auto l = listen("tcp:127.0.0.1:0", o);
     Tap tap(l->address(), std::move(rewrite));
     Outcome run;

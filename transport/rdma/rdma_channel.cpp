@@ -10,8 +10,8 @@
 #include <thread>
 
 #include "common/error.hpp"
-#include "engine/wire/byte_order.hpp"
-#include "engine/wire/checksum.hpp"
+#include "wire/byte_order.hpp"
+#include "wire/checksum.hpp"
 #include "transport/rdma/rdma_errors.hpp"
 
 namespace rmig::transport::rdma {

@@ -13,7 +13,7 @@
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "common/socket.hpp"
-#include "engine/wire/checksum.hpp"
+#include "wire/checksum.hpp"
 
 namespace rmig::transport::tcp {
 

@@ -1,5 +1,5 @@
 // tcp/: channels over TCP streams with large buffers, keepalive-based dead-peer
-// detection, and the frame codec of engine/wire. Ordering is TCP's; the frame
+// detection, and the frame codec of wire/. Ordering is TCP's; the frame
 // sequence numbers still catch a peer that mixes up its own streams.
 #pragma once
 

@@ -17,7 +17,7 @@
 #include "engine/dirty/bitmap_source.hpp"
 #include "engine/memory/memory_dest.hpp"
 #include "engine/memory/memory_source.hpp"
-#include "qemu-plugin/control_protocol.hpp"
+#include "transport/control_channel.hpp"
 #include "tests/support/anon_mapping.hpp"
 #include "transport/channel.hpp"
 #include "tests/support/memory_dest_start.hpp"
@@ -452,9 +452,9 @@ TEST(MemoryMigration, HungDestinationTimesOutWithAReason) {
             reply.role = wire::Role::destination;
             chans.push_back(in->accept(reply));
         }
-        auto msg = qemu::recv_message(*chans[0]);
+        auto msg = transport::recv_message(*chans[0]);
         EXPECT_EQ(msg.value("op", ""), "layout");
-        qemu::send_message(*chans[0], {{"ok", true}});
+        transport::send_message(*chans[0], {{"ok", true}});
         source_done.get_future().wait();  // never reads another byte
     });
     MemorySourceConfig cfg;

@@ -9,7 +9,7 @@
 #include <future>
 
 #include "common/error.hpp"
-#include "engine/wire/checksum.hpp"
+#include "wire/checksum.hpp"
 #include "transport/channel.hpp"
 #include "tests/support/channel_pair.hpp"
 

@@ -12,6 +12,8 @@
 #include <thread>
 
 #include "common/error.hpp"
+#include "security/context.hpp"
+#include "security/secure_transport.hpp"
 
 namespace rmig::test::conformance {
 
@@ -100,7 +102,7 @@ wire::Hello ChannelConformance::hello(uint32_t id, uint32_t count) const {
 }
 
 std::unique_ptr<Channel> ChannelConformance::connect(const wire::Hello& h) {
-    return transport::connect(link_->connect_uri, h, link_->connect_opts);
+    return security::connect(link_->connect_uri, h, link_->connect_opts, link_->security);
 }
 
 Pair ChannelConformance::open(uint32_t id, uint32_t count) {

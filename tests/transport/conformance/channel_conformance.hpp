@@ -22,6 +22,10 @@
 
 #include "transport/channel.hpp"
 
+namespace rmig::security {
+class Context;  // security/context.hpp
+}
+
 namespace rmig::test::conformance {
 
 // Two hosts as a backend sees them: one listening, one connecting.
@@ -32,6 +36,9 @@ struct Link {
     std::unique_ptr<transport::Listener> listener;
     std::string connect_uri;  // what the connecting side dials (tcp: the listener's address)
     transport::Options connect_opts;
+    // Secured backends: the credentials both ends use (security/ wraps the
+    // plain transport from above); null for a plain backend.
+    std::shared_ptr<const security::Context> security;
     // The session data channels belong to (secured: the one authenticated below).
     wire::SessionId session = wire::random_session_id();
     // Whatever the backend needs open while data channels run (secured: the

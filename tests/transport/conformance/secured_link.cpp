@@ -4,6 +4,7 @@
 
 #include "common/error.hpp"
 #include "security/context.hpp"
+#include "security/secure_transport.hpp"
 
 namespace rmig::test::conformance {
 
@@ -11,9 +12,9 @@ std::unique_ptr<Link> secured_link(const std::string& listen_uri, transport::Opt
     security::Config c;
     c.psk.assign(32, 0x5c);
     c.encrypt = true;
-    opts.security = security::Context::create(c);
     auto link = std::make_unique<Link>();
-    link->listener = transport::listen(listen_uri, opts);
+    link->security = security::Context::create(c);
+    link->listener = security::listen(listen_uri, opts, link->security);
     link->connect_uri = link->listener->address();
     link->connect_opts = opts;
     auto* l = link->listener.get();
@@ -28,7 +29,7 @@ std::unique_ptr<Link> secured_link(const std::string& listen_uri, transport::Opt
     h.kind = wire::ChannelKind::control;
     h.session = link->session;
     h.channel_count = 4;
-    link->keep.push_back(transport::connect(link->connect_uri, h, opts));
+    link->keep.push_back(security::connect(link->connect_uri, h, opts, link->security));
     link->keep.push_back(acceptor.get());  // bounded: next() waits 10 s, the handshake its timeout
     if (!link->keep.back()) throw Error("secured link: the control channel was not accepted");
     return link;

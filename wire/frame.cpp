@@ -1,10 +1,10 @@
-#include "engine/wire/frame.hpp"
+#include "wire/frame.hpp"
 
 #include <algorithm>
 
 #include "common/error.hpp"
-#include "engine/wire/byte_order.hpp"
-#include "engine/wire/checksum.hpp"
+#include "wire/byte_order.hpp"
+#include "wire/checksum.hpp"
 
 namespace rmig::wire {
 

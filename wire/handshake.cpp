@@ -1,11 +1,11 @@
-#include "engine/wire/handshake.hpp"
+#include "wire/handshake.hpp"
 
 #include <cstring>
 #include <random>
 
 #include "common/error.hpp"
-#include "engine/wire/byte_order.hpp"
-#include "engine/wire/checksum.hpp"
+#include "wire/byte_order.hpp"
+#include "wire/checksum.hpp"
 
 namespace rmig::wire {
 

@@ -1,4 +1,4 @@
-#include "engine/wire/checksum.hpp"
+#include "wire/checksum.hpp"
 
 #define XXH_DISPATCH_DISABLE_REPLACE
 #include <xxh_x86dispatch.h>

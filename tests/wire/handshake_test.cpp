@@ -1,4 +1,4 @@
-#include "engine/wire/handshake.hpp"
+#include "wire/handshake.hpp"
 
 #include <gtest/gtest.h>
 

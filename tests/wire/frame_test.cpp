@@ -1,4 +1,4 @@
-#include "engine/wire/frame.hpp"
+#include "wire/frame.hpp"
 
 #include <gtest/gtest.h>
 
