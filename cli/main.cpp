@@ -21,6 +21,7 @@
 #include "qemu-plugin/migrate_source.hpp"
 #include "qemu-plugin/qmp_client.hpp"
 #include "qemu-plugin/receive_dest.hpp"
+#include "transport/backend.hpp"
 
 using namespace rmig;
 using rmig::Args;
@@ -47,6 +48,13 @@ commands:
     for (const auto& c : cli::rmig_program().commands) line(c.name, c.summary);
     line("version", "print the version");
     line("help CMD", "show the options of CMD");
+    out += "\ntransports (--to/--listen URI; each one's options in `rmig help migrate`):\n";
+    for (const auto& b : transport::backends()) {  // the backends' own descriptions
+        const auto& d = *b.description;
+        line(d.scheme, d.uri);
+        out += cat(std::string(12, ' '), d.summary, "\n");
+        if (!b.compiled_in()) out += cat(std::string(12, ' '), "not built in: ", d.build_hint, "\n");
+    }
     out += R"(
 two hosts:
   both$ openssl rand -hex 32 > key.psk   # once, then copy it to the other host

@@ -5,6 +5,7 @@
 #include "qemu-plugin/session_limits.hpp"
 #include "qemu-plugin/stream_bridge.hpp"
 #include "security/settings.hpp"
+#include "transport/backend.hpp"
 
 namespace rmig::cli {
 
@@ -16,12 +17,11 @@ double seconds(std::chrono::seconds s) { return static_cast<double>(s.count()); 
 
 std::span<const OptionSpec> migrate_options() {
     static const qemu::MigrationSettings settings;
+    static const std::string to_help =
+        cat("where `rmig receive` listens: ", transport::compiled_in_uris(), " (`rmig help` lists the transports)");
     static const OptionSpec kOptions[] = {
         {.name = "qmp", .metavar = "PATH", .help = "the source QEMU's QMP UNIX socket", .required = true},
-        {.name = "to", .metavar = "URI",
-         .help = "where `rmig receive` listens: tcp:HOST:PORT, rdma:ADDR:PORT (ADDR on the peer's RoCE/IPoIB "
-                 "interface) or dpdk:... (docs/dpdk-protocol.md)",
-         .required = true},
+        {.name = "to", .metavar = "URI", .help = to_help, .required = true},
         {.name = "multifd", .kind = K::whole, .metavar = "N",
          .help = "use QEMU multifd with N channels (rmig carries N+1 streams); 0 uses the main stream only",
          .number_default = static_cast<double>(settings.multifd_channels), .max = 64, .profile = true},
@@ -45,15 +45,14 @@ std::span<const OptionSpec> migrate_options() {
 }
 
 std::span<const OptionSpec> receive_options() {
+    static const std::string listen_help =
+        cat("where to wait for `rmig migrate`: ", transport::compiled_in_uris(), " (port 0: any free port)");
     static const OptionSpec kOptions[] = {
         {.name = "qmp", .metavar = "PATH",
          .help = "the destination QEMU's QMP socket (QEMU started with -incoming defer; add -S to keep the "
                  "guest paused until rmig confirms it arrived)",
          .required = true},
-        {.name = "listen", .metavar = "URI",
-         .help = "where to wait for `rmig migrate`: tcp:ADDR:PORT, rdma:ADDR:PORT or dpdk:... (port 0: any "
-                 "free port)",
-         .required = true},
+        {.name = "listen", .metavar = "URI", .help = listen_help, .required = true},
         {.name = "address-file", .metavar = "FILE", .help = "write the bound address there once listening"},
         {.name = "incoming-dir", .metavar = "DIR", .help = "where QEMU's incoming UNIX socket is made",
          .default_note = "/tmp"},
@@ -97,39 +96,6 @@ std::span<const OptionSpec> link_options() {
     return kOptions;
 }
 
-std::span<const OptionSpec> rdma_options() {
-    static const transport::RdmaOptions defaults;
-    static const OptionSpec kOptions[] = {
-        {.name = "rdma-slots", .kind = K::whole, .metavar = "N", .help = "rdma: ring slots per channel direction",
-         .number_default = static_cast<double>(defaults.ring_slots), .min = 2, .max = 4096, .profile = true},
-        {.name = "rdma-slot-size", .kind = K::size, .metavar = "SIZE", .help = "rdma: bytes per ring slot",
-         .number_default = static_cast<double>(defaults.slot_bytes), .min = 4096, .max = 64 << 20, .profile = true},
-    };
-    return kOptions;
-}
-
-std::span<const OptionSpec> dpdk_options() {
-    static const transport::DpdkOptions defaults;
-    static const OptionSpec kOptions[] = {
-        {.name = "dpdk-eal", .metavar = "ARGS", .help = "dpdk: EAL arguments",
-         .default_note = "$RMIG_DPDK_EAL_ARGS, else no-hugepage defaults (docs/dpdk-protocol.md)",
-         .profile = true},
-        {.name = "dpdk-window", .kind = K::whole, .metavar = "N", .help = "dpdk: segments in flight per channel",
-         .number_default = static_cast<double>(defaults.window_segments), .default_note = "0, from the BDP of --dpdk-gbps and --dpdk-rtt-us",
-         .max = 1 << 20, .profile = true},
-        {.name = "dpdk-gbps", .kind = K::whole, .metavar = "G", .help = "dpdk: link rate for the BDP window",
-         .number_default = defaults.link_gbps, .min = 1, .profile = true},
-        {.name = "dpdk-rtt-us", .kind = K::whole, .metavar = "US", .help = "dpdk: round-trip time for the BDP window",
-         .number_default = defaults.rtt_us, .min = 1, .profile = true},
-        {.name = "dpdk-mtu", .kind = K::whole, .metavar = "N", .help = "dpdk: frame MTU (9000: jumbo frames)",
-         .number_default = static_cast<double>(defaults.mtu), .default_note = "0, the port's", .max = 65535, .profile = true},
-        {.name = "dpdk-queues", .kind = K::whole, .metavar = "N",
-         .help = "dpdk: rx/tx queue pairs, one poller each (one per channel; both sides alike)",
-         .number_default = static_cast<double>(defaults.queues), .min = 1, .max = 16, .profile = true},
-    };
-    return kOptions;
-}
-
 std::span<const OptionSpec> general_options() {
     static const OptionSpec kOptions[] = {
         {.name = "profile", .metavar = "NAME|FILE",
@@ -144,15 +110,14 @@ std::span<const OptionSpec> general_options() {
 
 namespace {
 
-// A command's own group, then the groups migrate and receive share.
+// A command's own group, then the groups migrate and receive share: each
+// transport backend's options come from its own description.
 std::vector<OptionGroup> with_shared_groups(OptionGroup own) {
-    return {own,
-            {"time limits and reports", session_options()},
-            {"link", link_options()},
-            {"rdma transport", rdma_options()},
-            {"dpdk transport", dpdk_options()},
-            security::settings_options(),
-            {"general", general_options()}};
+    std::vector<OptionGroup> groups{own, {"time limits and reports", session_options()}, {"link", link_options()}};
+    for (const auto& g : transport::backend_option_groups()) groups.push_back(g);
+    groups.push_back(security::settings_options());
+    groups.push_back({"general", general_options()});
+    return groups;
 }
 
 }  // namespace
@@ -192,17 +157,18 @@ std::chrono::milliseconds stall_timeout_option(const Args& a) {
 
 size_t chunk_option(const Args& a) { return a.whole("chunk"); }
 
+transport::BackendSettings backend_settings(const Args& a) {
+    transport::BackendSettings s;
+    for (const auto& g : transport::backend_option_groups())
+        for (const auto& o : g.options)
+            if (auto v = a.get(std::string(o.name))) s.set(o.name, *v);  // given; else the backend's default
+    return s;
+}
+
 transport::Options transport_options(const Args& a) {
     transport::Options o;
     o.socket_buffer_bytes = static_cast<int>(a.whole("socket-buffer"));
-    o.rdma.ring_slots = static_cast<uint32_t>(a.whole("rdma-slots"));
-    o.rdma.slot_bytes = static_cast<uint32_t>(a.whole("rdma-slot-size"));
-    o.dpdk.eal_args = a.text("dpdk-eal");
-    o.dpdk.window_segments = static_cast<uint32_t>(a.whole("dpdk-window"));
-    o.dpdk.link_gbps = static_cast<double>(a.whole("dpdk-gbps"));
-    o.dpdk.rtt_us = static_cast<double>(a.whole("dpdk-rtt-us"));
-    o.dpdk.mtu = static_cast<uint32_t>(a.whole("dpdk-mtu"));
-    o.dpdk.queues = static_cast<uint32_t>(a.whole("dpdk-queues"));
+    o.tuning = backend_settings(a);
     return o;
 }
 

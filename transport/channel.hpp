@@ -1,5 +1,6 @@
-// The transport interface: every backend (tcp/, rdma/, dpdk/) gives ordered,
-// reliable, framed, bidirectional channels that open with the wire handshake.
+// The transport interface: every backend (one folder each; backend.hpp lists
+// them) gives ordered, reliable, framed, bidirectional channels that open with
+// the wire handshake.
 // Channel mode carries QEMU's migration streams over them; memory mode adds
 // one-sided region writes (engine/).
 #pragma once
@@ -13,37 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "transport/backend_settings.hpp"
 #include "wire/frame.hpp"
 #include "wire/handshake.hpp"
 
 namespace rmig::transport {
 
 using Millis = std::chrono::milliseconds;
-
-// rdma/: each channel direction is a ring of `ring_slots` slots of
-// `slot_bytes` in the receiver's registered memory, written with RDMA WRITE
-// WITH IMMEDIATE; the receiver returns credits every ring_slots/4 frames.
-struct RdmaOptions {
-    uint32_t ring_slots = 16;
-    uint32_t slot_bytes = 256 << 10;
-    uint32_t signal_every = 8;      // selective signaling of send work requests
-    uint32_t poll_spins = 256;      // busy polls before sleeping on the completion channel
-    uint32_t max_inline = 128;      // asked of the device; it may grant less
-    uint8_t ack_timeout = 14;       // 4.096 us * 2^14 = 67 ms per retry, 7 retries
-};
-
-// dpdk/ (docs/dpdk-protocol.md): reliable delivery of our own over Ethernet
-// frames. "rmig.*" options in a dpdk: URI override these.
-struct DpdkOptions {
-    std::string eal_args;          // empty: $RMIG_DPDK_EAL_ARGS, else the defaults of the doc
-    uint32_t window_segments = 0;  // 0: 2 x bandwidth-delay product of link_gbps and rtt_us
-    double link_gbps = 10;
-    double rtt_us = 500;
-    double pace_gbps = 0;          // sender pacing; 0: unpaced
-    uint32_t mtu = 0;              // 0: the port's MTU; e.g. 9000 for jumbo frames
-    double tx_loss = 0;            // testing: drop this fraction of outgoing data frames
-    uint32_t queues = 1;           // rx/tx queue pairs (one poller each), 1..16; capped by the port
-};
 
 struct Options {
     int socket_buffer_bytes = 8 << 20;     // tcp: SO_SNDBUF/SO_RCVBUF
@@ -52,8 +29,9 @@ struct Options {
     // A peer that stops acknowledging for this long is declared gone (tcp:
     // keepalive probes and TCP_USER_TIMEOUT), so a vanished host never hangs us.
     Millis dead_peer_timeout{20000};
-    RdmaOptions rdma;
-    DpdkOptions dpdk;
+    // Each backend's own tuning ("rdma-slots" -> "32"), checked against its
+    // option table (backend.hpp); a backend reads only its own.
+    BackendSettings tuning;
 };
 
 // Where a peer exposed memory for one-sided writes (memory mode).
@@ -167,10 +145,13 @@ public:
     virtual std::string address() const = 0;  // "tcp:0.0.0.0:7070" with the real port
 };
 
-// URIs: "tcp:HOST:PORT" (a bare "HOST:PORT" means tcp), "rdma:ADDR:PORT" (ADDR
-// is an IP address of an RDMA device: RoCE netdev or IPoIB). Port 0 picks a free one.
-// "dpdk:DEVARGS[,rmig.KEY=VALUE...]" (DEVARGS names a DPDK port: a vdev such as
-// net_memif0,role=server,socket=/run/m.sock or a PCI address; docs/dpdk-protocol.md).
+// URIs: "SCHEME:REST", the scheme naming a backend of the list (backend.hpp;
+// each one's summary says what REST is); a bare "HOST:PORT" means tcp. Port 0
+// picks a free one. E.g. "tcp:HOST:PORT", "rdma:ADDR:PORT" (ADDR is an IP
+// address of an RDMA device: RoCE netdev or IPoIB), "dpdk:DEVARGS[,rmig.KEY=VALUE...]"
+// (DEVARGS names a DPDK port: a vdev such as net_memif0,role=server,socket=/run/m.sock
+// or a PCI address; docs/dpdk-protocol.md). An unknown or not compiled-in
+// scheme is an Error naming the compiled-in ones.
 // Plaintext, no security policy: users that authenticate or encrypt (and the
 // plaintext side of that policy) call security::listen/connect
 // (security/secure_transport.hpp), which compose above these.

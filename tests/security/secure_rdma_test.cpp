@@ -57,8 +57,8 @@ Opts rdma_opts(bool encrypt, bool in_place = true) {
     c.seal_in_place = in_place;
     Opts o;
     o.security = security::Context::create(c);
-    o.transport.rdma.ring_slots = 8;
-    o.transport.rdma.slot_bytes = 64 << 10;
+    o.transport.tuning.set("rdma-slots", 8);
+    o.transport.tuning.set("rdma-slot-size", 64 << 10);
     return o;
 }
 
@@ -269,8 +269,8 @@ TEST(SecureRdma, AFrameRewrittenInItsRegisteredSlotFailsAuthentication) {
     // 9th slot (past the ring's end), in the last slot; the tag.
     for (size_t at : {size_t(0), size_t(100), size_t(8 * 65504 + 3), kFrame, kFrame + 8 + 15}) {
         Opts o;
-        o.transport.rdma.ring_slots = 8;
-        o.transport.rdma.slot_bytes = 64 << 10;
+        o.transport.tuning.set("rdma-slots", 8);
+        o.transport.tuning.set("rdma-slot-size", 64 << 10);
         auto p = open_pair(o);
         wire::SessionId session = wire::random_session_id();
         security::SecureChannel tx(std::make_unique<RewriteOneByte>(std::move(p.data), 1, at), secret, session,

@@ -200,12 +200,12 @@ std::vector<QueueStats> DpdkChannel::port_queue_stats() const { return ep_->queu
 void DpdkChannel::shutdown() { conn_->abort("channel shut down locally"); }
 
 std::unique_ptr<Listener> listen(const std::string& rest, const Options& opts) {
-    return std::make_unique<DpdkListener>(parse_uri(rest, opts.dpdk), opts);
+    return std::make_unique<DpdkListener>(parse_uri(rest, opts.tuning), opts);
 }
 
 std::unique_ptr<Channel> connect(const std::string& rest, const wire::Hello& hello,
                                  const Options& opts) {
-    DpdkUri u = parse_uri(rest, opts.dpdk);
+    DpdkUri u = parse_uri(rest, opts.tuning);
     auto ep = Endpoint::open(u, opts);
     ep->require_link(opts.connect_timeout);
     std::random_device rd;

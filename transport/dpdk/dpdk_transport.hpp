@@ -1,12 +1,14 @@
 // dpdk/: channels over a DPDK port with reliable ordered delivery of our own
 // (docs/dpdk-protocol.md). URIs: "dpdk:DEVARGS[,rmig.KEY=VALUE...]". Each
-// channel opens with the wire handshake, exactly as tcp/ does.
+// channel opens with the wire handshake, exactly as tcp/ does. listen() and
+// connect() are declared in dpdk_backend.hpp.
 #pragma once
 
 #include <memory>
 #include <string>
 
 #include "transport/channel.hpp"
+#include "transport/dpdk/dpdk_backend.hpp"
 #include "transport/dpdk/connection.hpp"
 
 namespace rmig::transport::dpdk {
@@ -68,9 +70,5 @@ private:
     void apply_write_record(const wire::HeaderBytes& hb);
     void release_remote_writes();  // at destruction
 };
-
-std::unique_ptr<Listener> listen(const std::string& rest, const Options& opts);
-std::unique_ptr<Channel> connect(const std::string& rest, const wire::Hello& hello,
-                                 const Options& opts);
 
 }  // namespace rmig::transport::dpdk

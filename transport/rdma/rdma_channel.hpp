@@ -29,6 +29,7 @@
 
 #include "common/unique_fd.hpp"
 #include "transport/channel.hpp"
+#include "transport/rdma/rdma_backend.hpp"
 #include "transport/rdma/verbs_raii.hpp"
 
 namespace rmig::transport::rdma {

@@ -1,4 +1,4 @@
-#include "transport/rdma/rdma_transport.hpp"
+#include "transport/rdma/rdma_backend.hpp"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -96,7 +96,8 @@ public:
     std::unique_ptr<Channel> accept(const wire::Hello& reply) override {
         EventChannel events = make_event_channel();
         if (rdma_migrate_id(id_.get(), events.get()) != 0) throw_errno("rdma_migrate_id");
-        auto ch = std::make_unique<RdmaChannel>(std::move(events), std::move(id_), opts_.rdma, peer_);
+        auto ch = std::make_unique<RdmaChannel>(std::move(events), std::move(id_), rdma_options(opts_.tuning),
+                                                peer_);
         wire::Hello r = wire::accepting_reply(hello_, reply);
         std::array<std::byte, wire::kCompactHelloSize + RingDesc::kSize> pd{};
         auto h = wire::encode_hello_compact(r, true);
@@ -210,7 +211,7 @@ std::unique_ptr<Channel> connect(const std::string& host_port, const wire::Hello
     if (rdma_resolve_route(id.get(), step_ms) != 0) throw_errno(cat("rdma_resolve_route for ", peer));
     expect_event(events.get(), RDMA_CM_EVENT_ROUTE_RESOLVED, step_ms + 1000, peer, "resolving the route");
 
-    auto ch = std::make_unique<RdmaChannel>(std::move(events), std::move(id), opts.rdma, peer);
+    auto ch = std::make_unique<RdmaChannel>(std::move(events), std::move(id), rdma_options(opts.tuning), peer);
     auto h = wire::encode_hello_compact(hello, false);
     rdma_conn_param param = conn_param(h);
     if (rdma_connect(ch->id(), &param) != 0) throw_errno(cat("rdma_connect to ", peer));

@@ -1,4 +1,4 @@
-#include "transport/tcp/tcp_transport.hpp"
+#include "transport/tcp/tcp_backend.hpp"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>

@@ -27,7 +27,7 @@ namespace {
 
 transport::Options memif_options() {
     transport::Options o;
-    o.dpdk.eal_args = cat("--no-huge -m 1024 --no-pci --no-shconf --file-prefix=rmig-conf-", getpid());
+    o.tuning.set("dpdk-eal", cat("--no-huge -m 1024 --no-pci --no-shconf --file-prefix=rmig-conf-", getpid()));
     // A vanished peer is declared gone after this (and a closing channel waits
     // at most this long for its last acks).
     o.dead_peer_timeout = transport::Millis(5000);

@@ -44,9 +44,10 @@ TEST(DpdkUri, SplitsDeviceArgumentsFromRmigOptions) {
 }
 
 TEST(DpdkUri, DefaultsComeFromOptionsAndBadInputIsNamed) {
-    DpdkOptions d;
-    d.link_gbps = 100;
+    BackendSettings d;
+    d.set("dpdk-gbps", 100);
     EXPECT_DOUBLE_EQ(parse_uri("net_null0", d).opts.link_gbps, 100);
+    EXPECT_DOUBLE_EQ(parse_uri("net_null0,rmig.gbps=2.5", d).opts.link_gbps, 2.5);  // the URI wins
     EXPECT_NE(error_of("net_memif0,rmig.bogus=1").find("unknown option rmig.bogus"), std::string::npos);
     EXPECT_NE(error_of("net_memif0,rmig.loss=0.9").find("rmig.loss=0.9"), std::string::npos);
     EXPECT_NE(error_of("net_memif0,rmig.window").find("has no value"), std::string::npos);
@@ -54,6 +55,32 @@ TEST(DpdkUri, DefaultsComeFromOptionsAndBadInputIsNamed) {
     EXPECT_EQ(parse_uri("net_null0", d).opts.queues, 1u);
     EXPECT_NE(error_of("rmig.window=4").find("names no port"), std::string::npos);
     EXPECT_NE(error_of("10.0.0.1:7000").find("neither a DPDK virtual device"), std::string::npos);
+    EXPECT_NE(error_of("net_memif0,rmig.mtu=64").find("give 0 (the port's) or 128"), std::string::npos);
+}
+
+// The URI keys are the backend table's numeric options (plus its own): the
+// same defaults as --dpdk-*, and every table option has a key.
+TEST(DpdkUri, KeysComeFromTheBackendTable) {
+    auto u = parse_uri("net_null0", {});
+    DpdkOptions defaults;
+    EXPECT_EQ(u.opts.window_segments, defaults.window_segments);
+    EXPECT_DOUBLE_EQ(u.opts.link_gbps, defaults.link_gbps);
+    EXPECT_DOUBLE_EQ(u.opts.rtt_us, defaults.rtt_us);
+    EXPECT_EQ(u.opts.mtu, defaults.mtu);
+    EXPECT_EQ(u.opts.queues, defaults.queues);
+    auto all = parse_uri("net_null0,rmig.window=64,rmig.gbps=25,rmig.rtt_us=0.5,rmig.mtu=9000,rmig.queues=2,"
+                         "rmig.pace_gbps=5",
+                         {});
+    EXPECT_EQ(all.opts.window_segments, 64u);
+    EXPECT_DOUBLE_EQ(all.opts.link_gbps, 25);
+    EXPECT_DOUBLE_EQ(all.opts.rtt_us, 0.5);
+    EXPECT_EQ(all.opts.mtu, 9000u);
+    EXPECT_EQ(all.opts.queues, 2u);
+    EXPECT_DOUBLE_EQ(all.opts.pace_gbps, 5);
+    auto msg = error_of("net_memif0,rmig.bogus=1");
+    for (auto key : {"window", "gbps", "rtt_us", "mtu", "queues", "pace_gbps", "loss", "peer"})
+        EXPECT_NE(msg.find(key), std::string::npos) << key << ": " << msg;
+    EXPECT_EQ(msg.find("eal"), std::string::npos) << msg;  // EAL arguments hold commas: not a URI key
 }
 
 TEST(EalArguments, DefaultsKeepProcessesApartAndNeverScanAllPci) {

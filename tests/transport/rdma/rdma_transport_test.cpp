@@ -30,6 +30,7 @@
 #include "common/error.hpp"
 #include "common/process.hpp"
 #include "transport/channel.hpp"
+#include "transport/rdma/rdma_backend.hpp"
 #include "transport/rdma/rdma_errors.hpp"
 
 using namespace rmig;
@@ -143,7 +144,7 @@ TEST_F(RdmaTest, FourChannelsMove256MiBWithEveryByteVerified) {
 
 TEST_F(RdmaTest, CreditExhaustionStallsTheSenderAndRecovers) {
     auto [client, server] = pair();
-    const uint32_t slots = opts.rdma.ring_slots;
+    const uint32_t slots = transport::rdma::rdma_options(opts.tuning).ring_slots;
     const uint64_t total = 3 * slots;
     std::atomic<uint64_t> sent{0};
     // The acceptor sends: it holds exactly `slots` credits for the client's ring.
