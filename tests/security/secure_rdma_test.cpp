@@ -16,6 +16,7 @@
 #include "security/context.hpp"
 #include "security/secure_channel.hpp"
 #include "security/secure_transport.hpp"
+#include "tests/support/secure_opts.hpp"
 #include "transport/channel.hpp"
 
 using namespace rmig;
@@ -23,20 +24,9 @@ using namespace rmig::transport;
 
 namespace {
 
-// security/ composes above transport/: the transport's options and the context
-// that security::listen/connect take, carried together in these tests.
-struct Opts {
-    Options transport;
-    std::shared_ptr<security::Context> security;
-};
-
-std::unique_ptr<Listener> listen(const std::string& uri, const Opts& o) {
-    return security::listen(uri, o.transport, o.security);
-}
-
-std::unique_ptr<Channel> connect(const std::string& uri, const wire::Hello& h, const Opts& o) {
-    return security::connect(uri, h, o.transport, o.security);
-}
+using Opts = test::SecureOpts;
+using test::connect;
+using test::listen;
 
 bool have_device() {
     int n = 0;

@@ -17,6 +17,7 @@
 #include "wire/byte_order.hpp"
 #include "security/context.hpp"
 #include "security/secure_transport.hpp"
+#include "tests/support/secure_opts.hpp"
 #include "transport/channel.hpp"
 
 using namespace rmig;
@@ -25,20 +26,9 @@ using wire::FrameType;
 
 namespace {
 
-// security/ composes above transport/: the transport's options and the context
-// that security::listen/connect take, carried together in these tests.
-struct Opts {
-    Options transport;
-    std::shared_ptr<security::Context> security;
-};
-
-std::unique_ptr<Listener> listen(const std::string& uri, const Opts& o) {
-    return security::listen(uri, o.transport, o.security);
-}
-
-std::unique_ptr<Channel> connect(const std::string& uri, const wire::Hello& h, const Opts& o) {
-    return security::connect(uri, h, o.transport, o.security);
-}
+using Opts = test::SecureOpts;
+using test::connect;
+using test::listen;
 
 struct Frame {
     FrameType type;

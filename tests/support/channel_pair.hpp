@@ -15,8 +15,8 @@ namespace rmig::test {
 struct ChannelPair {
     std::unique_ptr<transport::Channel> src, dst;
 
-    explicit ChannelPair(const std::string& uri = "tcp:127.0.0.1:0") {
-        auto l = transport::listen(uri);
+    explicit ChannelPair(const std::string& uri = "tcp:127.0.0.1:0", const transport::Options& opts = {}) {
+        auto l = transport::listen(uri, opts);
         wire::Hello h;
         h.role = wire::Role::source;
         h.kind = wire::ChannelKind::data;
@@ -30,7 +30,7 @@ struct ChannelPair {
             r.role = wire::Role::destination;
             return in->accept(r);
         });
-        src = transport::connect(l->address(), h);
+        src = transport::connect(l->address(), h, opts);
         dst = acc.get();
     }
 };

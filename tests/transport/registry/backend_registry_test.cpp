@@ -10,6 +10,7 @@
 
 #include "common/args.hpp"
 #include "common/error.hpp"
+#include "tests/support/channel_pair.hpp"
 #include "transport/backend.hpp"
 #include "transport/channel.hpp"
 #include "transport/dpdk/dpdk_backend.hpp"
@@ -159,24 +160,10 @@ TEST(BackendRegistry, OtherBackendsSettingsAreIgnored) {
     Options o;
     o.tuning.set("rdma-slots", 64);
     o.tuning.set("dpdk-queues", 8);
-    auto listener = listen("tcp:127.0.0.1:0", o);
-    wire::Hello h;
-    h.role = wire::Role::source;
-    h.kind = wire::ChannelKind::data;
-    h.session = wire::random_session_id();
-    h.channel_id = 1;
-    h.channel_count = 1;
-    std::unique_ptr<Channel> server;
-    std::thread acceptor([&] {
-        if (auto in = listener->next(Millis(5000))) {
-            wire::Hello r = in->hello();
-            r.role = wire::Role::destination;
-            server = in->accept(r);
-        }
-    });
-    std::unique_ptr<Channel> client;
-    EXPECT_NO_THROW(client = connect(listener->address(), h, o));
-    acceptor.join();
+    std::unique_ptr<test::ChannelPair> pair;
+    ASSERT_NO_THROW(pair = std::make_unique<test::ChannelPair>("tcp:127.0.0.1:0", o));
+    auto& client = pair->src;
+    auto& server = pair->dst;
     ASSERT_TRUE(client && server);
     client->send(wire::FrameType::data, {});
     std::vector<std::byte> got;
