@@ -62,9 +62,25 @@ void print_summary(const qemu::SourceReport& r, std::FILE* out) {
     std::fprintf(out, "  total time     %s (QEMU), %s wall, setup %s\n",
                  format_millis(double(q.total_time_ms)).c_str(), format_millis(r.wall_s * 1000).c_str(),
                  format_millis(double(q.setup_time_ms)).c_str());
-    if (r.outcome == qemu::Outcome::completed)
-        std::fprintf(out, "  downtime       %s (limit %s)\n", format_millis(double(q.downtime_ms)).c_str(),
-                     format_millis(double(r.settings.downtime_limit_ms)).c_str());
+    if (r.outcome == qemu::Outcome::completed) {
+        // The guest's real stop (source STOP -> destination RESUME) first;
+        // QEMU's own figure ends when the source wrote its last byte.
+        const auto& b = r.blackout;
+        std::string limit = format_millis(double(r.settings.downtime_limit_ms));
+        if (b.ms)
+            std::fprintf(out, "  blackout       %s (guest stopped -> resumed on the destination, +/- %.2f ms; limit %s)\n",
+                         format_millis(*b.ms).c_str(), b.uncertainty_ms, limit.c_str());
+        else if (b.stop_to_loaded_ms)
+            std::fprintf(out, "  blackout       not resumed; guest stopped -> loaded on the destination %s (limit %s)\n",
+                         format_millis(*b.stop_to_loaded_ms).c_str(), limit.c_str());
+        else
+            std::fprintf(out, "  blackout       not measured (no QMP event timestamps)\n");
+        std::fprintf(out, "  QEMU downtime  %s (QEMU's own figure, source side; QEMU's limit %s of it, "
+                          "rmig's drain %s)\n",
+                     format_millis(double(q.downtime_ms)).c_str(),
+                     format_millis(double(r.budget.qemu_limit_ms)).c_str(),
+                     format_millis(r.budget.drain_ms).c_str());
+    }
     std::fprintf(out, "  guest RAM      %s sent of %s, %llu dirty-sync rounds\n",
                  format_bytes(double(q.ram_transferred)).c_str(), format_bytes(double(q.ram_total)).c_str(),
                  static_cast<unsigned long long>(q.dirty_sync_count));

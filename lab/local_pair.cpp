@@ -13,6 +13,7 @@
 #include "common/units.hpp"
 #include "security/policy.hpp"
 #include "guest/guest_check.hpp"
+#include "qemu-plugin/blackout.hpp"
 #include "qemu-plugin/qemu_info.hpp"
 
 namespace rmig::lab {
@@ -72,6 +73,7 @@ RunResult LocalPair::wait_source(int timeout_s) {
     for (;;) {
         auto st = qemu::parse_migration_stats(src_->qmp().execute("query-migrate"));
         if (st.status == "completed" || st.status == "failed" || st.status == "cancelled") {
+            st = qemu::completed_figures(src_->qmp(), st);
             r.ok = st.status == "completed";
             r.error = st.error_desc;
             r.total_ms = double(st.total_time_ms);
@@ -89,8 +91,35 @@ RunResult LocalPair::wait_source(int timeout_s) {
     }
 }
 
+// Events seen so far belong to earlier runs.
+void LocalPair::forget_events() {
+    src_->qmp().take_events();
+    dst_->qmp().take_events();
+}
+
+void LocalPair::measure_blackout(RunResult& r) {
+    // A query first: it reads whatever each QEMU sent meanwhile into the queue.
+    src_->qmp().execute("query-status");
+    dst_->qmp().execute("query-status");
+    int64_t stop = 0, loaded = 0, resumed = 0;
+    for (auto& ev : src_->qmp().take_events())
+        if (ev.value("event", "") == "STOP" && !stop) stop = qemu::event_time_us(ev);
+    for (auto& ev : dst_->qmp().take_events()) {
+        std::string name = ev.value("event", "");
+        if (name == "MIGRATION" && ev.value("data", json::object()).value("status", "") == "completed" && !loaded)
+            loaded = qemu::event_time_us(ev);
+        if (name == "RESUME" && !resumed) resumed = qemu::event_time_us(ev);
+    }
+    // One host, one clock: no offset to estimate.
+    qemu::ClockOffset same{.known = true, .offset_us = 0, .uncertainty_ms = 0};
+    auto b = qemu::measure_blackout(stop, loaded, resumed, same);
+    r.blackout_ms = b.ms;
+    r.stop_to_loaded_ms = b.stop_to_loaded_ms;
+}
+
 RunResult LocalPair::migrate_direct(const qemu::MigrationSettings& s, int timeout_s) {
     auto t0 = Clock::now();
+    forget_events();
     qemu::apply_settings(dst_->qmp(), s, qemu::Side::destination);
     qemu::apply_settings(src_->qmp(), s, qemu::Side::source);
     std::string sock = cat(dir_, "/direct-", generation_, ".sock");
@@ -101,12 +130,14 @@ RunResult LocalPair::migrate_direct(const qemu::MigrationSettings& s, int timeou
     for (int i = 0; i < 200 && r.ok && dst_->state() == "inmigrate"; ++i)
         std::this_thread::sleep_for(milliseconds(20));
     r.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    if (r.ok) measure_blackout(r);
     return r;
 }
 
 RunResult LocalPair::migrate_rmig(const RmigRun& run) {
     RunResult r;
     auto t0 = Clock::now();
+    forget_events();
     std::string tag = cat(generation_);
     std::string addr_file = cat(dir_, "/receive-", tag, ".addr");
     std::string recv_json = cat(dir_, "/receive-", tag, ".json");
@@ -137,8 +168,9 @@ RunResult LocalPair::migrate_rmig(const RmigRun& run) {
         "--multifd", cat(run.settings.multifd_channels),
         "--max-bandwidth", cat(run.settings.max_bandwidth),
         "--downtime-limit", cat(run.settings.downtime_limit_ms),
-        "--no-resume", "--timeout", cat(run.timeout_s), "--json", mig_json,
+        "--timeout", cat(run.timeout_s), "--json", mig_json,
         "--progress", run.show_progress ? "auto" : "line"};
+    if (!run.resume) argv.push_back("--no-resume");
     argv.insert(argv.end(), sec.begin(), sec.end());
     argv.insert(argv.end(), run.extra_args.begin(), run.extra_args.end());
     Process::Options out;
@@ -170,8 +202,11 @@ RunResult LocalPair::migrate_rmig(const RmigRun& run) {
         r.ram_bytes = q.value("ram_transferred_bytes", uint64_t{0});
         r.rounds = q.value("dirty_sync_count", uint64_t{0});
         if (r.error.empty()) r.error = r.report.value("error", "");
+        const json& b = r.report["blackout"];
+        if (b.is_object() && b["ms"].is_number()) r.rmig_blackout_ms = b["ms"].get<double>();
     }
     r.ok = r.exit_code == 0;
+    if (r.ok) measure_blackout(r);
     return r;
 }
 

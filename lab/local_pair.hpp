@@ -22,7 +22,14 @@ struct RunResult {
     int receive_exit_code = -1;
     std::string error;
     double total_ms = 0;        // QEMU's total-time
-    double downtime_ms = 0;     // QEMU's downtime
+    double downtime_ms = 0;     // QEMU's downtime (source side, until its last byte is written)
+    // Measured by the lab from its own monitors' QMP event timestamps, for
+    // direct and rmig runs alike: source STOP -> destination RESUME (when the
+    // destination was resumed), and source STOP -> destination loaded (its
+    // MIGRATION "completed" event: where QEMU would resume with autostart).
+    std::optional<double> blackout_ms;
+    std::optional<double> stop_to_loaded_ms;
+    std::optional<double> rmig_blackout_ms;  // what rmig migrate itself reported
     double wall_ms = 0;
     uint64_t ram_bytes = 0;
     uint64_t rounds = 0;
@@ -36,6 +43,9 @@ struct RmigRun {
     // Fault injection: SIGKILL `rmig receive` once this many RAM bytes have moved.
     std::optional<uint64_t> kill_receiver_after;
     int timeout_s = 120;
+    // rmig resumes the destination guest (no --no-resume); verify() then
+    // cannot compare memories (the guest runs on).
+    bool resume = false;
     // Where `rmig receive` listens; "rdma:ADDR:0" carries the migration over RDMA.
     std::string listen_uri = "tcp:127.0.0.1:0";
     // Both rmig processes run with --insecure-plaintext instead of the pair's
@@ -80,6 +90,8 @@ public:
 
 private:
     RunResult wait_source(int timeout_s);
+    void forget_events();
+    void measure_blackout(RunResult& r);
 
     std::string dir_;
     bool keep_ = false;

@@ -7,7 +7,8 @@
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "common/temp_dir.hpp"
-#include "transport/control_channel.hpp"
+#include "qemu-plugin/control_link.hpp"
+#include "qemu-plugin/downtime_budget.hpp"
 #include "qemu-plugin/source_relay.hpp"
 #include "qemu-plugin/stall_guard.hpp"
 #include "security/secure_transport.hpp"
@@ -48,6 +49,15 @@ json SourceReport::to_json() const {
               {"dirty_sync_count", final_stats.dirty_sync_count},
               {"mbps", final_stats.mbps},
               {"error", final_stats.error_desc}}},
+            {"blackout", blackout.to_json()},
+            {"downtime_budget",
+             {{"limit_ms", settings.downtime_limit_ms},
+              {"qemu_limit_ms", budget.qemu_limit_ms},
+              {"drain_ms", budget.drain_ms},
+              {"resume_ms", budget.resume_ms},
+              {"floored", budget.floored},
+              {"in_flight_bytes", in_flight_bytes},
+              {"drain_rate_bytes_per_s", drain_rate}}},
             {"channels", ch},
             {"wall_s", wall_s},
             {"link_rtt_ms", link_rtt_ms},
@@ -74,6 +84,14 @@ bool terminal(const std::string& status) {
     return status == "completed" || status == "failed" || status == "cancelled";
 }
 
+// What the destination answered to a ping, for the clock offset.
+constexpr int kClockPings = 5;
+
+// The allowance, beyond the round trip, for the destination to see its QEMU
+// loaded and resume it (QMP events, one 'cont'): measured at 1-3 ms on one
+// host (docs/blackout.md).
+constexpr double kResumeAllowanceMs = 5.0;
+
 class SourceRun {
 public:
     SourceRun(const SourceOptions& o, const std::function<void(const Progress&)>& p)
@@ -86,14 +104,16 @@ public:
         } catch (const std::exception& e) {
             if (report_.error.empty()) report_.error = e.what();
             if (report_.outcome == Outcome::completed) report_.outcome = Outcome::failed;
+            if (auto reason = link_ ? link_->peer_abort() : std::nullopt) {
+                dest_aborted_ = true;
+                if (report_.error.find(*reason) == std::string::npos)
+                    report_.error += cat("; the destination reports: ", *reason);
+            }
             if (migration_started_)
                 make_source_safe();
             else
                 note_source_state();
-            if (control_) {
-                tell_destination_abort();
-                learn_destination_reason();
-            }
+            if (link_) link_->send_abort(report_.error);
         }
         report_.wall_s = std::chrono::duration<double>(Clock::now() - start_).count();
         return report_;
@@ -104,9 +124,7 @@ private:
         qmp_ = connect_qmp(opts_.qmp_path, "source");
         QemuInfo src = probe(*qmp_);
         connect_destination();
-        auto t0 = Clock::now();
-        ask({{"op", "ping"}});
-        report_.link_rtt_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        sync_clocks();
         QemuInfo dst = info_from_json(ask({{"op", "probe"}}).at("info"));
         report_.checks = check_pair(src, dst);
         auto status = parse_migration_stats(qmp_->execute("query-migrate")).status;
@@ -123,7 +141,11 @@ private:
         MigrationSettings dst_settings = settings_from_json(prepared.at("settings"));
         report_.checks.push_back(check_settings(report_.settings, dst_settings));
         if (!all_ok(report_.checks)) refuse();
+        // QEMU's downtime-limit now tracks what rmig's drain leaves of the
+        // user's limit; the report keeps the user's.
+        report_.budget.qemu_limit_ms = report_.settings.downtime_limit_ms;
         was_running_ = src.run_state == "running";
+        qmp_->take_events();  // only this migration's STOP counts
 
         TempDir dir("rmig-relay", opts_.relay_dir);
         RelayConfig rc;
@@ -134,6 +156,9 @@ private:
         rc.transport = opts_.transport;
         rc.security = opts_.security;
         SourceRelay relay(dir.path() + "/source.sock", rc);
+        // The destination's abort breaks the relay at once, even while a
+        // data channel is blocked and QEMU holds its lock.
+        ActiveRelay active(*this, relay);
         relay.start();
         migration_started_ = true;
         start_qemu_migration("unix:" + relay.socket_path());
@@ -146,14 +171,23 @@ private:
                     report_.final_stats.error_desc.empty() ? "" : ": " + report_.final_stats.error_desc));
             throw Error(report_.error);
         }
-        // QEMU has sent everything; let the relay drain so the destination has it all.
-        if (!relay.bridges().wait_finished(relay.expected(), milliseconds(15000)))
-            log::warn("relay did not drain within 15 s after QEMU completed: ",
-                      relay.bridges().error().value_or("channels still open"));
-        report_.channels = relay.bridges().stats();
+        // QEMU has written everything. 'finish' goes out at once: the
+        // destination waits for the last bytes and its QEMU itself, so the
+        // guest resumes as soon as it is loaded, not a round trip later.
         finish_sent_ = true;
-        report_.destination =
-            ask({{"op", "finish"}, {"resume", opts_.resume_destination}});
+        try {
+            report_.destination = ask({{"op", "finish"}, {"resume", opts_.resume_destination}});
+        } catch (const DestinationRefused&) {
+            dest_aborted_ = true;  // an answer: the destination runs nothing
+            throw;
+        }
+        if (!relay.bridges().wait_finished(relay.expected(), milliseconds(2000)))
+            log::warn("relay channels still open after the destination confirmed: ",
+                      relay.bridges().error().value_or("closing"));
+        report_.channels = relay.bridges().stats();
+        report_.final_stats = completed_figures(*qmp_, report_.final_stats);
+        report_.blackout = measure_blackout(source_stop_us_, report_.destination.value("loaded_us", int64_t{0}),
+                                            report_.destination.value("resumed_us", int64_t{0}), clock_);
         report_.source_state = qmp_->execute("query-status").value("status", "");
         report_.outcome = Outcome::completed;
     }
@@ -166,7 +200,26 @@ private:
         hello.kind = wire::ChannelKind::control;
         hello.session = session_;
         hello.channel_count = opts_.settings.connections();
-        control_ = security::connect(opts_.dest_uri, hello, opts_.transport, opts_.security);
+        link_ = std::make_unique<ControlLink>(
+            security::connect(opts_.dest_uri, hello, opts_.transport, opts_.security), opts_.stall_timeout);
+    }
+
+    // A few pings: the round trip, and the destination's clock against ours
+    // (for the blackout, which spans both hosts' QMP timestamps).
+    void sync_clocks() {
+        std::vector<ClockSample> samples;
+        double best_rtt = 0;
+        for (int i = 0; i < kClockPings; ++i) {
+            auto t0 = Clock::now();
+            int64_t sent = wall_clock_us();
+            json reply = ask({{"op", "ping"}});
+            samples.push_back({sent, reply.value("clock_us", int64_t{0}), wall_clock_us()});
+            double rtt = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+            if (i == 0 || rtt < best_rtt) best_rtt = rtt;
+        }
+        report_.link_rtt_ms = best_rtt;
+        clock_ = estimate_offset(samples);
+        if (!clock_.known) log::warn("the destination does not report its clock: no blackout figure");
     }
 
     // QEMU 7.2 unregisters a failed migration's yank instance only when its
@@ -196,40 +249,46 @@ private:
         qmp_->execute("migrate", {{"uri", uri}});
     }
 
-    // One control request, bounded: a destination that sends nothing for the
-    // stall timeout is cut off. While it works on a long request (finish) it
-    // sends {"op":"working"} now and then, which keeps the request alive.
-    json ask(const json& msg) {
-        std::atomic<uint64_t> heard{0};
-        StallGuard guard(opts_.stall_timeout, [&heard] { return heard.load(); },
-                         [this] { control_->shutdown(); });
-        std::string op = msg.value("op", "?");
-        try {
-            send_message(*control_, msg);
-            for (;;) {
-                json reply = recv_message(*control_);
-                ++heard;
-                if (reply.value("op", "") == "working") continue;
-                if (!reply.value("ok", false))
-                    throw Error(cat("destination refused '", op, "': ",
-                                    reply.value("error", std::string("no reason given"))));
-                return reply;
-            }
-        } catch (const std::exception& e) {
-            // recv_message() names an abort frame "peer aborted": the
-            // destination itself gave up, so it did not resume the guest.
-            if (std::string(e.what()).find("peer aborted") != std::string::npos) dest_aborted_ = true;
-            if (!guard.fired()) throw;
-            throw Error(cat("the destination did not answer '", op, "' within ",
-                            std::chrono::duration<double>(opts_.stall_timeout).count(),
-                            " s: the link is stalled (see --stall-timeout)"));
-        }
-    }
+    json ask(const json& msg) { return link_->ask(msg); }
 
     [[noreturn]] void refuse() {
         report_.outcome = Outcome::refused;
         report_.error = "pre-migration checks failed: " + failures(report_.checks);
         throw Error(report_.error);
+    }
+
+    // The source guest stops when switchover begins: QEMU's STOP event.
+    void note_events(const std::vector<json>& events) {
+        for (const auto& ev : events)
+            if (ev.value("event", "") == "STOP" && source_stop_us_ == 0) source_stop_us_ = event_time_us(ev);
+    }
+
+    // Keeps QEMU's downtime-limit at what rmig's drain leaves of the user's
+    // limit (downtime_budget.hpp). In flight: what the relay has sent and the
+    // destination has not yet written into its QEMU.
+    void steer_downtime(const SourceRelay& relay) {
+        auto d = link_->delivered();
+        if (d.at == Clock::time_point{}) return;  // no delivery report yet
+        uint64_t sent = relay_bytes(relay.bridges());
+        drain_meter_.add(std::chrono::duration<double>(d.at - start_).count(), d.bytes);
+        double rate = drain_meter_.rate();
+        uint64_t in_flight = sent > d.bytes ? sent - d.bytes : 0;
+        DowntimeBudget b = plan_downtime(report_.settings.downtime_limit_ms, in_flight, rate,
+                                         report_.link_rtt_ms + kResumeAllowanceMs);
+        report_.in_flight_bytes = in_flight;
+        report_.drain_rate = rate;
+        uint64_t current = report_.budget.qemu_limit_ms;
+        report_.budget = b;
+        report_.budget.qemu_limit_ms = current;
+        // Only real changes go to QEMU (each one is a QMP round trip).
+        uint64_t diff = b.qemu_limit_ms > current ? b.qemu_limit_ms - current : current - b.qemu_limit_ms;
+        if (diff < std::max<uint64_t>(2, current / 20)) return;
+        try {
+            qmp_->execute("migrate-set-parameters", {{"downtime-limit", b.qemu_limit_ms}});
+            report_.budget.qemu_limit_ms = b.qemu_limit_ms;
+        } catch (const QmpError& e) {
+            log::warn("could not lower QEMU's downtime-limit: ", e.what());
+        }
     }
 
     void follow(SourceRelay& relay) {
@@ -257,6 +316,7 @@ private:
         bool cancelled = false;
         for (;;) {
             MigrationStats st = report_.final_stats;
+            bool answered = true;
             try {
                 st = parse_migration_stats(qmp_->execute("query-migrate"));
             } catch (const LinkError& e) {
@@ -264,7 +324,9 @@ private:
                 // watchdog and the deadline below still apply.
                 if (std::string(e.what()).find("no reply") == std::string::npos) throw;
                 log::warn("source QEMU is not answering QMP: ", e.what());
+                answered = false;
             }
+            note_events(qmp_->take_events());
             report_.final_stats = st;
             Progress p;
             p.qemu = st;
@@ -274,6 +336,7 @@ private:
             p.elapsed_s = std::chrono::duration<double>(Clock::now() - start_).count();
             if (on_progress_) on_progress_(p);
             if (terminal(st.status)) break;
+            if (answered && st.status == "active") steer_downtime(relay);
             auto now = Clock::now();
             if (relay.bridges().error() && relay_failed_at == Clock::time_point::max())
                 relay_failed_at = now;
@@ -294,10 +357,16 @@ private:
                 wait_terminal();
                 break;
             }
-            std::this_thread::sleep_for(opts_.poll_interval);
+            // Wakes at once on QEMU's MIGRATION event (completed, failed), so
+            // 'finish' leaves without waiting for the next poll.
+            if (auto ev = qmp_->wait_event("MIGRATION", opts_.poll_interval)) note_events({*ev});
         }
+        note_events(qmp_->take_events());
         std::lock_guard lock(stall_mutex);
-        if (!stall_error.empty() && report_.final_stats.status != "completed") {
+        if (auto reason = link_->peer_abort(); reason && report_.final_stats.status != "completed") {
+            dest_aborted_ = true;
+            report_.error = cat("the destination aborted: ", *reason);
+        } else if (!stall_error.empty() && report_.final_stats.status != "completed") {
             report_.error = stall_error;
         } else if (cancelled && report_.error.empty()) {
             report_.error = relay.bridges().error().value_or("cancelled");
@@ -330,6 +399,8 @@ private:
             // QEMU completed and 'finish' (with resume) went out, but its answer
             // was lost: the destination may be running the guest now. Resuming
             // the source too would run it twice; leave that to the operator.
+            // A refusal or an abort from the destination is an answer: it runs
+            // nothing, and the source is resumed.
             if (was_running_ && state != "running" && finish_sent_ && opts_.resume_destination &&
                 !dest_aborted_ && report_.final_stats.status == "completed") {
                 report_.source_state = state;
@@ -361,22 +432,6 @@ private:
         }
     }
 
-    // The destination may have failed first (a corrupted frame, its QEMU gone)
-    // and sent its reason on the control channel; we only saw our link break.
-    // Read it, briefly: a destination that says nothing is cut off.
-    void learn_destination_reason() {
-        if (migration_started_ == false && report_.outcome == Outcome::refused) return;
-        StallGuard guard(milliseconds(1500), [] { return uint64_t{0}; }, [this] { control_->shutdown(); });
-        try {
-            for (int i = 0; i < 16; ++i) recv_message(*control_);  // skip late replies
-        } catch (const std::exception& e) {
-            std::string what = e.what();
-            auto at = what.find("peer aborted: ");
-            if (at != std::string::npos && what.find(report_.error) == std::string::npos)
-                report_.error += cat("; the destination reports: ", what.substr(at + 14));
-        }
-    }
-
     // Nothing was started on the source QEMU: say what state it is in.
     void note_source_state() {
         try {
@@ -386,25 +441,44 @@ private:
         }
     }
 
-    void tell_destination_abort() {
-        try {
-            std::string why = report_.error;
-            control_->send(wire::FrameType::abort, std::as_bytes(std::span(why.data(), why.size())));
-        } catch (const std::exception&) {
-            // The destination is already gone; it aborts on its own.
+    // The relay the destination's abort must break, while there is one.
+    class ActiveRelay {
+    public:
+        ActiveRelay(SourceRun& run, SourceRelay& relay) : run_(run) {
+            {
+                std::lock_guard lock(run_.relay_mutex_);
+                run_.relay_ = &relay;
+            }
+            run_.link_->on_abort([&run](const std::string& why) {
+                std::lock_guard lock(run.relay_mutex_);
+                if (run.relay_) run.relay_->abort(cat("the destination aborted: ", why));
+            });
         }
-    }
+        ~ActiveRelay() {
+            std::lock_guard lock(run_.relay_mutex_);
+            run_.relay_ = nullptr;
+        }
+
+    private:
+        SourceRun& run_;
+    };
 
     const SourceOptions& opts_;
     const std::function<void(const Progress&)>& on_progress_;
     SourceReport report_;
     Clock::time_point start_;
     std::unique_ptr<QmpClient> qmp_;
-    std::unique_ptr<transport::Channel> control_;
+    std::mutex relay_mutex_;
+    SourceRelay* relay_ = nullptr;  // guarded by relay_mutex_
+    // After relay_mutex_: its reader thread (which may lock it) ends first.
+    std::unique_ptr<ControlLink> link_;
     wire::SessionId session_{};
+    ClockOffset clock_;
+    int64_t source_stop_us_ = 0;
+    RateMeter drain_meter_;
     bool migration_started_ = false;
     bool finish_sent_ = false;
-    bool dest_aborted_ = false;  // the destination said it failed (so it runs nothing)
+    bool dest_aborted_ = false;  // the destination said it failed or refused (so it runs nothing)
     bool was_running_ = false;
 };
 

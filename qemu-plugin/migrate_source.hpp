@@ -12,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "qemu-plugin/blackout.hpp"
+#include "qemu-plugin/downtime_budget.hpp"
 #include "qemu-plugin/migration_settings.hpp"
 #include "qemu-plugin/prechecks.hpp"
 #include "qemu-plugin/qemu_info.hpp"
@@ -63,8 +65,12 @@ struct SourceReport {
     std::string error;
     std::string session;
     std::vector<Check> checks;
-    MigrationSettings settings;
+    MigrationSettings settings;  // as asked; QEMU's own downtime-limit is budget.qemu_limit_ms
     MigrationStats final_stats;
+    Blackout blackout;           // the guest's real stop, STOP -> RESUME
+    DowntimeBudget budget;       // the last plan for QEMU's share of the downtime limit
+    uint64_t in_flight_bytes = 0;  // sent but not yet in the destination QEMU, last seen
+    double drain_rate = 0;         // bytes/s the destination took in, last measured
     std::vector<ChannelStats> channels;
     double wall_s = 0;
     double link_rtt_ms = 0;

@@ -23,9 +23,11 @@ MigrationSettings settings_from_json(const json& j) {
 }
 
 void apply_settings(QmpClient& qmp, const MigrationSettings& s, Side side) {
+    // "events": QEMU announces each state change (MIGRATION), so rmig wakes
+    // on completion instead of polling, and reads its timestamp (blackout).
     qmp.execute("migrate-set-capabilities",
-                {{"capabilities",
-                  json::array({{{"capability", "multifd"}, {"state", s.multifd_channels > 0}}})}});
+                {{"capabilities", json::array({{{"capability", "multifd"}, {"state", s.multifd_channels > 0}},
+                                               {{"capability", "events"}, {"state", true}}})}});
     json params = json::object();
     if (s.multifd_channels > 0) params["multifd-channels"] = s.multifd_channels;
     if (side == Side::source) {

@@ -1,5 +1,7 @@
 #include "qemu-plugin/qemu_info.hpp"
 
+#include <thread>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -225,6 +227,15 @@ MigrationStats parse_migration_stats(const json& qm) {
         s.page_size = opt_u64(*ram, "page-size");
     }
     return s;
+}
+
+MigrationStats completed_figures(QmpClient& qmp, MigrationStats stats, std::chrono::milliseconds patience) {
+    auto until = std::chrono::steady_clock::now() + patience;
+    while (stats.status == "completed" && stats.total_time_ms == 0 && std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        stats = parse_migration_stats(qmp.execute("query-migrate"));
+    }
+    return stats;
 }
 
 }  // namespace rmig::qemu

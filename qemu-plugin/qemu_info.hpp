@@ -3,6 +3,7 @@
 // mismatch is caught before any page is sent), and query-migrate statistics.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -70,5 +71,9 @@ struct MigrationStats {
 // Takes the value returned by execute("query-migrate"). Throws ProtocolError
 // if a present field has the wrong type.
 MigrationStats parse_migration_stats(const nlohmann::json& query_migrate);
+// QEMU 7.2 says "completed" a moment before it has computed total-time and
+// downtime (0 until then): re-asks, for at most `patience`, until they are in.
+MigrationStats completed_figures(QmpClient& qmp, MigrationStats stats,
+                                 std::chrono::milliseconds patience = std::chrono::milliseconds(1000));
 
 }  // namespace rmig::qemu

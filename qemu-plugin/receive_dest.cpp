@@ -9,6 +9,7 @@
 #include "common/log.hpp"
 #include "common/temp_dir.hpp"
 #include "transport/control_channel.hpp"
+#include "qemu-plugin/blackout.hpp"
 #include "qemu-plugin/dest_relay.hpp"
 #include "qemu-plugin/migration_settings.hpp"
 #include "qemu-plugin/qemu_info.hpp"
@@ -31,6 +32,8 @@ namespace {
 
 // QMP calls after a failure: QEMU may be gone or stuck, and we must not hang on it.
 constexpr milliseconds kAfterFailure{2000};
+// How often the destination tells the source what it has delivered to QEMU.
+constexpr milliseconds kDeliveryReport{50};
 
 class DestSession {
 public:
@@ -91,13 +94,30 @@ private:
     // When our side of the relay fails (a corrupted frame, QEMU gone), tell
     // the source why on the control channel -- it only sees its link break --
     // and end the session.
+    // It also reports, every kDeliveryReport, how many bytes went into our
+    // QEMU: the source steers QEMU's downtime budget by what is in flight.
     void watch_relay() {
+        uint64_t reported = 0;
         while (!stop_ && !finished_) {
-            std::this_thread::sleep_for(milliseconds(50));
+            std::this_thread::sleep_for(kDeliveryReport);
             std::optional<std::string> err;
+            uint64_t delivered = 0;
+            bool have_relay = false;
             {
                 std::lock_guard lock(relay_mutex_);
-                if (relay_) err = relay_->bridges().error();
+                if (relay_) {
+                    have_relay = true;
+                    err = relay_->bridges().error();
+                    for (auto& c : relay_->bridges().stats()) delivered += c.from_link;
+                }
+            }
+            if (!err && have_relay && delivered != reported && !finished_) {
+                reported = delivered;
+                try {
+                    reply({{"op", "delivered"}, {"bytes", delivered}});
+                } catch (const std::exception&) {
+                    // serve() sees the broken control channel and ends the session.
+                }
             }
             if (!err || finished_) continue;
             told_source_ = true;
@@ -236,7 +256,7 @@ private:
             json result;
             try {
                 if (op == "ping")
-                    result = json::object();
+                    result = {{"clock_us", wall_clock_us()}};
                 else if (op == "probe")
                     result = {{"info", to_json(probe(*qmp_))}};
                 else if (op == "prepare")
@@ -288,37 +308,69 @@ private:
         return {{"settings", to_json(read_settings(*qmp_))}};
     }
 
+    uint64_t delivered() {
+        uint64_t n = 0;
+        for (auto& c : relay_->bridges().stats()) n += c.from_link;
+        return n;
+    }
+
+    // The source's QEMU has written everything. Wait for the last bytes and
+    // for our QEMU to load them -- woken by its MIGRATION event, not a poll --
+    // then resume it at once. A refusal comes as soon as loading cannot end:
+    // the relay failed, QEMU failed, or no byte arrived for the stall timeout.
     json finish(const json& msg) {
         bool resume = msg.value("resume", true);
-        bool drained = false;
-        for (auto until = Clock::now() + milliseconds(15000); !drained && Clock::now() < until;) {
-            drained = relay_->bridges().wait_finished(relay_->expected(), milliseconds(200));
-            if (!drained && relay_->bridges().error()) break;
-            working();
-        }
-        if (!drained)
-            log::warn("channels still open after the source finished: ",
-                      relay_->bridges().error().value_or("waiting for QEMU to close them"));
-        // QEMU leaves "inmigrate" only when it has loaded the whole stream.
-        std::string state;
-        for (int i = 0; i < 300; ++i) {
+        std::string state, incoming;
+        int64_t loaded_us = 0;
+        auto note = [&](const std::optional<json>& ev) {
+            if (ev && ev->value("event", "") == "MIGRATION" &&
+                ev->value("data", json::object()).value("status", "") == "completed" && !loaded_us)
+                loaded_us = event_time_us(*ev);
+        };
+        uint64_t last = delivered();
+        auto moved_at = Clock::now();
+        std::string why_not;
+        for (;;) {
             state = qmp_->execute("query-status").value("status", "");
             if (state != "inmigrate") break;
-            std::this_thread::sleep_for(milliseconds(100));
+            if (auto err = relay_->bridges().error()) {
+                why_not = *err;
+                break;
+            }
+            incoming = parse_migration_stats(qmp_->execute("query-migrate")).status;
+            if (incoming == "failed") break;
+            uint64_t now_delivered = delivered();
+            if (now_delivered != last) {
+                last = now_delivered;
+                moved_at = Clock::now();
+            } else if (Clock::now() - moved_at >= opts_.stall_timeout) {
+                why_not = cat("no byte arrived for ", std::chrono::duration<double>(opts_.stall_timeout).count(),
+                              " s (see --stall-timeout)");
+                break;
+            }
+            left();  // the session's own deadline
+            note(qmp_->wait_event("MIGRATION", milliseconds(10)));
             working();
         }
-        std::string incoming = parse_migration_stats(qmp_->execute("query-migrate")).status;
+        for (auto& ev : qmp_->take_events()) note(ev);
+        incoming = parse_migration_stats(qmp_->execute("query-migrate")).status;
         if (state == "inmigrate" || incoming == "failed")
             throw Error(cat("destination QEMU did not finish loading the guest (state '", state,
-                            "', incoming migration '", incoming, "')"));
+                            "', incoming migration '", incoming, "')", why_not.empty() ? "" : ": " + why_not));
         bool resumed = false;
+        int64_t resumed_us = 0;
         if (resume && state != "running") {
             qmp_->execute("cont");
             resumed = true;
+            if (auto ev = qmp_->wait_event("RESUME", milliseconds(2000))) resumed_us = event_time_us(*ev);
             state = qmp_->execute("query-status").value("status", "");
         }
+        // The relay's last acknowledgements; the guest runs already.
+        if (!relay_->bridges().wait_finished(relay_->expected(), milliseconds(2000)))
+            log::warn("channels still open after the guest was loaded: ",
+                      relay_->bridges().error().value_or("waiting for QEMU to close them"));
         return {{"state", state}, {"incoming", incoming}, {"resumed", resumed},
-                {"channels", relay_->bridges().size()}};
+                {"channels", relay_->bridges().size()}, {"loaded_us", loaded_us}, {"resumed_us", resumed_us}};
     }
 
     const DestOptions& opts_;

@@ -1,0 +1,58 @@
+#include "qemu-plugin/blackout.hpp"
+
+#include <chrono>
+#include <limits>
+
+namespace rmig::qemu {
+
+int64_t wall_clock_us() {
+    using namespace std::chrono;
+    return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+int64_t event_time_us(const nlohmann::json& event) {
+    auto it = event.find("timestamp");
+    if (it == event.end() || !it->is_object()) return 0;
+    int64_t s = it->value("seconds", int64_t{0}), us = it->value("microseconds", int64_t{0});
+    // QEMU stamps events it could not time with -1.
+    if (s <= 0 || us < 0) return 0;
+    return s * 1'000'000 + us;
+}
+
+ClockOffset estimate_offset(std::span<const ClockSample> samples) {
+    ClockOffset best;
+    int64_t best_rtt = std::numeric_limits<int64_t>::max();
+    for (const auto& s : samples) {
+        int64_t rtt = s.received_us - s.sent_us;
+        if (rtt < 0 || s.peer_us == 0 || rtt >= best_rtt) continue;
+        best_rtt = rtt;
+        best.known = true;
+        best.offset_us = s.peer_us - (s.sent_us + rtt / 2);
+        best.uncertainty_ms = double(rtt) / 2000.0;
+    }
+    return best;
+}
+
+Blackout measure_blackout(int64_t source_stop_us, int64_t dest_loaded_us, int64_t dest_resume_us,
+                          const ClockOffset& offset) {
+    Blackout b;
+    if (source_stop_us == 0 || !offset.known) return b;
+    b.uncertainty_ms = offset.uncertainty_ms;
+    auto since_stop = [&](int64_t dest_us) -> std::optional<double> {
+        if (dest_us == 0) return std::nullopt;
+        return double(dest_us - offset.offset_us - source_stop_us) / 1000.0;
+    };
+    b.ms = since_stop(dest_resume_us);
+    b.stop_to_loaded_ms = since_stop(dest_loaded_us);
+    return b;
+}
+
+nlohmann::json Blackout::to_json() const {
+    auto opt = [](const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); };
+    return {{"ms", opt(ms)},
+            {"stop_to_loaded_ms", opt(stop_to_loaded_ms)},
+            {"uncertainty_ms", uncertainty_ms},
+            {"measured", "source QMP STOP -> destination QMP RESUME, event timestamps"}};
+}
+
+}  // namespace rmig::qemu

@@ -1,0 +1,93 @@
+// The source's control link over a real tcp channel pair: answers, notes and
+// delivery reports from the destination, a refusal, an abort while nothing is
+// asked, and a silent destination.
+#include "qemu-plugin/control_link.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include "tests/support/channel_pair.hpp"
+#include "transport/control_channel.hpp"
+
+using namespace rmig;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+struct Link {
+    test::ChannelPair pair;
+    transport::Channel& dest;
+    qemu::ControlLink link;
+    explicit Link(std::chrono::milliseconds stall = 2000ms)
+        : dest(*pair.dst), link(std::move(pair.src), stall) {}
+};
+
+}  // namespace
+
+TEST(ControlLink, AnswersNotesAndDeliveryReports) {
+    Link l;
+    auto dest = std::async(std::launch::async, [&] {
+        json req = transport::recv_message(l.dest);
+        EXPECT_EQ(req.value("op", ""), "finish");
+        transport::send_message(l.dest, {{"op", "delivered"}, {"bytes", 4096}});
+        transport::send_message(l.dest, {{"op", "working"}});
+        transport::send_message(l.dest, {{"ok", true}, {"state", "running"}});
+    });
+    json reply = l.link.ask({{"op", "finish"}});
+    dest.get();
+    EXPECT_EQ(reply.value("state", ""), "running");
+    EXPECT_EQ(l.link.delivered().bytes, 4096u);
+    EXPECT_FALSE(l.link.peer_abort());
+}
+
+TEST(ControlLink, ARefusalIsAnAnswerNotALostLink) {
+    Link l;
+    auto dest = std::async(std::launch::async, [&] {
+        transport::recv_message(l.dest);
+        transport::send_message(l.dest, {{"ok", false}, {"error", "destination QEMU did not finish loading"}});
+    });
+    try {
+        l.link.ask({{"op", "finish"}});
+        FAIL() << "a refusal must throw";
+    } catch (const qemu::DestinationRefused& e) {
+        EXPECT_NE(std::string(e.what()).find("did not finish loading"), std::string::npos) << e.what();
+    }
+    dest.get();
+}
+
+TEST(ControlLink, AnAbortIsSeenAtOnceWithoutARequest) {
+    Link l;
+    std::promise<std::string> seen;
+    l.link.on_abort([&](const std::string& why) { seen.set_value(why); });
+    std::string why = "writing into QEMU's stream: Broken pipe";
+    l.dest.send(wire::FrameType::abort, std::as_bytes(std::span(why.data(), why.size())));
+    auto f = seen.get_future();
+    ASSERT_EQ(f.wait_for(2s), std::future_status::ready) << "the abort was not noticed";
+    EXPECT_EQ(f.get(), why);
+    EXPECT_EQ(l.link.peer_abort().value_or(""), why);
+    // A request after it fails at once, naming the destination's reason.
+    try {
+        l.link.ask({{"op", "finish"}});
+        FAIL() << "ask after an abort must throw";
+    } catch (const std::exception& e) {
+        EXPECT_NE(std::string(e.what()).find("Broken pipe"), std::string::npos) << e.what();
+    }
+}
+
+TEST(ControlLink, ASilentDestinationIsCutOffAfterTheStallTimeout) {
+    Link l(300ms);
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+        l.link.ask({{"op", "probe"}});
+        FAIL() << "no answer must throw";
+    } catch (const std::exception& e) {
+        EXPECT_NE(std::string(e.what()).find("did not answer 'probe'"), std::string::npos) << e.what();
+    }
+    auto waited = std::chrono::steady_clock::now() - t0;
+    EXPECT_GE(waited, 250ms);
+    EXPECT_LT(waited, 5s);
+}
