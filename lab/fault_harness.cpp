@@ -129,6 +129,14 @@ std::vector<FaultCase> ci_cases() {
         // covers that variant.
         mk(FaultKind::kill_dest_qemu, FaultPoint::mid_round, 0, 1, 8),
         mk(FaultKind::stall, FaultPoint::after_completion, 0, 0),
+        // The data path stalls in its last megabytes after the source QEMU
+        // completed: the destination cannot load and refuses 'finish'; that
+        // refusal is an answer, so the source is resumed (exit 1), in seconds.
+        [&] {
+            auto c = mk(FaultKind::stall, FaultPoint::after_completion, 0, 1);
+            c.resume = true;
+            return c;
+        }(),
         mk(FaultKind::cut, FaultPoint::switchover, 2, 0),
         mk(FaultKind::stall, FaultPoint::switchover, 2, 2),
         [&] {
@@ -500,6 +508,14 @@ private:
                                  r_.migrate_error.find("may have resumed") != std::string::npos &&
                                  dst_state != "running";
         if (unanswered_finish) r_.notes.push_back("finish unanswered: source left paused for the operator");
+        // With the control channel untouched and the destination's rmig
+        // alive, 'finish' is always answered -- a refusal included -- so
+        // leaving the source paused (exit 4) would strand a guest nobody runs.
+        bool control_intact = !(is_link_fault(c_.kind) && c_.channel == 0) && c_.kind != FaultKind::kill_dest_rmig &&
+                              c_.kind != FaultKind::kill_source_rmig;
+        if (code == 4 && control_intact)
+            fail(cat("exit 4 (source left paused) although the destination could answer 'finish': ",
+                     r_.migrate_error));
         if (!completed && !source_killed && !unanswered_finish && code != 1 && code != 3)
             fail(cat("rmig migrate exit ", code, " (want 0, 1, or 3): ", r_.migrate_error));
         if (!completed && dst_state == "running")

@@ -63,7 +63,49 @@ TEST(MigrationE2E, ThroughRmigOneChannel) {
     EXPECT_EQ(r.receive_exit_code, 0);
     EXPECT_EQ(r.report["channels"].size(), 1u);
     EXPECT_GT(r.report["channels"][0].value("sent_bytes", 0ull), 100ull << 20);
+    // --no-resume: no blackout end yet, but the stop-to-loaded span is known,
+    // and rmig's figure is the one the lab read from its own monitors.
+    const auto& b = r.report["blackout"];
+    EXPECT_TRUE(b["ms"].is_null()) << b;
+    ASSERT_TRUE(b["stop_to_loaded_ms"].is_number() && r.stop_to_loaded_ms) << b;
+    EXPECT_NEAR(b["stop_to_loaded_ms"].get<double>(), *r.stop_to_loaded_ms, 0.5) << b;
     expect_verified(pair);
+}
+
+// rmig resumes the destination: the guest's blackout (source STOP ->
+// destination RESUME) is reported, matches what the lab reads from its own
+// QMP monitors, covers QEMU's own downtime figure, and QEMU's downtime-limit
+// is the one rmig planned (the user's limit less rmig's drain and resume).
+TEST(MigrationE2E, ThroughRmigResumedReportsTheGuestsBlackout) {
+    lab::LocalPair pair;
+    lab::RmigRun run;
+    run.settings = multifd(2);
+    run.resume = true;
+    lab::RunResult r = pair.migrate_rmig(run);
+    ASSERT_TRUE(r.ok) << "exit " << r.exit_code << ": " << r.error << " (see " << pair.dir() << ")";
+    EXPECT_EQ(pair.destination().state(), "running");
+    EXPECT_TRUE(pair.destination().keeps_running()) << "the resumed guest makes no progress";
+    EXPECT_EQ(pair.source().state(), "postmigrate");
+
+    const auto& b = r.report["blackout"];
+    ASSERT_TRUE(b["ms"].is_number() && r.blackout_ms && r.rmig_blackout_ms) << b;
+    double blackout = b["ms"].get<double>();
+    EXPECT_NEAR(blackout, *r.blackout_ms, 0.5) << "rmig's figure differs from the lab's own reading";
+    EXPECT_LT(b["uncertainty_ms"].get<double>(), 5.0) << "loopback pings are far shorter";
+    // QEMU's figure ends when the source wrote its last byte: inside the blackout.
+    double qemu_downtime = r.report["qemu"].value("downtime_ms", 0.0);
+    EXPECT_GT(qemu_downtime, 0.0);
+    EXPECT_GE(blackout + 2.0, qemu_downtime);
+    EXPECT_GE(blackout, b["stop_to_loaded_ms"].get<double>());
+
+    const auto& plan = r.report["downtime_budget"];
+    EXPECT_EQ(plan.value("limit_ms", 0u), 300u);
+    uint64_t qemu_limit = plan.value("qemu_limit_ms", uint64_t{0});
+    EXPECT_GT(qemu_limit, 0u);
+    EXPECT_LE(qemu_limit, 300u);
+    EXPECT_EQ(pair.source().qmp().execute("query-migrate-parameters").value("downtime-limit", uint64_t{0}),
+              qemu_limit)
+        << "QEMU does not have the downtime-limit rmig planned";
 }
 
 TEST(MigrationE2E, ThroughRmigMultifdFourChannels) {
