@@ -179,6 +179,7 @@ RunResult LocalPair::migrate_rmig(const RmigRun& run) {
 
     auto deadline = Clock::now() + std::chrono::seconds(run.timeout_s + 30);
     std::optional<int> code;
+    bool frozen = false;
     while (!(code = migrator.wait_for(milliseconds(20)))) {
         if (Clock::now() > deadline) {
             r.error = "rmig migrate did not exit in time";
@@ -188,6 +189,13 @@ RunResult LocalPair::migrate_rmig(const RmigRun& run) {
         if (run.kill_receiver_after && receiver.running()) {
             auto st = qemu::parse_migration_stats(src_->qmp().execute("query-migrate"));
             if (st.ram_transferred >= *run.kill_receiver_after) receiver.signal(SIGKILL);
+        }
+        if (run.freeze_destination_after && !frozen) {
+            auto st = qemu::parse_migration_stats(src_->qmp().execute("query-migrate"));
+            if (st.ram_transferred >= *run.freeze_destination_after) {
+                dst_->signal(SIGSTOP);
+                frozen = true;
+            }
         }
     }
     r.exit_code = code.value_or(-1);

@@ -42,6 +42,10 @@ struct RmigRun {
     std::vector<std::string> extra_args; // more `rmig migrate` options
     // Fault injection: SIGKILL `rmig receive` once this many RAM bytes have moved.
     std::optional<uint64_t> kill_receiver_after;
+    // SIGSTOP the destination QEMU once this many RAM bytes have moved: a
+    // destination whose monitor stops answering (as QEMU 7.2's can, wedged
+    // after a broken multifd channel).
+    std::optional<uint64_t> freeze_destination_after;
     int timeout_s = 120;
     // rmig resumes the destination guest (no --no-resume); verify() then
     // cannot compare memories (the guest runs on).

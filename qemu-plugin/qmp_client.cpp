@@ -1,5 +1,6 @@
 #include "qemu-plugin/qmp_client.hpp"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <utility>
@@ -207,6 +208,13 @@ std::unique_ptr<QmpClient> connect_qmp(const std::string& path, const std::strin
         throw Error(cat("no QMP socket at ", path, " for the ", which,
                         " QEMU: start it with -qmp unix:", path, ",server=on,wait=off"));
     return std::make_unique<QmpClient>(path, std::chrono::seconds(5));
+}
+
+int QmpClient::peer_pid() const {
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (!fd_ || ::getsockopt(fd_.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return 0;
+    return cred.pid;
 }
 
 }  // namespace rmig::qemu

@@ -82,6 +82,9 @@ public:
     const nlohmann::json& greeting() const { return greeting_; }
     const std::string& qemu_version() const { return version_; }  // "7.2.22", from the greeting
     uint64_t dropped_events() const { return dropped_events_; }
+    // The QEMU process at the other end of the socket (SO_PEERCRED), 0 if
+    // unknown: how rmig stops a QEMU whose monitor no longer answers.
+    int peer_pid() const;
 
 private:
     using Clock = std::chrono::steady_clock;

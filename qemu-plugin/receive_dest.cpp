@@ -1,6 +1,11 @@
 #include "qemu-plugin/receive_dest.hpp"
 
+#include <signal.h>
+
 #include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -176,12 +181,47 @@ private:
             // wedged: QEMU 7.2 can block its main loop forever waiting for a
             // multifd channel that broke during loading. It runs no guest
             // either way; say so rather than wait for it.
-            if (std::string(e.what()).find("no reply") != std::string::npos) {
-                report_.final_state = "unresponsive";
-                log::warn("the destination QEMU does not answer QMP (stuck in its failed incoming "
-                          "migration); it runs no guest: stop it");
+            if (std::string(e.what()).find("no reply") != std::string::npos) stop_wedged_qemu();
+        }
+    }
+
+    // QEMU 7.2's destination can block its main loop for good after a multifd
+    // channel broke during loading (QMP silent, no guest, and it can never
+    // take another migration). It never ran the guest -- rmig resumes only a
+    // loaded one -- so stopping it loses nothing: SIGTERM, then SIGKILL (a
+    // wedged main loop does not act on SIGTERM).
+    void stop_wedged_qemu() {
+        report_.final_state = "unresponsive";
+        int pid = qmp_->peer_pid();
+        if (pid <= 0) {
+            log::warn("the destination QEMU does not answer QMP (stuck in its failed incoming migration) and "
+                      "its process is unknown; it runs no guest: kill it (docs/failure-safety.md)");
+            return;
+        }
+        log::warn("the destination QEMU (pid ", pid, ") does not answer QMP: stuck in its failed incoming "
+                  "migration, it runs no guest; stopping it");
+        for (int sig : {SIGTERM, SIGKILL}) {
+            if (::kill(pid, sig) != 0 && errno != ESRCH) {
+                log::warn("cannot signal the destination QEMU (pid ", pid, "): ", std::strerror(errno),
+                          "; kill it yourself");
+                return;
+            }
+            for (int i = 0; i < 20 && !process_gone(pid); ++i) std::this_thread::sleep_for(milliseconds(100));
+            if (process_gone(pid)) {
+                report_.final_state = sig == SIGTERM ? "stopped (was unresponsive)" : "killed (was unresponsive)";
+                return;
             }
         }
+    }
+
+    // Gone, or a zombie its parent has not reaped yet (it runs nothing).
+    static bool process_gone(int pid) {
+        if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
+        std::ifstream stat(cat("/proc/", pid, "/stat"));
+        std::string line;
+        std::getline(stat, line);
+        auto paren = line.rfind(')');
+        return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z';
     }
 
     milliseconds left() const {

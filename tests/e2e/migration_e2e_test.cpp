@@ -278,6 +278,32 @@ TEST(MigrationE2E, DestinationKilledMidMigrationLeavesSourceRunningAndRetrySucce
     expect_verified(pair);
 }
 
+// The destination QEMU stops answering mid-migration (frozen here with
+// SIGSTOP; QEMU 7.2 can wedge like this after a broken multifd channel). The
+// source gives up after --stall-timeout and keeps its guest running; `rmig
+// receive` finds the destination QEMU's monitor silent and stops that QEMU,
+// which never ran the guest, instead of leaving it to hang.
+TEST(MigrationE2E, UnresponsiveDestinationQemuIsStoppedAndTheSourceKeepsRunning) {
+    lab::LocalPair pair;
+    lab::RmigRun run;
+    run.settings = multifd(2);
+    run.freeze_destination_after = 16ull << 20;
+    run.extra_args = {"--stall-timeout", "3"};
+    run.timeout_s = 60;
+    lab::RunResult r = pair.migrate_rmig(run);
+    EXPECT_EQ(r.exit_code, 1) << r.error;
+    EXPECT_EQ(r.receive_exit_code, 1);
+    EXPECT_EQ(pair.source().state(), "running");
+    EXPECT_TRUE(pair.source().keeps_running());
+    std::ifstream in(pair.dir() + "/receive-1.json");
+    auto rep = nlohmann::json::parse(in, nullptr, false);
+    ASSERT_TRUE(rep.is_object()) << "no rmig receive report in " << pair.dir();
+    EXPECT_EQ(rep.value("final_state", ""), "killed (was unresponsive)") << rep.dump();
+    for (int i = 0; i < 50 && pair.destination().alive(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_FALSE(pair.destination().alive()) << "the wedged destination QEMU is still there";
+}
+
 TEST(MigrationE2E, MismatchedDestinationIsRefusedBeforeAnythingMoves) {
     lab::LocalPair pair;
     // A destination QEMU with more RAM than the source, with its own rmig receive.
