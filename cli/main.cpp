@@ -126,6 +126,7 @@ int cmd_migrate(const std::vector<std::string>& argv) {
     o.settings.multifd_channels = static_cast<uint32_t>(a.whole("multifd"));
     o.settings.max_bandwidth = a.whole("max-bandwidth");
     o.settings.downtime_limit_ms = a.whole("downtime-limit");
+    if (a.get("qemu-downtime-limit")) o.qemu_downtime_limit_ms = a.whole("qemu-downtime-limit");
     o.resume_destination = !a.flag("no-resume");
     o.relay_dir = a.text("relay-dir");
     read_shared_options(a, o, o.dest_uri, "--to");

@@ -31,8 +31,14 @@ std::span<const OptionSpec> migrate_options() {
          .help = "QEMU's bandwidth cap in bytes/s (K/M/G suffixes; QEMU 7.2's own default, 128 MiB/s, is too "
                  "low for busy guests)",
          .number_default = 10.0 * (1ULL << 30), .profile = true},
-        {.name = "downtime-limit", .kind = K::whole, .metavar = "MS", .help = "QEMU's downtime limit",
+        {.name = "downtime-limit", .kind = K::whole, .metavar = "MS",
+         .help = "the longest the guest may stay stopped at switchover (its blackout); QEMU gets what rmig's "
+                 "own drain leaves of it",
          .number_default = static_cast<double>(settings.downtime_limit_ms), .profile = true},
+        {.name = "qemu-downtime-limit", .kind = K::whole, .metavar = "MS",
+         .help = "experts: give QEMU exactly this downtime-limit; rmig then neither steers it nor bounds its "
+                 "in-flight data, so the blackout may exceed it",
+         .default_note = "steered by rmig"},
         {.name = "no-resume", .kind = K::flag, .help = "leave the destination guest paused when done"},
         {.name = "progress", .kind = K::choice, .metavar = "MODE",
          .help = "progress on stderr: tty is one line redrawn in place, line one line a second, auto tty on "

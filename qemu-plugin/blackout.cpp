@@ -47,11 +47,20 @@ Blackout measure_blackout(int64_t source_stop_us, int64_t dest_loaded_us, int64_
     return b;
 }
 
+void add_phases(Blackout& b, int64_t source_stop_us, int64_t source_done_us, int64_t finish_us,
+                const ClockOffset& offset) {
+    if (source_stop_us == 0 || !offset.known) return;
+    if (source_done_us) b.source_done_ms = double(source_done_us - source_stop_us) / 1000.0;
+    if (finish_us) b.finish_received_ms = double(finish_us - offset.offset_us - source_stop_us) / 1000.0;
+}
+
 nlohmann::json Blackout::to_json() const {
     auto opt = [](const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); };
     return {{"ms", opt(ms)},
             {"stop_to_loaded_ms", opt(stop_to_loaded_ms)},
             {"uncertainty_ms", uncertainty_ms},
+            {"source_done_ms", opt(source_done_ms)},
+            {"finish_received_ms", opt(finish_received_ms)},
             {"measured", "source QMP STOP -> destination QMP RESUME, event timestamps"}};
 }
 

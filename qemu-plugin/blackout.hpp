@@ -43,11 +43,18 @@ struct Blackout {
     std::optional<double> ms;                 // source STOP -> destination RESUME
     std::optional<double> stop_to_loaded_ms;  // source STOP -> destination finished loading
     double uncertainty_ms = 0;                // from the clock offset
+    // Where the time went, each from the source's STOP: QEMU wrote its last
+    // byte (source MIGRATION completed), the destination got 'finish'.
+    std::optional<double> source_done_ms;
+    std::optional<double> finish_received_ms;
     nlohmann::json to_json() const;
 };
 
 // Times in each host's own clock (0: not seen); `offset` is destination - source.
 Blackout measure_blackout(int64_t source_stop_us, int64_t dest_loaded_us, int64_t dest_resume_us,
                           const ClockOffset& offset);
+// The phases: source_done_us on the source's clock, finish_us on the destination's.
+void add_phases(Blackout& b, int64_t source_stop_us, int64_t source_done_us, int64_t finish_us,
+                const ClockOffset& offset);
 
 }  // namespace rmig::qemu

@@ -57,6 +57,7 @@ json SourceReport::to_json() const {
               {"resume_ms", budget.resume_ms},
               {"floored", budget.floored},
               {"in_flight_bytes", in_flight_bytes},
+              {"in_flight_cap_per_channel_bytes", in_flight_cap},
               {"drain_rate_bytes_per_s", drain_rate}}},
             {"channels", ch},
             {"wall_s", wall_s},
@@ -91,6 +92,11 @@ constexpr int kClockPings = 5;
 // loaded and resume it (QMP events, one 'cont'): measured at 1-3 ms on one
 // host (docs/blackout.md).
 constexpr double kResumeAllowanceMs = 5.0;
+
+// The share of the user's downtime limit that rmig's own in-flight data may
+// take to drain at the measured rate, and the least a channel may queue.
+constexpr double kDrainShare = 0.25;
+constexpr uint64_t kMinInFlight = 256 << 10;
 
 class SourceRun {
 public:
@@ -138,12 +144,14 @@ private:
         json prepared = ask({{"op", "prepare"}, {"settings", to_json(want)}});
         apply_settings(*qmp_, want, Side::source);
         report_.settings = read_settings(*qmp_);
+        if (opts_.qemu_downtime_limit_ms)
+            qmp_->execute("migrate-set-parameters", {{"downtime-limit", *opts_.qemu_downtime_limit_ms}});
         MigrationSettings dst_settings = settings_from_json(prepared.at("settings"));
         report_.checks.push_back(check_settings(report_.settings, dst_settings));
         if (!all_ok(report_.checks)) refuse();
         // QEMU's downtime-limit now tracks what rmig's drain leaves of the
         // user's limit; the report keeps the user's.
-        report_.budget.qemu_limit_ms = report_.settings.downtime_limit_ms;
+        report_.budget.qemu_limit_ms = opts_.qemu_downtime_limit_ms.value_or(report_.settings.downtime_limit_ms);
         was_running_ = src.run_state == "running";
         qmp_->take_events();  // only this migration's STOP counts
 
@@ -188,6 +196,8 @@ private:
         report_.final_stats = completed_figures(*qmp_, report_.final_stats);
         report_.blackout = measure_blackout(source_stop_us_, report_.destination.value("loaded_us", int64_t{0}),
                                             report_.destination.value("resumed_us", int64_t{0}), clock_);
+        add_phases(report_.blackout, source_stop_us_, source_done_us_,
+                   report_.destination.value("finish_received_us", int64_t{0}), clock_);
         report_.source_state = qmp_->execute("query-status").value("status", "");
         report_.outcome = Outcome::completed;
     }
@@ -259,8 +269,12 @@ private:
 
     // The source guest stops when switchover begins: QEMU's STOP event.
     void note_events(const std::vector<json>& events) {
-        for (const auto& ev : events)
-            if (ev.value("event", "") == "STOP" && source_stop_us_ == 0) source_stop_us_ = event_time_us(ev);
+        for (const auto& ev : events) {
+            std::string name = ev.value("event", "");
+            if (name == "STOP" && source_stop_us_ == 0) source_stop_us_ = event_time_us(ev);
+            if (name == "MIGRATION" && ev.value("data", json::object()).value("status", "") == "completed")
+                source_done_us_ = event_time_us(ev);
+        }
     }
 
     // Keeps QEMU's downtime-limit at what rmig's drain leaves of the user's
@@ -271,12 +285,18 @@ private:
         if (d.at == Clock::time_point{}) return;  // no delivery report yet
         uint64_t sent = relay_bytes(relay.bridges());
         drain_meter_.add(std::chrono::duration<double>(d.at - start_).count(), d.bytes);
-        double rate = drain_meter_.rate();
+        // The drain after QEMU's last byte runs at the link's rate with the
+        // queues full: plan with the best rate seen (between rounds QEMU
+        // sends less than the link takes) and the recent peak of what was in
+        // flight (it decays by a tenth a poll, ~1 s).
+        double rate = peak_rate_ = std::max(peak_rate_, drain_meter_.rate());
         uint64_t in_flight = sent > d.bytes ? sent - d.bytes : 0;
-        DowntimeBudget b = plan_downtime(report_.settings.downtime_limit_ms, in_flight, rate,
+        in_flight_peak_ = std::max(double(in_flight), in_flight_peak_ * 0.9);
+        DowntimeBudget b = plan_downtime(report_.settings.downtime_limit_ms, uint64_t(in_flight_peak_), rate,
                                          report_.link_rtt_ms + kResumeAllowanceMs);
         report_.in_flight_bytes = in_flight;
         report_.drain_rate = rate;
+        bound_in_flight(relay, rate);
         uint64_t current = report_.budget.qemu_limit_ms;
         report_.budget = b;
         report_.budget.qemu_limit_ms = current;
@@ -289,6 +309,23 @@ private:
         } catch (const QmpError& e) {
             log::warn("could not lower QEMU's downtime-limit: ", e.what());
         }
+    }
+
+    // What rmig holds in flight drains after QEMU's last byte, inside the
+    // guest's blackout: keep it to kDrainShare of the user's limit at the
+    // measured rate, split over the channels (tcp: their send buffers), but
+    // never below kMinInFlight (a channel needs some queue to keep the link
+    // busy) nor above the configured socket buffer.
+    void bound_in_flight(const SourceRelay& relay, double rate) {
+        if (rate <= 0 || relay.bridges().size() < relay.expected()) return;
+        double total = rate * kDrainShare * double(report_.settings.downtime_limit_ms) / 1000.0;
+        auto per = static_cast<uint64_t>(total / double(relay.expected()));
+        per = std::clamp<uint64_t>(per, kMinInFlight,
+                                   std::max<uint64_t>(kMinInFlight, uint64_t(opts_.transport.socket_buffer_bytes)));
+        uint64_t current = report_.in_flight_cap ? report_.in_flight_cap : uint64_t(opts_.transport.socket_buffer_bytes);
+        // Act on real changes only (a quarter), so that the cap does not chase noise.
+        if (per * 4 > current * 3 && per * 4 < current * 5) return;
+        if (relay.bridges().limit_in_flight(per)) report_.in_flight_cap = per;
     }
 
     void follow(SourceRelay& relay) {
@@ -336,7 +373,7 @@ private:
             p.elapsed_s = std::chrono::duration<double>(Clock::now() - start_).count();
             if (on_progress_) on_progress_(p);
             if (terminal(st.status)) break;
-            if (answered && st.status == "active") steer_downtime(relay);
+            if (answered && st.status == "active" && !opts_.qemu_downtime_limit_ms) steer_downtime(relay);
             auto now = Clock::now();
             if (relay.bridges().error() && relay_failed_at == Clock::time_point::max())
                 relay_failed_at = now;
@@ -475,7 +512,10 @@ private:
     wire::SessionId session_{};
     ClockOffset clock_;
     int64_t source_stop_us_ = 0;
-    RateMeter drain_meter_;
+    int64_t source_done_us_ = 0;  // QEMU's MIGRATION "completed" event
+    RateMeter drain_meter_{0.5};
+    double peak_rate_ = 0;       // bytes/s, the best the destination took in
+    double in_flight_peak_ = 0;  // bytes, decaying peak
     bool migration_started_ = false;
     bool finish_sent_ = false;
     bool dest_aborted_ = false;  // the destination said it failed or refused (so it runs nothing)

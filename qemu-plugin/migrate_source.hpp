@@ -7,6 +7,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,10 @@ struct SourceOptions {
     std::chrono::milliseconds stall_timeout{kDefaultStallTimeout};
     std::chrono::milliseconds poll_interval{100};
     size_t chunk = kDefaultChunk;
+    // For experts and comparisons: QEMU gets exactly this downtime-limit, and
+    // rmig neither steers it nor bounds its in-flight data. Unset: QEMU gets
+    // what rmig's drain leaves of settings.downtime_limit_ms (docs/blackout.md).
+    std::optional<uint64_t> qemu_downtime_limit_ms;
     transport::Options transport;
     // Authentication / encryption (security::connect/listen); unset: plaintext.
     std::shared_ptr<security::Context> security;
@@ -70,6 +75,7 @@ struct SourceReport {
     Blackout blackout;           // the guest's real stop, STOP -> RESUME
     DowntimeBudget budget;       // the last plan for QEMU's share of the downtime limit
     uint64_t in_flight_bytes = 0;  // sent but not yet in the destination QEMU, last seen
+    uint64_t in_flight_cap = 0;    // per channel, as last set (0: the transport's default)
     double drain_rate = 0;         // bytes/s the destination took in, last measured
     std::vector<ChannelStats> channels;
     double wall_s = 0;

@@ -359,6 +359,7 @@ private:
     // then resume it at once. A refusal comes as soon as loading cannot end:
     // the relay failed, QEMU failed, or no byte arrived for the stall timeout.
     json finish(const json& msg) {
+        int64_t asked_us = wall_clock_us();
         bool resume = msg.value("resume", true);
         std::string state, incoming;
         int64_t loaded_us = 0;
@@ -410,7 +411,8 @@ private:
             log::warn("channels still open after the guest was loaded: ",
                       relay_->bridges().error().value_or("waiting for QEMU to close them"));
         return {{"state", state}, {"incoming", incoming}, {"resumed", resumed},
-                {"channels", relay_->bridges().size()}, {"loaded_us", loaded_us}, {"resumed_us", resumed_us}};
+                {"channels", relay_->bridges().size()}, {"loaded_us", loaded_us}, {"resumed_us", resumed_us},
+                {"finish_received_us", asked_us}};
     }
 
     const DestOptions& opts_;

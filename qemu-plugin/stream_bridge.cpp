@@ -160,4 +160,11 @@ std::vector<ChannelStats> BridgeGroup::stats() const {
     return out;
 }
 
+bool BridgeGroup::limit_in_flight(size_t per_channel) const {
+    std::lock_guard lock(mutex_);
+    bool all = true;
+    for (auto& b : bridges_) all = b->limit_in_flight(per_channel) && all;
+    return all;
+}
+
 }  // namespace rmig::qemu

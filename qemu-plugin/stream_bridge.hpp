@@ -44,6 +44,7 @@ public:
 
     void abort();
     bool finished() const { return done_ == 2; }
+    bool limit_in_flight(size_t bytes) { return link_->limit_in_flight(bytes); }
     ChannelStats stats() const;
 
 private:
@@ -75,6 +76,8 @@ public:
     // True once `expected` bridges exist and all have finished both directions.
     bool wait_finished(size_t expected, std::chrono::milliseconds timeout) const;
     std::vector<ChannelStats> stats() const;
+    // Channel::limit_in_flight on every bridge; false if any backend cannot.
+    bool limit_in_flight(size_t per_channel) const;
 
 private:
     size_t chunk_;

@@ -44,6 +44,7 @@ public:
     // the inner limit would not fit (found by the Channel conformance suite).
     size_t max_frame_payload() const override { return kMaxSealedPlaintext; }
     std::string local_device() const override { return inner_->local_device(); }
+    bool limit_in_flight(size_t bytes) override { return inner_->limit_in_flight(bytes); }
 
     // Which path each frame took (tests and benchmarks prove the in-place one).
     struct PathCounts {

@@ -123,6 +123,15 @@ public:
     // The local device carrying the channel where the backend knows it (rdma:
     // "mlx5_0", "rxe0"), for NUMA placement near it; else empty.
     virtual std::string local_device() const { return {}; }
+    // Bounds what the channel holds queued in the transport and not yet
+    // delivered (tcp: the socket's send buffer), so that at switchover the
+    // guest does not wait behind a deep queue on a slow link. Channel mode
+    // sizes it from the measured rate (docs/blackout.md). False where the
+    // backend has no such knob (rdma and dpdk are bounded by their windows).
+    virtual bool limit_in_flight(size_t bytes) {
+        (void)bytes;
+        return false;
+    }
 };
 
 // A connection request whose handshake has been read but not yet answered, so

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include <algorithm>
 #include <mutex>
 
 #include "common/error.hpp"
@@ -148,6 +149,13 @@ public:
     }
 
     void shutdown() override { ::shutdown(fd_.get(), SHUT_RDWR); }
+    // The kernel doubles SO_SNDBUF for its own bookkeeping and counts that
+    // bookkeeping against it, so the value asked for is about the payload
+    // it then holds. A writer blocks while more than that is queued.
+    bool limit_in_flight(size_t bytes) override {
+        int v = static_cast<int>(std::min<size_t>(bytes / 2, size_t{1} << 30));
+        return ::setsockopt(fd_.get(), SOL_SOCKET, SO_SNDBUF, &v, sizeof v) == 0;
+    }
     const wire::Hello& peer_hello() const override { return peer_; }
     const std::string& name() const override { return name_; }
 
