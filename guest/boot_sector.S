@@ -25,8 +25,8 @@
 
 #define PATTERN_START 0x00100000 /* 1 MiB */
 /* The build may shrink the rewritten range (-DPATTERN_END=...) and fill a
- * larger one once first (-DFILL_END=...): rmig-test-guest-8m.img has 191 MiB
- * of non-zero memory and an 8 MiB hot working set, so it converges on a
+ * larger one once first (-DFILL_END=...): rmig-test-guest-hot16m.img has 191 MiB
+ * of non-zero memory and a 16 MiB hot working set, so it converges on a
  * 1 Gbit/s link (bench/scripts/blackout_throttled.sh). Only the default image
  * matches guest_check.hpp's verifier. */
 #ifndef PATTERN_END

@@ -1,6 +1,7 @@
 // rmig-lab: the main job (demo) and the migration benchmark, on a real local
 // QEMU pair running rmig's test guest.
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -153,12 +154,13 @@ int bench(const std::vector<std::string>& argv) {
     std::map<std::string, std::vector<double>> total, down, black;
     nlohmann::json samples = nlohmann::json::array();
     auto opt = [](const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); };
-    std::printf("migration benchmark: %d runs per mode, alternating; guest %llu MiB, "
-                "rewriting 99 MiB per pass\n"
+    const char* image = std::getenv("RMIG_GUEST_IMAGE");
+    std::printf("migration benchmark: %d runs per mode, alternating; guest %llu MiB, %s\n"
                 "blackout: source STOP -> destination RESUME (rmig resumes it); for direct, source STOP ->\n"
                 "destination loaded, where QEMU would resume with autostart. QMP event timestamps, read by\n"
                 "the lab from its own monitors.\n",
-                runs, static_cast<unsigned long long>(spec.ram_mib));
+                runs, static_cast<unsigned long long>(spec.ram_mib),
+                image ? cat("image ", image).c_str() : "rewriting 99 MiB per pass");
     for (int i = 0; i < runs; ++i) {
         for (auto& m : modes) {
             lab::LocalPair pair(spec);

@@ -8,8 +8,8 @@
 #   after:  rmig's default (QEMU gets the limit less rmig's measured drain,
 #           and rmig's in-flight data is bounded from the measured rate)
 # and prints, for each, blackout medians, the worst run and how many runs
-# stayed within the limit. The guest rewrites an 8 MiB working set
-# (rmig-test-guest-8m.img): the default 99 MiB cannot converge in 300 ms at
+# stayed within the limit. The guest rewrites a 16 MiB working set
+# (rmig-test-guest-hot16m.img): the default 99 MiB cannot converge in 300 ms at
 # 1 Gbit/s, with or without rmig.
 #
 # usage: bench/scripts/blackout_throttled.sh [BUILD_DIR] [options]
@@ -43,7 +43,7 @@ die() { echo "blackout_throttled: $*" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || die "needs root (network namespace and tc)"
 for t in ip tc; do command -v $t >/dev/null || die "$t is not installed (apt-get install iproute2)"; done
 lab=$build/lab/rmig-lab
-image=$build/guest/rmig-test-guest-8m.img
+image=$build/guest/rmig-test-guest-hot16m.img
 [[ -x $lab ]] || die "$lab not found; build first (cmake --build $build)"
 [[ -f $image ]] || die "$image not found; build target rmig_test_guest"
 

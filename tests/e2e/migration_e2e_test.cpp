@@ -68,7 +68,8 @@ TEST(MigrationE2E, ThroughRmigOneChannel) {
     const auto& b = r.report["blackout"];
     EXPECT_TRUE(b["ms"].is_null()) << b;
     ASSERT_TRUE(b["stop_to_loaded_ms"].is_number() && r.stop_to_loaded_ms) << b;
-    EXPECT_NEAR(b["stop_to_loaded_ms"].get<double>(), *r.stop_to_loaded_ms, 0.5) << b;
+    EXPECT_NEAR(b["stop_to_loaded_ms"].get<double>(), *r.stop_to_loaded_ms, b["uncertainty_ms"].get<double>() + 0.05)
+        << b;
     expect_verified(pair);
 }
 
@@ -90,8 +91,11 @@ TEST(MigrationE2E, ThroughRmigResumedReportsTheGuestsBlackout) {
     const auto& b = r.report["blackout"];
     ASSERT_TRUE(b["ms"].is_number() && r.blackout_ms && r.rmig_blackout_ms) << b;
     double blackout = b["ms"].get<double>();
-    EXPECT_NEAR(blackout, *r.blackout_ms, 0.5) << "rmig's figure differs from the lab's own reading";
-    EXPECT_LT(b["uncertainty_ms"].get<double>(), 5.0) << "loopback pings are far shorter";
+    // rmig puts the two hosts' clocks together from pings (here one clock):
+    // its error is bounded by the uncertainty it reports.
+    double uncertainty = b["uncertainty_ms"].get<double>();
+    EXPECT_NEAR(blackout, *r.blackout_ms, uncertainty + 0.05) << "rmig's figure differs from the lab's own reading";
+    EXPECT_LT(uncertainty, 5.0) << "loopback pings are far shorter";
     // QEMU's figure ends when the source wrote its last byte: inside the blackout.
     double qemu_downtime = r.report["qemu"].value("downtime_ms", 0.0);
     EXPECT_GT(qemu_downtime, 0.0);
