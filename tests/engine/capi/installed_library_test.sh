@@ -36,6 +36,9 @@ echo "librmig.so exports $exported rmig_* functions; rmig.h declares $declared"
 # shellcheck disable=SC2046
 cc -std=c11 -Wall -Wextra -Werror -o "$prefix/capi_test" "$src" $(pkg-config --cflags --libs rmig) -lpthread
 LD_LIBRARY_PATH=$libdir timeout 80 "$prefix/capi_test"
-LD_LIBRARY_PATH=$libdir ldd "$prefix/capi_test" | grep -q "librmig.so.2 => $libdir" ||
-  { echo "FAIL: capi_test did not run against the installed librmig.so.2" >&2; ldd "$prefix/capi_test" >&2; exit 1; }
+# ldd's output is taken whole first: `ldd | grep -q` under pipefail fails
+# at random when grep exits early and ldd dies of SIGPIPE (seen in CI).
+linked=$(LD_LIBRARY_PATH=$libdir ldd "$prefix/capi_test")
+grep -qF "librmig.so.2 => $libdir" <<<"$linked" ||
+  { echo "FAIL: capi_test did not run against the installed librmig.so.2" >&2; echo "$linked" >&2; exit 1; }
 echo "ok: capi_test built and passed against the installed librmig.so.2"
