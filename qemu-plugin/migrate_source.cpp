@@ -141,7 +141,9 @@ private:
         if (!all_ok(report_.checks)) refuse();
 
         MigrationSettings want = opts_.settings;
-        json prepared = ask({{"op", "prepare"}, {"settings", to_json(want)}});
+        // delivery_reports: an rmig before them would take an unasked report
+        // for a reply, so the destination sends them only when asked.
+        json prepared = ask({{"op", "prepare"}, {"settings", to_json(want)}, {"delivery_reports", true}});
         apply_settings(*qmp_, want, Side::source);
         report_.settings = read_settings(*qmp_);
         if (opts_.qemu_downtime_limit_ms)

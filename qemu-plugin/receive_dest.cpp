@@ -116,7 +116,7 @@ private:
                     for (auto& c : relay_->bridges().stats()) delivered += c.from_link;
                 }
             }
-            if (!err && have_relay && delivered != reported && !finished_) {
+            if (!err && have_relay && delivered != reported && !finished_ && reports_wanted_) {
                 reported = delivered;
                 try {
                     reply({{"op", "delivered"}, {"bytes", delivered}});
@@ -334,6 +334,7 @@ private:
 
     json prepare(const json& msg) {
         MigrationSettings s = settings_from_json(msg.at("settings"));
+        reports_wanted_ = msg.value("delivery_reports", false);
         if (probe(*qmp_).run_state != "inmigrate")
             throw Error("destination QEMU is not waiting for a migration (start it with -incoming defer)");
         apply_settings(*qmp_, s, Side::destination);
@@ -427,6 +428,7 @@ private:
     std::unique_ptr<DestRelay> relay_;
     std::atomic<bool> stop_{false};
     std::atomic<bool> prepared_{false};
+    std::atomic<bool> reports_wanted_{false};  // the source asked for 'delivered' reports
     std::atomic<bool> finished_{false};      // 'finish' answered: the relay's job is done
     std::atomic<bool> told_source_{false};   // watch_relay() sent our relay's error
     std::mutex send_mutex_;                  // serve() and watch_relay() both send on control
