@@ -192,10 +192,15 @@ private:
     // wedged main loop does not act on SIGTERM).
     void stop_wedged_qemu() {
         report_.final_state = "unresponsive";
+        if (resumed_) {
+            // We sent 'cont': the guest may run there. Never kill that.
+            log::warn("the destination QEMU does not answer QMP after rmig resumed its guest; leaving it");
+            return;
+        }
         int pid = qmp_->peer_pid();
         if (pid <= 0) {
             log::warn("the destination QEMU does not answer QMP (stuck in its failed incoming migration) and "
-                      "its process is unknown; it runs no guest: kill it (docs/failure-safety.md)");
+                      "its process is unknown; it runs no guest: kill it (docs/fault-injection.md)");
             return;
         }
         log::warn("the destination QEMU (pid ", pid, ") does not answer QMP: stuck in its failed incoming "
@@ -402,6 +407,7 @@ private:
         bool resumed = false;
         int64_t resumed_us = 0;
         if (resume && state != "running") {
+            resumed_ = true;  // from here on the guest may run: never stop this QEMU
             qmp_->execute("cont");
             resumed = true;
             if (auto ev = qmp_->wait_event("RESUME", milliseconds(2000))) resumed_us = event_time_us(*ev);
@@ -428,7 +434,8 @@ private:
     std::unique_ptr<DestRelay> relay_;
     std::atomic<bool> stop_{false};
     std::atomic<bool> prepared_{false};
-    std::atomic<bool> reports_wanted_{false};  // the source asked for 'delivered' reports
+    std::atomic<bool> reports_wanted_{false};
+    std::atomic<bool> resumed_{false};         // 'cont' was sent to our QEMU  // the source asked for 'delivered' reports
     std::atomic<bool> finished_{false};      // 'finish' answered: the relay's job is done
     std::atomic<bool> told_source_{false};   // watch_relay() sent our relay's error
     std::mutex send_mutex_;                  // serve() and watch_relay() both send on control
