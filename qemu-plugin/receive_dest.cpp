@@ -124,7 +124,9 @@ private:
                     // serve() sees the broken control channel and ends the session.
                 }
             }
-            if (!err || finished_) continue;
+            // Once 'cont' went out the guest may run here: a channel failing
+            // while the relay winds down must not make the source resume too.
+            if (!err || finished_ || resumed_) continue;
             told_source_ = true;
             try {
                 std::lock_guard lock(send_mutex_);
