@@ -18,13 +18,13 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -48,10 +48,19 @@ constexpr double kGiB = double(1ULL << 30);
 
 double seconds_of(const timeval& tv) { return double(tv.tv_sec) + double(tv.tv_usec) / 1e6; }
 
-double process_cpu() {
+// CPU seconds and voluntary context switches (a blocked syscall that had to
+// be woken: a wakeup) of the process or of the calling thread.
+struct Usage {
+    double cpu = 0;
+    double switches = 0;
+    Usage operator-(const Usage& o) const { return {cpu - o.cpu, switches - o.switches}; }
+    Usage& operator+=(const Usage& o) { return cpu += o.cpu, switches += o.switches, *this; }
+};
+
+Usage usage_of(int who) {
     rusage ru{};
-    ::getrusage(RUSAGE_SELF, &ru);
-    return seconds_of(ru.ru_utime) + seconds_of(ru.ru_stime);
+    ::getrusage(who, &ru);
+    return {seconds_of(ru.ru_utime) + seconds_of(ru.ru_stime), double(ru.ru_nvcsw)};
 }
 
 double thread_cpu() {
@@ -62,18 +71,20 @@ double thread_cpu() {
 
 struct Sample {
     double seconds = 0;
-    double cpu = 0;  // process CPU over the transfer, minus the stand-ins' when relaying
+    Usage use;  // the process's over the transfer, minus the stand-ins' when relaying
 };
 
 // Writes `bytes` on each of `out`, reads them on each of `in` (the QEMU
 // stand-ins). `minus_standins`: subtract their CPU from the process's.
 Sample pump(std::vector<UniqueFd>& out, std::vector<UniqueFd>& in, size_t bytes, bool minus_standins) {
-    std::atomic<double> standins{0};
-    auto add = [&](double s) {
-        for (double v = standins.load(); !standins.compare_exchange_weak(v, v + s);) {
-        }
+    std::mutex mutex;
+    Usage standins;
+    auto add = [&] {
+        Usage u = usage_of(RUSAGE_THREAD);
+        std::lock_guard lock(mutex);
+        standins += u;
     };
-    double cpu0 = process_cpu();
+    Usage use0 = usage_of(RUSAGE_SELF);
     auto t0 = Clock::now();
     std::vector<std::thread> threads;
     for (auto& fd : out)
@@ -82,7 +93,7 @@ Sample pump(std::vector<UniqueFd>& out, std::vector<UniqueFd>& in, size_t bytes,
             for (size_t done = 0; done < bytes; done += buf.size())
                 net::write_full(f, buf.data(), std::min(buf.size(), bytes - done));
             ::shutdown(f, SHUT_WR);
-            add(thread_cpu());
+            add();
         });
     for (auto& fd : in)
         threads.emplace_back([&, f = fd.get()] {
@@ -90,12 +101,13 @@ Sample pump(std::vector<UniqueFd>& out, std::vector<UniqueFd>& in, size_t bytes,
             size_t got = 0;
             while (size_t n = net::read_some(f, buf.data(), buf.size())) got += n;
             if (got != bytes) std::fprintf(stderr, "short stream: %zu of %zu\n", got, bytes);
-            add(thread_cpu());
+            add();
         });
     for (auto& t : threads) t.join();
     Sample s;
     s.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    s.cpu = process_cpu() - cpu0 - (minus_standins ? standins.load() : 0.0);
+    s.use = usage_of(RUSAGE_SELF) - use0;
+    if (minus_standins) s.use = s.use - standins;
     return s;
 }
 
@@ -231,11 +243,12 @@ int main(int argc, char** argv) {
     try {
         auto ctx = aes ? psk_context() : nullptr;
         // Interleaved, so a change in the machine's load hits every mode alike.
-        std::map<std::string, std::vector<double>> rate, cpu;
+        std::map<std::string, std::vector<double>> rate, cpu, wakeups;
         const double total = double(bytes) * streams;
         auto record = [&](const std::string& mode, const Sample& s) {
             rate[mode].push_back(total / s.seconds);
-            cpu[mode].push_back(s.cpu / (total / kGiB));
+            cpu[mode].push_back(s.use.cpu / (total / kGiB));
+            wakeups[mode].push_back(s.use.switches / (total / kGiB));
         };
         for (int i = 0; i < runs; ++i) {
             record("raw", raw(dir, streams, bytes));
@@ -254,7 +267,8 @@ int main(int argc, char** argv) {
             j[mode] = {{"rate_bytes_per_s", median(r)},
                        {"cpu_s_per_gib", median(cpu[mode])},
                        {"cpu_over_memcpy", median(cpu[mode]) / floor},
-                       {"cpu_over_raw", median(cpu[mode]) / raw_cpu}};
+                       {"cpu_over_raw", median(cpu[mode]) / raw_cpu},
+                       {"voluntary_switches_per_gib", median(wakeups[mode])}};
         }
         if (json) {
             std::printf("%s\n", j.dump(2).c_str());
@@ -262,16 +276,18 @@ int main(int argc, char** argv) {
             std::printf("streams %u, %s each, chunk %s, median of %d (CPU: both relays, without the "
                         "QEMU stand-ins)\n",
                         streams, format_bytes(double(bytes)).c_str(), format_bytes(double(chunk)).c_str(), runs);
-            std::printf("  %-22s %12s %14s %10s %10s\n", "", "rate", "CPU s/GiB", "/memcpy", "/raw");
-            std::printf("  %-22s %12s %14.3f %10s %10s\n", "memcpy 256 MiB", "", floor, "1.00", "");
+            std::printf("  %-22s %12s %10s %8s %8s %12s\n", "", "rate", "CPU s/GiB", "/memcpy", "/raw",
+                        "wakeups/GiB");
+            std::printf("  %-22s %12s %10.3f %8s %8s\n", "memcpy 256 MiB", "", floor, "1.00", "");
             const char* names[][2] = {{"raw", "raw unix socket"},
                                       {"relay", "relay plaintext"},
                                       {"relay_aes", "relay AES-256-GCM"}};
             for (auto& [key, label] : names) {
                 if (!rate.count(key)) continue;
                 double c = median(cpu[key]);
-                std::printf("  %-22s %12s %14.3f %10.2f %10.2f\n", label, format_rate(median(rate[key])).c_str(),
-                            c, c / floor, c / raw_cpu);
+                std::printf("  %-22s %12s %10.3f %8.2f %8.2f %12.0f\n", label,
+                            format_rate(median(rate[key])).c_str(), c, c / floor, c / raw_cpu,
+                            median(wakeups[key]));
             }
         }
     } catch (const std::exception& e) {
