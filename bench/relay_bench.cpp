@@ -72,6 +72,7 @@ double thread_cpu() {
 struct Sample {
     double seconds = 0;
     Usage use;  // the process's over the transfer, minus the stand-ins' when relaying
+    Usage standins;  // the stand-ins' own (to see whether a change shifts work onto them)
 };
 
 // Writes `bytes` on each of `out`, reads them on each of `in` (the QEMU
@@ -108,6 +109,7 @@ Sample pump(std::vector<UniqueFd>& out, std::vector<UniqueFd>& in, size_t bytes,
     s.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     s.use = usage_of(RUSAGE_SELF) - use0;
     if (minus_standins) s.use = s.use - standins;
+    s.standins = standins;
     return s;
 }
 
@@ -243,12 +245,13 @@ int main(int argc, char** argv) {
     try {
         auto ctx = aes ? psk_context() : nullptr;
         // Interleaved, so a change in the machine's load hits every mode alike.
-        std::map<std::string, std::vector<double>> rate, cpu, wakeups;
+        std::map<std::string, std::vector<double>> rate, cpu, wakeups, standin_cpu;
         const double total = double(bytes) * streams;
         auto record = [&](const std::string& mode, const Sample& s) {
             rate[mode].push_back(total / s.seconds);
             cpu[mode].push_back(s.use.cpu / (total / kGiB));
             wakeups[mode].push_back(s.use.switches / (total / kGiB));
+            standin_cpu[mode].push_back(s.standins.cpu / (total / kGiB));
         };
         for (int i = 0; i < runs; ++i) {
             record("raw", raw(dir, streams, bytes));
@@ -268,7 +271,8 @@ int main(int argc, char** argv) {
                        {"cpu_s_per_gib", median(cpu[mode])},
                        {"cpu_over_memcpy", median(cpu[mode]) / floor},
                        {"cpu_over_raw", median(cpu[mode]) / raw_cpu},
-                       {"voluntary_switches_per_gib", median(wakeups[mode])}};
+                       {"voluntary_switches_per_gib", median(wakeups[mode])},
+                       {"standin_cpu_s_per_gib", median(standin_cpu[mode])}};
         }
         if (json) {
             std::printf("%s\n", j.dump(2).c_str());
