@@ -46,7 +46,9 @@ namespace {
 
 constexpr double kGiB = double(1ULL << 30);
 
-double seconds_of(const timeval& tv) { return double(tv.tv_sec) + double(tv.tv_usec) / 1e6; }
+double seconds_of(const timeval& tv) {
+    return double(tv.tv_sec) + double(tv.tv_usec) / 1e6;
+}
 
 // CPU seconds and voluntary context switches (a blocked syscall that had to
 // be woken: a wakeup) of the process or of the calling thread.
@@ -71,7 +73,7 @@ double thread_cpu() {
 
 struct Sample {
     double seconds = 0;
-    Usage use;  // the process's over the transfer, minus the stand-ins' when relaying
+    Usage use;       // the process's over the transfer, minus the stand-ins' when relaying
     Usage standins;  // the stand-ins' own (to see whether a change shifts work onto them)
 };
 
@@ -224,20 +226,25 @@ int main(int argc, char** argv) {
     std::vector<std::string> pos;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
-        if (a == "--security" && i + 1 < argc) security = argv[++i];
-        else if (a == "--chunk" && i + 1 < argc) chunk = std::strtoull(argv[++i], nullptr, 10);
-        else if (a == "--json") json = true;
-        else if (a == "-h" || a == "--help") return usage(), 0;
-        else if (a.starts_with("--")) return usage();
-        else pos.push_back(a);
+        if (a == "--security" && i + 1 < argc)
+            security = argv[++i];
+        else if (a == "--chunk" && i + 1 < argc)
+            chunk = std::strtoull(argv[++i], nullptr, 10);
+        else if (a == "--json")
+            json = true;
+        else if (a == "-h" || a == "--help")
+            return usage(), 0;
+        else if (a.starts_with("--"))
+            return usage();
+        else
+            pos.push_back(a);
     }
     uint32_t streams = pos.size() > 0 ? static_cast<uint32_t>(std::atoi(pos[0].c_str())) : 1;
     size_t bytes = (pos.size() > 1 ? std::strtoull(pos[1].c_str(), nullptr, 10) : 1024) << 20;
     int runs = pos.size() > 2 ? std::atoi(pos[2].c_str()) : 3;
     bool plain = security == "none" || security == "both";
     bool aes = security == "encrypt" || security == "both";
-    if (streams == 0 || runs <= 0 || bytes == 0 || (!plain && !aes) || chunk == 0 ||
-        chunk > wire::kMaxFramePayload)
+    if (streams == 0 || runs <= 0 || bytes == 0 || (!plain && !aes) || chunk == 0 || chunk > wire::kMaxFramePayload)
         return usage();
     std::string dir = "/tmp/rmig-relay-bench-XXXXXX";
     if (!::mkdtemp(dir.data())) return 1;
@@ -277,21 +284,19 @@ int main(int argc, char** argv) {
         if (json) {
             std::printf("%s\n", j.dump(2).c_str());
         } else {
-            std::printf("streams %u, %s each, chunk %s, median of %d (CPU: both relays, without the "
-                        "QEMU stand-ins)\n",
-                        streams, format_bytes(double(bytes)).c_str(), format_bytes(double(chunk)).c_str(), runs);
-            std::printf("  %-22s %12s %10s %8s %8s %12s\n", "", "rate", "CPU s/GiB", "/memcpy", "/raw",
-                        "wakeups/GiB");
+            std::printf(
+                "streams %u, %s each, chunk %s, median of %d (CPU: both relays, without the "
+                "QEMU stand-ins)\n",
+                streams, format_bytes(double(bytes)).c_str(), format_bytes(double(chunk)).c_str(), runs);
+            std::printf("  %-22s %12s %10s %8s %8s %12s\n", "", "rate", "CPU s/GiB", "/memcpy", "/raw", "wakeups/GiB");
             std::printf("  %-22s %12s %10.3f %8s %8s\n", "memcpy 256 MiB", "", floor, "1.00", "");
-            const char* names[][2] = {{"raw", "raw unix socket"},
-                                      {"relay", "relay plaintext"},
-                                      {"relay_aes", "relay AES-256-GCM"}};
+            const char* names[][2] = {
+                {"raw", "raw unix socket"}, {"relay", "relay plaintext"}, {"relay_aes", "relay AES-256-GCM"}};
             for (auto& [key, label] : names) {
                 if (!rate.count(key)) continue;
                 double c = median(cpu[key]);
-                std::printf("  %-22s %12s %10.3f %8.2f %8.2f %12.0f\n", label,
-                            format_rate(median(rate[key])).c_str(), c, c / floor, c / raw_cpu,
-                            median(wakeups[key]));
+                std::printf("  %-22s %12s %10.3f %8.2f %8.2f %12.0f\n", label, format_rate(median(rate[key])).c_str(),
+                            c, c / floor, c / raw_cpu, median(wakeups[key]));
             }
         }
     } catch (const std::exception& e) {

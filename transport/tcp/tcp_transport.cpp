@@ -146,8 +146,8 @@ public:
         dec_.verify_digest(h, reader.digest());
         return h.type;
     }
-
     bool recv_into_is_direct() const override { return true; }
+
     void shutdown() override { ::shutdown(fd_.get(), SHUT_RDWR); }
     const wire::Hello& peer_hello() const override { return peer_; }
     const std::string& name() const override { return name_; }
