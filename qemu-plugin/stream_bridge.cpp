@@ -49,6 +49,10 @@ void StreamBridge::qemu_to_link() {
             }
             // Take whatever else QEMU has already written, without waiting:
             // fewer, larger frames cost fewer syscalls and wakeups per byte.
+            // (One read per frame was tried: 10-16% less relay CPU per GiB in
+            // rmig-relay-bench, whose writer blocks on a full socket, but real
+            // QEMU migrations through rmig got slower at one stream, so the
+            // drain stays; docs/benchmarks.md "Relay CPU per GiB".)
             bool eof = false;
             while (n < buf.size()) {
                 ssize_t more = ::recv(qemu_.get(), buf.data() + n, buf.size() - n, MSG_DONTWAIT);

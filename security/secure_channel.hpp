@@ -64,7 +64,8 @@ private:
     FrameSealer sealer_;
     FrameOpener opener_;
     std::vector<std::byte> out_, in_, piece_;
-    bool in_place_;
+    bool seal_in_place_;  // into the transport's registered send memory (rdma)
+    bool open_in_place_;  // ciphertext read straight into the caller's payload (tcp, rdma)
     bool send_broken_ = false;
     std::atomic<uint64_t> sealed_in_place_{0}, sealed_buffered_{0}, opened_in_place_{0}, opened_buffered_{0};
 };

@@ -99,6 +99,12 @@ public:
     // recv() into a buffer, then copies out of it.
     using PayloadConsumer = std::function<void(wire::FrameType type, size_t length, PayloadReader& reader)>;
     virtual wire::FrameType recv_into(const PayloadConsumer& consume);
+    // True where recv_into() places the payload straight from the transport
+    // into the caller's pieces (tcp: readv from the socket; rdma: out of the
+    // receive ring), so it costs no more copies than recv(); false where it is
+    // recv() plus a copy (the default above). Lets a caller that keeps its own
+    // buffer choose recv_into() only where that saves work.
+    virtual bool recv_into_is_direct() const { return false; }
     // Reserve, fill, post: sends a payload of `length` bytes that `fill(dst,
     // offset)` writes straight into the transport's send memory. `fill` gets
     // consecutive pieces covering [0, length) in order (none when length is 0)

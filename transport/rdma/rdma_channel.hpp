@@ -86,6 +86,7 @@ public:
     // The reader copies from the receive slot straight into the caller's pieces.
     wire::FrameType recv_into(const PayloadConsumer& consume) override;
     bool fills_in_place() const override { return true; }
+    bool recv_into_is_direct() const override { return true; }
     void shutdown() override;
     const wire::Hello& peer_hello() const override { return peer_; }
     const std::string& name() const override { return name_; }

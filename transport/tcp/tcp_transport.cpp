@@ -147,6 +147,7 @@ public:
         dec_.verify_digest(h, reader.digest());
         return h.type;
     }
+    bool recv_into_is_direct() const override { return true; }
 
     void shutdown() override { ::shutdown(fd_.get(), SHUT_RDWR); }
     // The kernel doubles SO_SNDBUF for its own bookkeeping and counts that

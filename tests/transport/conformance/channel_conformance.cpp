@@ -165,6 +165,8 @@ TEST_P(ChannelConformance, HelloReachesTheAcceptorAndTheReplyTheConnector) {
     EXPECT_TRUE(contains(server->name(), "channel 3")) << server->name();
     EXPECT_EQ(client->fills_in_place(), factory().fills_in_place);
     EXPECT_EQ(server->fills_in_place(), factory().fills_in_place);
+    EXPECT_EQ(client->recv_into_is_direct(), factory().recv_into_is_direct);
+    EXPECT_EQ(server->recv_into_is_direct(), factory().recv_into_is_direct);
     EXPECT_GT(client->max_frame_payload(), 4096u);
     EXPECT_LE(client->max_frame_payload(), wire::kMaxFramePayload);
 }

@@ -55,6 +55,7 @@ struct ChannelPairFactory {
     bool one_sided = false;     // one_sided() non-null
     std::string no_one_sided = {};  // why it has none (the skip reason of one-sided cases)
     bool fills_in_place = false;
+    bool recv_into_is_direct = false;  // recv_into() reads straight from the transport
 };
 
 // gtest names the parameter of a failed case by this, not by a byte dump.

@@ -36,7 +36,8 @@ std::unique_ptr<Link> rdma_link() {
 }
 
 ChannelPairFactory rdma() {
-    return {.name = "rdma", .make = rdma_link, .unavailable = no_device, .one_sided = true, .fills_in_place = true};
+    return {.name = "rdma", .make = rdma_link, .unavailable = no_device, .one_sided = true, .fills_in_place = true,
+            .recv_into_is_direct = true};
 }
 
 ChannelPairFactory secured_rdma() {

@@ -16,7 +16,8 @@ std::unique_ptr<Link> tcp_link() {
 ChannelPairFactory tcp() {
     return {.name = "tcp",
             .make = tcp_link,
-            .no_one_sided = "tcp has no one-sided writes (memory mode sends page batches)"};
+            .no_one_sided = "tcp has no one-sided writes (memory mode sends page batches)",
+            .recv_into_is_direct = true};
 }
 
 ChannelPairFactory secured_tcp() {
