@@ -101,18 +101,12 @@ void LocalPair::measure_blackout(RunResult& r) {
     // A query first: it reads whatever each QEMU sent meanwhile into the queue.
     src_->qmp().execute("query-status");
     dst_->qmp().execute("query-status");
-    int64_t stop = 0, loaded = 0, resumed = 0;
-    for (auto& ev : src_->qmp().take_events())
-        if (ev.value("event", "") == "STOP" && !stop) stop = qemu::event_time_us(ev);
-    for (auto& ev : dst_->qmp().take_events()) {
-        std::string name = ev.value("event", "");
-        if (name == "MIGRATION" && ev.value("data", json::object()).value("status", "") == "completed" && !loaded)
-            loaded = qemu::event_time_us(ev);
-        if (name == "RESUME" && !resumed) resumed = qemu::event_time_us(ev);
-    }
+    qemu::SwitchoverEvents src, dst;
+    for (auto& ev : src_->qmp().take_events()) src.note(ev);
+    for (auto& ev : dst_->qmp().take_events()) dst.note(ev);
     // One host, one clock: no offset to estimate.
     qemu::ClockOffset same{.known = true, .offset_us = 0, .uncertainty_ms = 0};
-    auto b = qemu::measure_blackout(stop, loaded, resumed, same);
+    auto b = qemu::measure_blackout(src.stop_us, dst.completed_us, dst.resume_us, same);
     r.blackout_ms = b.ms;
     r.stop_to_loaded_ms = b.stop_to_loaded_ms;
 }

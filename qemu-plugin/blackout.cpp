@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <limits>
+#include <string>
 
 namespace rmig::qemu {
 
@@ -17,6 +18,17 @@ int64_t event_time_us(const nlohmann::json& event) {
     // QEMU stamps events it could not time with -1.
     if (s <= 0 || us < 0) return 0;
     return s * 1'000'000 + us;
+}
+
+void SwitchoverEvents::note(const nlohmann::json& event) {
+    std::string name = event.value("event", "");
+    int64_t* slot = name == "STOP"     ? &stop_us
+                    : name == "RESUME" ? &resume_us
+                    : name == "MIGRATION" &&
+                              event.value("data", nlohmann::json::object()).value("status", "") == "completed"
+                        ? &completed_us
+                        : nullptr;
+    if (slot && *slot == 0) *slot = event_time_us(event);
 }
 
 ClockOffset estimate_offset(std::span<const ClockSample> samples) {

@@ -23,6 +23,16 @@ int64_t wall_clock_us();
 // A QMP event's "timestamp" in microseconds since the epoch; 0 if it has none.
 int64_t event_time_us(const nlohmann::json& event);
 
+// The switchover's QMP events, as event_time_us() (0: not seen): the first
+// STOP (the guest stopped), MIGRATION "completed" (the source wrote its last
+// byte / the destination loaded the guest) and RESUME.
+struct SwitchoverEvents {
+    int64_t stop_us = 0;
+    int64_t completed_us = 0;
+    int64_t resume_us = 0;
+    void note(const nlohmann::json& event);
+};
+
 // One ping: our clock when sent and when answered, the peer's clock in between.
 struct ClockSample {
     int64_t sent_us = 0;

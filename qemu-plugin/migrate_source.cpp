@@ -85,7 +85,8 @@ bool terminal(const std::string& status) {
     return status == "completed" || status == "failed" || status == "cancelled";
 }
 
-// What the destination answered to a ping, for the clock offset.
+// Pings before the migration: the fastest gives the round trip and the
+// destination's clock offset (blackout.hpp).
 constexpr int kClockPings = 5;
 
 // The allowance, beyond the round trip, for the destination to see its QEMU
@@ -196,9 +197,9 @@ private:
                       relay.bridges().error().value_or("closing"));
         report_.channels = relay.bridges().stats();
         report_.final_stats = completed_figures(*qmp_, report_.final_stats);
-        report_.blackout = measure_blackout(source_stop_us_, report_.destination.value("loaded_us", int64_t{0}),
+        report_.blackout = measure_blackout(source_.stop_us, report_.destination.value("loaded_us", int64_t{0}),
                                             report_.destination.value("resumed_us", int64_t{0}), clock_);
-        add_phases(report_.blackout, source_stop_us_, source_done_us_,
+        add_phases(report_.blackout, source_.stop_us, source_.completed_us,
                    report_.destination.value("finish_received_us", int64_t{0}), clock_);
         report_.source_state = qmp_->execute("query-status").value("status", "");
         report_.outcome = Outcome::completed;
@@ -271,12 +272,7 @@ private:
 
     // The source guest stops when switchover begins: QEMU's STOP event.
     void note_events(const std::vector<json>& events) {
-        for (const auto& ev : events) {
-            std::string name = ev.value("event", "");
-            if (name == "STOP" && source_stop_us_ == 0) source_stop_us_ = event_time_us(ev);
-            if (name == "MIGRATION" && ev.value("data", json::object()).value("status", "") == "completed")
-                source_done_us_ = event_time_us(ev);
-        }
+        for (const auto& ev : events) source_.note(ev);
     }
 
     // Keeps QEMU's downtime-limit at what rmig's drain leaves of the user's
@@ -513,8 +509,7 @@ private:
     std::unique_ptr<ControlLink> link_;
     wire::SessionId session_{};
     ClockOffset clock_;
-    int64_t source_stop_us_ = 0;
-    int64_t source_done_us_ = 0;  // QEMU's MIGRATION "completed" event
+    SwitchoverEvents source_;  // the source QEMU's STOP and MIGRATION "completed"
     RateMeter drain_meter_{0.5};
     double peak_rate_ = 0;       // bytes/s, the best the destination took in
     double in_flight_peak_ = 0;  // bytes, decaying peak

@@ -1,11 +1,10 @@
 #include "qemu-plugin/qemu_info.hpp"
 
-#include <thread>
-
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <sstream>
+#include <thread>
 
 namespace rmig::qemu {
 

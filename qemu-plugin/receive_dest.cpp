@@ -113,7 +113,7 @@ private:
                 if (relay_) {
                     have_relay = true;
                     err = relay_->bridges().error();
-                    for (auto& c : relay_->bridges().stats()) delivered += c.from_link;
+                    delivered = delivered_bytes();
                 }
             }
             if (!err && have_relay && delivered != reported && !finished_ && reports_wanted_) {
@@ -356,7 +356,8 @@ private:
         return {{"settings", to_json(read_settings(*qmp_))}};
     }
 
-    uint64_t delivered() {
+    // Written into our QEMU so far, all channels; relay_ must exist.
+    uint64_t delivered_bytes() const {
         uint64_t n = 0;
         for (auto& c : relay_->bridges().stats()) n += c.from_link;
         return n;
@@ -370,13 +371,8 @@ private:
         int64_t asked_us = wall_clock_us();
         bool resume = msg.value("resume", true);
         std::string state, incoming;
-        int64_t loaded_us = 0;
-        auto note = [&](const std::optional<json>& ev) {
-            if (ev && ev->value("event", "") == "MIGRATION" &&
-                ev->value("data", json::object()).value("status", "") == "completed" && !loaded_us)
-                loaded_us = event_time_us(*ev);
-        };
-        uint64_t last = delivered();
+        SwitchoverEvents events;  // MIGRATION "completed": loaded; RESUME
+        uint64_t last = delivered_bytes();
         auto moved_at = Clock::now();
         std::string why_not;
         for (;;) {
@@ -388,7 +384,7 @@ private:
             }
             incoming = parse_migration_stats(qmp_->execute("query-migrate")).status;
             if (incoming == "failed") break;
-            uint64_t now_delivered = delivered();
+            uint64_t now_delivered = delivered_bytes();
             if (now_delivered != last) {
                 last = now_delivered;
                 moved_at = Clock::now();
@@ -398,21 +394,20 @@ private:
                 break;
             }
             left();  // the session's own deadline
-            note(qmp_->wait_event("MIGRATION", milliseconds(10)));
+            if (auto ev = qmp_->wait_event("MIGRATION", milliseconds(10))) events.note(*ev);
             working();
         }
-        for (auto& ev : qmp_->take_events()) note(ev);
+        for (auto& ev : qmp_->take_events()) events.note(ev);
         incoming = parse_migration_stats(qmp_->execute("query-migrate")).status;
         if (state == "inmigrate" || incoming == "failed")
             throw Error(cat("destination QEMU did not finish loading the guest (state '", state,
                             "', incoming migration '", incoming, "')", why_not.empty() ? "" : ": " + why_not));
         bool resumed = false;
-        int64_t resumed_us = 0;
         if (resume && state != "running") {
             resumed_ = true;  // from here on the guest may run: never stop this QEMU
             qmp_->execute("cont");
             resumed = true;
-            if (auto ev = qmp_->wait_event("RESUME", milliseconds(2000))) resumed_us = event_time_us(*ev);
+            if (auto ev = qmp_->wait_event("RESUME", milliseconds(2000))) events.note(*ev);
             state = qmp_->execute("query-status").value("status", "");
         }
         // The relay's last acknowledgements; the guest runs already.
@@ -420,7 +415,7 @@ private:
             log::warn("channels still open after the guest was loaded: ",
                       relay_->bridges().error().value_or("waiting for QEMU to close them"));
         return {{"state", state}, {"incoming", incoming}, {"resumed", resumed},
-                {"channels", relay_->bridges().size()}, {"loaded_us", loaded_us}, {"resumed_us", resumed_us},
+                {"channels", relay_->bridges().size()}, {"loaded_us", events.completed_us}, {"resumed_us", events.resume_us},
                 {"finish_received_us", asked_us}};
     }
 

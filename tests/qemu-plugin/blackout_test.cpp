@@ -54,3 +54,16 @@ TEST(Blackout, SpansBothHostsOnOneClock) {
     EXPECT_FALSE(measure_blackout(0, 15'080'000, 15'090'000, o).ms);
     EXPECT_FALSE(measure_blackout(10'000'000, 15'080'000, 15'090'000, ClockOffset{}).ms);
 }
+
+TEST(Blackout, SwitchoverEventsKeepTheFirstOfEach) {
+    SwitchoverEvents e;
+    auto ev = [](const char* text) { return json::parse(text); };
+    e.note(ev(R"({"event":"MIGRATION","data":{"status":"active"},"timestamp":{"seconds":1,"microseconds":0}})"));
+    e.note(ev(R"({"event":"STOP","timestamp":{"seconds":2,"microseconds":5}})"));
+    e.note(ev(R"({"event":"MIGRATION","data":{"status":"completed"},"timestamp":{"seconds":3,"microseconds":0}})"));
+    e.note(ev(R"({"event":"RESUME","timestamp":{"seconds":4,"microseconds":0}})"));
+    e.note(ev(R"({"event":"STOP","timestamp":{"seconds":9,"microseconds":0}})"));
+    EXPECT_EQ(e.stop_us, 2'000'005);
+    EXPECT_EQ(e.completed_us, 3'000'000);
+    EXPECT_EQ(e.resume_us, 4'000'000);
+}

@@ -150,9 +150,9 @@ public:
     bool recv_into_is_direct() const override { return true; }
 
     void shutdown() override { ::shutdown(fd_.get(), SHUT_RDWR); }
-    // The kernel doubles SO_SNDBUF for its own bookkeeping and counts that
-    // bookkeeping against it, so the value asked for is about the payload
-    // it then holds. A writer blocks while more than that is queued.
+    // The kernel doubles the SO_SNDBUF asked for and counts its per-packet
+    // bookkeeping against the result, so asking for half of `bytes` leaves
+    // about `bytes` of payload queued at most; a writer blocks beyond that.
     bool limit_in_flight(size_t bytes) override {
         int v = static_cast<int>(std::min<size_t>(bytes / 2, size_t{1} << 30));
         return ::setsockopt(fd_.get(), SOL_SOCKET, SO_SNDBUF, &v, sizeof v) == 0;
