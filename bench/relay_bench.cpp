@@ -143,7 +143,7 @@ Sample relay(const std::string& dir, uint32_t streams, size_t bytes, size_t chun
     auto session = wire::random_session_id();
     UniqueFd dest_qemu = net::unix_listen(dir + "/dest.sock");
     auto listener = security::listen("tcp:127.0.0.1:0", {}, ctx);
-    qemu::DestRelay dest(dir + "/dest.sock", session, streams, chunk);
+    qemu::DestRelay dest(dir + "/dest.sock", session, streams, qemu::FlowSettings{.chunk = chunk});
     std::unique_ptr<transport::Channel> server_control, client_control;
     std::jthread acceptor([&](std::stop_token st) {
         while (!st.stop_requested()) {
@@ -159,17 +159,17 @@ Sample relay(const std::string& dir, uint32_t streams, size_t bytes, size_t chun
         }
     });
     qemu::RelayConfig rc;
-    rc.dest_uri = listener->address();
+    rc.dest_uris = {listener->address()};
     rc.session = session;
     rc.channels = streams;
-    rc.chunk = chunk;
+    rc.flow.chunk = chunk;
     rc.security = ctx;
     if (ctx) {  // as `rmig migrate` does: the control channel authenticates the session first
         wire::Hello h;
         h.kind = wire::ChannelKind::control;
         h.session = session;
         h.channel_count = streams;
-        client_control = security::connect(rc.dest_uri, h, {}, ctx);
+        client_control = security::connect(rc.dest_uris[0], h, {}, ctx);
     }
     qemu::SourceRelay src(dir + "/src.sock", rc);
     src.start();
@@ -180,8 +180,8 @@ Sample relay(const std::string& dir, uint32_t streams, size_t bytes, size_t chun
         if (!in.back()) throw Error("relay did not connect the destination side");
     }
     Sample s = pump(out, in, bytes, true);
-    if (auto e = src.bridges().error()) throw Error(*e);
-    if (auto e = dest.bridges().error()) throw Error(*e);
+    if (auto e = src.streams().error()) throw Error(*e);
+    if (auto e = dest.streams().error()) throw Error(*e);
     return s;
 }
 

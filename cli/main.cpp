@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -129,6 +130,13 @@ int cmd_migrate(const std::vector<std::string>& argv) {
     if (a.get("qemu-downtime-limit")) o.qemu_downtime_limit_ms = a.whole("qemu-downtime-limit");
     o.resume_destination = !a.flag("no-resume");
     o.relay_dir = a.text("relay-dir");
+    o.flows = static_cast<uint32_t>(a.whole("flows"));
+    if (auto paths = a.get("path")) {
+        std::istringstream words(*paths);
+        for (std::string uri; words >> uri;) o.more_paths.push_back(uri);
+    }
+    o.reconnect_grace = std::chrono::seconds(a.whole("reconnect-grace"));
+    o.window_bytes = a.whole("window");
     read_shared_options(a, o, o.dest_uri, "--to");
     auto mode = cli::progress_mode(a.text("progress"));
     std::FILE* out = a.get("json") == "-" ? stderr : stdout;

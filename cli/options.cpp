@@ -3,9 +3,10 @@
 #include "cli/topo_command.hpp"
 #include "qemu-plugin/migration_settings.hpp"
 #include "qemu-plugin/session_limits.hpp"
-#include "qemu-plugin/stream_bridge.hpp"
+#include "qemu-plugin/stream_group.hpp"
 #include "security/settings.hpp"
 #include "transport/backend.hpp"
+#include "wire/stream_segment.hpp"
 
 namespace rmig::cli {
 
@@ -22,6 +23,23 @@ std::span<const OptionSpec> migrate_options() {
     static const OptionSpec kOptions[] = {
         {.name = "qmp", .metavar = "PATH", .help = "the source QEMU's QMP UNIX socket", .required = true},
         {.name = "to", .metavar = "URI", .help = to_help, .required = true},
+        {.name = "flows", .kind = K::whole, .metavar = "N",
+         .help = "connections per QEMU stream (striped, put back in order): more windows and loss recovery in "
+                 "parallel on long links; at least one per path",
+         .number_default = 1, .min = 1, .max = 16, .profile = true},
+        {.name = "path", .metavar = "URIS",
+         .help = "more addresses of the same `rmig receive` (space-separated), one per extra path or NIC: "
+                 "flows go round the paths, each carries what its rate allows",
+         .default_note = "--to only"},
+        {.name = "reconnect-grace", .kind = K::whole, .metavar = "S",
+         .help = "a lost connection is reopened and its unacknowledged data resent for up to S seconds while "
+                 "QEMU only pauses; 0 fails the migration at once (the source guest keeps running)",
+         .number_default = 0, .max = 600, .profile = true},
+        {.name = "window", .kind = K::size, .metavar = "SIZE",
+         .help = "data each stream keeps until acknowledged (for resending); at least the link's "
+                 "bandwidth x RTT for full rate",
+         .number_default = static_cast<double>(qemu::FlowSettings{}.window_bytes), .min = 1 << 20,
+         .max = static_cast<double>(qemu::kMaxFlowWindow), .profile = true},
         {.name = "multifd", .kind = K::whole, .metavar = "N",
          .help = "use QEMU multifd with N channels (rmig carries N+1 streams); 0 uses the main stream only",
          .number_default = static_cast<double>(settings.multifd_channels), .max = 64, .profile = true},
@@ -93,7 +111,8 @@ std::span<const OptionSpec> link_options() {
     static const transport::Options defaults;
     static const OptionSpec kOptions[] = {
         {.name = "chunk", .kind = K::size, .metavar = "SIZE", .help = "largest data frame",
-         .number_default = static_cast<double>(qemu::kDefaultChunk), .min = 4096, .max = wire::kMaxFramePayload,
+         .number_default = static_cast<double>(qemu::kDefaultChunk), .min = 4096,
+         .max = wire::kMaxFramePayload - wire::kSegmentHeaderSize,
          .profile = true},
         {.name = "socket-buffer", .kind = K::size, .metavar = "SIZE",
          .help = "TCP send/receive buffer; raise for long fat links (bandwidth x RTT)",

@@ -19,6 +19,13 @@ public:
     using Error::Error;
 };
 
+// The connection ended inside a frame. A protocol error to a plain channel
+// (the frame is lost), a link loss to channel mode's flows, which resend it.
+class TruncatedError : public ProtocolError {
+public:
+    using ProtocolError::ProtocolError;
+};
+
 // The link or the peer went away (EOF, reset, timeout).
 class LinkError : public Error {
 public:

@@ -68,14 +68,14 @@ json SourceReport::to_json() const {
 
 namespace {
 
-uint64_t relay_bytes(const BridgeGroup& g) {
+uint64_t relay_bytes(const StreamGroup& g) {
     uint64_t total = 0;
     for (auto& c : g.stats()) total += c.to_link;
     return total;
 }
 
 // Bytes moved in either direction, all channels: what the stall watchdog watches.
-uint64_t relay_traffic(const BridgeGroup& g) {
+uint64_t relay_traffic(const StreamGroup& g) {
     uint64_t total = 0;
     for (auto& c : g.stats()) total += c.to_link + c.from_link;
     return total;
@@ -144,7 +144,11 @@ private:
         MigrationSettings want = opts_.settings;
         // delivery_reports: an rmig before them would take an unasked report
         // for a reply, so the destination sends them only when asked.
-        json prepared = ask({{"op", "prepare"}, {"settings", to_json(want)}, {"delivery_reports", true}});
+        json prepared = ask({{"op", "prepare"},
+                             {"settings", to_json(want)},
+                             {"delivery_reports", true},
+                             {"flows", {{"window_bytes", opts_.window_bytes},
+                                        {"grace_ms", opts_.reconnect_grace.count()}}}});
         apply_settings(*qmp_, want, Side::source);
         report_.settings = read_settings(*qmp_);
         if (opts_.qemu_downtime_limit_ms)
@@ -160,10 +164,12 @@ private:
 
         TempDir dir("rmig-relay", opts_.relay_dir);
         RelayConfig rc;
-        rc.dest_uri = opts_.dest_uri;
+        rc.dest_uris = {opts_.dest_uri};
+        rc.dest_uris.insert(rc.dest_uris.end(), opts_.more_paths.begin(), opts_.more_paths.end());
+        rc.flows = opts_.flows;
         rc.session = session_;
         rc.channels = report_.settings.connections();
-        rc.chunk = opts_.chunk;
+        rc.flow = flow_settings();
         rc.transport = opts_.transport;
         rc.security = opts_.security;
         SourceRelay relay(dir.path() + "/source.sock", rc);
@@ -174,10 +180,10 @@ private:
         migration_started_ = true;
         start_qemu_migration("unix:" + relay.socket_path());
         follow(relay);
-        report_.channels = relay.bridges().stats();
+        report_.channels = relay.streams().stats();
         if (report_.final_stats.status != "completed") {
             if (report_.error.empty())
-                report_.error = relay.bridges().error().value_or(cat(
+                report_.error = relay.streams().error().value_or(cat(
                     "QEMU reports migration ", report_.final_stats.status,
                     report_.final_stats.error_desc.empty() ? "" : ": " + report_.final_stats.error_desc));
             throw Error(report_.error);
@@ -192,10 +198,10 @@ private:
             dest_aborted_ = true;  // an answer: the destination runs nothing
             throw;
         }
-        if (!relay.bridges().wait_finished(relay.expected(), milliseconds(2000)))
+        if (!relay.streams().wait_finished(relay.expected(), milliseconds(2000)))
             log::warn("relay channels still open after the destination confirmed: ",
-                      relay.bridges().error().value_or("closing"));
-        report_.channels = relay.bridges().stats();
+                      relay.streams().error().value_or("closing"));
+        report_.channels = relay.streams().stats();
         report_.final_stats = completed_figures(*qmp_, report_.final_stats);
         report_.blackout = measure_blackout(source_.stop_us, report_.destination.value("loaded_us", int64_t{0}),
                                             report_.destination.value("resumed_us", int64_t{0}), clock_);
@@ -203,6 +209,30 @@ private:
                    report_.destination.value("finish_received_us", int64_t{0}), clock_);
         report_.source_state = qmp_->execute("query-status").value("status", "");
         report_.outcome = Outcome::completed;
+    }
+
+    // The control channel has no replacement: it rides out an outage within
+    // the grace on TCP's own retransmissions, so TCP must not give up first.
+    transport::Options control_options() const {
+        transport::Options o = opts_.transport;
+        if (opts_.reconnect_grace.count() > 0)
+            o.dead_peer_timeout = std::max(o.dead_peer_timeout, patience());
+        return o;
+    }
+
+    FlowSettings flow_settings() const {
+        FlowSettings f;
+        f.chunk = opts_.chunk;
+        f.window_bytes = opts_.window_bytes;
+        f.grace = opts_.reconnect_grace;
+        return f;
+    }
+
+    // The stall timeout, plus the reconnect grace: an outage within the grace
+    // is no stall.
+    milliseconds patience() const {
+        if (opts_.reconnect_grace.count() == 0) return opts_.stall_timeout;
+        return opts_.stall_timeout + opts_.reconnect_grace + FlowSettings{}.stall;
     }
 
     void connect_destination() {
@@ -214,7 +244,7 @@ private:
         hello.session = session_;
         hello.channel_count = opts_.settings.connections();
         link_ = std::make_unique<ControlLink>(
-            security::connect(opts_.dest_uri, hello, opts_.transport, opts_.security), opts_.stall_timeout);
+            security::connect(opts_.dest_uri, hello, control_options(), opts_.security), patience());
     }
 
     // A few pings: the round trip, and the destination's clock against ours
@@ -281,7 +311,7 @@ private:
     void steer_downtime(const SourceRelay& relay) {
         auto d = link_->delivered();
         if (d.at == Clock::time_point{}) return;  // no delivery report yet
-        uint64_t sent = relay_bytes(relay.bridges());
+        uint64_t sent = relay_bytes(relay.streams());
         drain_meter_.add(std::chrono::duration<double>(d.at - start_).count(), d.bytes);
         // The drain after QEMU's last byte runs at the link's rate with the
         // queues full: plan with the best rate seen (between rounds QEMU
@@ -315,7 +345,7 @@ private:
     // never below kMinInFlight (a channel needs some queue to keep the link
     // busy) nor above the configured socket buffer.
     void bound_in_flight(const SourceRelay& relay, double rate) {
-        if (rate <= 0 || relay.bridges().size() < relay.expected()) return;
+        if (rate <= 0 || relay.streams().size() < relay.expected()) return;
         double total = rate * kDrainShare * double(report_.settings.downtime_limit_ms) / 1000.0;
         auto per = static_cast<uint64_t>(total / double(relay.expected()));
         per = std::clamp<uint64_t>(per, kMinInFlight,
@@ -323,7 +353,7 @@ private:
         uint64_t current = report_.in_flight_cap ? report_.in_flight_cap : uint64_t(opts_.transport.socket_buffer_bytes);
         // Act on real changes only (a quarter), so that the cap does not chase noise.
         if (per * 4 > current * 3 && per * 4 < current * 5) return;
-        if (relay.bridges().limit_in_flight(per)) report_.in_flight_cap = per;
+        if (relay.streams().limit_in_flight(per)) report_.in_flight_cap = per;
     }
 
     void follow(SourceRelay& relay) {
@@ -336,11 +366,11 @@ private:
         std::mutex stall_mutex;
         std::string stall_error;
         StallGuard guard(
-            opts_.stall_timeout, [&relay] { return relay_traffic(relay.bridges()); },
+            patience(), [&relay] { return relay_traffic(relay.streams()); },
             [&] {
                 std::string why = cat("no progress on the link for ",
-                                      std::chrono::duration<double>(opts_.stall_timeout).count(),
-                                      " s (", relay_traffic(relay.bridges()),
+                                      std::chrono::duration<double>(patience()).count(),
+                                      " s (", relay_traffic(relay.streams()),
                                       " bytes moved): stalled channel; cancelled (see --stall-timeout)");
                 {
                     std::lock_guard lock(stall_mutex);
@@ -365,18 +395,18 @@ private:
             report_.final_stats = st;
             Progress p;
             p.qemu = st;
-            p.relay_bytes = relay_bytes(relay.bridges());
-            p.channels_up = static_cast<uint32_t>(relay.bridges().size());
+            p.relay_bytes = relay_bytes(relay.streams());
+            p.channels_up = static_cast<uint32_t>(relay.streams().size());
             p.channels = relay.expected();
             p.elapsed_s = std::chrono::duration<double>(Clock::now() - start_).count();
             if (on_progress_) on_progress_(p);
             if (terminal(st.status)) break;
             if (answered && st.status == "active" && !opts_.qemu_downtime_limit_ms) steer_downtime(relay);
             auto now = Clock::now();
-            if (relay.bridges().error() && relay_failed_at == Clock::time_point::max())
+            if (relay.streams().error() && relay_failed_at == Clock::time_point::max())
                 relay_failed_at = now;
             // Past the deadline: break the relay like any other failure.
-            if (now >= deadline && !relay.bridges().error()) {
+            if (now >= deadline && !relay.streams().error()) {
                 report_.error = cat("migration did not finish within ", opts_.timeout.count(),
                                     " s (see --timeout); cancelled");
                 relay.abort(report_.error);
@@ -404,7 +434,7 @@ private:
         } else if (!stall_error.empty() && report_.final_stats.status != "completed") {
             report_.error = stall_error;
         } else if (cancelled && report_.error.empty()) {
-            report_.error = relay.bridges().error().value_or("cancelled");
+            report_.error = relay.streams().error().value_or("cancelled");
         }
     }
 

@@ -19,7 +19,7 @@
 #include "qemu-plugin/prechecks.hpp"
 #include "qemu-plugin/qemu_info.hpp"
 #include "qemu-plugin/session_limits.hpp"
-#include "qemu-plugin/stream_bridge.hpp"
+#include "qemu-plugin/stream_group.hpp"
 #include "transport/channel.hpp"
 
 namespace rmig::security {
@@ -40,6 +40,14 @@ struct SourceOptions {
     std::chrono::milliseconds stall_timeout{kDefaultStallTimeout};
     std::chrono::milliseconds poll_interval{100};
     size_t chunk = kDefaultChunk;
+    // Flows (docs/flows.md): more addresses of `rmig receive`, one per extra
+    // path; flows per QEMU connection (at least one per path); what each
+    // stream keeps for resending; how long a lost connection may take to come
+    // back (0: a lost connection fails the migration, as with QEMU itself).
+    std::vector<std::string> more_paths;
+    uint32_t flows = 1;
+    size_t window_bytes = FlowSettings{}.window_bytes;
+    std::chrono::milliseconds reconnect_grace{0};
     // For experts and comparisons: QEMU gets exactly this downtime-limit, and
     // rmig neither steers it nor bounds its in-flight data. Unset: QEMU gets
     // what rmig's drain leaves of settings.downtime_limit_ms (docs/blackout.md).

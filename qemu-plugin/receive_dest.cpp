@@ -42,7 +42,7 @@ constexpr milliseconds kDeliveryReport{50};
 
 class DestSession {
 public:
-    explicit DestSession(const DestOptions& o) : opts_(o) {}
+    explicit DestSession(const DestOptions& o) : opts_(o) { patience_ = o.stall_timeout; }
 
     ~DestSession() {
         stop_ = true;
@@ -62,13 +62,14 @@ public:
             watcher_ = std::jthread([this] { watch_relay(); });
             StallGuard guard(opts_.stall_timeout, [this] { return progress(); },
                              [this] { stalled(); });
+            guard_ = &guard;
             serve();
         } catch (const std::exception& e) {
             report_.ok = false;
             report_.error = stall_error().value_or(e.what());
             if (told_source_) {  // our relay failed first: that is the cause
                 std::lock_guard lock(relay_mutex_);
-                report_.error = relay_->bridges().error().value_or(report_.error);
+                report_.error = relay_->streams().error().value_or(report_.error);
             }
             std::lock_guard lock(relay_mutex_);
             if (relay_) relay_->abort(report_.error);
@@ -92,7 +93,7 @@ private:
         uint64_t p = messages_ + (busy_ ? ++busy_ticks_ : busy_ticks_.load());
         std::lock_guard lock(relay_mutex_);
         if (relay_)
-            for (auto& c : relay_->bridges().stats()) p += c.to_link + c.from_link;
+            for (auto& c : relay_->streams().stats()) p += c.to_link + c.from_link;
         return p;
     }
 
@@ -112,7 +113,7 @@ private:
                 std::lock_guard lock(relay_mutex_);
                 if (relay_) {
                     have_relay = true;
-                    err = relay_->bridges().error();
+                    err = relay_->streams().error();
                     delivered = delivered_bytes();
                 }
             }
@@ -342,6 +343,7 @@ private:
     json prepare(const json& msg) {
         MigrationSettings s = settings_from_json(msg.at("settings"));
         reports_wanted_ = msg.value("delivery_reports", false);
+        FlowSettings flow = flow_settings(msg.value("flows", json::object()));
         if (probe(*qmp_).run_state != "inmigrate")
             throw Error("destination QEMU is not waiting for a migration (start it with -incoming defer)");
         apply_settings(*qmp_, s, Side::destination);
@@ -351,15 +353,31 @@ private:
         prepared_ = true;
         {
             std::lock_guard lock(relay_mutex_);
-            relay_ = std::make_unique<DestRelay>(sock, session_, s.connections(), opts_.chunk);
+            relay_ = std::make_unique<DestRelay>(sock, session_, s.connections(), flow,
+                                                 opts_.transport.handshake_timeout);
         }
         return {{"settings", to_json(read_settings(*qmp_))}};
+    }
+
+    // The source's flow settings, within what this side accepts to hold.
+    FlowSettings flow_settings(const json& asked) {
+        FlowSettings f;
+        f.chunk = opts_.chunk;
+        f.window_bytes = std::clamp<uint64_t>(asked.value("window_bytes", uint64_t{f.window_bytes}), 1u << 20,
+                                              kMaxFlowWindow);
+        f.grace = milliseconds(std::clamp<int64_t>(asked.value("grace_ms", int64_t{0}), 0, kMaxReconnectGraceMs));
+        if (f.grace.count() > 0) {
+            // An outage within the grace is no stall, on either side.
+            patience_ = opts_.stall_timeout + f.grace + f.stall;
+            if (guard_) guard_->extend_to(patience_);
+        }
+        return f;
     }
 
     // Written into our QEMU so far, all channels; relay_ must exist.
     uint64_t delivered_bytes() const {
         uint64_t n = 0;
-        for (auto& c : relay_->bridges().stats()) n += c.from_link;
+        for (auto& c : relay_->streams().stats()) n += c.from_link;
         return n;
     }
 
@@ -378,7 +396,7 @@ private:
         for (;;) {
             state = qmp_->execute("query-status").value("status", "");
             if (state != "inmigrate") break;
-            if (auto err = relay_->bridges().error()) {
+            if (auto err = relay_->streams().error()) {
                 why_not = *err;
                 break;
             }
@@ -388,8 +406,8 @@ private:
             if (now_delivered != last) {
                 last = now_delivered;
                 moved_at = Clock::now();
-            } else if (Clock::now() - moved_at >= opts_.stall_timeout) {
-                why_not = cat("no byte arrived for ", std::chrono::duration<double>(opts_.stall_timeout).count(),
+            } else if (Clock::now() - moved_at >= patience_) {
+                why_not = cat("no byte arrived for ", std::chrono::duration<double>(patience_).count(),
                               " s (see --stall-timeout)");
                 break;
             }
@@ -411,11 +429,11 @@ private:
             state = qmp_->execute("query-status").value("status", "");
         }
         // The relay's last acknowledgements; the guest runs already.
-        if (!relay_->bridges().wait_finished(relay_->expected(), milliseconds(2000)))
+        if (!relay_->streams().wait_finished(relay_->expected(), milliseconds(2000)))
             log::warn("channels still open after the guest was loaded: ",
-                      relay_->bridges().error().value_or("waiting for QEMU to close them"));
+                      relay_->streams().error().value_or("waiting for QEMU to close them"));
         return {{"state", state}, {"incoming", incoming}, {"resumed", resumed},
-                {"channels", relay_->bridges().size()}, {"loaded_us", events.completed_us}, {"resumed_us", events.resume_us},
+                {"channels", relay_->streams().size()}, {"loaded_us", events.completed_us}, {"resumed_us", events.resume_us},
                 {"finish_received_us", asked_us}};
     }
 
@@ -432,6 +450,8 @@ private:
     std::atomic<bool> stop_{false};
     std::atomic<bool> prepared_{false};
     std::atomic<bool> reports_wanted_{false};
+    StallGuard* guard_ = nullptr;  // run()'s, while it runs
+    milliseconds patience_{};  // the stall timeout, plus the reconnect grace if any
     std::atomic<bool> resumed_{false};         // 'cont' was sent to our QEMU  // the source asked for 'delivered' reports
     std::atomic<bool> finished_{false};      // 'finish' answered: the relay's job is done
     std::atomic<bool> told_source_{false};   // watch_relay() sent our relay's error

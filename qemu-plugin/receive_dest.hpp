@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "qemu-plugin/session_limits.hpp"
-#include "qemu-plugin/stream_bridge.hpp"
+#include "qemu-plugin/stream_group.hpp"
 #include "transport/channel.hpp"
 
 namespace rmig::security {

@@ -5,18 +5,23 @@
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "common/socket.hpp"
+#include "qemu-plugin/flow_attach.hpp"
 #include "security/secure_transport.hpp"
 
 namespace rmig::qemu {
 
 SourceRelay::SourceRelay(std::string socket_path, RelayConfig cfg)
-    : path_(std::move(socket_path)), cfg_(std::move(cfg)), bridges_(cfg_.chunk) {
+    : path_(std::move(socket_path)), cfg_(std::move(cfg)), streams_(cfg_.flow) {
+    if (cfg_.dest_uris.empty()) throw Error("channel mode relay: no destination address");
+    cfg_.flows = std::max<uint32_t>({cfg_.flows, 1, static_cast<uint32_t>(cfg_.dest_uris.size())});
     listen_fd_ = net::unix_listen(path_);
 }
 
 SourceRelay::~SourceRelay() {
     stop_ = true;
     acceptor_ = {};
+    openers_.clear();
+    streams_.abort();
     ::unlink(path_.c_str());
 }
 
@@ -24,26 +29,58 @@ void SourceRelay::start() {
     acceptor_ = std::jthread([this] { accept_loop(); });
 }
 
+StripedStream::Opened SourceRelay::open_flow(uint32_t stream, uint32_t flow, bool again) {
+    wire::Hello hello;
+    hello.role = wire::Role::source;
+    hello.kind = wire::ChannelKind::data;
+    hello.session = cfg_.session;
+    // Channel ids are never reused in a session: each one keys its own
+    // encryption, and the destination admits each once.
+    hello.channel_id = ++connections_;
+    hello.channel_count = cfg_.channels;
+    const std::string& uri = cfg_.dest_uris[flow % cfg_.dest_uris.size()];
+    transport::Options opts = cfg_.transport;
+    // Reconnecting in an outage: try often rather than wait out a long connect.
+    if (again) opts.connect_timeout = std::min(opts.connect_timeout, transport::Millis(2000));
+    auto link = security::connect(uri, hello, opts, cfg_.security);
+    uint64_t delivered = 0;
+    if (auto* s = streams_.find(stream)) delivered = s->delivered();
+    wire::Attach mine{stream, flow, cfg_.channels, delivered};
+    wire::Attach theirs = exchange_attach(*link, mine, opts.handshake_timeout);
+    return {std::move(link), theirs.delivered};
+}
+
 void SourceRelay::accept_loop() {
     for (uint32_t id = 1; id <= cfg_.channels; ++id) {
         try {
             UniqueFd qemu;
-            while (!qemu && !stop_ && !bridges_.error())
+            while (!qemu && !stop_ && !streams_.error())
                 qemu = net::accept_for(listen_fd_.get(), std::chrono::milliseconds(100));
             if (!qemu) return;
             net::tune_stream_socket(qemu.get(), cfg_.transport.socket_buffer_bytes);
-            wire::Hello hello;
-            hello.role = wire::Role::source;
-            hello.kind = wire::ChannelKind::data;
-            hello.session = cfg_.session;
-            hello.channel_id = id;
-            hello.channel_count = cfg_.channels;
-            auto link = security::connect(cfg_.dest_uri, hello, cfg_.transport, cfg_.security);
-            log::debug("QEMU connection ", id, " of ", cfg_.channels, " carried by ", link->name());
-            bridges_.add(std::move(qemu), std::move(link));
+            auto opened = open_flow(id, 0, false);
+            log::debug("QEMU connection ", id, " of ", cfg_.channels, " carried by ", opened.channel->name());
+            auto& stream = streams_.add(id, std::move(qemu),
+                                        [this, id](uint32_t flow) { return open_flow(id, flow, true); });
+            stream.attach(0, std::move(opened.channel), opened.peer_delivered);
+            if (cfg_.flows > 1) openers_.emplace_back([this, id] { open_more_flows(id); });
         } catch (const std::exception& e) {
-            bridges_.fail(cat("setting up channel ", id, " of ", cfg_.channels, ": ", e.what()));
+            streams_.fail(cat("setting up channel ", id, " of ", cfg_.channels, ": ", e.what()));
             return;
+        }
+    }
+}
+
+void SourceRelay::open_more_flows(uint32_t id) {
+    for (uint32_t flow = 1; flow < cfg_.flows && !stop_ && !streams_.error(); ++flow) {
+        try {
+            auto opened = open_flow(id, flow, false);
+            if (auto* s = streams_.find(id)) s->attach(flow, std::move(opened.channel), opened.peer_delivered);
+        } catch (const std::exception& e) {
+            // The stream runs on the flows it has; a path that never came up
+            // is worth a warning, not a failed migration.
+            log::warn("stream ", id, ": flow ", flow, " to ", cfg_.dest_uris[flow % cfg_.dest_uris.size()],
+                      " did not open: ", e.what());
         }
     }
 }

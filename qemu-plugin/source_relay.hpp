@@ -1,18 +1,21 @@
 // Source side of channel mode: listens on the UNIX socket the source QEMU
 // migrates to, and carries each connection QEMU opens (the main channel, then
-// each multifd channel) across the link. Connection N is accepted and its rmig
-// channel fully set up (the destination has connected its QEMU) before N+1 is
-// accepted: QEMU 7.2's destination takes the first connection it sees as the
-// main channel, so order must be kept end to end.
+// each multifd channel) across the link as a stream of one or more flows
+// (StripedStream). Connection N is accepted and its first flow attached (the
+// destination has connected its QEMU) before N+1 is accepted: QEMU 7.2's
+// destination takes the first connection it sees as the main channel, so
+// order must be kept end to end. A stream's further flows, and flows that
+// replace lost ones, connect in the background.
 #pragma once
 
 #include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/unique_fd.hpp"
-#include "qemu-plugin/stream_bridge.hpp"
+#include "qemu-plugin/stream_group.hpp"
 #include "transport/channel.hpp"
 
 namespace rmig::security {
@@ -22,10 +25,13 @@ class Context;  // security/context.hpp
 namespace rmig::qemu {
 
 struct RelayConfig {
-    std::string dest_uri;          // where `rmig receive` listens
+    // Where `rmig receive` listens: one address per path (flow F of a stream
+    // goes to dest_uris[F % size]); the first also carries the control channel.
+    std::vector<std::string> dest_uris;
     wire::SessionId session{};
-    uint32_t channels = 1;         // QEMU connections: 1 + multifd channels
-    size_t chunk = kDefaultChunk;  // largest data frame
+    uint32_t channels = 1;  // QEMU connections: 1 + multifd channels
+    uint32_t flows = 1;     // flows per QEMU connection (at least one per path)
+    FlowSettings flow;
     transport::Options transport;
     // Authentication / encryption (security::connect/listen); unset: plaintext.
     std::shared_ptr<security::Context> security;
@@ -38,20 +44,24 @@ public:
     ~SourceRelay();
 
     void start();  // accepts in the background
-    void abort(const std::string& why) { bridges_.fail(why); }
-    const BridgeGroup& bridges() const { return bridges_; }
+    void abort(const std::string& why) { streams_.fail(why); }
+    const StreamGroup& streams() const { return streams_; }
     uint32_t expected() const { return cfg_.channels; }
     const std::string& socket_path() const { return path_; }
 
 private:
     void accept_loop();
+    StripedStream::Opened open_flow(uint32_t stream, uint32_t flow, bool again);
+    void open_more_flows(uint32_t stream);
 
     std::string path_;
     RelayConfig cfg_;
     UniqueFd listen_fd_;
-    BridgeGroup bridges_;
+    StreamGroup streams_;
+    std::atomic<uint32_t> connections_{0};  // every connection gets its own channel id
     std::atomic<bool> stop_{false};
     std::jthread acceptor_;
+    std::vector<std::jthread> openers_;  // further flows per stream
 };
 
 }  // namespace rmig::qemu

@@ -34,6 +34,13 @@ public:
     StallGuard(const StallGuard&) = delete;
     StallGuard& operator=(const StallGuard&) = delete;
 
+    // A longer patience from now on (e.g. once a reconnect grace is known:
+    // an outage within it is no stall).
+    void extend_to(std::chrono::milliseconds timeout) {
+        std::lock_guard lock(mutex_);
+        timeout_ = std::max(timeout_, timeout);
+    }
+
     bool fired() const {
         std::lock_guard lock(mutex_);
         return fired_;
@@ -51,14 +58,12 @@ private:
             lock.unlock();
             uint64_t now_value = progress_();
             auto now = Clock::now();
-            bool stalled = false;
             if (now_value != last) {
                 last = now_value;
                 since = now;
-            } else if (now - since >= timeout_) {
-                stalled = true;
             }
             lock.lock();
+            bool stalled = now_value == last && now - since >= timeout_;
             if (stalled) {
                 fired_ = true;
                 lock.unlock();

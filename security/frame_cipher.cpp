@@ -161,8 +161,7 @@ wire::FrameType FrameOpener::check_prefix(std::span<const std::byte> sealed) con
     sealed_size(sealed);
     // Checked by the tag too (the AAD holds the type); a bad value is refused early.
     auto type = static_cast<wire::FrameType>(sealed[0]);
-    if (type != wire::FrameType::data && type != wire::FrameType::end && type != wire::FrameType::control &&
-        type != wire::FrameType::abort)
+    if (!wire::known_frame_type(std::to_integer<uint8_t>(sealed[0])))
         throw ProtocolError(cat(name_, ": encrypted frame ", counter_, " of unknown type ",
                                 std::to_integer<unsigned>(sealed[0])));
     if (sealed[1] != std::byte{0} || sealed[2] != std::byte{0} || sealed[3] != std::byte{0})

@@ -14,9 +14,14 @@ const char* to_string(FrameType t) {
     case FrameType::end: return "end";
     case FrameType::control: return "control";
     case FrameType::abort: return "abort";
+    case FrameType::segment: return "segment";
+    case FrameType::ack: return "ack";
+    case FrameType::attach: return "attach";
     }
     return "unknown";
 }
+
+bool known_frame_type(uint8_t t) { return t >= 1 && t <= 7; }
 
 namespace {
 
@@ -29,7 +34,6 @@ uint64_t frame_checksum(std::span<const std::byte> header, std::span<const std::
     return checksum(payload, checksum(header.first(kCoveredHeader)));
 }
 
-bool known_type(uint8_t t) { return t >= 1 && t <= 4; }
 
 }  // namespace
 
@@ -51,7 +55,7 @@ FrameHeader FrameDecoder::decode_header(std::span<const std::byte, kFrameHeaderS
                                 kFrameMagic, ") at frame ", std::dec, seq_,
                                 ": peer is not speaking rmig wire v1 or the stream is corrupt"));
     auto type = std::to_integer<uint8_t>(b[4]);
-    if (!known_type(type))
+    if (!known_frame_type(type))
         throw ProtocolError(cat(name_, ": unknown frame type ", unsigned(type), " at frame ", seq_));
     FrameHeader h;
     h.type = static_cast<FrameType>(type);
@@ -100,7 +104,7 @@ void FrameDecoder::verify_digest(const FrameHeader& h, uint64_t digest) {
 }
 
 void FrameDecoder::truncated(const char* part, size_t got, size_t want) const {
-    throw ProtocolError(cat(name_, ": truncated frame ", seq_, ": connection ended after ", got,
+    throw TruncatedError(cat(name_, ": truncated frame ", seq_, ": connection ended after ", got,
                             " of ", want, " ", part, " bytes"));
 }
 

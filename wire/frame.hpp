@@ -20,8 +20,14 @@ enum class FrameType : uint8_t {
     end = 2,      // sender finished cleanly; no payload
     control = 3,  // one JSON control message (control channel only)
     abort = 4,    // sender gives up; payload is a UTF-8 reason
+    // Channel mode's flows (wire/stream_segment.hpp): a QEMU stream striped
+    // over one or more channels that can be replaced after a link outage.
+    segment = 5,  // stream bytes at an offset (header + maybe compressed bytes)
+    ack = 6,      // cumulative: stream bytes delivered to the local QEMU
+    attach = 7,   // first frame of a flow: which stream, which flow
 };
 const char* to_string(FrameType t);
+bool known_frame_type(uint8_t t);  // a FrameType this build speaks
 
 inline constexpr uint32_t kFrameMagic = 0x31464d52;  // "RMF1"
 inline constexpr size_t kFrameHeaderSize = 32;

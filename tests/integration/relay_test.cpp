@@ -16,10 +16,12 @@
 #include "common/error.hpp"
 #include "common/socket.hpp"
 #include "qemu-plugin/dest_relay.hpp"
+#include "qemu-plugin/flow_attach.hpp"
 #include "qemu-plugin/source_relay.hpp"
 #include "security/context.hpp"
 #include "security/errors.hpp"
 #include "security/secure_transport.hpp"
+#include "wire/stream_segment.hpp"
 
 using namespace rmig;
 using namespace rmig::qemu;
@@ -39,7 +41,7 @@ void fill(std::vector<char>& buf, uint32_t conn, uint64_t offset) {
 struct DestSide {
     DestSide(const wire::SessionId& s, const std::string& qemu_sock)
         : listener(transport::listen("tcp:127.0.0.1:0")),
-          relay(std::make_unique<DestRelay>(qemu_sock, s, kConns, 256 << 10)) {
+          relay(std::make_unique<DestRelay>(qemu_sock, s, kConns, FlowSettings{.chunk = 256 << 10})) {
         acceptor = std::jthread([this](std::stop_token st) {
             while (!st.stop_requested()) {
                 auto in = listener->next(milliseconds(50));
@@ -64,10 +66,10 @@ struct RelayTest : ::testing::Test {
 
     std::unique_ptr<SourceRelay> source_relay() {
         RelayConfig rc;
-        rc.dest_uri = dest->listener->address();
+        rc.dest_uris = {dest->listener->address()};
         rc.session = session;
         rc.channels = kConns;
-        rc.chunk = 256 << 10;
+        rc.flow.chunk = 256 << 10;
         auto r = std::make_unique<SourceRelay>(dir + "/source.sock", rc);
         r->start();
         return r;
@@ -129,11 +131,11 @@ TEST_F(RelayTest, StreamsKeepTheirOrderAndEveryByte) {
         EXPECT_EQ(net::read_full(src[k].get(), back, 4), 3u);
         EXPECT_STREQ(back, "ack");
     }
-    EXPECT_TRUE(relay->bridges().wait_finished(kConns, milliseconds(5000)));
-    EXPECT_TRUE(dest->relay->bridges().wait_finished(kConns, milliseconds(5000)));
-    EXPECT_FALSE(relay->bridges().error());
+    EXPECT_TRUE(relay->streams().wait_finished(kConns, milliseconds(5000)));
+    EXPECT_TRUE(dest->relay->streams().wait_finished(kConns, milliseconds(5000)));
+    EXPECT_FALSE(relay->streams().error());
     uint64_t total = 0;
-    for (auto& c : relay->bridges().stats()) total += c.to_link;
+    for (auto& c : relay->streams().stats()) total += c.to_link;
     EXPECT_EQ(total, kConns * (kBytes + sizeof(uint32_t)));
 }
 
@@ -156,7 +158,7 @@ TEST_F(RelayTest, VanishedDestinationClosesTheSourceStreamsWithANamedError) {
     });
     ASSERT_EQ(writer.wait_for(std::chrono::seconds(20)), std::future_status::ready);
     EXPECT_TRUE(writer.get());
-    auto err = relay->bridges().error();
+    auto err = relay->streams().error();
     ASSERT_TRUE(err);
     EXPECT_NE(err->find("channel 1"), std::string::npos) << *err;
 }
@@ -175,13 +177,14 @@ TEST_F(RelayTest, ChannelsOfAnotherSessionOrOutOfOrderAreRefused) {
     }
     h.session = session;
     h.channel_id = 3;
+    auto flow = transport::connect(dest->listener->address(), h);
     try {
-        transport::connect(dest->listener->address(), h);
-        FAIL() << "channel 3 accepted before channel 1";
+        exchange_attach(*flow, {3, 0, kConns, 0}, milliseconds(5000));
+        FAIL() << "stream 3 accepted before stream 1";
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find("out of order"), std::string::npos) << e.what();
     }
-    EXPECT_EQ(dest->relay->bridges().size(), 0u);
+    EXPECT_EQ(dest->relay->streams().size(), 0u);
 }
 
 // With security on, a data channel with a forged token (the attacker saw the
@@ -213,7 +216,7 @@ TEST_F(RelayTest, ForgedDataChannelIsTurnedAwayBeforeQemuAndTheRealOneStillComes
     auto client_control = security::connect(listener->address(), h, opts, real);
     auto server_control = control_in.get();
 
-    DestRelay relay(dir + "/dest-qemu.sock", session, 1, 256 << 10);
+    DestRelay relay(dir + "/dest-qemu.sock", session, 1, FlowSettings{.chunk = 256 << 10});
     auto offer_next = [&] {
         return std::async(std::launch::async, [&] {
             auto in = listener->next(milliseconds(6000));
@@ -229,18 +232,23 @@ TEST_F(RelayTest, ForgedDataChannelIsTurnedAwayBeforeQemuAndTheRealOneStillComes
     auto offered = offer_next();
     EXPECT_THROW(security::connect(listener->address(), h, opts, attacker), security::AuthError);
     offered.get();
-    EXPECT_EQ(relay.bridges().size(), 0u);
+    EXPECT_EQ(relay.streams().size(), 0u);
     EXPECT_FALSE(net::accept_for(dest_qemu_listen.get(), milliseconds(200)))
         << "the forged channel reached the destination QEMU";
 
     offered = offer_next();
     auto link = security::connect(listener->address(), h, opts, real);
+    exchange_attach(*link, {1, 0, 1, 0}, milliseconds(5000));
     offered.get();
-    ASSERT_EQ(relay.bridges().size(), 1u);
+    ASSERT_EQ(relay.streams().size(), 1u);
     UniqueFd qemu = net::accept_for(dest_qemu_listen.get(), milliseconds(5000));
     ASSERT_TRUE(qemu) << "the real channel never reached the destination QEMU";
     std::string text = "QEVM main channel bytes";
-    link->send(wire::FrameType::data, std::as_bytes(std::span(text.data(), text.size())));
+    std::vector<std::byte> segment(wire::kSegmentHeaderSize);
+    wire::encode_segment_header({0, static_cast<uint32_t>(text.size()), wire::SegmentCodec::none, false},
+                                std::span(segment).first<wire::kSegmentHeaderSize>());
+    for (char c : text) segment.push_back(static_cast<std::byte>(c));
+    link->send(wire::FrameType::segment, segment);
     std::string got(text.size(), '\0');
     ASSERT_EQ(net::read_full(qemu.get(), got.data(), got.size()), got.size());
     EXPECT_EQ(got, text);

@@ -1,0 +1,125 @@
+// One QEMU migration connection carried by one or more flows (rmig channels,
+// maybe over several paths) in channel mode's flow protocol
+// (wire/stream_segment.hpp): a reader cuts QEMU's stream into segments, every
+// flow sends whichever segment is next (so faster flows carry more), the peer
+// puts them back in order and acknowledges them. A flow that breaks gives its
+// unacknowledged segments back to the others; with a grace period the source
+// opens a replacement (reconnect) and QEMU sees only a pause. Both ends run
+// the same code; only the source reconnects.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/unique_fd.hpp"
+#include "qemu-plugin/reorder_buffer.hpp"
+#include "qemu-plugin/send_window.hpp"
+#include "transport/channel.hpp"
+
+namespace rmig::qemu {
+
+// The largest segment a stream cuts from QEMU's stream unless told otherwise
+// (SourceOptions, DestOptions, RelayConfig; `rmig --chunk`); at most
+// wire::kMaxFramePayload less the segment header.
+inline constexpr size_t kDefaultChunk = size_t{1} << 20;
+
+struct FlowSettings {
+    size_t chunk = kDefaultChunk;
+    // Unacknowledged bytes a stream keeps for resending (what holds QEMU back
+    // on a slow link); also what its reorder buffer may hold. Must cover the
+    // link's bandwidth-delay product for full rate.
+    size_t window_bytes = 64u << 20;
+    // How long a stream may have no working flow before the migration fails;
+    // 0: the first broken flow fails it (no reconnecting).
+    std::chrono::milliseconds grace{0};
+    // A segment out on one flow this long without being acknowledged means
+    // the flow has stalled (a silent outage): it is replaced.
+    std::chrono::milliseconds stall{5000};
+};
+
+struct ChannelStats {
+    uint32_t channel = 0;    // the stream (QEMU connection) number
+    uint64_t to_link = 0;    // bytes read from QEMU and sent
+    uint64_t from_link = 0;  // bytes received and written to QEMU
+    uint32_t flows = 0;      // flows up now
+    uint32_t reconnects = 0; // flows replaced after a loss
+    uint64_t resent = 0;     // segment bytes sent more than once
+};
+
+class StripedStream {
+public:
+    using ErrorFn = std::function<void(const std::string&)>;
+    // Source side: opens flow `flow` again (handshake and attach exchange
+    // done) and returns it with the peer's delivered offset; throws on failure.
+    struct Opened {
+        std::unique_ptr<transport::Channel> channel;
+        uint64_t peer_delivered = 0;
+    };
+    using Reconnect = std::function<Opened(uint32_t flow)>;
+
+    StripedStream(uint32_t stream, UniqueFd qemu, FlowSettings settings, ErrorFn on_error,
+                  Reconnect reconnect = {});
+    ~StripedStream();  // aborts and joins
+    StripedStream(const StripedStream&) = delete;
+    StripedStream& operator=(const StripedStream&) = delete;
+
+    // Starts carrying data on `flow` (replacing a flow of that index, if any),
+    // after the attach exchange in which the peer said it has delivered
+    // `peer_delivered` bytes of this stream.
+    void attach(uint32_t flow, std::unique_ptr<transport::Channel> channel, uint64_t peer_delivered);
+    void abort();
+    // Both directions ended: QEMU's stream read to its end and acknowledged by
+    // the peer, and the peer's stream written to QEMU to its end.
+    bool finished() const;
+    uint64_t delivered() const { return in_.delivered(); }
+    // Periodic checks (StreamGroup's watchdog): stalled flows, the grace.
+    void tick();
+    bool limit_in_flight(size_t bytes);
+    ChannelStats stats() const;
+    uint32_t id() const { return id_; }
+
+private:
+    struct Flow;
+    void read_qemu();
+    void write_qemu();
+    void send_loop(Flow& f);
+    void recv_loop(Flow& f);
+    void maybe_ack(Flow& f);
+    void lost(Flow& f, const std::string& why);
+    void reconnect_loop();
+    void fail(const std::string& what);
+    size_t live_flows() const;
+
+    uint32_t id_;
+    UniqueFd qemu_;
+    FlowSettings cfg_;
+    ErrorFn on_error_;
+    Reconnect reconnect_;
+    SendWindow out_;
+    ReorderBuffer in_;
+
+    mutable std::mutex mu_;
+    std::vector<std::unique_ptr<Flow>> flows_;  // by flow index; null until attached
+    std::chrono::steady_clock::time_point no_flow_since_{};  // when the last live flow went
+    std::string last_loss_;
+    uint32_t generations_ = 0;
+    std::condition_variable reconnect_cv_;
+
+    std::atomic<bool> aborted_{false};
+    std::atomic<uint64_t> to_link_{0}, from_link_{0}, resent_{0};
+    std::atomic<uint32_t> reconnects_{0};
+    std::atomic<uint64_t> ack_sent_{0};
+    std::atomic<bool> fin_ack_sent_{false}, read_done_{false}, ended_early_{false};
+    std::jthread reader_, writer_, reconnector_;
+};
+
+}  // namespace rmig::qemu
