@@ -32,6 +32,8 @@ const char* to_string(LinkFault f) {
     case LinkFault::corrupt: return "corrupt";
     case LinkFault::stall: return "stall";
     case LinkFault::delay: return "delay";
+    case LinkFault::drop: return "drop";
+    case LinkFault::outage: return "outage";
     }
     return "?";
 }
@@ -41,6 +43,7 @@ struct FaultProxy::Conn {
     UniqueFd from_source, to_dest;
     std::atomic<uint64_t> forwarded{0};
     std::atomic<bool> stalled{false};
+    std::atomic<bool> dropped{false};
     std::atomic<int64_t> delay_until{0};  // steady_clock ticks
     std::atomic<int> pumps{2};
     std::jthread up, down;
@@ -94,6 +97,11 @@ void FaultProxy::apply(LinkFault f, size_t channel, uint64_t skip, milliseconds 
         applied_ = true;
         return;
     }
+    case LinkFault::outage: {
+        outage_until_ = (Clock::now() + delay).time_since_epoch().count();
+        applied_ = true;
+        return;
+    }
     case LinkFault::corrupt: {
         std::lock_guard lock(mutex_);
         corrupt_channel_ = channel;
@@ -101,11 +109,14 @@ void FaultProxy::apply(LinkFault f, size_t channel, uint64_t skip, milliseconds 
         return;
     }
     case LinkFault::stall:
+    case LinkFault::drop:
     case LinkFault::delay: {
         Conn* c = conn(channel);
         if (!c) throw Error(cat("fault proxy: no connection ", channel, " to ", to_string(f)));
         if (f == LinkFault::stall)
             c->stalled = true;
+        else if (f == LinkFault::drop)
+            c->dropped = true;
         else
             c->delay_until = (Clock::now() + delay).time_since_epoch().count();
         applied_ = true;
@@ -114,8 +125,11 @@ void FaultProxy::apply(LinkFault f, size_t channel, uint64_t skip, milliseconds 
     }
 }
 
+bool FaultProxy::broken(const Conn& c) const { return cut_ || c.dropped; }
+
 bool FaultProxy::held(const Conn& c) const {
-    return gated_ || c.stalled || Clock::now().time_since_epoch().count() < c.delay_until;
+    auto now = Clock::now().time_since_epoch().count();
+    return gated_ || c.stalled || now < c.delay_until || now < outage_until_;
 }
 
 void FaultProxy::accept_loop() {
@@ -162,7 +176,7 @@ void FaultProxy::pump(Conn& c, bool to_dest) {
     int to = to_dest ? c.to_dest.get() : c.from_source.get();
     std::vector<unsigned char> buf(kBuffer);
     bool eof = false;
-    while (!stop_ && !cut_) {
+    while (!stop_ && !broken(c)) {
         if (held(c)) {
             std::this_thread::sleep_for(milliseconds(kPollMs));
             continue;
@@ -192,7 +206,7 @@ void FaultProxy::pump(Conn& c, bool to_dest) {
             }
         }
         size_t off = 0;
-        while (off < size_t(n) && !stop_ && !cut_) {
+        while (off < size_t(n) && !stop_ && !broken(c)) {
             pollfd w{to, POLLOUT, 0};
             if (::poll(&w, 1, kPollMs) <= 0) continue;
             ssize_t m = ::send(to, buf.data() + off, size_t(n) - off, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -205,9 +219,9 @@ void FaultProxy::pump(Conn& c, bool to_dest) {
         if (off < size_t(n)) break;
         if (to_dest) c.forwarded += uint64_t(n);
     }
-    if (eof && !cut_) {
+    if (eof && !broken(c)) {
         ::shutdown(to, SHUT_WR);  // pass the clean half-close on
-    } else if (!cut_) {
+    } else if (!broken(c)) {
         // An error on one side: break the connection on both sides.
         arm_reset(from);
         arm_reset(to);
@@ -216,7 +230,7 @@ void FaultProxy::pump(Conn& c, bool to_dest) {
     }
     // The last pump of a connection closes both sockets (with RST after a cut).
     if (--c.pumps == 0) {
-        if (cut_) {
+        if (broken(c)) {
             arm_reset(c.from_source.get());
             arm_reset(c.to_dest.get());
         }

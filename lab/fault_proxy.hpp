@@ -27,7 +27,7 @@
 
 namespace rmig::lab {
 
-enum class LinkFault { cut, corrupt, stall, delay };
+enum class LinkFault { cut, corrupt, stall, delay, drop, outage };
 const char* to_string(LinkFault f);
 
 class FaultProxy {
@@ -48,7 +48,10 @@ public:
     // next source->destination byte on `channel` is flipped (a byte `skip`
     // bytes further on, to land inside a frame rather than on its header).
     // stall: `channel` forwards nothing more in either direction. delay:
-    // `channel` forwards nothing for `delay`, then carries on.
+    // `channel` forwards nothing for `delay`, then carries on. drop: `channel`
+    // alone is cut (RST both sides); later connections pass. outage: every
+    // connection, now and new, forwards nothing for `delay` (a link down
+    // without resets), then carries on.
     void apply(LinkFault f, size_t channel, uint64_t skip = 0,
                std::chrono::milliseconds delay = std::chrono::milliseconds(0));
     // Once the fault has actually touched the stream (a corrupt waits for traffic).
@@ -60,6 +63,7 @@ private:
     void pump(Conn& c, bool to_dest);
     Conn* conn(size_t channel) const;
     bool held(const Conn& c) const;
+    bool broken(const Conn& c) const;  // cut, or this connection dropped
 
     net::HostPort upstream_;
     UniqueFd listen_fd_;
@@ -68,6 +72,7 @@ private:
     std::atomic<bool> gated_;
     std::atomic<bool> cut_{false};
     std::atomic<bool> applied_{false};
+    std::atomic<int64_t> outage_until_{0};  // steady_clock ticks
     mutable std::mutex mutex_;
     std::vector<std::unique_ptr<Conn>> conns_;
     // A fault waiting for its channel to exist or to carry traffic.

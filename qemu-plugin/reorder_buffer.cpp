@@ -1,11 +1,12 @@
 #include "qemu-plugin/reorder_buffer.hpp"
 
 #include "common/error.hpp"
+#include "wire/frame.hpp"
 
 namespace rmig::qemu {
 
 ReorderBuffer::Put ReorderBuffer::put(InSegment seg, const std::string& channel) {
-    std::unique_lock lock(mu_);
+    std::lock_guard lock(mu_);
     uint64_t end = seg.offset + seg.len;
     if (seg.fin) {
         if (end_ && *end_ != seg.offset)
@@ -19,6 +20,8 @@ ReorderBuffer::Put ReorderBuffer::put(InSegment seg, const std::string& channel)
     }
     // Already delivered, or already here: a resend after a flow was lost.
     if (fin_delivered_ || (!seg.fin && end <= delivered_)) return Put::duplicate;
+    // The writer has this one in hand (taken out of pending_, not yet delivered).
+    if (taken_ && seg.offset == delivered_) return Put::duplicate;
     if (seg.offset < delivered_)
         throw ProtocolError(cat(channel, ": segment [", seg.offset, ", ", end, ") straddles the ",
                                 delivered_, " bytes delivered (segments are resent as they were cut)"));
@@ -37,11 +40,13 @@ ReorderBuffer::Put ReorderBuffer::put(InSegment seg, const std::string& channel)
         if (before->first + before->second.len > seg.offset)
             throw ProtocolError(cat(channel, ": segment at ", seg.offset, " overlaps the one at ", before->first));
     }
-    // Wait for room unless this is the segment the stream waits for.
-    space_.wait(lock, [&] { return closed_ || seg.offset == delivered_ || held_ + seg.len <= capacity_; });
+    // Never wait for room: the segment everyone waits for may come on this
+    // very flow, behind this one. The peer's window bounds what can be here;
+    // a segment beyond it is a broken peer.
+    if (end > delivered_ + capacity_ + wire::kMaxFramePayload)
+        throw ProtocolError(cat(channel, ": segment [", seg.offset, ", ", end, ") lies beyond the ", capacity_,
+                                "-byte window past the ", delivered_, " bytes delivered"));
     if (closed_) return Put::closed;
-    // A resend of the same segment on another flow may have come meanwhile.
-    if ((seg.offset + seg.len <= delivered_ && !seg.fin) || pending_.count(seg.offset)) return Put::duplicate;
     held_ += seg.len;
     uint64_t at = seg.offset;
     pending_.emplace(at, std::move(seg));
@@ -67,16 +72,18 @@ void ReorderBuffer::mark_delivered(const InSegment& seg) {
     taken_ = false;
     delivered_ = seg.offset + seg.len;
     if (seg.fin) fin_delivered_ = true;
-    // A zero-length data segment cannot exist (the sender cuts none), but a
-    // fin behind data already waiting is next now.
-    space_.notify_all();
+    // Nothing stays behind what was delivered (put() keeps it so; this is
+    // the belt to its braces, since a stale entry would block the stream).
+    while (!pending_.empty() && pending_.begin()->first < delivered_) {
+        held_ -= pending_.begin()->second.len;
+        pending_.erase(pending_.begin());
+    }
     ready_.notify_all();
 }
 
 void ReorderBuffer::close() {
     std::lock_guard lock(mu_);
     closed_ = true;
-    space_.notify_all();
     ready_.notify_all();
 }
 

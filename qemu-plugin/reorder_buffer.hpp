@@ -1,8 +1,9 @@
 // The receiving half of one stream in channel mode's flow protocol: segments
 // arrive on any flow in any order (and some twice, after a resend); they are
-// handed to QEMU strictly in stream order, each byte once. Bounded: a flow
-// that runs ahead of the missing segment waits, so the segment everyone waits
-// for is always taken and the buffer never deadlocks.
+// handed to QEMU strictly in stream order, each byte once. Bounded by the
+// peer's send window (what it may have unacknowledged): a segment beyond it
+// is refused. Nothing here waits for room, since the segment everyone waits
+// for may be queued behind the one being put, on the same flow.
 #pragma once
 
 #include <chrono>
@@ -26,6 +27,7 @@ struct InSegment {
 
 class ReorderBuffer {
 public:
+    // `capacity`: the peer's send window.
     explicit ReorderBuffer(size_t capacity) : capacity_(capacity) {}
 
     enum class Put { stored, duplicate, closed };
@@ -46,7 +48,7 @@ public:
 private:
     size_t capacity_;
     mutable std::mutex mu_;
-    std::condition_variable ready_, space_;
+    std::condition_variable ready_;
     std::map<uint64_t, InSegment> pending_;  // by offset, all >= delivered_
     size_t held_ = 0;
     uint64_t delivered_ = 0;

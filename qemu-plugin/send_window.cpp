@@ -40,7 +40,9 @@ std::shared_ptr<OutSegment> SendWindow::take(uint32_t flow, std::chrono::millise
 
 bool SendWindow::acknowledge(const wire::Ack& ack) {
     std::lock_guard lock(mu_);
-    if (ack.delivered < acked_ || ack.delivered > pushed_ || (ack.fin && !fin_pushed_)) return false;
+    if (ack.delivered > pushed_ || (ack.fin && !fin_pushed_)) return false;
+    // Acks travel on every flow, so an older one may come after a newer one.
+    if (ack.delivered < acked_) return true;
     acked_ = ack.delivered;
     fin_acked_ = fin_acked_ || ack.fin;
     while (!entries_.empty()) {

@@ -41,8 +41,9 @@ public:
     // `flow`; nullptr after `wait` or once closed.
     std::shared_ptr<OutSegment> take(uint32_t flow, std::chrono::milliseconds wait);
     // The peer delivered everything below `ack.delivered` (and the end, if
-    // ack.fin): those segments are dropped. Returns false for an ack that
-    // goes backwards or past what was sent (a broken peer).
+    // ack.fin): those segments are dropped. An older ack than one seen (it
+    // came on a slower flow) changes nothing. Returns false for an ack past
+    // what was sent (a broken peer).
     bool acknowledge(const wire::Ack& ack);
     // `flow` broke: what it carried and was not acknowledged is sent again.
     void flow_lost(uint32_t flow);

@@ -137,7 +137,8 @@ void StripedStream::lost(Flow& f, const std::string& why) {
         if (live_flows() == 0 && no_flow_since_ == Clock::time_point{}) no_flow_since_ = f.lost_at;
     }
     log::warn(why, reconnect_ ? "; reconnecting" : "; waiting for the source to reconnect", " (grace ",
-              cfg_.grace.count(), " ms)");
+              cfg_.grace.count(), " ms; stream ", id_, ": ", out_.acknowledged(), " of ", out_.pushed(),
+              " bytes acknowledged, ", in_.delivered(), " delivered, ", in_.held_bytes(), " waiting)");
     reconnect_cv_.notify_all();
 }
 
@@ -154,7 +155,8 @@ void StripedStream::tick() {
         if (stalled)
             lost(*stalled, cat(stalled->channel->name(), ": nothing acknowledged for ",
                                std::chrono::duration_cast<milliseconds>(oldest.age).count(),
-                               " ms (a silent outage?)"));
+                               " ms (a silent outage?); ", out_.acknowledged(), " of ", out_.pushed(),
+                               " bytes acknowledged, ", in_.delivered(), " delivered"));
     }
     std::string why;
     {
@@ -244,7 +246,7 @@ void StripedStream::recv_loop(Flow& f) {
                 auto ack = wire::decode_ack(frame, name);
                 if (!out_.acknowledge(ack))
                     throw ProtocolError(cat(name, ": acknowledgement of ", ack.delivered,
-                                            " bytes goes back or past the ", out_.pushed(), " sent"));
+                                            " bytes, past the ", out_.pushed(), " sent"));
             } else if (type == wire::FrameType::abort) {
                 throw Error(cat(name, ": peer aborted: ",
                                 std::string(reinterpret_cast<const char*>(frame.data()), frame.size())));
