@@ -13,7 +13,12 @@ namespace rmig::engine {
 
 namespace {
 
-// Weight of a new measurement in a codec's decayed sums: after 8 updates the
+// A timing more than this many times the estimate counts as only this many:
+// wall-clock timings of one compression include any preemption (a 4 ms time
+// slice on a 150 us probe), which must not drag the estimate down at once. A
+// lasting slowdown still comes through, at up to +25% per measurement.
+constexpr double kMaxJump = 2;
+// Weight of a new measurement in a codec's estimates: after 8 updates the
 // old data weighs 10%, so the choice follows a change of data within a few
 // MiB (main path) or a few dozen chunks (probes) without flapping on one chunk.
 constexpr double kAlpha = 0.25;
@@ -44,12 +49,13 @@ constexpr size_t idx(Codec c) { return static_cast<size_t>(c); }
 std::string rate(double bytes_per_s) {
     std::ostringstream s;
     s.setf(std::ios::fixed);
+    s.precision(bytes_per_s >= 1e9 ? 1 : 0);
     if (bytes_per_s >= 1e9)
-        s.precision(1), s << bytes_per_s / 1e9 << " GB/s";
+        s << bytes_per_s / 1e9 << " GB/s";
     else if (bytes_per_s >= 1e6)
-        s.precision(0), s << bytes_per_s / 1e6 << " MB/s";
+        s << bytes_per_s / 1e6 << " MB/s";
     else
-        s.precision(0), s << bytes_per_s / 1e3 << " kB/s";
+        s << bytes_per_s / 1e3 << " kB/s";
     return s.str();
 }
 
@@ -66,21 +72,40 @@ std::string fixed2(double v) {
 // look at the data). Cost is averaged per byte, not as a speed, so a mix of
 // cheap incompressible and slow compressible chunks gives the true bytes/s.
 struct Estimate {
-    double ratio_ = 0, ns_per_byte = 0;
+    double out_per_in = 0, ns_per_byte = 0;
     bool known = false;
 
     void add(double in_bytes, double out_bytes, double t_ns) {
         const double r = out_bytes / in_bytes;
         const double c = std::max(t_ns, 1.0) / in_bytes;
         if (!known) {
-            ratio_ = r, ns_per_byte = c, known = true;
+            out_per_in = r, ns_per_byte = c, known = true;
             return;
         }
-        ratio_ += kAlpha * (r - ratio_);
-        ns_per_byte += kAlpha * (c - ns_per_byte);
+        out_per_in += kAlpha * (r - out_per_in);
+        ns_per_byte += kAlpha * (std::min(c, kMaxJump * ns_per_byte) - ns_per_byte);
     }
     double speed() const { return known ? 1e9 / ns_per_byte : 0; }
-    double ratio() const { return known ? ratio_ : 0; }
+    double ratio() const { return known ? out_per_in : 0; }
+};
+
+// A codec measured against the one in use on the same sample: the quotients
+// of their ratios and costs. Data that varies (every other chunk random, say)
+// moves both alike, so the comparison stays steady where two separately
+// decayed estimates, one updated per chunk and one per probe, would not.
+struct Relative {
+    double ratio = 1, cost = 1;
+    bool known = false;
+
+    void add(double r, double c) {
+        if (!known) {
+            ratio = r, cost = c, known = true;
+            return;
+        }
+        ratio += kAlpha * (r - ratio);
+        // Either side of the pair may have been preempted.
+        cost += kAlpha * (std::clamp(c, cost / kMaxJump, cost * kMaxJump) - cost);
+    }
 };
 
 const AdaptiveCompressor::Timing& real_timing() {
@@ -125,6 +150,7 @@ struct AdaptiveCompressor::Impl {
     Compressor lz4;
     Compressor zstd;
     std::array<Estimate, 3> est;  // by Codec; none unused
+    std::array<Relative, 3> rel;  // against `current` (when a codec), by Codec
     Codec current = Codec::none;
     double link = 0;  // per sender, bytes/s; 0 = not told yet
     bool link_lower_bound = false;
@@ -137,6 +163,8 @@ struct AdaptiveCompressor::Impl {
     double probe_tokens_ns = kProbeBucketNs;
     uint64_t tokens_at_ns;
     unsigned probe_turn = 0;
+    uint64_t next_probe = 0;  // chunk number of the next probe
+    uint64_t jitter = 0x9E3779B97F4A7C15ULL;
     bool warmed = false;
     std::vector<std::byte> gather;   // pre-test pieces
     std::vector<std::byte> scratch;  // output of pre-tests and probes
@@ -204,7 +232,11 @@ struct AdaptiveCompressor::Impl {
         }
 
         double pre_ns = 0;
-        if (opts.pretest && n >= 4 * gather.size()) {
+        // Only right after a chunk that did not compress: a failed attempt is
+        // cheap already (lz4 runs near memcpy speed on random data, zstd at a
+        // third of it), so on compressible data the pre-test would cost more
+        // than it saves (docs/compression.md has the numbers).
+        if (opts.pretest && failed_in_row > 0 && n >= 4 * gather.size()) {
             // Pieces from the middle of each quarter, so a chunk that is half
             // zero pages and half random is not judged on one half; the i-th
             // moved by i pages, so pages that alternate with a power-of-two
@@ -255,7 +287,8 @@ struct AdaptiveCompressor::Impl {
             // the other, and the probes say when to come back.
             const Codec was = current;
             for (Codec c : {Codec::lz4, Codec::zstd})
-                if (est[idx(c)].known) est[idx(c)].ratio_ = 1;
+                if (est[idx(c)].known) est[idx(c)].out_per_in = 1;
+            rel = {};
             decide();
             if (current != was) return;
         }
@@ -264,19 +297,26 @@ struct AdaptiveCompressor::Impl {
         update_reason();
     }
 
-    // Measures a codec not in use on a sample of this chunk, every
-    // probe_interval-th chunk while the time budget allows.
+    // Measures a codec not in use on a sample of this chunk, about every
+    // probe_interval chunks while the time budget allows.
     void maybe_probe(std::span<const std::byte> chunk, uint64_t no) {
         const uint64_t now = timing->now_ns();
         probe_tokens_ns = std::min(kProbeBucketNs, probe_tokens_ns + static_cast<double>(now - tokens_at_ns) * opts.probe_budget);
         tokens_at_ns = now;
-        if (opts.probe_interval == 0 || no % opts.probe_interval != 0) return;
+        if (opts.probe_interval == 0 || no < next_probe) return;
+        // Every probe_interval chunks on average, jittered: a fixed stride
+        // would sample data with a period that divides it (say every other
+        // chunk random) always at the same phase, and misjudge the codec.
+        jitter ^= jitter << 13;
+        jitter ^= jitter >> 7;
+        jitter ^= jitter << 17;
+        next_probe = no + 1 + opts.probe_interval / 2 + jitter % opts.probe_interval;
 
         const size_t len = std::min(chunk.size(), opts.probe_bytes);
         // Rotate the sample through the chunk (4 KiB aligned) so a chunk
         // layout that repeats is not always sampled in the same place.
         const size_t slots = (chunk.size() - len) / kPiece + 1;
-        const size_t off = ((no / opts.probe_interval) * 2654435761u % slots) * kPiece;
+        const size_t off = (jitter >> 20) % slots * kPiece;
         const auto sample = chunk.subspan(off, len);
         const auto out = std::span(scratch).first(cap(len));
 
@@ -290,27 +330,47 @@ struct AdaptiveCompressor::Impl {
             return;
         }
         if (probe_tokens_ns <= 0) return;
-        Codec c = Codec::zstd;
-        if (current == Codec::zstd)
-            c = Codec::lz4;
-        else if (current == Codec::none)
-            c = (probe_turn++ % 2 == 0) ? Codec::lz4 : Codec::zstd;
-        probe(c, sample, out);
+        if (current == Codec::none) {
+            // Nothing to compare with: absolute measurements, each codec in turn.
+            probe(probe_turn++ % 2 == 0 ? Codec::lz4 : Codec::zstd, sample, out);
+        } else {
+            const Codec other = current == Codec::lz4 ? Codec::zstd : Codec::lz4;
+            const Timed a = probe(other, sample, out);
+            const Timed b = compress(current, sample, out);
+            probe_tokens_ns -= b.ns;
+            const auto in = static_cast<double>(len);
+            const double ra = a.size ? static_cast<double>(a.size) / in : 1;
+            const double rb = b.size ? static_cast<double>(b.size) / in : 1;
+            rel[idx(other)].add(ra / rb, std::max(a.ns, 1.0) / std::max(b.ns, 1.0));
+        }
         decide();
     }
 
-    void probe(Codec c, std::span<const std::byte> sample, std::span<std::byte> out) {
+    Timed probe(Codec c, std::span<const std::byte> sample, std::span<std::byte> out) {
         const Timed t = compress(c, sample, out);
         const auto len = static_cast<double>(sample.size());
         est[idx(c)].add(len, t.size ? static_cast<double>(t.size) : len, t.ns);
         probe_tokens_ns -= t.ns;
         ++stats.probes;
+        return t;
+    }
+
+    // What the choice believes of codec c: for the codec not in use, the one
+    // in use scaled by their measured quotients when there are some.
+    Estimate belief(Codec c) const {
+        const Estimate& cur = est[idx(current)];
+        if (c == current || current == Codec::none || !rel[idx(c)].known || !cur.known) return est[idx(c)];
+        Estimate e;
+        e.known = true;
+        e.out_per_in = std::min(1.0, cur.out_per_in * rel[idx(c)].ratio);
+        e.ns_per_byte = cur.ns_per_byte * rel[idx(c)].cost;
+        return e;
     }
 
     // Input bytes/s delivered with codec c (needs a link rate and an estimate).
     double rate_in(Codec c) const {
         if (c == Codec::none) return link;
-        const Estimate& e = est[idx(c)];
+        const Estimate e = belief(c);
         return std::min(e.speed(), link / e.ratio());
     }
 
@@ -319,7 +379,7 @@ struct AdaptiveCompressor::Impl {
         if (link > 0) {
             double best_rate = link * kMinGain;  // what a codec must beat
             for (Codec c : {Codec::lz4, Codec::zstd}) {
-                if (!est[idx(c)].known) continue;
+                if (!belief(c).known) continue;
                 const double r = rate_in(c);
                 if (r > best_rate) best = c, best_rate = r;
             }
@@ -329,17 +389,36 @@ struct AdaptiveCompressor::Impl {
                 rate_in(current) > link * kMinGain && rate_in(best) < rate_in(current) * kMinGain)
                 best = current;
         }
-        if (best != current) {
-            // failed_in_row stays: it counts chunks of the data, whichever codec.
-            current = best;
-            backoff_left = 0;
-            backoff_next = kBackoffMin;
-        }
+        if (best != current) switch_to(best);
         update_reason();
     }
 
+    void switch_to(Codec next) {
+        const Codec other = next == Codec::lz4 ? Codec::zstd : Codec::lz4;
+        if (current != Codec::none && next != Codec::none && rel[idx(next)].known) {
+            // From one codec to the other: start the new one from what was
+            // believed of it, and turn the quotients around for the old one.
+            est[idx(next)] = belief(next);
+            const Relative r = rel[idx(next)];
+            rel = {};
+            rel[idx(other)] = {1 / r.ratio, 1 / r.cost, true};
+        } else {
+            rel = {};
+            // From raw, both estimates come from probes of the same kind:
+            // their quotients are the first comparison, until paired probes
+            // refine them.
+            const Estimate &n = est[idx(next)], &o = est[idx(other)];
+            if (next != Codec::none && n.known && o.known)
+                rel[idx(other)] = {o.out_per_in / n.out_per_in, o.ns_per_byte / n.ns_per_byte, true};
+        }
+        // failed_in_row stays: it counts chunks of the data, whichever codec.
+        current = next;
+        backoff_left = 0;
+        backoff_next = kBackoffMin;
+    }
+
     std::string describe(Codec c) const {
-        const Estimate& e = est[idx(c)];
+        const Estimate e = belief(c);
         if (!e.known) return cat(to_string(c), " not measured");
         return cat(to_string(c), " ", rate(rate_in(c)), " in (", rate(e.speed()), ", ratio ", fixed2(e.ratio()), ")");
     }
@@ -372,8 +451,9 @@ struct AdaptiveCompressor::Impl {
         stats.current = current;
         stats.link = link;
         for (Codec c : {Codec::lz4, Codec::zstd}) {
-            stats.speed[idx(c)] = est[idx(c)].speed();
-            stats.ratio[idx(c)] = est[idx(c)].ratio();
+            const Estimate e = belief(c);
+            stats.speed[idx(c)] = e.speed();
+            stats.ratio[idx(c)] = e.ratio();
         }
     }
 

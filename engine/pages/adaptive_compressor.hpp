@@ -71,8 +71,9 @@ public:
         // Compress a few small pieces of each chunk first and skip the chunk
         // when they do not shrink (saves most of the CPU on random data).
         bool pretest = true;
-        // Non-chosen codecs are measured on a sample (probe_bytes) of every
-        // probe_interval-th chunk, within probe_budget of wall time.
+        // The codec not in use is measured on a sample (probe_bytes) of about
+        // every probe_interval-th chunk, next to the one in use on the same
+        // sample, within probe_budget of wall time (0 interval: never).
         unsigned probe_interval = 8;
         size_t probe_bytes = 64 * 1024;
         double probe_budget = 0.02;
@@ -97,9 +98,10 @@ public:
         Codec codec;  // none: send `chunk` itself
         size_t size;  // payload bytes: out[0, size) for lz4/zstd, chunk.size() for none
     };
-    // Compresses one chunk into `out` or decides to send it raw. `out` is
-    // grown to chunk.size() when smaller and never shrunk, so a reused buffer
-    // costs no allocation; with codec none its contents are scratch.
+    // Compresses one chunk into `out` or decides to send it raw. When it
+    // tries to compress, `out` is grown to chunk.size() if smaller (never
+    // shrunk: a reused buffer costs no allocation); with codec none its
+    // contents are unspecified.
     Encoded encode(std::span<const std::byte> chunk, std::vector<std::byte>& out);
 
     const CompressionStats& stats() const noexcept;
