@@ -64,9 +64,9 @@ void fill_random(std::byte* p, size_t n, uint64_t seed) {
 
 // The same word salad as pages_bench: compresses roughly 3-4x.
 void fill_text(std::byte* p, size_t n, uint64_t seed) {
-    static const char* words[] = {"migration", "page",  "dirty",   "round", "bandwidth", "guest",  "the",
-                                  "of",        "kernel", "INFO",   "WARN",  "socket",    "thread", "0x7f3a",
-                                  "=",         "{",      "}",      "\n",    "ms",        "user",   "request"};
+    static const char* words[] = {"migration", "page",   "dirty", "round", "bandwidth", "guest",  "the",
+                                  "of",        "kernel", "INFO",  "WARN",  "socket",    "thread", "0x7f3a",
+                                  "=",         "{",      "}",     "\n",    "ms",        "user",   "request"};
     uint64_t x = seed | 1;
     size_t i = 0;
     while (i < n) {
@@ -92,7 +92,9 @@ const std::vector<std::byte>& code_bytes() {
         }
         if (all.empty()) all.resize(kPage, std::byte{0x90});
         const size_t have = all.size();
-        while (all.size() < kBufBytes) all.insert(all.end(), all.begin(), all.begin() + static_cast<ptrdiff_t>(std::min(have, kBufBytes - all.size())));
+        while (all.size() < kBufBytes)
+            all.insert(all.end(), all.begin(),
+                       all.begin() + static_cast<ptrdiff_t>(std::min(have, kBufBytes - all.size())));
         all.resize(kBufBytes);
         return all;
     }();
@@ -104,18 +106,35 @@ enum class Kind { zero, text, code, random, mix, alt };
 std::vector<std::byte> make(Kind kind) {
     std::vector<std::byte> buf(kBufBytes);
     switch (kind) {
-        case Kind::zero: break;
-        case Kind::text: fill_text(buf.data(), kBufBytes, 1); break;
-        case Kind::code: buf = code_bytes(); break;
-        case Kind::random: fill_random(buf.data(), kBufBytes, 2); break;
+        case Kind::zero:
+            break;
+        case Kind::text:
+            fill_text(buf.data(), kBufBytes, 1);
+            break;
+        case Kind::code:
+            buf = code_bytes();
+            break;
+        case Kind::random:
+            fill_random(buf.data(), kBufBytes, 2);
+            break;
         case Kind::mix:
             for (size_t off = 0, i = 0; off < kBufBytes; off += kPage, ++i) {
                 uint64_t x = i + 1;
                 switch (next(x) % 8) {
-                    case 0: break;
-                    case 1: case 2: case 3: fill_text(buf.data() + off, kPage, i + 3); break;
-                    case 4: case 5: std::memcpy(buf.data() + off, code_bytes().data() + off, kPage); break;
-                    default: fill_random(buf.data() + off, kPage, i + 5); break;
+                    case 0:
+                        break;
+                    case 1:
+                    case 2:
+                    case 3:
+                        fill_text(buf.data() + off, kPage, i + 3);
+                        break;
+                    case 4:
+                    case 5:
+                        std::memcpy(buf.data() + off, code_bytes().data() + off, kPage);
+                        break;
+                    default:
+                        fill_random(buf.data() + off, kPage, i + 5);
+                        break;
                 }
             }
             break;
@@ -138,7 +157,9 @@ const std::vector<std::byte>& data(Kind kind) {
     return it->second;
 }
 
-int64_t as_count(size_t n) { return static_cast<int64_t>(n); }
+int64_t as_count(size_t n) {
+    return static_cast<int64_t>(n);
+}
 
 // Times the benchmark loop itself (thread CPU time, as bytes_per_second) so
 // every benchmark can report x_memcpy.
@@ -195,7 +216,8 @@ void run_encode(benchmark::State& state, AdaptiveCompressor& ac, Kind kind, size
     }
     report(state, rate, in, wire);
     const auto& s = ac.stats();
-    state.counters["raw_pct"] = 100.0 * static_cast<double>(s.chunks[0]) / static_cast<double>(s.chunks[0] + s.chunks[1] + s.chunks[2]);
+    state.counters["raw_pct"] =
+        100.0 * static_cast<double>(s.chunks[0]) / static_cast<double>(s.chunks[0] + s.chunks[1] + s.chunks[2]);
 }
 
 void BM_Encode(benchmark::State& state, CompressionMode mode, int zstd_level, Kind kind, bool pretest, size_t chunk) {
@@ -213,7 +235,10 @@ void BM_Decode(benchmark::State& state, CompressionMode mode, Kind kind) {
     AdaptiveCompressor::Options o;
     o.mode = mode;
     AdaptiveCompressor ac(o);
-    struct Packed { Codec codec; std::vector<std::byte> bytes; };
+    struct Packed {
+        Codec codec;
+        std::vector<std::byte> bytes;
+    };
     std::vector<Packed> packed;
     std::vector<std::byte> out;
     for (size_t off = 0; off < kBufBytes; off += kChunk) {
@@ -296,11 +321,12 @@ constexpr CompressionMode kZstd = CompressionMode::zstd;
 
 BENCHMARK(BM_Memcpy)->Unit(benchmark::kMillisecond);
 
-#define ENCODE_KINDS(name, mode, level)                                                                     \
-    BENCHMARK_CAPTURE(BM_Encode, name##_zero, mode, level, Kind::zero, true, kChunk)->Unit(benchmark::kMillisecond);   \
-    BENCHMARK_CAPTURE(BM_Encode, name##_text, mode, level, Kind::text, true, kChunk)->Unit(benchmark::kMillisecond);   \
-    BENCHMARK_CAPTURE(BM_Encode, name##_code, mode, level, Kind::code, true, kChunk)->Unit(benchmark::kMillisecond);   \
-    BENCHMARK_CAPTURE(BM_Encode, name##_random, mode, level, Kind::random, true, kChunk)->Unit(benchmark::kMillisecond); \
+#define ENCODE_KINDS(name, mode, level)                                                                              \
+    BENCHMARK_CAPTURE(BM_Encode, name##_zero, mode, level, Kind::zero, true, kChunk)->Unit(benchmark::kMillisecond); \
+    BENCHMARK_CAPTURE(BM_Encode, name##_text, mode, level, Kind::text, true, kChunk)->Unit(benchmark::kMillisecond); \
+    BENCHMARK_CAPTURE(BM_Encode, name##_code, mode, level, Kind::code, true, kChunk)->Unit(benchmark::kMillisecond); \
+    BENCHMARK_CAPTURE(BM_Encode, name##_random, mode, level, Kind::random, true, kChunk)                             \
+        ->Unit(benchmark::kMillisecond);                                                                             \
     BENCHMARK_CAPTURE(BM_Encode, name##_mix, mode, level, Kind::mix, true, kChunk)->Unit(benchmark::kMillisecond)
 
 ENCODE_KINDS(lz4, kLz4, 1);

@@ -43,7 +43,9 @@ constexpr double kBusy = 0.9;
 // does not probe every interval.
 constexpr double kProbeBucketNs = 20e6;
 
-constexpr size_t idx(Codec c) { return static_cast<size_t>(c); }
+constexpr size_t idx(Codec c) {
+    return static_cast<size_t>(c);
+}
 
 // Decimal units, as link rates are quoted.
 std::string rate(double bytes_per_s) {
@@ -125,10 +127,14 @@ CompressionMode parse_compression_mode(std::string_view text) {
 
 std::string_view to_string(CompressionMode m) noexcept {
     switch (m) {
-        case CompressionMode::automatic: return "auto";
-        case CompressionMode::none: return "none";
-        case CompressionMode::lz4: return "lz4";
-        case CompressionMode::zstd: return "zstd";
+        case CompressionMode::automatic:
+            return "auto";
+        case CompressionMode::none:
+            return "none";
+        case CompressionMode::lz4:
+            return "lz4";
+        case CompressionMode::zstd:
+            return "zstd";
     }
     return "unknown";
 }
@@ -142,7 +148,9 @@ uint64_t AdaptiveCompressor::Timing::now_ns() const {
     return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-uint64_t AdaptiveCompressor::Timing::compress_ns(Codec, size_t, uint64_t measured_ns) const { return measured_ns; }
+uint64_t AdaptiveCompressor::Timing::compress_ns(Codec, size_t, uint64_t measured_ns) const {
+    return measured_ns;
+}
 
 struct AdaptiveCompressor::Impl {
     Options opts;
@@ -171,11 +179,8 @@ struct AdaptiveCompressor::Impl {
     CompressionStats stats;
 
     explicit Impl(const Options& o)
-        : opts(o),
-          timing(o.timing ? o.timing : &real_timing()),
-          lz4(Codec::lz4, o.lz4_acceleration),
-          zstd(Codec::zstd, o.zstd_level),
-          tokens_at_ns(timing->now_ns()) {
+        : opts(o), timing(o.timing ? o.timing : &real_timing()), lz4(Codec::lz4, o.lz4_acceleration),
+          zstd(Codec::zstd, o.zstd_level), tokens_at_ns(timing->now_ns()) {
         if (!(opts.max_ratio > 0 && opts.max_ratio <= 1))
             throw Error(cat("compression: max_ratio ", opts.max_ratio, " out of range (0, 1]"));
         if (!(opts.probe_budget >= 0 && opts.probe_budget <= 1))
@@ -183,10 +188,18 @@ struct AdaptiveCompressor::Impl {
         if (opts.probe_bytes < kPiece)
             throw Error(cat("compression: probe_bytes ", opts.probe_bytes, " below ", kPiece));
         switch (opts.mode) {
-            case CompressionMode::automatic: current = Codec::none; break;
-            case CompressionMode::none: current = Codec::none; break;
-            case CompressionMode::lz4: current = Codec::lz4; break;
-            case CompressionMode::zstd: current = Codec::zstd; break;
+            case CompressionMode::automatic:
+                current = Codec::none;
+                break;
+            case CompressionMode::none:
+                current = Codec::none;
+                break;
+            case CompressionMode::lz4:
+                current = Codec::lz4;
+                break;
+            case CompressionMode::zstd:
+                current = Codec::zstd;
+                break;
         }
         gather.resize(kPiece * kPieces);
         scratch.resize(std::max(opts.probe_bytes, gather.size()));
@@ -301,7 +314,8 @@ struct AdaptiveCompressor::Impl {
     // probe_interval chunks while the time budget allows.
     void maybe_probe(std::span<const std::byte> chunk, uint64_t no) {
         const uint64_t now = timing->now_ns();
-        probe_tokens_ns = std::min(kProbeBucketNs, probe_tokens_ns + static_cast<double>(now - tokens_at_ns) * opts.probe_budget);
+        probe_tokens_ns =
+            std::min(kProbeBucketNs, probe_tokens_ns + static_cast<double>(now - tokens_at_ns) * opts.probe_budget);
         tokens_at_ns = now;
         if (opts.probe_interval == 0 || no < next_probe) return;
         // Every probe_interval chunks on average, jittered: a fixed stride
@@ -442,7 +456,8 @@ struct AdaptiveCompressor::Impl {
                 r = cat(to_string(current), ": ", to_string(current), " ", rate(e.speed()), " in (ratio ",
                         fixed2(e.ratio()), ") > ", link_s, "; ", describe(other));
         }
-        if (backoff_left > 0) r += cat("; ", failed_in_row, " chunks in a row did not compress: next ", backoff_left, " raw");
+        if (backoff_left > 0)
+            r += cat("; ", failed_in_row, " chunks in a row did not compress: next ", backoff_left, " raw");
         stats.reason = std::move(r);
         update_stats();
     }
@@ -482,13 +497,17 @@ AdaptiveCompressor::~AdaptiveCompressor() = default;
 AdaptiveCompressor::AdaptiveCompressor(AdaptiveCompressor&&) noexcept = default;
 AdaptiveCompressor& AdaptiveCompressor::operator=(AdaptiveCompressor&&) noexcept = default;
 
-void AdaptiveCompressor::set_link_rate(double bytes_per_s, unsigned senders) { impl_->set_link_rate(bytes_per_s, senders); }
+void AdaptiveCompressor::set_link_rate(double bytes_per_s, unsigned senders) {
+    impl_->set_link_rate(bytes_per_s, senders);
+}
 
 AdaptiveCompressor::Encoded AdaptiveCompressor::encode(std::span<const std::byte> chunk, std::vector<std::byte>& out) {
     return impl_->encode(chunk, out);
 }
 
-const CompressionStats& AdaptiveCompressor::stats() const noexcept { return impl_->stats; }
+const CompressionStats& AdaptiveCompressor::stats() const noexcept {
+    return impl_->stats;
+}
 
 void decode(Codec codec, std::span<const std::byte> in, std::span<std::byte> out) {
     switch (codec) {

@@ -33,14 +33,14 @@ CompressionMode parse_compression_mode(std::string_view text);
 std::string_view to_string(CompressionMode m) noexcept;
 
 struct CompressionStats {
-    uint64_t in_bytes = 0;    // chunk bytes given to encode()
-    uint64_t wire_bytes = 0;  // payload bytes to send: compressed sizes, raw chunks in full
+    uint64_t in_bytes = 0;             // chunk bytes given to encode()
+    uint64_t wire_bytes = 0;           // payload bytes to send: compressed sizes, raw chunks in full
     std::array<uint64_t, 3> chunks{};  // chunks sent, indexed by Codec (none = raw for any reason)
-    uint64_t incompressible = 0;  // raw because compressing did not save enough (included in chunks[none])
-    uint64_t skipped = 0;         // raw without a full try: backoff or failed pre-test (included in chunks[none])
-    uint64_t probes = 0;          // samples compressed only to measure a codec not in use
-    Codec current = Codec::none;  // what the next chunk will use
-    std::string reason;           // why, e.g. "zstd: 330 MB/s in (zstd 410 MB/s, ratio 0.38, link 125 MB/s) > lz4 ..."
+    uint64_t incompressible = 0;       // raw because compressing did not save enough (included in chunks[none])
+    uint64_t skipped = 0;              // raw without a full try: backoff or failed pre-test (included in chunks[none])
+    uint64_t probes = 0;               // samples compressed only to measure a codec not in use
+    Codec current = Codec::none;       // what the next chunk will use
+    std::string reason;  // why, e.g. "zstd: 330 MB/s in (zstd 410 MB/s, ratio 0.38, link 125 MB/s) > lz4 ..."
     // Current estimates per codec (0 = not measured yet): input bytes per
     // second of compression, and out/in with raw-sent chunks counted as 1.
     std::array<double, 3> speed{};

@@ -20,8 +20,8 @@ constexpr size_t kChunk = 256 * 1024;
 using Bytes = std::vector<std::byte>;
 
 Bytes text(size_t n, unsigned seed) {
-    static const char* words[] = {"migration ", "page ", "dirty ", "round ", "bandwidth ", "guest ", "the ", "of ",
-                                  "kernel: ", "INFO ", "0x7f3a ", "\n"};
+    static const char* words[] = {"migration ", "page ", "dirty ",   "round ", "bandwidth ", "guest ",
+                                  "the ",       "of ",   "kernel: ", "INFO ",  "0x7f3a ",    "\n"};
     std::mt19937 rng(seed);
     Bytes b(n);
     for (size_t i = 0; i < n;) {
@@ -42,15 +42,24 @@ Bytes random_bytes(size_t n, unsigned seed) {
 // a few recurring instruction byte sequences, as code and heap pages hold.
 Bytes binary(size_t n, unsigned seed) {
     std::mt19937 rng(seed);
-    static const unsigned char ops[][4] = {{0x48, 0x89, 0xe5, 0x00}, {0x48, 0x83, 0xec, 0x08}, {0xe8, 0, 0, 0}, {0xc3, 0x90, 0x90, 0x90}};
+    static const unsigned char ops[][4] = {
+        {0x48, 0x89, 0xe5, 0x00}, {0x48, 0x83, 0xec, 0x08}, {0xe8, 0, 0, 0}, {0xc3, 0x90, 0x90, 0x90}};
     Bytes b(n);
     for (size_t i = 0; i + 8 <= n; i += 8) {
         uint64_t v = 0;
         switch (rng() % 4) {
-            case 0: v = rng() % 256; break;
-            case 1: v = 0x00007f3a00000000ULL | (rng() & 0xfffff8); break;
-            case 2: std::memcpy(&v, ops[rng() % 4], 4); break;
-            default: v = rng(); break;
+            case 0:
+                v = rng() % 256;
+                break;
+            case 1:
+                v = 0x00007f3a00000000ULL | (rng() & 0xfffff8);
+                break;
+            case 2:
+                std::memcpy(&v, ops[rng() % 4], 4);
+                break;
+            default:
+                v = rng();
+                break;
         }
         std::memcpy(b.data() + i, &v, 8);
     }
@@ -64,10 +73,17 @@ Bytes mixed(size_t n, unsigned seed) {
         const size_t len = std::min(kPage, n - off);
         Bytes page;
         switch ((seed + i) % 4) {
-            case 0: continue;
-            case 1: page = text(len, seed + static_cast<unsigned>(i)); break;
-            case 2: page = binary(len, seed + static_cast<unsigned>(i)); break;
-            default: page = random_bytes(len, seed + static_cast<unsigned>(i)); break;
+            case 0:
+                continue;
+            case 1:
+                page = text(len, seed + static_cast<unsigned>(i));
+                break;
+            case 2:
+                page = binary(len, seed + static_cast<unsigned>(i));
+                break;
+            default:
+                page = random_bytes(len, seed + static_cast<unsigned>(i));
+                break;
         }
         std::memcpy(b.data() + off, page.data(), len);
     }
@@ -119,7 +135,9 @@ Codec round_trip(AdaptiveCompressor& ac, const Bytes& chunk) {
     return e.codec;
 }
 
-uint64_t total_chunks(const CompressionStats& s) { return s.chunks[0] + s.chunks[1] + s.chunks[2]; }
+uint64_t total_chunks(const CompressionStats& s) {
+    return s.chunks[0] + s.chunks[1] + s.chunks[2];
+}
 
 TEST(CompressionMode, ParsesEveryNameAndNamesTheChoices) {
     EXPECT_EQ(parse_compression_mode("auto"), CompressionMode::automatic);
@@ -201,7 +219,8 @@ TEST_P(RoundTrip, ChunksOfChangingKindReuseOneBuffer) {
         if (e.codec != Codec::none) {
             EXPECT_GE(out.size(), kChunk);  // grown once, never shrunk
         }
-        decode(e.codec, e.codec == Codec::none ? std::span<const std::byte>(chunk) : std::span(out).first(e.size), back);
+        decode(e.codec, e.codec == Codec::none ? std::span<const std::byte>(chunk) : std::span(out).first(e.size),
+               back);
         ASSERT_EQ(back, chunk) << "chunk " << i;
         wire += e.size;
     }
@@ -452,7 +471,7 @@ TEST(AutoChoice, AlternatingChunksDoNotFoolTheProbes) {
     const auto& s = ac.stats();
     EXPECT_EQ(switches, 1u) << s.reason;       // raw -> zstd, then never again
     EXPECT_EQ(s.chunks[2], 100u) << s.reason;  // every text chunk with zstd
-    EXPECT_GE(s.chunks[0], 100u);             // every random chunk raw
+    EXPECT_GE(s.chunks[0], 100u);              // every random chunk raw
 }
 
 TEST(ForcedCodec, BacksOffOnIncompressibleDataThenRetries) {
