@@ -137,6 +137,7 @@ int cmd_migrate(const std::vector<std::string>& argv) {
     }
     o.reconnect_grace = std::chrono::seconds(a.whole("reconnect-grace"));
     o.window_bytes = a.whole("window");
+    o.compression = engine::parse_compression_mode(a.text("compress"));
     read_shared_options(a, o, o.dest_uri, "--to");
     auto mode = cli::progress_mode(a.text("progress"));
     std::FILE* out = a.get("json") == "-" ? stderr : stdout;

@@ -2,6 +2,10 @@
 
 #include <unistd.h>
 
+#include <cstring>
+#include <string>
+
+#include "common/error.hpp"
 #include "common/units.hpp"
 
 namespace rmig::cli {
@@ -34,6 +38,12 @@ void ProgressDisplay::update(const qemu::Progress& p) {
                   format_rate(rate_).c_str(), static_cast<unsigned long long>(q.dirty_sync_count),
                   format_rate(dirty).c_str(), format_bytes(double(q.ram_remaining)).c_str(),
                   p.channels_up, p.channels);
+    std::string extra;
+    // Compressed: what the wire carried for the bytes sent.
+    if (p.wire_bytes && p.relay_bytes && p.wire_bytes < p.relay_bytes)
+        extra += cat("  wire x", std::to_string(double(p.wire_bytes) / double(p.relay_bytes)).substr(0, 4));
+    if (p.reconnects) extra += cat("  reconnects ", p.reconnects);
+    std::strncat(line, extra.c_str(), sizeof line - std::strlen(line) - 1);
     if (mode_ == ProgressMode::tty) {
         std::fprintf(out_, "\r%s\033[K", line);
         drawn_ = true;
@@ -90,6 +100,28 @@ void print_summary(const qemu::SourceReport& r, std::FILE* out) {
                  r.settings.multifd_channels ? "main + multifd" : "main only",
                  format_rate(secs > 0 ? double(sent) / secs : 0).c_str(), r.link_rtt_ms);
     std::fprintf(out, "  source guest   %s\n", r.source_state.c_str());
+    {
+        qemu::CompressionTotals packed;
+        uint32_t reconnects = 0;
+        uint64_t resent = 0;
+        for (auto& c : r.channels) {
+            packed.add(c.compression);
+            reconnects += c.reconnects;
+            resent += c.resent;
+        }
+        if (r.compression != engine::CompressionMode::none && packed.in_bytes)
+            std::fprintf(out, "  compression    %s: %s on the wire for %s (x%.2f); segments raw %llu, lz4 %llu, zstd %llu\n",
+                         std::string(engine::to_string(r.compression)).c_str(),
+                         format_bytes(double(packed.wire_bytes)).c_str(), format_bytes(double(packed.in_bytes)).c_str(),
+                         double(packed.wire_bytes) / double(packed.in_bytes),
+                         static_cast<unsigned long long>(packed.segments[0]),
+                         static_cast<unsigned long long>(packed.segments[1]),
+                         static_cast<unsigned long long>(packed.segments[2]));
+        if (r.flows > 1 || r.paths.size() > 1 || reconnects)
+            std::fprintf(out, "  flows          %u per stream over %zu path%s, %u reconnect%s, %s resent\n", r.flows,
+                         r.paths.size(), r.paths.size() == 1 ? "" : "s", reconnects, reconnects == 1 ? "" : "s",
+                         format_bytes(double(resent)).c_str());
+    }
     if (r.outcome == qemu::Outcome::completed)
         std::fprintf(out, "  destination    %s%s\n", r.destination.value("state", "?").c_str(),
                      r.destination.value("resumed", false) ? " (resumed by rmig)" : "");

@@ -31,8 +31,33 @@ const char* to_string(Outcome o) {
 
 json SourceReport::to_json() const {
     json ch = json::array();
-    for (auto& c : channels)
-        ch.push_back({{"channel", c.channel}, {"sent_bytes", c.to_link}, {"received_bytes", c.from_link}});
+    CompressionTotals packed;
+    uint32_t reconnects = 0;
+    uint64_t resent = 0;
+    for (auto& c : channels) {
+        ch.push_back({{"channel", c.channel},
+                      {"sent_bytes", c.to_link},
+                      {"received_bytes", c.from_link},
+                      {"wire_bytes", c.wire},
+                      {"flows_up", c.flows},
+                      {"reconnects", c.reconnects},
+                      {"resent_bytes", c.resent}});
+        packed.add(c.compression);
+        reconnects += c.reconnects;
+        resent += c.resent;
+    }
+    json packing = {{"mode", engine::to_string(compression)},
+                        {"in_bytes", packed.in_bytes},
+                        {"wire_bytes", packed.wire_bytes},
+                        {"ratio", packed.in_bytes ? double(packed.wire_bytes) / double(packed.in_bytes) : 1.0},
+                        {"segments",
+                         {{"none", packed.segments[0]}, {"lz4", packed.segments[1]}, {"zstd", packed.segments[2]}}},
+                        {"choice", packed.choice}};
+    json flow_report = {{"per_stream", flows},
+                        {"paths", paths},
+                        {"reconnect_grace_ms", reconnect_grace.count()},
+                        {"reconnects", reconnects},
+                        {"resent_bytes", resent}};
     return {{"outcome", to_string(outcome)},
             {"error", error},
             {"session", session},
@@ -50,6 +75,8 @@ json SourceReport::to_json() const {
               {"mbps", final_stats.mbps},
               {"error", final_stats.error_desc}}},
             {"blackout", blackout.to_json()},
+            {"flows", flow_report},
+            {"compression", packing},
             {"downtime_budget",
              {{"limit_ms", settings.downtime_limit_ms},
               {"qemu_limit_ms", budget.qemu_limit_ms},
@@ -170,6 +197,10 @@ private:
         rc.session = session_;
         rc.channels = report_.settings.connections();
         rc.flow = flow_settings();
+        report_.flows = std::max<uint32_t>(rc.flows, static_cast<uint32_t>(rc.dest_uris.size()));
+        report_.paths = rc.dest_uris;
+        report_.reconnect_grace = opts_.reconnect_grace;
+        report_.compression = opts_.compression;
         rc.transport = opts_.transport;
         rc.security = opts_.security;
         SourceRelay relay(dir.path() + "/source.sock", rc);
@@ -225,6 +256,7 @@ private:
         f.chunk = opts_.chunk;
         f.window_bytes = opts_.window_bytes;
         f.grace = opts_.reconnect_grace;
+        f.compression = opts_.compression;
         return f;
     }
 
@@ -397,6 +429,10 @@ private:
             p.qemu = st;
             p.relay_bytes = relay_bytes(relay.streams());
             p.channels_up = static_cast<uint32_t>(relay.streams().size());
+            for (auto& c : relay.streams().stats()) {
+                p.wire_bytes += c.wire;
+                p.reconnects += c.reconnects;
+            }
             p.channels = relay.expected();
             p.elapsed_s = std::chrono::duration<double>(Clock::now() - start_).count();
             if (on_progress_) on_progress_(p);

@@ -48,6 +48,7 @@ struct SourceOptions {
     uint32_t flows = 1;
     size_t window_bytes = FlowSettings{}.window_bytes;
     std::chrono::milliseconds reconnect_grace{0};
+    engine::CompressionMode compression = engine::CompressionMode::none;
     // For experts and comparisons: QEMU gets exactly this downtime-limit, and
     // rmig neither steers it nor bounds its in-flight data. Unset: QEMU gets
     // what rmig's drain leaves of settings.downtime_limit_ms (docs/blackout.md).
@@ -62,6 +63,8 @@ struct Progress {
     uint64_t relay_bytes = 0;  // sent over the link so far, all channels
     uint32_t channels_up = 0;
     uint32_t channels = 0;
+    uint64_t wire_bytes = 0;   // what went on the wire for relay_bytes (compressed)
+    uint32_t reconnects = 0;   // flows reopened after a loss, all streams
     double elapsed_s = 0;
 };
 
@@ -86,6 +89,10 @@ struct SourceReport {
     uint64_t in_flight_cap = 0;    // per channel, as last set (0: the transport's default)
     double drain_rate = 0;         // bytes/s the destination took in, last measured
     std::vector<ChannelStats> channels;
+    uint32_t flows = 1;            // per QEMU stream
+    std::vector<std::string> paths;  // destination addresses the flows went to
+    std::chrono::milliseconds reconnect_grace{0};
+    engine::CompressionMode compression = engine::CompressionMode::none;
     double wall_s = 0;
     double link_rtt_ms = 0;
     std::string source_state;  // query-status after the migration

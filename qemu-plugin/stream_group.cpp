@@ -14,6 +14,10 @@ StreamGroup::~StreamGroup() {
 }
 
 void StreamGroup::watch(std::stop_token stop) {
+    using Clock = std::chrono::steady_clock;
+    auto window_start = Clock::now();
+    uint64_t window_bytes = 0;
+    double rate = 0;
     while (!stop.stop_requested()) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
         std::vector<StripedStream*> streams;
@@ -25,6 +29,24 @@ void StreamGroup::watch(std::stop_token stop) {
         // Streams live as long as the group; ticking outside the lock lets a
         // failing stream call fail().
         for (auto* s : streams) s->tick();
+        if (cfg_.compression == engine::CompressionMode::none) continue;
+        // The link's rate for automatic compression: the best second seen
+        // lately (a quiet second, QEMU having nothing to send, says little
+        // about the link), in bytes on the wire.
+        uint64_t wire = 0;
+        unsigned senders = 0;
+        for (auto* s : streams) {
+            wire += s->wire_bytes();
+            senders += s->flows_up();
+        }
+        auto now = Clock::now();
+        double span = std::chrono::duration<double>(now - window_start).count();
+        if (span < 1.0) continue;
+        double measured = static_cast<double>(wire - window_bytes) / span;
+        rate = std::max(measured, rate * 0.9);
+        window_start = now;
+        window_bytes = wire;
+        for (auto* s : streams) s->set_link_rate(rate, std::max(1u, senders));
     }
 }
 

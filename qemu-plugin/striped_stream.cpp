@@ -2,6 +2,9 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <optional>
+
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "common/socket.hpp"
@@ -209,7 +212,53 @@ void StripedStream::maybe_ack(Flow& f) {
     f.channel->send(wire::FrameType::ack, wire::encode_ack({delivered, fin}));
 }
 
+void CompressionTotals::add(const CompressionTotals& o) {
+    in_bytes += o.in_bytes;
+    wire_bytes += o.wire_bytes;
+    for (size_t i = 0; i < segments.size(); ++i) segments[i] += o.segments[i];
+    if (!o.choice.empty()) choice = o.choice;
+}
+
+void StripedStream::set_link_rate(double bytes_per_s, unsigned senders) {
+    link_rate_ = bytes_per_s;
+    senders_ = std::max(1u, senders);
+}
+
+// The first sender of a segment compresses it; a resend reuses that.
+void StripedStream::encode(OutSegment& seg, engine::AdaptiveCompressor& codec, std::vector<std::byte>& scratch) {
+    std::lock_guard lock(seg.encoding);
+    if (seg.encoded) return;
+    std::span<const std::byte> raw(seg.frame.data() + wire::kSegmentHeaderSize, seg.header.raw_len);
+    auto e = codec.encode(raw, scratch);
+    wire::SegmentCodec on_wire = e.codec == engine::Codec::lz4    ? wire::SegmentCodec::lz4
+                                 : e.codec == engine::Codec::zstd ? wire::SegmentCodec::zstd
+                                                                  : wire::SegmentCodec::none;
+    if (on_wire != wire::SegmentCodec::none) {
+        // The smaller frame replaces the raw one, which frees it: the window
+        // keeps what goes on the wire.
+        std::vector<std::byte> packed(wire::kSegmentHeaderSize + e.size);
+        std::copy_n(scratch.data(), e.size, packed.data() + wire::kSegmentHeaderSize);
+        seg.header.codec = on_wire;
+        seg.frame = std::move(packed);
+    }
+    wire::encode_segment_header(seg.header, std::span(seg.frame).first<wire::kSegmentHeaderSize>());
+    seg.encoded = true;
+    std::lock_guard stats(mu_);
+    compression_.in_bytes += seg.header.raw_len;
+    compression_.wire_bytes += seg.frame.size() - wire::kSegmentHeaderSize;
+    ++compression_.segments[static_cast<size_t>(e.codec)];
+    compression_.choice = codec.stats().reason;
+}
+
 void StripedStream::send_loop(Flow& f) {
+    std::optional<engine::AdaptiveCompressor> codec;
+    std::vector<std::byte> scratch;
+    if (cfg_.compression != engine::CompressionMode::none) {
+        engine::AdaptiveCompressor::Options o;
+        o.mode = cfg_.compression;
+        codec.emplace(o);
+    }
+    double rate_told = -1;
     try {
         while (!f.dead && !aborted_) {
             maybe_ack(f);
@@ -219,8 +268,16 @@ void StripedStream::send_loop(Flow& f) {
                 out_.flow_lost(f.key);
                 break;
             }
+            if (codec) {
+                if (double rate = link_rate_; rate != rate_told) {
+                    codec->set_link_rate(rate, senders_);
+                    rate_told = rate;
+                }
+                encode(*seg, *codec, scratch);
+            }
             if (seg->sends++ > 0) resent_ += seg->header.raw_len;
             f.channel->send(wire::FrameType::segment, seg->frame);
+            wire_ += seg->frame.size();
         }
     } catch (const LinkError& e) {
         lost(f, e.what());
@@ -237,10 +294,19 @@ void StripedStream::recv_loop(Flow& f) {
             auto type = f.channel->recv(frame);
             if (type == wire::FrameType::segment) {
                 auto h = wire::decode_segment_header(frame, wire::kMaxFramePayload, name);
-                if (h.codec != wire::SegmentCodec::none)
-                    throw ProtocolError(cat(name, ": ", wire::to_string(h.codec),
-                                            " segment, but compression was not negotiated"));
-                InSegment s{h.offset, h.fin, std::move(frame), wire::kSegmentHeaderSize, h.raw_len};
+                InSegment s{h.offset, h.fin, {}, 0, h.raw_len};
+                if (h.codec == wire::SegmentCodec::none) {
+                    s.bytes = std::move(frame);
+                    s.skip = wire::kSegmentHeaderSize;
+                } else {
+                    s.bytes.resize(h.raw_len);
+                    try {
+                        engine::decode(h.codec == wire::SegmentCodec::lz4 ? engine::Codec::lz4 : engine::Codec::zstd,
+                                       std::span(frame).subspan(wire::kSegmentHeaderSize), s.bytes);
+                    } catch (const ProtocolError& e) {
+                        throw ProtocolError(cat(name, ": segment at offset ", h.offset, ": ", e.what()));
+                    }
+                }
                 if (in_.put(std::move(s), name) == ReorderBuffer::Put::closed) break;
             } else if (type == wire::FrameType::ack) {
                 auto ack = wire::decode_ack(frame, name);
@@ -294,7 +360,8 @@ void StripedStream::read_qemu() {
                 if (n < cfg_.chunk / 4) seg->frame.shrink_to_fit();
                 seg->header = {offset, static_cast<uint32_t>(n), wire::SegmentCodec::none, false};
                 wire::encode_segment_header(seg->header, std::span(seg->frame).first<wire::kSegmentHeaderSize>());
-                seg->encoded = true;
+                // Compressed (or not) by the flow that first sends it.
+                seg->encoded = cfg_.compression == engine::CompressionMode::none;
                 if (!out_.push(std::move(seg))) break;
                 offset += n;
                 to_link_ += n;
@@ -349,10 +416,15 @@ bool StripedStream::limit_in_flight(size_t bytes) {
     return all;
 }
 
+uint32_t StripedStream::flows_up() const {
+    std::lock_guard lock(mu_);
+    return static_cast<uint32_t>(live_flows());
+}
+
 ChannelStats StripedStream::stats() const {
     std::lock_guard lock(mu_);
-    return {id_, to_link_.load(), from_link_.load(), static_cast<uint32_t>(live_flows()), reconnects_.load(),
-            resent_.load()};
+    return {id_,          to_link_.load(),  from_link_.load(), static_cast<uint32_t>(live_flows()),
+            reconnects_.load(), resent_.load(), wire_.load(), compression_};
 }
 
 }  // namespace rmig::qemu

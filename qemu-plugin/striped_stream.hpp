@@ -8,6 +8,7 @@
 // the same code; only the source reconnects.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "common/unique_fd.hpp"
+#include "engine/pages/adaptive_compressor.hpp"
 #include "qemu-plugin/reorder_buffer.hpp"
 #include "qemu-plugin/send_window.hpp"
 #include "transport/channel.hpp"
@@ -44,6 +46,19 @@ struct FlowSettings {
     // A segment out on one flow this long without being acknowledged means
     // the flow has stalled (a silent outage): it is replaced.
     std::chrono::milliseconds stall{5000};
+    // Segments compressed by each flow's sender (docs/compression.md):
+    // automatic picks lz4, zstd or none per segment from the link rate and
+    // the codecs' measured speed and ratio.
+    engine::CompressionMode compression = engine::CompressionMode::none;
+};
+
+// Compression of one stream (or all), for progress and the report.
+struct CompressionTotals {
+    uint64_t in_bytes = 0;    // raw segment bytes encoded
+    uint64_t wire_bytes = 0;  // what went on the wire for them
+    std::array<uint64_t, 3> segments{};  // by engine::Codec (none = sent raw)
+    std::string choice;       // the latest reason given by a sender
+    void add(const CompressionTotals& o);
 };
 
 struct ChannelStats {
@@ -53,6 +68,8 @@ struct ChannelStats {
     uint32_t flows = 0;      // flows up now
     uint32_t reconnects = 0; // flows replaced after a loss
     uint64_t resent = 0;     // segment bytes sent more than once
+    uint64_t wire = 0;       // frame payload bytes sent (after compression)
+    CompressionTotals compression;
 };
 
 class StripedStream {
@@ -84,8 +101,14 @@ public:
     // Periodic checks (StreamGroup's watchdog): stalled flows, the grace.
     void tick();
     bool limit_in_flight(size_t bytes);
+    // The link's measured rate (bytes/s on the wire, all flows of the
+    // migration) and how many senders share it: what automatic compression
+    // weighs the codecs against.
+    void set_link_rate(double bytes_per_s, unsigned senders);
     ChannelStats stats() const;
     uint32_t id() const { return id_; }
+    uint64_t wire_bytes() const { return wire_; }
+    uint32_t flows_up() const;
 
 private:
     struct Flow;
@@ -94,6 +117,7 @@ private:
     void send_loop(Flow& f);
     void recv_loop(Flow& f);
     void maybe_ack(Flow& f);
+    void encode(OutSegment& seg, engine::AdaptiveCompressor& codec, std::vector<std::byte>& scratch);
     void lost(Flow& f, const std::string& why);
     void reconnect_loop();
     void fail(const std::string& what);
@@ -115,7 +139,10 @@ private:
     std::condition_variable reconnect_cv_;
 
     std::atomic<bool> aborted_{false};
-    std::atomic<uint64_t> to_link_{0}, from_link_{0}, resent_{0};
+    std::atomic<uint64_t> to_link_{0}, from_link_{0}, resent_{0}, wire_{0};
+    std::atomic<double> link_rate_{0};
+    std::atomic<unsigned> senders_{1};
+    CompressionTotals compression_;  // guarded by mu_
     std::atomic<uint32_t> reconnects_{0};
     std::atomic<uint64_t> ack_sent_{0};
     std::atomic<bool> fin_ack_sent_{false}, read_done_{false}, ended_early_{false};

@@ -239,3 +239,31 @@ TEST_F(FlowsTest, LostPathIsDroppedAndTheOtherPathCarriesEverything) {
     EXPECT_FALSE(source->streams().error());
     EXPECT_GT(proxies[1]->forwarded(0), 0u);
 }
+
+TEST_F(FlowsTest, CompressedSegmentsArriveIntactWithEveryCodec) {
+    for (auto mode : {engine::CompressionMode::lz4, engine::CompressionMode::zstd, engine::CompressionMode::automatic}) {
+        SCOPED_TRACE(std::string(engine::to_string(mode)));
+        Shape s;
+        s.flows = 2;
+        s.paths = 0;
+        s.bytes = 8 << 20;
+        s.pause_per_mib = milliseconds(0);
+        s.flow.compression = mode;
+        start(s);
+        expect_intact(run(s));
+        ASSERT_TRUE(source->streams().wait_finished(s.streams, milliseconds(5000)));
+        qemu::CompressionTotals packed;
+        for (auto& c : source->streams().stats()) packed.add(c.compression);
+        EXPECT_EQ(packed.in_bytes, s.streams * (s.bytes + 4));
+        if (mode != engine::CompressionMode::automatic) {
+            EXPECT_LT(packed.wire_bytes, packed.in_bytes / 2) << "the pattern compresses well";
+            EXPECT_GT(packed.segments[static_cast<size_t>(mode == engine::CompressionMode::lz4 ? engine::Codec::lz4
+                                                                                                : engine::Codec::zstd)],
+                      0u);
+        }
+        source.reset();
+        acceptor = {};
+        dest.reset();
+        listener = transport::listen("tcp:127.0.0.1:0");
+    }
+}
