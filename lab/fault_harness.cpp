@@ -374,7 +374,9 @@ private:
         std::vector<std::string> argv = {
             rmig_binary(), "migrate", "--qmp", pair_->source().qmp_path(), "--to",
             proxy_->address(), "--multifd", cat(c_.multifd), "--timeout", cat(o_.rmig_timeout_s),
-            "--stall-timeout", cat(o_.stall_timeout_s), "--json", mig_json_, "--progress", "none"};
+            "--stall-timeout", cat(o_.stall_timeout_s), "--json", mig_json_, "--progress", "none",
+            // The cases test the failure path: a broken link fails the run.
+            "--reconnect-grace", "0"};
         if (!c_.resume) argv.push_back("--no-resume");
         for (auto& a : pair_->security_args()) argv.push_back(a);
         migrator_ = std::make_unique<Process>(argv,
