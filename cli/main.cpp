@@ -146,7 +146,21 @@ int cmd_migrate(const std::vector<std::string>& argv) {
     auto report = qemu::migrate(o, [&](const qemu::Progress& p) { display.update(p); });
     display.finish();
     if (!a.flag("quiet") || report.outcome != qemu::Outcome::completed) cli::print_summary(report, out);
-    if (auto j = a.get("json")) write_json(*j, report.to_json());
+    cli::ProfileHint hint;
+    if (report.outcome == qemu::Outcome::completed) {
+        uint64_t wire = 0;
+        for (auto& c : report.channels) wire += c.wire;
+        double secs = report.final_stats.total_time_ms ? double(report.final_stats.total_time_ms) / 1000 : report.wall_s;
+        hint = cli::suggest_profile(report.link_rtt_ms, secs > 0 ? double(wire) / secs : 0);
+        if (!hint.name.empty() && !a.flag("quiet") && a.text("profile") != hint.name)
+            std::fprintf(out, "  profile        this link (%s) fits hw-configs profile %s (--profile %s)\n",
+                         hint.why.c_str(), hint.name.c_str(), hint.name.c_str());
+    }
+    if (auto j = a.get("json")) {
+        auto json = report.to_json();
+        json["suggested_profile"] = {{"name", hint.name}, {"why", hint.why}};
+        write_json(*j, json);
+    }
     switch (report.outcome) {
     case qemu::Outcome::completed: return exit_code::kOk;
     case qemu::Outcome::refused: return exit_code::kRefused;

@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/error.hpp"
+
 namespace rmig::cli {
 
 namespace {
@@ -46,6 +48,21 @@ void apply_profile(Args& args, const std::string& name_or_path) {
         args.set_default(key, value.is_string() ? value.get<std::string>() : value.dump(),
                          cat("profile ", path, ": "));
     }
+}
+
+ProfileHint suggest_profile(double rtt_ms, double bytes_per_s) {
+    if (rtt_ms <= 0) return {};
+    double gbit = bytes_per_s * 8 / 1e9;
+    std::string link = cat("RTT ", rtt_ms < 1 ? cat(static_cast<int>(rtt_ms * 1000), " us")
+                                             : cat(static_cast<int>(rtt_ms + 0.5), " ms"),
+                           ", ", static_cast<int>(bytes_per_s / 1e6), " MB/s reached");
+    // Within a datacenter the window is small; what matters is spreading
+    // over cores. Between sites, flows and windows matter, and compression
+    // pays below a few Gb/s.
+    if (rtt_ms < 0.1) return {"loopback", link};
+    if (rtt_ms < 2) return {gbit > 30 ? "dc-100g" : "dc-25g", link};
+    if (gbit > 3) return {"wan-100ms", link};
+    return {rtt_ms >= 100 ? "wan-1g-150ms" : "wan-1g-50ms", link};
 }
 
 }  // namespace rmig::cli

@@ -16,4 +16,13 @@ namespace rmig::cli {
 // Errors name the file.
 void apply_profile(Args& args, const std::string& name_or_path);
 
+// The named profile whose link fits a measured round trip and rate (bytes/s
+// the migration reached on the wire), with why; empty name when nothing was
+// measured. A rule of thumb over the shapes hw-configs/README.md lists.
+struct ProfileHint {
+    std::string name;
+    std::string why;
+};
+ProfileHint suggest_profile(double rtt_ms, double bytes_per_s);
+
 }  // namespace rmig::cli
