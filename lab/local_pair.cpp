@@ -111,14 +111,15 @@ void LocalPair::measure_blackout(RunResult& r) {
     r.stop_to_loaded_ms = b.stop_to_loaded_ms;
 }
 
-RunResult LocalPair::migrate_direct(const qemu::MigrationSettings& s, int timeout_s) {
+RunResult LocalPair::migrate_direct(const qemu::MigrationSettings& s, int timeout_s, const std::string& tcp_address) {
     auto t0 = Clock::now();
     forget_events();
     qemu::apply_settings(dst_->qmp(), s, qemu::Side::destination);
     qemu::apply_settings(src_->qmp(), s, qemu::Side::source);
-    std::string sock = cat(dir_, "/direct-", generation_, ".sock");
-    dst_->qmp().execute("migrate-incoming", {{"uri", "unix:" + sock}});
-    src_->qmp().execute("migrate", {{"uri", "unix:" + sock}});
+    std::string uri = tcp_address.empty() ? cat("unix:", dir_, "/direct-", generation_, ".sock")
+                                          : "tcp:" + tcp_address;
+    dst_->qmp().execute("migrate-incoming", {{"uri", uri}});
+    src_->qmp().execute("migrate", {{"uri", uri}});
     RunResult r = wait_source(timeout_s);
     // The destination has finished loading once it leaves "inmigrate".
     for (int i = 0; i < 200 && r.ok && dst_->state() == "inmigrate"; ++i)
@@ -127,6 +128,16 @@ RunResult LocalPair::migrate_direct(const qemu::MigrationSettings& s, int timeou
     if (r.ok) measure_blackout(r);
     return r;
 }
+
+namespace {
+
+// `ip netns exec NS` in front of a command (NS empty: nothing).
+void in_netns(const std::string& ns, std::vector<std::string>& argv) {
+    if (ns.empty()) return;
+    argv.insert(argv.begin(), {"ip", "netns", "exec", ns});
+}
+
+}  // namespace
 
 RunResult LocalPair::migrate_rmig(const RmigRun& run) {
     RunResult r;
@@ -143,6 +154,7 @@ RunResult LocalPair::migrate_rmig(const RmigRun& run) {
                                           run.listen_uri, "--address-file", addr_file, "--timeout",
                                           cat(run.timeout_s), "--json", recv_json};
     recv_argv.insert(recv_argv.end(), sec.begin(), sec.end());
+    in_netns(run.dest_netns, recv_argv);
     Process receiver(recv_argv, {cat(dir_, "/receive-", tag, ".log"), "=stdout"});
     std::string addr;
     for (int i = 0; i < 500 && addr.empty(); ++i) {
@@ -167,6 +179,7 @@ RunResult LocalPair::migrate_rmig(const RmigRun& run) {
     if (!run.resume) argv.push_back("--no-resume");
     argv.insert(argv.end(), sec.begin(), sec.end());
     argv.insert(argv.end(), run.extra_args.begin(), run.extra_args.end());
+    in_netns(run.source_netns, argv);
     Process::Options out;
     if (!run.show_progress) out = {cat(dir_, "/migrate-", tag, ".log"), "=stdout"};
     Process migrator(argv, out);

@@ -61,6 +61,10 @@ struct RmigRun {
     // What `rmig migrate` connects to; empty: the address `rmig receive` reports.
     // (dpdk memif: the client side of the listener's socket.)
     std::string connect_uri;
+    // Network namespaces to run `rmig migrate` and `rmig receive` in (the
+    // two ends of an emulated WAN, lab/wan/); empty: this one. QEMU stays
+    // here: rmig reaches it over UNIX sockets.
+    std::string source_netns, dest_netns;
 };
 
 struct VerifyResult {
@@ -84,7 +88,11 @@ public:
     // (a file in dir(), made on first use): {"--psk-file", PATH}.
     std::vector<std::string> security_args();
 
-    RunResult migrate_direct(const qemu::MigrationSettings& s, int timeout_s = 120);
+    // QEMU to QEMU; over a UNIX socket, or TCP to `tcp_address` ("HOST:PORT",
+    // where the destination QEMU listens: across an emulated WAN, with the
+    // QEMUs in its namespaces, VmSpec).
+    RunResult migrate_direct(const qemu::MigrationSettings& s, int timeout_s = 120,
+                             const std::string& tcp_address = "");
     RunResult migrate_rmig(const RmigRun& run);
 
     // After a completed migration with the destination still paused: both

@@ -32,6 +32,11 @@ QemuVm::QemuVm(const std::string& dir, const std::string& name, const VmSpec& sp
         argv.insert(argv.end(), {"-machine", "pc"});
     }
     if (spec.destination) argv.insert(argv.end(), {"-S", "-incoming", "defer"});
+    if (!spec.destination)
+        for (const auto& p : spec.preload)
+            argv.insert(argv.end(), {"-device", cat("loader,file=", p.file, ",addr=", p.addr, ",force-raw=on")});
+    const std::string& ns = spec.destination ? spec.dest_netns : spec.source_netns;
+    if (!ns.empty()) argv.insert(argv.begin(), {"ip", "netns", "exec", ns});
     proc_ = Process(argv, {log_path_, "=stdout"});
     qmp_ = std::make_unique<qemu::QmpClient>(lab_qmp_path_, std::chrono::seconds(20));
 }

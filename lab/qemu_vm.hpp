@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/process.hpp"
 #include "qemu-plugin/qmp_client.hpp"
@@ -16,6 +17,18 @@ struct VmSpec {
     uint64_t ram_mib = 128;
     bool destination = false;  // -S -incoming defer
     bool memfd = false;        // memory-backend-memfd instead of anonymous RAM
+    // Files loaded into the source guest's RAM at these guest-physical
+    // addresses before it starts (QEMU's generic loader): memory with a
+    // chosen content for the migration to move. The destination gets it only
+    // through the migration.
+    struct Preload {
+        std::string file;
+        uint64_t addr = 0;
+    };
+    std::vector<Preload> preload;
+    // Network namespaces the source / destination QEMU run in (the two ends
+    // of an emulated WAN, lab/wan/), for direct TCP migrations across it.
+    std::string source_netns, dest_netns;
 };
 
 class QemuVm {

@@ -12,13 +12,14 @@
 #include "common/units.hpp"
 #include "lab/fault_harness.hpp"
 #include "lab/local_pair.hpp"
+#include "lab/wan_bench.hpp"
 
 using namespace rmig;
 using rmig::Args;
 
 namespace {
 
-const char* kUsage = R"(usage: rmig-lab <demo|bench|faults> [options]
+const char* kUsage = R"(usage: rmig-lab <demo|bench|faults|wan> [options]
 
 demo     boot a test guest in QEMU, live-migrate it to a second local QEMU
          through rmig over TCP (rmig receive + rmig migrate as separate
@@ -321,6 +322,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
     if (args.empty() || args[0] == "--help" || args[0] == "help" || args[0] == "-h") {
         std::fputs(kUsage, args.empty() ? stderr : stdout);
+        std::fputs(lab::kWanBenchUsage, args.empty() ? stderr : stdout);
         return args.empty() ? 2 : 0;
     }
     std::vector<std::string> rest(args.begin() + 1, args.end());
@@ -330,6 +332,7 @@ int main(int argc, char** argv) {
         if (args[0] == "demo") return demo(rest);
         if (args[0] == "bench") return bench(rest);
         if (args[0] == "faults") return faults(rest);
+        if (args[0] == "wan") return lab::wan_bench(rest);
         std::fprintf(stderr, "rmig-lab: unknown command '%s'\n%s", args[0].c_str(), kUsage);
         return 2;
     } catch (const UsageError& e) {
