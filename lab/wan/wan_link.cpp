@@ -24,7 +24,10 @@ UniqueFd take_lock(const std::string& name) {
     if (::mkdir(kLockDir, 0755) < 0 && errno != EEXIST) throw_errno(cat("link ", name, ": mkdir ", kLockDir));
     std::string path = cat(kLockDir, "/", name, ".lock");
     UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-    if (!fd) throw_errno(cat("link ", name, ": open ", path));
+    if (!fd) {
+        int err = errno;
+        throw_errno(cat("link ", name, ": open ", path, err == EACCES ? " (rmig-wan up needs root)" : ""), err);
+    }
     if (::flock(fd.get(), LOCK_EX | LOCK_NB) < 0) {
         if (errno != EWOULDBLOCK) throw_errno(cat("link ", name, ": flock ", path));
         char pid[32] = {};
