@@ -20,10 +20,12 @@ Nanos monotonic_now() {
     return Nanos(int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec);
 }
 
-Forwarder::Forwarder(std::string label, int from, int to, PacketScheduler scheduler, unsigned mtu)
-    : label_(std::move(label)), from_(from), to_(to), scheduler_(std::move(scheduler)),
-      slot_size_(mtu + 64u),  // the device hands out nothing over its MTU (set by WanLink, not to be changed)
-      max_slots_(std::max<size_t>(kMaxHeldBytes / (mtu + 64u), 1024)), scratch_(65536) {
+Forwarder::Forwarder(std::string label, int from, int to, PacketScheduler scheduler, unsigned mtu, bool offload)
+    : label_(std::move(label)), from_(from), to_(to), scheduler_(std::move(scheduler)), offload_(offload),
+      // The device hands out nothing over its MTU (WanLink sets it; not to be
+      // changed by hand), or with offloads a TSO packet of up to 64 KiB.
+      small_size_(mtu + 64u + (offload ? kVnetHdrLen : 0)),
+      large_size_(offload ? std::max<size_t>(65536 + 256, small_size_) : small_size_), scratch_(large_size_) {
     stop_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!stop_) throw_errno(cat("forwarder ", label_, ": eventfd"));
     thread_ = std::thread([this] { run(); });
@@ -47,52 +49,139 @@ DirectionStats Forwarder::stats() const {
     s.dropped_outage = r(dropped_outage_);
     s.dropped_overflow = r(dropped_overflow_);
     s.write_errors = r(write_errors_);
+    s.reads = r(reads_);
+    s.writes = r(writes_);
     s.held = r(held_count_);
     return s;
 }
 
-int Forwarder::take_slot() {
-    if (!free_slots_.empty()) {
-        int s = static_cast<int>(free_slots_.back());
-        free_slots_.pop_back();
-        return s;
+int Forwarder::take_buffer(bool large) {
+    auto& free = large ? free_large_ : free_small_;
+    if (!free.empty()) {
+        uint32_t b = free.back();
+        free.pop_back();
+        return static_cast<int>(b);
     }
-    if (slots_.size() >= max_slots_) return -1;
-    slots_.push_back(std::make_unique<unsigned char[]>(slot_size_));
-    return static_cast<int>(slots_.size() - 1);
+    size_t size = large ? large_size_ : small_size_;
+    if (allocated_bytes_ + size > kMaxHeldBytes) return -1;
+    allocated_bytes_ += size;
+    buffers_.push_back({std::make_unique<unsigned char[]>(size), size});
+    return static_cast<int>(buffers_.size() - 1);
+}
+
+void Forwarder::give_back(uint32_t buffer) {
+    (buffers_[buffer].capacity == large_size_ && large_size_ != small_size_ ? free_large_ : free_small_)
+        .push_back(buffer);
 }
 
 void Forwarder::read_batch() {
     for (int i = 0; i < kReadBatch; ++i) {
-        int slot = take_slot();
-        unsigned char* buf = slot >= 0 ? slots_[static_cast<size_t>(slot)].get() : scratch_.data();
-        size_t cap = slot >= 0 ? slot_size_ : scratch_.size();
-        ssize_t n = ::read(from_, buf, cap);
+        int b = take_buffer(true);
+        unsigned char* buf = b >= 0 ? buffers_[static_cast<size_t>(b)].data.get() : scratch_.data();
+        ssize_t n = ::read(from_, buf, b >= 0 ? large_size_ : scratch_.size());
         if (n <= 0) {
-            if (slot >= 0) free_slots_.push_back(static_cast<uint32_t>(slot));
+            if (b >= 0) give_back(static_cast<uint32_t>(b));
             if (n < 0 && errno != EAGAIN && errno != EINTR)
                 log::warn("forwarder ", label_, ": read: ", std::strerror(errno));
             return;
         }
+        bump(reads_);
         auto len = static_cast<size_t>(n);
-        bump(packets_in_);
-        bump(bytes_in_, len);
-        if (slot < 0) {
-            bump(dropped_overflow_);
+        if (b < 0) {
+            auto s = offload_ ? inspect(buf, len) : std::optional<Segments>();
+            bump(packets_in_, s ? s->count : 1);
+            bump(bytes_in_, s ? s->total_wire_bytes() : len);
+            bump(dropped_overflow_, s ? s->count : 1);
             continue;
         }
-        Decision d = scheduler_.enqueue(len, monotonic_now());
-        switch (d.fate) {
-        case Fate::forward:
-            held_.push({d.release, seq_++, static_cast<uint32_t>(slot), static_cast<uint32_t>(len)});
-            bump(held_count_);
-            continue;
-        case Fate::drop_queue: bump(dropped_queue_); break;
-        case Fate::drop_loss: bump(dropped_loss_); break;
-        case Fate::drop_outage: bump(dropped_outage_); break;
+        // Small packets (ACKs) do not pin a 64 KiB buffer while they wait.
+        if (large_size_ != small_size_ && len <= small_size_) {
+            int small = take_buffer(false);
+            if (small >= 0) {
+                std::memcpy(buffers_[static_cast<size_t>(small)].data.get(), buf, len);
+                give_back(static_cast<uint32_t>(b));
+                b = small;
+            }
         }
-        free_slots_.push_back(static_cast<uint32_t>(slot));
+        schedule(static_cast<uint32_t>(b), len);
     }
+}
+
+void Forwarder::hold(uint32_t buffer, size_t length, const Run& run) {
+    held_.push({run.release, seq_++, buffer, static_cast<uint32_t>(length), static_cast<uint32_t>(run.n),
+                static_cast<uint32_t>(run.wire_bytes)});
+    held_count_.store(held_.size(), std::memory_order_relaxed);
+}
+
+// The run becomes a packet of its own: the source itself if it is all of
+// it, else a rebuilt one in a buffer of the right size.
+void Forwarder::hold_run(uint32_t source, const Segments& s, const Run& run, bool& source_taken) {
+    const unsigned char* src = buffers_[source].data.get();
+    if (run.first == 0 && run.n == s.count) {
+        source_taken = true;
+        hold(source, kVnetHdrLen + s.ip_hdr + s.tcp_hdr + s.payload, run);
+        return;
+    }
+    size_t need = kVnetHdrLen + run.wire_bytes - (run.n - 1) * (s.ip_hdr + s.tcp_hdr);
+    int b = take_buffer(need > small_size_);
+    if (b < 0) {
+        bump(dropped_overflow_, run.n);
+        return;
+    }
+    size_t len = build_run(src, s, run.first, run.n, buffers_[static_cast<size_t>(b)].data.get());
+    hold(static_cast<uint32_t>(b), len, run);
+}
+
+void Forwarder::schedule(uint32_t buffer, size_t len) {
+    const unsigned char* data = buffers_[buffer].data.get();
+    Segments s;
+    if (offload_) {
+        auto seen = inspect(data, len);
+        if (!seen) {  // shorter than its vnet header: nothing a kernel would send
+            bump(packets_in_);
+            bump(bytes_in_, len);
+            bump(dropped_overflow_);
+            give_back(buffer);
+            return;
+        }
+        s = *seen;
+    } else {
+        s.payload = len;  // one packet, `payload` holding its IP length (Segments::wire_bytes)
+    }
+    bump(packets_in_, s.count);
+    bump(bytes_in_, s.total_wire_bytes());
+    const Nanos now = monotonic_now();
+    bool source_taken = false;
+    Run run;
+    auto close = [&] {
+        if (run.n == 0) return;
+        if (s.tso) hold_run(buffer, s, run, source_taken);
+        else {
+            source_taken = true;
+            hold(buffer, len, run);
+        }
+        run = Run{};
+    };
+    for (size_t i = 0; i < s.count; ++i) {
+        size_t wire = s.wire_bytes(i);
+        Decision d = scheduler_.enqueue(wire, now);
+        if (d.fate != Fate::forward) {
+            bump(d.fate == Fate::drop_queue ? dropped_queue_ : d.fate == Fate::drop_loss ? dropped_loss_ : dropped_outage_);
+            close();
+            continue;
+        }
+        if (d.reordered || (run.n && d.release - run.first_release > kRunSpan)) close();
+        if (run.n == 0) {
+            run.first = i;
+            run.first_release = d.release;
+        }
+        ++run.n;
+        run.release = d.release;
+        run.wire_bytes += wire;
+        if (d.reordered) close();  // alone: it leaves out of order
+    }
+    close();
+    if (!source_taken) give_back(buffer);
 }
 
 void Forwarder::deliver_due(Nanos now) {
@@ -100,14 +189,15 @@ void Forwarder::deliver_due(Nanos now) {
         Held h = held_.top();
         held_.pop();
         held_count_.store(held_.size(), std::memory_order_relaxed);
-        ssize_t n = ::write(to_, slots_[h.slot].get(), h.length);
+        ssize_t n = ::write(to_, buffers_[h.buffer].data.get(), h.length);
+        bump(writes_);
         if (n == static_cast<ssize_t>(h.length)) {
-            bump(packets_out_);
-            bump(bytes_out_, h.length);
+            bump(packets_out_, h.segments);
+            bump(bytes_out_, h.wire_bytes);
         } else {
-            bump(write_errors_);  // EIO while the far device is down, e.g. during teardown
+            bump(write_errors_, h.segments);  // EIO while the far device is down, e.g. during teardown
         }
-        free_slots_.push_back(h.slot);
+        give_back(h.buffer);
     }
 }
 

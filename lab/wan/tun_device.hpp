@@ -17,7 +17,10 @@ public:
     // one current when /dev/net/tun is opened), non-blocking. Throws Error
     // naming the device and the reason (no /dev/net/tun, no CAP_NET_ADMIN,
     // name taken).
-    explicit TunDevice(const std::string& name);
+    // With `offload`, packets carry a virtio_net_hdr in both directions and
+    // the device takes and hands out IPv4 TSO packets with partial checksums
+    // (IFF_VNET_HDR, TUNSETOFFLOAD; lab/wan/tcp_segments.hpp).
+    explicit TunDevice(const std::string& name, bool offload = false);
 
     int fd() const { return fd_.get(); }
     const std::string& name() const { return name_; }

@@ -96,7 +96,8 @@ nlohmann::json to_json(const DirectionStats& s) {
             {"packets_out", s.packets_out},       {"bytes_out", s.bytes_out},
             {"dropped_queue", s.dropped_queue},   {"dropped_loss", s.dropped_loss},
             {"dropped_outage", s.dropped_outage}, {"dropped_overflow", s.dropped_overflow},
-            {"write_errors", s.write_errors},     {"held", s.held}};
+            {"write_errors", s.write_errors},     {"reads", s.reads},
+            {"writes", s.writes},                 {"held", s.held}};
 }
 
 double ms(Nanos d) { return std::chrono::duration<double, std::milli>(d).count(); }
@@ -173,9 +174,9 @@ WanLink::WanLink(WanConfig config) : config_(std::move(config)) {
         // Distinct, reproducible draws per path and direction.
         uint64_t seed = config_.seed * 0x9E3779B97F4A7C15ULL + 2 * i;
         p.a_to_b = std::make_unique<Forwarder>(cat(config_.name, " path ", i + 1, " a->b"), p.tun_a.fd(), p.tun_b.fd(),
-                                               PacketScheduler(shape, seed, started_), config_.mtu);
+                                               PacketScheduler(shape, seed, started_), config_.mtu, config_.offload);
         p.b_to_a = std::make_unique<Forwarder>(cat(config_.name, " path ", i + 1, " b->a"), p.tun_b.fd(), p.tun_a.fd(),
-                                               PacketScheduler(shape, seed + 1, started_), config_.mtu);
+                                               PacketScheduler(shape, seed + 1, started_), config_.mtu, config_.offload);
     }
 }
 
@@ -208,7 +209,7 @@ void WanLink::set_up_side(const NetNamespace& ns, bool side_a) {
             // also works, the fd stays attached): the device name then never
             // exists outside the link's namespaces, so links and host devices
             // cannot collide.
-            TunDevice tun(p.device);
+            TunDevice tun(p.device, config_.offload);
             try {
                 // No IPv6 on the path: no router solicitations or MLD reports
                 // in the counters, and none lost to a shaped link.
@@ -260,6 +261,7 @@ nlohmann::json WanLink::describe() const {
             {"congestion_control", config_.congestion_control.empty() ? "unchanged" : config_.congestion_control},
             {"tcp_buffer_max", config_.tcp_buffer_max},
             {"txqueuelen", config_.txqueuelen},
+            {"offload", config_.offload},
             {"seed", config_.seed},
             {"started_unix_ms", started_unix_ms_},
             {"paths", paths}};
