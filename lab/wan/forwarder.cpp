@@ -52,10 +52,12 @@ DirectionStats Forwarder::stats() const {
     s.reads = r(reads_);
     s.writes = r(writes_);
     s.held = r(held_count_);
+    s.buffer_bytes = r(buffer_bytes_);
     return s;
 }
 
 int Forwarder::take_buffer(bool large) {
+    large = large && large_size_ != small_size_;  // without offloads there is one size, kept on the small list
     auto& free = large ? free_large_ : free_small_;
     if (!free.empty()) {
         uint32_t b = free.back();
@@ -65,6 +67,7 @@ int Forwarder::take_buffer(bool large) {
     size_t size = large ? large_size_ : small_size_;
     if (allocated_bytes_ + size > kMaxHeldBytes) return -1;
     allocated_bytes_ += size;
+    buffer_bytes_.store(allocated_bytes_, std::memory_order_relaxed);
     buffers_.push_back({std::make_unique<unsigned char[]>(size), size});
     return static_cast<int>(buffers_.size() - 1);
 }

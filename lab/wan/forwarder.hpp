@@ -50,6 +50,7 @@ struct DirectionStats {
     uint64_t dropped_overflow = 0, write_errors = 0;
     uint64_t reads = 0, writes = 0;
     uint64_t held = 0;  // packets (runs) in flight, queued or propagating, when sampled
+    uint64_t buffer_bytes = 0;  // memory the forwarder took for packets (its peak; reused, never more than kMaxHeldBytes)
 };
 
 class Forwarder {
@@ -119,6 +120,7 @@ private:
     std::atomic<uint64_t> packets_in_{0}, bytes_in_{0}, packets_out_{0}, bytes_out_{0};
     std::atomic<uint64_t> dropped_queue_{0}, dropped_loss_{0}, dropped_outage_{0};
     std::atomic<uint64_t> dropped_overflow_{0}, write_errors_{0}, reads_{0}, writes_{0}, held_count_{0};
+    std::atomic<uint64_t> buffer_bytes_{0};
 
     UniqueFd stop_;  // eventfd: readable = stop
     std::thread thread_;

@@ -97,7 +97,8 @@ nlohmann::json to_json(const DirectionStats& s) {
             {"dropped_queue", s.dropped_queue},   {"dropped_loss", s.dropped_loss},
             {"dropped_outage", s.dropped_outage}, {"dropped_overflow", s.dropped_overflow},
             {"write_errors", s.write_errors},     {"reads", s.reads},
-            {"writes", s.writes},                 {"held", s.held}};
+            {"writes", s.writes},                 {"held", s.held},
+            {"buffer_bytes", s.buffer_bytes}};
 }
 
 double ms(Nanos d) { return std::chrono::duration<double, std::milli>(d).count(); }

@@ -414,9 +414,13 @@ TEST_P(WanLinkData, EveryByteArrivesThroughLossAndReordering) {
         std::this_thread::sleep_for(10ms);
         s = link.stats(0);
     }
-    for (const DirectionStats* d : {&s.a_to_b, &s.b_to_a})
+    for (const DirectionStats* d : {&s.a_to_b, &s.b_to_a}) {
         EXPECT_EQ(d->packets_in, d->packets_out + d->dropped_queue + d->dropped_loss + d->dropped_outage +
                                      d->dropped_overflow + d->write_errors);
+        EXPECT_EQ(d->dropped_overflow, 0u);
+        // Buffers are reused: a few MB for ~0.4 MB in flight, not one per packet of the 48 MiB.
+        EXPECT_LT(d->buffer_bytes, 16u << 20);
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Offload, WanLinkData, ::testing::Bool(),
