@@ -20,8 +20,10 @@ Nanos monotonic_now() {
     return Nanos(int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec);
 }
 
-Forwarder::Forwarder(std::string label, int from, int to, PacketScheduler scheduler, unsigned mtu, bool offload)
+Forwarder::Forwarder(std::string label, int from, int to, PacketScheduler scheduler, unsigned mtu, bool offload,
+                     Nanos coalesce)
     : label_(std::move(label)), from_(from), to_(to), scheduler_(std::move(scheduler)), offload_(offload),
+      coalesce_(coalesce),
       // The device hands out nothing over its MTU (WanLink sets it; not to be
       // changed by hand), or with offloads a TSO packet of up to 64 KiB.
       small_size_(mtu + 64u + (offload ? kVnetHdrLen : 0)),
@@ -213,7 +215,7 @@ void Forwarder::run() {
         timespec ts{};
         timespec* timeout = nullptr;
         if (!held_.empty()) {
-            int64_t wait = (held_.top().release - monotonic_now()).count();
+            int64_t wait = (held_.top().release + coalesce_ - monotonic_now()).count();
             if (wait <= 0) continue;
             ts.tv_sec = wait / 1'000'000'000;
             ts.tv_nsec = wait % 1'000'000'000;

@@ -6,19 +6,21 @@
 # rmig-wan process used (all threads, user+system) per second of the test.
 #
 # Usage: lab/wan/measure_forwarding.sh BUILD_DIR [--delays "0 25ms"] [--streams "1 4"]
-#          [--cc "cubic bbr"] [--seconds 8] [--runs 1] [-- extra rmig-wan up options]
+#          [--cc "cubic bbr"] [--seconds 8] [--omit 0] [--runs 1] [-- extra rmig-wan up options]
+# --omit S leaves iperf3's first S seconds (slow start) out of the rate.
 # Needs root, iperf3, jq. Each case brings a fresh link up (name rmigmeasure).
 set -euo pipefail
 build=${1:?usage: $0 BUILD_DIR [options]}
 shift
 wan=$build/lab/wan/rmig-wan
-delays="0 25ms" streams="1 4" ccs="cubic bbr" seconds=8 runs=1 extra=()
+delays="0 25ms" streams="1 4" ccs="cubic bbr" seconds=8 omit=0 runs=1 extra=()
 while [ $# -gt 0 ]; do
   case $1 in
     --delays) delays=$2; shift 2 ;;
     --streams) streams=$2; shift 2 ;;
     --cc) ccs=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
+    --omit) omit=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --) shift; extra=("$@"); break ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -44,11 +46,11 @@ for delay in $delays; do for cc in $ccs; do for p in $streams; do for run in $(s
   wan_pid=$!
   for _ in $(seq 100); do [ -f "$dir/ready" ] && break; sleep 0.05; done
   [ -f "$dir/ready" ] || { cat "$dir/wan.log" >&2; exit 1; }
-  timeout $((seconds + 20)) ip netns exec $name-b iperf3 -s -1 -B 10.201.0.2 -p 5201 > /dev/null 2>&1 &
+  timeout $((seconds + omit + 20)) ip netns exec $name-b iperf3 -s -1 -B 10.201.0.2 -p 5201 > /dev/null 2>&1 &
   server=$!
   for _ in $(seq 100); do ip netns exec $name-b ss -Hltn 'sport = :5201' | grep -q . && break; sleep 0.05; done
   c0=$(cpu_ticks $wan_pid)
-  ip netns exec $name-a timeout $((seconds + 15)) iperf3 -c 10.201.0.2 -p 5201 -P "$p" -t "$seconds" -J > "$dir/iperf.json" || true
+  ip netns exec $name-a timeout $((seconds + omit + 15)) iperf3 -c 10.201.0.2 -p 5201 -P "$p" -t "$seconds" -O "$omit" -J > "$dir/iperf.json" || true
   c1=$(cpu_ticks $wan_pid)
   wait $server || true
   kill -TERM $wan_pid; wait $wan_pid || true; wan_pid=""
@@ -56,6 +58,6 @@ for delay in $delays; do for cc in $ccs; do for p in $streams; do for run in $(s
   retr=$(jq '.end.sum_sent.retransmits' "$dir/iperf.json")
   dlink=$(jq '[.paths[0][] | objects | .dropped_queue + .dropped_loss + .dropped_outage + .dropped_overflow] | add' "$dir/counters.json")
   dtun=$(jq '[.paths[0][] | objects | .dropped_device_in + .dropped_device_out] | add' "$dir/counters.json")
-  cpu=$(awk -v a="$c0" -v b="$c1" -v t="$ticks" -v s="$seconds" 'BEGIN { printf "%.0f%%", (b - a) / t / s * 100 }')
+  cpu=$(awk -v a="$c0" -v b="$c1" -v t="$ticks" -v s="$((seconds + omit))" 'BEGIN { printf "%.0f%%", (b - a) / t / s * 100 }')
   printf "%-6s %-5s %-7s %10s %9s %10s %10s %8s\n" "$delay" "$cc" "$p" "$mbit" "$retr" "$dlink" "$dtun" "$cpu"
 done; done; done; done

@@ -131,6 +131,8 @@ struct WanLink::Path {
     std::unique_ptr<Forwarder> a_to_b, b_to_a;
 };
 
+Nanos default_coalesce(Nanos delay) { return std::min<Nanos>(delay / 100, std::chrono::microseconds(200)); }
+
 Ipv4Subnet default_subnet(size_t path) {
     return Ipv4Subnet::parse(cat("10.201.", path, ".0/24"), "default subnet");
 }
@@ -174,10 +176,11 @@ WanLink::WanLink(WanConfig config) : config_(std::move(config)) {
         const LinkShape& shape = config_.paths[i].shape;
         // Distinct, reproducible draws per path and direction.
         uint64_t seed = config_.seed * 0x9E3779B97F4A7C15ULL + 2 * i;
+        Nanos coalesce = config_.coalesce.value_or(default_coalesce(shape.delay));
         p.a_to_b = std::make_unique<Forwarder>(cat(config_.name, " path ", i + 1, " a->b"), p.tun_a.fd(), p.tun_b.fd(),
-                                               PacketScheduler(shape, seed, started_), config_.mtu, config_.offload);
+                                               PacketScheduler(shape, seed, started_), config_.mtu, config_.offload, coalesce);
         p.b_to_a = std::make_unique<Forwarder>(cat(config_.name, " path ", i + 1, " b->a"), p.tun_b.fd(), p.tun_a.fd(),
-                                               PacketScheduler(shape, seed + 1, started_), config_.mtu, config_.offload);
+                                               PacketScheduler(shape, seed + 1, started_), config_.mtu, config_.offload, coalesce);
     }
 }
 
@@ -253,6 +256,9 @@ nlohmann::json WanLink::describe() const {
                          {"subnet", s.text()},
                          {"a", address_a(i)},
                          {"b", address_b(i)},
+                         {"coalesce_us", std::chrono::duration<double, std::micro>(config_.coalesce.value_or(
+                                             default_coalesce(config_.paths[i].shape.delay)))
+                                             .count()},
                          {"shape", to_json(config_.paths[i].shape)}});
     }
     return {{"name", config_.name},
