@@ -13,6 +13,7 @@ packages=(
   libhwloc-plugins                                  # hwloc with its optional plugins (tests also run without)
   qemu-system-x86                                   # the real QEMU we migrate
   iperf3 jq procps iproute2                         # baselines and test plumbing
+  iputils-ping                                      # RTT through the WAN emulator (tests/lab/wan_link_test)
   libibverbs-dev librdmacm-dev rdma-core            # the rdma transport
   ibverbs-utils rdmacm-utils perftest               # RDMA tools and the ib_write_bw baseline
   libdpdk-dev dpdk                                  # the dpdk transport, dpdk-testpmd baseline

@@ -1,0 +1,136 @@
+// One direction of one emulated path: a thread that reads packets from one
+// TUN device, asks its PacketScheduler what happens to each segment, holds
+// what it forwards until its release time and writes it into the other TUN
+// device.
+//
+// It sleeps in ppoll(2) until a packet arrives or the next one is due
+// (nanosecond timeouts, timer slack cut to 1 us: poll(2)'s milliseconds and
+// the default 50 us slack would bunch up releases that a 1 Gbit/s link spaces
+// 12 us apart), reads what is ready without blocking (a bounded batch, so due
+// packets are not held up behind a flood) and writes what is due. Idle, it
+// blocks with no timeout: no spinning.
+//
+// `coalesce` lets a packet leave up to that much after its release time, so
+// one wake-up writes everything due within it: on this machine (a PVM guest,
+// where every context switch goes through the hypervisor) waking for each
+// packet cost more than forwarding it.
+//
+// With offloads (tcp_segments.hpp), a packet read may stand for many TCP
+// segments: each segment goes through the scheduler on its own, and the
+// forwarded ones leave in runs, whole if the scheduler kept them together,
+// otherwise rebuilt: a run ends at a dropped or reordered segment, or when
+// its segments' release times would spread over more than kRunSpan (they
+// are then delivered together at the last one's time, as a NIC's interrupt
+// moderation and GRO would).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <queue>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/unique_fd.hpp"
+#include "lab/wan/packet_scheduler.hpp"
+#include "lab/wan/tcp_segments.hpp"
+
+namespace rmig::wan {
+
+// CLOCK_MONOTONIC, the clock the forwarders hand their schedulers.
+Nanos monotonic_now();
+
+// Packets are segments and bytes their IP bytes, so the counts mean the same
+// with or without offloads; `reads` and `writes` count what crossed the
+// devices (one TSO packet: one read, many segments). Every segment read is
+// forwarded, dropped for one reason, or still held:
+//   packets_in = packets_out + dropped_* + write_errors + (segments held).
+struct DirectionStats {
+    uint64_t packets_in = 0, bytes_in = 0;
+    uint64_t packets_out = 0, bytes_out = 0;  // written to the far side
+    uint64_t dropped_queue = 0, dropped_loss = 0, dropped_outage = 0;
+    // The emulator's own limits, not the shape's: more bytes held than
+    // kMaxHeldBytes allows, or segments the far side's TUN refused.
+    uint64_t dropped_overflow = 0, write_errors = 0;
+    uint64_t reads = 0, writes = 0;
+    uint64_t held = 0;  // packets (runs) in flight, queued or propagating, when sampled
+    uint64_t buffer_bytes = 0;  // memory the forwarder took for packets (its peak; reused, never more than kMaxHeldBytes)
+};
+
+class Forwarder {
+public:
+    // Memory for packets in flight (queued at the bottleneck or propagating):
+    // 10 Gbit/s x 50 ms fits; beyond it, packets are dropped as overflow.
+    static constexpr size_t kMaxHeldBytes = 128u << 20;
+    static constexpr int kReadBatch = 64;
+    static constexpr Nanos kRunSpan = std::chrono::microseconds(100);
+
+    // Starts the thread. `from` and `to` stay owned by the caller and must
+    // outlive the Forwarder. `mtu`: the devices' MTU; `offload`: the devices
+    // were opened with offloads (every packet has a vnet header).
+    Forwarder(std::string label, int from, int to, PacketScheduler scheduler, unsigned mtu, bool offload,
+              Nanos coalesce = Nanos::zero());
+    ~Forwarder();  // stops the thread; packets still held are dropped
+    Forwarder(const Forwarder&) = delete;
+    Forwarder& operator=(const Forwarder&) = delete;
+
+    const std::string& label() const { return label_; }
+    DirectionStats stats() const;
+
+private:
+    struct Held {
+        Nanos release;
+        uint64_t seq;  // arrival order: ties in release time keep it
+        uint32_t buffer;
+        uint32_t length;
+        uint32_t segments;
+        uint32_t wire_bytes;
+        bool operator>(const Held& o) const { return release != o.release ? release > o.release : seq > o.seq; }
+    };
+    struct Buffer {
+        std::unique_ptr<unsigned char[]> data;
+        size_t capacity = 0;
+    };
+    // A run of forwarded segments of one packet, all released at `release`.
+    struct Run {
+        size_t first = 0, n = 0;
+        Nanos first_release{0}, release{0};
+        size_t wire_bytes = 0;
+    };
+
+    void run();
+    void read_batch();
+    void schedule(uint32_t buffer, size_t length);
+    void hold(uint32_t buffer, size_t length, const Run& run);
+    void hold_run(uint32_t source, const Segments& s, const Run& run, bool& source_taken);
+    void deliver_due(Nanos now);
+    int take_buffer(bool large);  // -1 if kMaxHeldBytes would be exceeded
+    void give_back(uint32_t buffer);
+    static void bump(std::atomic<uint64_t>& c, uint64_t n = 1) {
+        c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);  // one writer: this thread
+    }
+
+    std::string label_;
+    int from_, to_;
+    PacketScheduler scheduler_;
+    bool offload_;
+    Nanos coalesce_;
+    size_t small_size_, large_size_;
+    std::vector<Buffer> buffers_;
+    std::vector<uint32_t> free_small_, free_large_;
+    size_t allocated_bytes_ = 0;
+    std::vector<unsigned char> scratch_;  // reads that have no buffer, to drain the device
+    std::priority_queue<Held, std::vector<Held>, std::greater<Held>> held_;
+    uint64_t seq_ = 0;
+
+    std::atomic<uint64_t> packets_in_{0}, bytes_in_{0}, packets_out_{0}, bytes_out_{0};
+    std::atomic<uint64_t> dropped_queue_{0}, dropped_loss_{0}, dropped_outage_{0};
+    std::atomic<uint64_t> dropped_overflow_{0}, write_errors_{0}, reads_{0}, writes_{0}, held_count_{0};
+    std::atomic<uint64_t> buffer_bytes_{0};
+
+    UniqueFd stop_;  // eventfd: readable = stop
+    std::thread thread_;
+};
+
+}  // namespace rmig::wan
