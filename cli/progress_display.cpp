@@ -39,9 +39,9 @@ void ProgressDisplay::update(const qemu::Progress& p) {
                   format_rate(dirty).c_str(), format_bytes(double(q.ram_remaining)).c_str(),
                   p.channels_up, p.channels);
     std::string extra;
-    // Compressed: what the wire carried for the bytes sent.
-    if (p.wire_bytes && p.relay_bytes && p.wire_bytes < p.relay_bytes)
-        extra += cat("  wire x", std::to_string(double(p.wire_bytes) / double(p.relay_bytes)).substr(0, 4));
+    // Compressed: what the wire carried for the segments coded so far.
+    if (p.packed_in && p.packed_wire < p.packed_in)
+        extra += cat("  wire x", std::to_string(double(p.packed_wire) / double(p.packed_in)).substr(0, 4));
     if (p.reconnects) extra += cat("  reconnects ", p.reconnects);
     std::strncat(line, extra.c_str(), sizeof line - std::strlen(line) - 1);
     if (mode_ == ProgressMode::tty) {

@@ -255,8 +255,16 @@ private:
         FlowSettings f;
         f.chunk = opts_.chunk;
         f.window_bytes = opts_.window_bytes;
+        // The expert's fixed downtime-limit turns the steering off, and with
+        // it the window's sizing: the whole window from the start.
+        if (opts_.qemu_downtime_limit_ms) f.start_window = 0;
         f.grace = opts_.reconnect_grace;
         f.compression = opts_.compression;
+        // A segment unacknowledged for 20 round trips means a silent outage;
+        // at least 2 s (a deep socket buffer on a slow path), at most the default.
+        if (report_.link_rtt_ms > 0)
+            f.stall = std::clamp(milliseconds(static_cast<int64_t>(20 * report_.link_rtt_ms)), milliseconds(2000),
+                                 f.stall);
         return f;
     }
 
@@ -385,6 +393,11 @@ private:
         uint64_t current = report_.in_flight_cap ? report_.in_flight_cap : uint64_t(opts_.transport.socket_buffer_bytes);
         // Act on real changes only (a quarter), so that the cap does not chase noise.
         if (per * 4 > current * 3 && per * 4 < current * 5) return;
+        // The send window holds what QEMU wrote and the destination has not
+        // acknowledged: the same queue plus what is on the wire (a round
+        // trip's worth, which drains by itself), and at least two segments.
+        double on_wire = rate * report_.link_rtt_ms / 1000.0 / double(relay.expected());
+        relay.streams().bound_windows(std::max<uint64_t>(per, 2 * opts_.chunk) + static_cast<uint64_t>(on_wire));
         if (relay.streams().limit_in_flight(per)) report_.in_flight_cap = per;
     }
 
@@ -430,7 +443,8 @@ private:
             p.relay_bytes = relay_bytes(relay.streams());
             p.channels_up = static_cast<uint32_t>(relay.streams().size());
             for (auto& c : relay.streams().stats()) {
-                p.wire_bytes += c.wire;
+                p.packed_in += c.compression.in_bytes;
+                p.packed_wire += c.compression.wire_bytes;
                 p.reconnects += c.reconnects;
             }
             p.channels = relay.expected();

@@ -63,7 +63,8 @@ struct Progress {
     uint64_t relay_bytes = 0;  // sent over the link so far, all channels
     uint32_t channels_up = 0;
     uint32_t channels = 0;
-    uint64_t wire_bytes = 0;   // what went on the wire for relay_bytes (compressed)
+    // Compressed segments: their raw bytes, and what went on the wire for them.
+    uint64_t packed_in = 0, packed_wire = 0;
     uint32_t reconnects = 0;   // flows reopened after a loss, all streams
     double elapsed_s = 0;
 };

@@ -64,6 +64,12 @@ void SendWindow::flow_lost(uint32_t flow) {
     if (any) work_.notify_all();
 }
 
+void SendWindow::set_capacity(size_t capacity) {
+    std::lock_guard lock(mu_);
+    capacity_ = capacity;
+    space_.notify_all();
+}
+
 void SendWindow::poke() {
     std::lock_guard lock(mu_);
     poked_ = true;

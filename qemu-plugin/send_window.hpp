@@ -48,6 +48,8 @@ public:
     // `flow` broke: what it carried and was not acknowledged is sent again.
     void flow_lost(uint32_t flow);
     void close();  // wakes every waiter; push/take return false/nullptr
+    // A new bound for what push() lets in (what is held now stays).
+    void set_capacity(size_t capacity);
     // Wakes the flows waiting in take() (which return nullptr), e.g. so one
     // of them sends an acknowledgement.
     void poke();

@@ -114,6 +114,11 @@ std::vector<ChannelStats> StreamGroup::stats() const {
     return out;
 }
 
+void StreamGroup::bound_windows(size_t per_stream) const {
+    std::lock_guard lock(mutex_);
+    for (auto& s : streams_) s->bound_window(per_stream);
+}
+
 bool StreamGroup::limit_in_flight(size_t per_stream) const {
     std::lock_guard lock(mutex_);
     bool all = true;

@@ -37,6 +37,7 @@ public:
     // Bounds each stream's bytes queued in its transports (split over its
     // flows); false if any backend cannot.
     bool limit_in_flight(size_t per_stream) const;
+    void bound_windows(size_t per_stream) const;  // StripedStream::bound_window on each
 
 private:
     void watch(std::stop_token stop);

@@ -31,7 +31,7 @@ StripedStream::StripedStream(uint32_t stream, UniqueFd qemu, FlowSettings settin
       cfg_(settings),
       on_error_(std::move(on_error)),
       reconnect_(std::move(reconnect)),
-      out_(settings.window_bytes),
+      out_(settings.start_window ? std::min(settings.start_window, settings.window_bytes) : settings.window_bytes),
       in_(settings.window_bytes) {
     reader_ = std::jthread([this] { read_qemu(); });
     writer_ = std::jthread([this] { write_qemu(); });

@@ -40,6 +40,11 @@ struct FlowSettings {
     // on a slow link); also what its reorder buffer may hold. Must cover the
     // link's bandwidth-delay product for full rate.
     size_t window_bytes = 64u << 20;
+    // Where the send window starts, until the source's blackout steering
+    // sizes it from the measured rate (bound_window); 0: window_bytes. Small,
+    // so QEMU cannot pour its RAM into the window before the link's rate is
+    // known (it would all wait out the switchover).
+    size_t start_window = 8u << 20;
     // How long a stream may have no working flow before the migration fails;
     // 0: the first broken flow fails it (no reconnecting).
     std::chrono::milliseconds grace{0};
@@ -101,6 +106,10 @@ public:
     // Periodic checks (StreamGroup's watchdog): stalled flows, the grace.
     void tick();
     bool limit_in_flight(size_t bytes);
+    // Bounds what the send window takes from QEMU ahead of the peer's
+    // acknowledgements (at most FlowSettings::window_bytes): at switchover
+    // the guest waits for all of it.
+    void bound_window(size_t bytes) { out_.set_capacity(std::min(bytes, cfg_.window_bytes)); }
     // The link's measured rate (bytes/s on the wire, all flows of the
     // migration) and how many senders share it: what automatic compression
     // weighs the codecs against.
