@@ -34,7 +34,7 @@ std::span<const OptionSpec> migrate_options() {
         {.name = "reconnect-grace", .kind = K::whole, .metavar = "S",
          .help = "a lost connection is reopened and its unacknowledged data resent for up to S seconds while "
                  "QEMU only pauses; 0 fails the migration at once (the source guest keeps running)",
-         .number_default = 0, .max = 600, .profile = true},
+         .number_default = 30, .max = 600, .profile = true},
         {.name = "compress", .kind = K::choice, .metavar = "CODEC",
          .help = "compress the streams: auto picks lz4, zstd or nothing per segment from the measured link rate "
                  "and codec speed (nothing on a link faster than the codecs); none, lz4, zstd force one",

@@ -74,7 +74,7 @@ void DestRelay::offer(std::unique_ptr<transport::Incoming> in) {
             return;  // closing `link` tells the source
         }
         ++next_;
-        stream = &streams_.add(attach.stream, std::move(qemu));
+        stream = &streams_.add(attach.stream, std::move(qemu), link->max_frame_payload());
     } else {
         stream = streams_.find(attach.stream);
         if (!stream) return;

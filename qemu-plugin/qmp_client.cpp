@@ -80,7 +80,7 @@ json QmpClient::execute(const std::string& cmd, const json& args,
     for (;;) {
         auto msg = read_message(wait, cat("the reply to '", cmd, "'"));
         if (!msg)
-            throw LinkError(cat("QMP ", path_, ": no reply to '", cmd, "' within ",
+            throw QmpTimeout(cat("QMP ", path_, ": no reply to '", cmd, "' within ",
                                 timeout.count(), " ms"));
         if (msg->contains("event")) {
             queue_event(std::move(*msg));

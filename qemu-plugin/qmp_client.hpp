@@ -32,6 +32,12 @@ namespace rmig::qemu {
 
 // QEMU answered a command with {"error": {"class": ..., "desc": ...}}.
 // The connection stays usable.
+// No reply within the timeout (QEMU busy or wedged; the client stays usable).
+class QmpTimeout : public rmig::LinkError {
+public:
+    using LinkError::LinkError;
+};
+
 class QmpError : public rmig::Error {
 public:
     QmpError(const std::string& socket_path, const std::string& command,

@@ -370,11 +370,24 @@ private:
             // An outage within the grace is no stall, on either side.
             patience_ = opts_.stall_timeout + f.grace + f.stall;
             if (guard_) guard_->extend_to(patience_);
-            // QEMU 7.2's main thread waits for every multifd channel at each
-            // sync, holding its lock: while a flow reconnects, QMP is silent.
             qmp_patience_ = std::max(qmp_patience_, f.grace + f.stall + std::chrono::seconds(10));
         }
         return f;
+    }
+
+    // A query to our QEMU during the migration. QEMU 7.2's main thread waits
+    // for every multifd channel at each sync, holding its lock, so while a
+    // flow reconnects QMP is silent: wait through the grace then, and only then.
+    json ask_qemu(const std::string& cmd) {
+        auto give_up = Clock::now() + qmp_patience_;
+        for (;;) {
+            try {
+                return qmp_->execute(cmd);
+            } catch (const QmpTimeout&) {
+                if (!relay_ || !relay_->streams().reconnecting() || Clock::now() >= give_up) throw;
+                log::info("the destination QEMU is busy while a connection comes back; still waiting");
+            }
+        }
     }
 
     // Written into our QEMU so far, all channels; relay_ must exist.
@@ -397,13 +410,13 @@ private:
         auto moved_at = Clock::now();
         std::string why_not;
         for (;;) {
-            state = qmp_->execute("query-status", {}, qmp_patience_).value("status", "");
+            state = ask_qemu("query-status").value("status", "");
             if (state != "inmigrate") break;
             if (auto err = relay_->streams().error()) {
                 why_not = *err;
                 break;
             }
-            incoming = parse_migration_stats(qmp_->execute("query-migrate", {}, qmp_patience_)).status;
+            incoming = parse_migration_stats(ask_qemu("query-migrate")).status;
             if (incoming == "failed") break;
             uint64_t now_delivered = delivered_bytes();
             if (now_delivered != last) {
@@ -419,7 +432,7 @@ private:
             working();
         }
         for (auto& ev : qmp_->take_events()) events.note(ev);
-        incoming = parse_migration_stats(qmp_->execute("query-migrate", {}, qmp_patience_)).status;
+        incoming = parse_migration_stats(ask_qemu("query-migrate")).status;
         if (state == "inmigrate" || incoming == "failed")
             throw Error(cat("destination QEMU did not finish loading the guest (state '", state,
                             "', incoming migration '", incoming, "')", why_not.empty() ? "" : ": " + why_not));
@@ -429,7 +442,7 @@ private:
             qmp_->execute("cont");
             resumed = true;
             if (auto ev = qmp_->wait_event("RESUME", milliseconds(2000))) events.note(*ev);
-            state = qmp_->execute("query-status", {}, qmp_patience_).value("status", "");
+            state = ask_qemu("query-status").value("status", "");
         }
         // The relay's last acknowledgements; the guest runs already.
         if (!relay_->streams().wait_finished(relay_->expected(), milliseconds(2000)))
@@ -455,7 +468,7 @@ private:
     std::atomic<bool> reports_wanted_{false};
     StallGuard* guard_ = nullptr;  // run()'s, while it runs
     milliseconds patience_{};  // the stall timeout, plus the reconnect grace if any
-    milliseconds qmp_patience_{10000};  // for QMP answers during the migration
+    milliseconds qmp_patience_{10000};  // QMP while a flow reconnects: the grace and then some
     std::atomic<bool> resumed_{false};         // 'cont' was sent to our QEMU  // the source asked for 'delivered' reports
     std::atomic<bool> finished_{false};      // 'finish' answered: the relay's job is done
     std::atomic<bool> told_source_{false};   // watch_relay() sent our relay's error

@@ -60,7 +60,7 @@ void SourceRelay::accept_loop() {
             net::tune_stream_socket(qemu.get(), cfg_.transport.socket_buffer_bytes);
             auto opened = open_flow(id, 0, false);
             log::debug("QEMU connection ", id, " of ", cfg_.channels, " carried by ", opened.channel->name());
-            auto& stream = streams_.add(id, std::move(qemu),
+            auto& stream = streams_.add(id, std::move(qemu), opened.channel->max_frame_payload(),
                                         [this, id](uint32_t flow) { return open_flow(id, flow, true); });
             stream.attach(0, std::move(opened.channel), opened.peer_delivered);
             if (cfg_.flows > 1) openers_.emplace_back([this, id] { open_more_flows(id); });

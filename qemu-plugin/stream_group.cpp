@@ -1,5 +1,7 @@
 #include "qemu-plugin/stream_group.hpp"
 
+#include <algorithm>
+
 #include "common/log.hpp"
 
 namespace rmig::qemu {
@@ -50,8 +52,11 @@ void StreamGroup::watch(std::stop_token stop) {
     }
 }
 
-StripedStream& StreamGroup::add(uint32_t id, UniqueFd qemu, StripedStream::Reconnect reconnect) {
-    auto stream = std::make_unique<StripedStream>(id, std::move(qemu), cfg_,
+StripedStream& StreamGroup::add(uint32_t id, UniqueFd qemu, size_t max_frame, StripedStream::Reconnect reconnect) {
+    FlowSettings cfg = cfg_;
+    if (max_frame > wire::kSegmentHeaderSize)
+        cfg.chunk = std::min(cfg.chunk, max_frame - wire::kSegmentHeaderSize);
+    auto stream = std::make_unique<StripedStream>(id, std::move(qemu), cfg,
                                                   [this](const std::string& e) { fail(e); },
                                                   std::move(reconnect));
     std::lock_guard lock(mutex_);
@@ -112,6 +117,11 @@ std::vector<ChannelStats> StreamGroup::stats() const {
     std::vector<ChannelStats> out;
     for (auto& s : streams_) out.push_back(s->stats());
     return out;
+}
+
+bool StreamGroup::reconnecting() const {
+    std::lock_guard lock(mutex_);
+    return std::any_of(streams_.begin(), streams_.end(), [](auto& s) { return s->reconnecting(); });
 }
 
 void StreamGroup::bound_windows(size_t per_stream) const {

@@ -24,7 +24,9 @@ public:
 
     const FlowSettings& settings() const { return cfg_; }
     // A new stream for QEMU's connection number `id` (1 = the main one).
-    StripedStream& add(uint32_t id, UniqueFd qemu, StripedStream::Reconnect reconnect = {});
+    // `max_frame`: the largest frame payload its flows carry whole
+    // (Channel::max_frame_payload; rdma: one ring slot): segments are cut to fit.
+    StripedStream& add(uint32_t id, UniqueFd qemu, size_t max_frame, StripedStream::Reconnect reconnect = {});
     StripedStream* find(uint32_t id);
     // Records the first error and aborts every stream.
     void fail(const std::string& why);
@@ -38,6 +40,7 @@ public:
     // flows); false if any backend cannot.
     bool limit_in_flight(size_t per_stream) const;
     void bound_windows(size_t per_stream) const;  // StripedStream::bound_window on each
+    bool reconnecting() const;                     // some stream's flow is lost, within the grace
 
 private:
     void watch(std::stop_token stop);

@@ -275,6 +275,10 @@ void StripedStream::send_loop(Flow& f) {
                 }
                 encode(*seg, *codec, scratch);
             }
+            if (seg->frame.size() > f.channel->max_frame_payload())
+                throw Error(cat(f.channel->name(), ": a ", seg->frame.size(), "-byte segment does not fit its ",
+                                f.channel->max_frame_payload(), "-byte frames (flows of one stream over "
+                                "different transports?)"));
             if (seg->sends++ > 0) resent_ += seg->header.raw_len;
             f.channel->send(wire::FrameType::segment, seg->frame);
             wire_ += seg->frame.size();
@@ -414,6 +418,14 @@ bool StripedStream::limit_in_flight(size_t bytes) {
     for (auto& f : flows_)
         if (f && !f->dead) all = f->channel->limit_in_flight(bytes / n) && all;
     return all;
+}
+
+bool StripedStream::reconnecting() const {
+    if (cfg_.grace.count() == 0 || finished()) return false;
+    std::lock_guard lock(mu_);
+    for (auto& f : flows_)
+        if (f && f->dead && !f->given_up) return true;
+    return false;
 }
 
 uint32_t StripedStream::flows_up() const {

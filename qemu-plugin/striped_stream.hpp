@@ -118,6 +118,8 @@ public:
     uint32_t id() const { return id_; }
     uint64_t wire_bytes() const { return wire_; }
     uint32_t flows_up() const;
+    // A flow is lost and (within the grace) may come back.
+    bool reconnecting() const;
 
 private:
     struct Flow;
