@@ -178,9 +178,11 @@ WanLink::WanLink(WanConfig config) : config_(std::move(config)) {
         uint64_t seed = config_.seed * 0x9E3779B97F4A7C15ULL + 2 * i;
         Nanos coalesce = config_.coalesce.value_or(default_coalesce(shape.delay));
         p.a_to_b = std::make_unique<Forwarder>(cat(config_.name, " path ", i + 1, " a->b"), p.tun_a.fd(), p.tun_b.fd(),
-                                               PacketScheduler(shape, seed, started_), config_.mtu, config_.offload, coalesce);
+                                               PacketScheduler(shape, seed, started_), config_.mtu, config_.offload, coalesce,
+                                               held_bytes_bound(shape));
         p.b_to_a = std::make_unique<Forwarder>(cat(config_.name, " path ", i + 1, " b->a"), p.tun_b.fd(), p.tun_a.fd(),
-                                               PacketScheduler(shape, seed + 1, started_), config_.mtu, config_.offload, coalesce);
+                                               PacketScheduler(shape, seed + 1, started_), config_.mtu, config_.offload, coalesce,
+                                               held_bytes_bound(shape));
     }
 }
 
