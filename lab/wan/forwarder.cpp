@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -87,7 +88,9 @@ int Forwarder::take_buffer(size_t bytes) {
     return static_cast<int>(buffers_.size() - 1);
 }
 
-void Forwarder::give_back(uint32_t buffer) { free_[buffers_[buffer].size_class].push_back(buffer); }
+void Forwarder::give_back(uint32_t buffer) {
+    free_[buffers_[buffer].size_class].push_back(buffer);
+}
 
 void Forwarder::read_batch() {
     for (int i = 0; i < kReadBatch; ++i) {
@@ -171,7 +174,8 @@ void Forwarder::schedule(uint32_t buffer, size_t len) {
     Run run;
     auto close = [&] {
         if (run.n == 0) return;
-        if (s.tso) hold_run(buffer, s, run, source_taken);
+        if (s.tso)
+            hold_run(buffer, s, run, source_taken);
         else {
             source_taken = true;
             hold(buffer, len, run);
@@ -182,7 +186,9 @@ void Forwarder::schedule(uint32_t buffer, size_t len) {
         size_t wire = s.wire_bytes(i);
         Decision d = scheduler_.enqueue(wire, now);
         if (d.fate != Fate::forward) {
-            bump(d.fate == Fate::drop_queue ? dropped_queue_ : d.fate == Fate::drop_loss ? dropped_loss_ : dropped_outage_);
+            bump(d.fate == Fate::drop_queue  ? dropped_queue_
+                 : d.fate == Fate::drop_loss ? dropped_loss_
+                                             : dropped_outage_);
             close();
             continue;
         }

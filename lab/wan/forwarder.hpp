@@ -60,7 +60,7 @@ struct DirectionStats {
     // memory bound allows, or segments the far side's TUN refused.
     uint64_t dropped_overflow = 0, write_errors = 0;
     uint64_t reads = 0, writes = 0;
-    uint64_t held = 0;  // packets (runs) in flight, queued or propagating, when sampled
+    uint64_t held = 0;          // packets (runs) in flight, queued or propagating, when sampled
     uint64_t buffer_bytes = 0;  // memory taken for packets: its peak (buffers are reused), within the bound
 };
 

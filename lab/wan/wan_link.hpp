@@ -48,11 +48,11 @@ struct PathConfig {
 };
 
 struct WanConfig {
-    std::string name;              // namespaces NAME-a and NAME-b; letters, digits, '-', '_', at most 24
-    std::vector<PathConfig> paths; // at least one; path i uses device wan<i>
+    std::string name;               // namespaces NAME-a and NAME-b; letters, digits, '-', '_', at most 24
+    std::vector<PathConfig> paths;  // at least one; path i uses device wan<i>
     unsigned mtu = 1500;
-    std::string congestion_control;  // net.ipv4.tcp_congestion_control in both; empty: leave as is
-    uint64_t tcp_buffer_max = 0;     // max of net.ipv4.tcp_rmem/tcp_wmem in both; 0: leave as is
+    std::string congestion_control;            // net.ipv4.tcp_congestion_control in both; empty: leave as is
+    uint64_t tcp_buffer_max = 0;               // max of net.ipv4.tcp_rmem/tcp_wmem in both; 0: leave as is
     unsigned txqueuelen = kDefaultTxQueueLen;  // of the TUN devices: see kDefaultTxQueueLen
     // TSO through the link (tcp_segments.hpp): the model still acts per
     // segment; ~10x the forwarding rate of one packet per system call.
@@ -60,7 +60,7 @@ struct WanConfig {
     // How late a packet may leave so that one wake-up writes several
     // (Forwarder); unset: default_coalesce(the path's delay).
     std::optional<Nanos> coalesce;
-    uint64_t seed = 1;               // loss and reordering draws
+    uint64_t seed = 1;  // loss and reordering draws
 };
 
 // 1% of the one-way delay, at most 200 us: the RTT stays within 1% of the

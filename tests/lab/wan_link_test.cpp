@@ -169,9 +169,10 @@ TEST(WanLink, IperfThroughputMatchesTheRate) {
     c.congestion_control = "cubic";
     WanLink link(c);
     const int port = 5301;
-    Process server = start_in(dir, link.ns_b(), {"iperf3", "-s", "-1", "-B", link.address_b(0), "-p", std::to_string(port)},
-                              20s, "server");
-    ASSERT_TRUE(wait_listening(link.ns_b(), port)) << "iperf3 server did not listen: " << slurp(dir.path() + "/server.out");
+    Process server = start_in(
+        dir, link.ns_b(), {"iperf3", "-s", "-1", "-B", link.address_b(0), "-p", std::to_string(port)}, 20s, "server");
+    ASSERT_TRUE(wait_listening(link.ns_b(), port))
+        << "iperf3 server did not listen: " << slurp(dir.path() + "/server.out");
     // 1 s of slow start left out (-O), 4 s measured.
     Ran r = run_in(dir, link.ns_a(),
                    {"iperf3", "-c", link.address_b(0), "-p", std::to_string(port), "-t", "4", "-O", "1", "-J"}, 15s);
@@ -240,8 +241,9 @@ TEST(WanLink, OutageLosesEveryPingBothWaysThenTheyComeBack) {
         // pace); 150 ms of slack either side of the window.
         int inside = 0, outside = 0;
         for (int k = 1; k <= 40; ++k) {
-            auto near = std::min_element(sent_at.begin(), sent_at.end(),
-                                         [&](auto& a, auto& b) { return std::abs(a.first - k) < std::abs(b.first - k); });
+            auto near = std::min_element(sent_at.begin(), sent_at.end(), [&](auto& a, auto& b) {
+                return std::abs(a.first - k) < std::abs(b.first - k);
+            });
             double sent = near->second + (k - near->first) * interval;
             bool answered = sent_at.count(k) > 0;
             if (sent > 1.5 + 0.15 && sent < 2.5 - 0.15) {
@@ -268,8 +270,10 @@ TEST(WanLink, SecondPathHasItsOwnDelay) {
     WanLink link(config("rmigt-path2", "delay=10ms", "delay=30ms,rate=100mbit"));
     ASSERT_EQ(link.paths(), 2u);
     EXPECT_EQ(link.address_b(1), "10.201.1.2");
-    Process p1 = start_in(dir, link.ns_a(), {"ping", "-n", "-c", "10", "-i", "0.05", "-W", "2", link.address_b(0)}, 10s, "p1");
-    Process p2 = start_in(dir, link.ns_a(), {"ping", "-n", "-c", "10", "-i", "0.05", "-W", "2", link.address_b(1)}, 10s, "p2");
+    Process p1 =
+        start_in(dir, link.ns_a(), {"ping", "-n", "-c", "10", "-i", "0.05", "-W", "2", link.address_b(0)}, 10s, "p1");
+    Process p2 =
+        start_in(dir, link.ns_a(), {"ping", "-n", "-c", "10", "-i", "0.05", "-W", "2", link.address_b(1)}, 10s, "p2");
     ASSERT_TRUE(p1.wait_for(10s).has_value());
     ASSERT_TRUE(p2.wait_for(10s).has_value());
     auto r1 = ping_replies(slurp(dir.path() + "/p1.out"));
@@ -300,7 +304,9 @@ std::thread in_namespace(const std::string& ns, std::function<void()> fn) {
     });
 }
 
-unsigned char pattern(uint64_t i) { return static_cast<unsigned char>(i * 131 + (i >> 12) * 7 + (i >> 20)); }
+unsigned char pattern(uint64_t i) {
+    return static_cast<unsigned char>(i * 131 + (i >> 12) * 7 + (i >> 20));
+}
 
 void set_timeouts(int fd, std::chrono::seconds t) {
     timeval tv{static_cast<time_t>(t.count()), 0};
@@ -415,8 +421,10 @@ TEST_P(WanLinkData, EveryByteArrivesThroughLossAndReordering) {
     EXPECT_EQ(t.received, bytes);
     EXPECT_EQ(t.first_bad, UINT64_MAX) << "first wrong byte at offset " << t.first_bad;
     EXPECT_GT(s.a_to_b.dropped_loss, 0u);
-    if (offload) EXPECT_LT(s.a_to_b.reads * 3, s.a_to_b.packets_in) << "TSO packets did not cross whole";
-    else EXPECT_EQ(s.a_to_b.reads, s.a_to_b.packets_in);
+    if (offload)
+        EXPECT_LT(s.a_to_b.reads * 3, s.a_to_b.packets_in) << "TSO packets did not cross whole";
+    else
+        EXPECT_EQ(s.a_to_b.reads, s.a_to_b.packets_in);
     // Every segment accounted for, once the last ones have left (bounded wait).
     for (int i = 0; i < 100 && (s.a_to_b.held || s.b_to_a.held); ++i) {
         std::this_thread::sleep_for(10ms);
@@ -431,8 +439,7 @@ TEST_P(WanLinkData, EveryByteArrivesThroughLossAndReordering) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Offload, WanLinkData, ::testing::Bool(),
-                         [](const auto& p) { return p.param ? "On" : "Off"; });
+INSTANTIATE_TEST_SUITE_P(Offload, WanLinkData, ::testing::Bool(), [](const auto& p) { return p.param ? "On" : "Off"; });
 
 TEST(RmigWan, UpWritesTheReadyFileForwardsPrintsCountersAndCleansUp) {
     SKIP_UNLESS_ROOT_AND_TUN();
@@ -443,8 +450,8 @@ TEST(RmigWan, UpWritesTheReadyFileForwardsPrintsCountersAndCleansUp) {
     run_command({"ip", "netns", "add", name + "-a"});
     ASSERT_TRUE(NetNamespace::exists(name + "-a"));
 
-    Process up({kRmigWan, "up", "--name", name, "--delay", "2ms", "--rate", "100mbit", "--path2", "delay=4ms",
-                "--cc", "bbr", "--ready-file", ready, "--json", "--duration", "30"},
+    Process up({kRmigWan, "up", "--name", name, "--delay", "2ms", "--rate", "100mbit", "--path2", "delay=4ms", "--cc",
+                "bbr", "--ready-file", ready, "--json", "--duration", "30"},
                {dir.path() + "/up.out", dir.path() + "/up.err"});
     struct Guard {  // whatever happens below, no process or namespace outlives the test
         Process& p;
@@ -467,8 +474,8 @@ TEST(RmigWan, UpWritesTheReadyFileForwardsPrintsCountersAndCleansUp) {
     EXPECT_EQ(r["paths"][0]["shape"]["rate_bps"], 100000000u);
     EXPECT_EQ(r["congestion_control"], "bbr");
 
-    Ran ping = run_in(dir, r["namespaces"]["a"], {"ping", "-n", "-c", "3", "-i", "0.05", "-W", "2",
-                                                   r["paths"][0]["b"].get<std::string>()}, 10s);
+    Ran ping = run_in(dir, r["namespaces"]["a"],
+                      {"ping", "-n", "-c", "3", "-i", "0.05", "-W", "2", r["paths"][0]["b"].get<std::string>()}, 10s);
     EXPECT_EQ(ping_replies(ping.output).size(), 3u) << ping.output;
     Ran cc = run_in(dir, name + "-b", {"cat", "/proc/sys/net/ipv4/tcp_congestion_control"}, 5s);
     EXPECT_EQ(cc.output, "bbr\n");
