@@ -23,12 +23,12 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
 #include <future>
 #include <map>
-#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -96,12 +96,31 @@ Process start_in(const TempDir& dir, const std::string& ns, std::vector<std::str
     return Process(argv, {cat(dir.path(), "/", name, ".out"), "=stdout"});
 }
 
-// "icmp_seq=N ... time=T ms" lines: RTT by sequence number.
+// One reply line of ping: "[1700000000.123456] 64 bytes from ...: icmp_seq=N ttl=64 time=T ms"
+// (the timestamp only with -D; 0 without).
+struct Reply {
+    int seq = 0;
+    double rtt_ms = 0, at = 0;
+};
+std::vector<Reply> ping_lines(const std::string& output) {
+    std::vector<Reply> r;
+    std::istringstream in(output);
+    for (std::string line; std::getline(in, line);) {
+        auto seq = line.find("icmp_seq="), time = line.find("time=");
+        if (seq == std::string::npos || time == std::string::npos) continue;
+        Reply p;
+        p.seq = std::atoi(line.c_str() + seq + 9);
+        p.rtt_ms = std::atof(line.c_str() + time + 5);
+        if (line[0] == '[') p.at = std::atof(line.c_str() + 1);
+        r.push_back(p);
+    }
+    return r;
+}
+
+// RTT by sequence number.
 std::map<int, double> ping_replies(const std::string& output) {
-    static const std::regex line(R"(icmp_seq=(\d+) .*time=([0-9.]+) ms)");
     std::map<int, double> r;
-    for (std::sregex_iterator it(output.begin(), output.end(), line), end; it != end; ++it)
-        r[std::stoi((*it)[1])] = std::stod((*it)[2]);
+    for (const Reply& p : ping_lines(output)) r[p.seq] = p.rtt_ms;
     return r;
 }
 
@@ -229,12 +248,10 @@ TEST(WanLink, OutageLosesEveryPingBothWaysThenTheyComeBack) {
     Process ba = ping(link.ns_b(), link.address_a(0), "ba");
     ASSERT_TRUE(ab.wait_for(15s).has_value());
     ASSERT_TRUE(ba.wait_for(15s).has_value());
-    static const std::regex line(R"(\[([0-9.]+)\] .*icmp_seq=(\d+) .*time=([0-9.]+) ms)");
     for (const char* name : {"ab", "ba"}) {
         std::string out = slurp(dir.path() + "/" + name + ".out");
         std::map<int, double> sent_at;  // echo -> when it left, seconds after the link came up (-D: reply time - RTT)
-        for (std::sregex_iterator it(out.begin(), out.end(), line), end; it != end; ++it)
-            sent_at[std::stoi((*it)[2])] = std::stod((*it)[1]) - std::stod((*it)[3]) / 1000 - up;
+        for (const Reply& p : ping_lines(out)) sent_at[p.seq] = p.at - p.rtt_ms / 1000 - up;
         ASSERT_GE(sent_at.size(), 20u) << out;
         // A lost echo left `interval` times its distance after the nearest
         // answered one (the loaded machine may delay ping's start, not its
