@@ -86,14 +86,31 @@ Ran run_in(const TempDir& dir, const std::string& ns, std::vector<std::string> a
     Process p(argv, {out, "=stdout"});
     Ran r;
     r.exit = p.wait_for(limit + 5s).value_or(-1);
+    if (r.exit == -1) p.stop(3000ms);  // SIGTERM, which timeout passes on
     r.output = slurp(out);
     return r;
 }
 
-Process start_in(const TempDir& dir, const std::string& ns, std::vector<std::string> argv, std::chrono::seconds limit,
-                 const std::string& name) {
+// A program started inside a namespace under `timeout`: on scope exit it gets
+// SIGTERM, which timeout passes on (a SIGKILL would orphan the program behind
+// it, as an iperf3 server once was).
+class InNamespace {
+public:
+    explicit InNamespace(Process p) : p_(std::move(p)) {}
+    InNamespace(InNamespace&&) = default;
+    ~InNamespace() {
+        if (p_.pid() > 0 && p_.running()) p_.stop(3000ms);
+    }
+    std::optional<int> wait_for(std::chrono::milliseconds t) { return p_.wait_for(t); }
+
+private:
+    Process p_;
+};
+
+InNamespace start_in(const TempDir& dir, const std::string& ns, std::vector<std::string> argv,
+                     std::chrono::seconds limit, const std::string& name) {
     argv.insert(argv.begin(), {"ip", "netns", "exec", ns, "timeout", std::to_string(limit.count())});
-    return Process(argv, {cat(dir.path(), "/", name, ".out"), "=stdout"});
+    return InNamespace(Process(argv, {cat(dir.path(), "/", name, ".out"), "=stdout"}));
 }
 
 // One reply line of ping: "[1700000000.123456] 64 bytes from ...: icmp_seq=N ttl=64 time=T ms"
@@ -188,7 +205,7 @@ TEST(WanLink, IperfThroughputMatchesTheRate) {
     c.congestion_control = "cubic";
     WanLink link(c);
     const int port = 5301;
-    Process server = start_in(
+    InNamespace server = start_in(
         dir, link.ns_b(), {"iperf3", "-s", "-1", "-B", link.address_b(0), "-p", std::to_string(port)}, 20s, "server");
     ASSERT_TRUE(wait_listening(link.ns_b(), port))
         << "iperf3 server did not listen: " << slurp(dir.path() + "/server.out");
@@ -196,6 +213,7 @@ TEST(WanLink, IperfThroughputMatchesTheRate) {
     Ran r = run_in(dir, link.ns_a(),
                    {"iperf3", "-c", link.address_b(0), "-p", std::to_string(port), "-t", "4", "-O", "1", "-J"}, 15s);
     ASSERT_EQ(r.exit, 0) << r.output;
+    EXPECT_TRUE(server.wait_for(5s).has_value()) << "iperf3 -s -1 did not exit after its one test";
     json j = json::parse(r.output, nullptr, false);
     ASSERT_FALSE(j.is_discarded()) << r.output;
     double bps = j["end"]["sum_received"]["bits_per_second"].get<double>();
@@ -244,8 +262,8 @@ TEST(WanLink, OutageLosesEveryPingBothWaysThenTheyComeBack) {
     auto ping = [&](const std::string& ns, const std::string& to, const std::string& name) {
         return start_in(dir, ns, {"ping", "-n", "-D", "-c", "40", "-i", "0.1", "-W", "1", to}, 15s, name);
     };
-    Process ab = ping(link.ns_a(), link.address_b(0), "ab");
-    Process ba = ping(link.ns_b(), link.address_a(0), "ba");
+    InNamespace ab = ping(link.ns_a(), link.address_b(0), "ab");
+    InNamespace ba = ping(link.ns_b(), link.address_a(0), "ba");
     ASSERT_TRUE(ab.wait_for(15s).has_value());
     ASSERT_TRUE(ba.wait_for(15s).has_value());
     for (const char* name : {"ab", "ba"}) {
@@ -287,9 +305,9 @@ TEST(WanLink, SecondPathHasItsOwnDelay) {
     WanLink link(config("rmigt-path2", "delay=10ms", "delay=30ms,rate=100mbit"));
     ASSERT_EQ(link.paths(), 2u);
     EXPECT_EQ(link.address_b(1), "10.201.1.2");
-    Process p1 =
+    InNamespace p1 =
         start_in(dir, link.ns_a(), {"ping", "-n", "-c", "10", "-i", "0.05", "-W", "2", link.address_b(0)}, 10s, "p1");
-    Process p2 =
+    InNamespace p2 =
         start_in(dir, link.ns_a(), {"ping", "-n", "-c", "10", "-i", "0.05", "-W", "2", link.address_b(1)}, 10s, "p2");
     ASSERT_TRUE(p1.wait_for(10s).has_value());
     ASSERT_TRUE(p2.wait_for(10s).has_value());
