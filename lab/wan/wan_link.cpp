@@ -1,8 +1,6 @@
 #include "lab/wan/wan_link.hpp"
 
 #include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -17,30 +15,6 @@
 namespace rmig::wan {
 
 namespace {
-
-constexpr const char* kLockDir = "/run/rmig-wan";
-
-// Holds /run/rmig-wan/NAME.lock (flock) for as long as the fd lives.
-UniqueFd take_lock(const std::string& name) {
-    if (::mkdir(kLockDir, 0755) < 0 && errno != EEXIST) throw_errno(cat("link ", name, ": mkdir ", kLockDir));
-    std::string path = cat(kLockDir, "/", name, ".lock");
-    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-    if (!fd) {
-        int err = errno;
-        throw_errno(cat("link ", name, ": open ", path, err == EACCES ? " (rmig-wan up needs root)" : ""), err);
-    }
-    if (::flock(fd.get(), LOCK_EX | LOCK_NB) < 0) {
-        if (errno != EWOULDBLOCK) throw_errno(cat("link ", name, ": flock ", path));
-        char pid[32] = {};
-        ssize_t n = ::pread(fd.get(), pid, sizeof pid - 1, 0);
-        throw Error(cat("link ", name, " is up in another process (pid ", n > 0 ? pid : "?", ", holding ", path,
-                        "); stop it first or pick another --name"));
-    }
-    std::string me = std::to_string(::getpid());
-    if (::ftruncate(fd.get(), 0) < 0 || ::pwrite(fd.get(), me.data(), me.size(), 0) < 0)
-        throw_errno(cat("link ", name, ": writing ", path));
-    return fd;
-}
 
 // rx_dropped and tx_dropped of `device` from a /proc/net/dev fd.
 struct DeviceDrops {
@@ -166,7 +140,7 @@ WanLink::WanLink(WanConfig config) : config_(std::move(config)) {
             if (config_.paths[i].subnet.overlaps(config_.paths[j].subnet))
                 throw UsageError(cat("path ", i + 1, "'s subnet ", config_.paths[i].subnet.text(), " overlaps path ",
                                      j + 1, "'s ", config_.paths[j].subnet.text()));
-    lock_ = take_lock(config_.name);
+    lock_.emplace(config_.name);
     if (!config_.congestion_control.empty()) allow_congestion_control(config_.congestion_control);
     a_ = std::make_unique<NetNamespace>(ns_a());
     b_ = std::make_unique<NetNamespace>(ns_b());
@@ -311,7 +285,7 @@ nlohmann::json WanLink::counters() const {
 
 void WanLink::remove_stale(const std::string& name) {
     check_link_name(name);
-    UniqueFd lock = take_lock(name);
+    NameLock lock(name);
     NetNamespace::remove(name + "-a");
     NetNamespace::remove(name + "-b");
 }

@@ -11,9 +11,9 @@
 //
 // Everything is owned: the destructor stops the forwarders, closes the TUN
 // fds (which removes the devices) and deletes both namespaces, and a
-// constructor that fails part way undoes what it did. A lock file
-// (/run/rmig-wan/NAME.lock) keeps two live links from sharing a name;
-// namespaces of that name left by a killed run are deleted at start.
+// constructor that fails part way undoes what it did. A NameLock keeps two
+// live links from sharing a name; namespaces of that name left by a killed
+// run are deleted at start.
 #pragma once
 
 #include <memory>
@@ -27,6 +27,7 @@
 #include "lab/wan/forwarder.hpp"
 #include "lab/wan/interface_config.hpp"
 #include "lab/wan/link_shape.hpp"
+#include "lab/wan/name_lock.hpp"
 #include "lab/wan/net_namespace.hpp"
 #include "lab/wan/tun_device.hpp"
 
@@ -114,7 +115,7 @@ private:
     void set_up_side(const NetNamespace& ns, bool side_a);
 
     WanConfig config_;
-    UniqueFd lock_;
+    std::optional<NameLock> lock_;
     // /proc/net/dev of each namespace, opened from inside it (a proc net file
     // keeps the namespace it was opened in), for the devices' drop counters.
     UniqueFd dev_stats_a_, dev_stats_b_;
