@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -20,14 +21,26 @@ Nanos monotonic_now() {
     return Nanos(int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec);
 }
 
+size_t held_bytes_bound(const LinkShape& shape) {
+    if (!shape.rate_bps) return 256u << 20;
+    double in_flight = static_cast<double>(shape.queue_limit()) +
+                       static_cast<double>(shape.rate_bps) / 8 * std::chrono::duration<double>(shape.delay).count();
+    return std::max<size_t>(128u << 20, static_cast<size_t>(3 * in_flight));
+}
+
 Forwarder::Forwarder(std::string label, int from, int to, PacketScheduler scheduler, unsigned mtu, bool offload,
-                     Nanos coalesce)
+                     Nanos coalesce, size_t max_held_bytes)
     : label_(std::move(label)), from_(from), to_(to), scheduler_(std::move(scheduler)), offload_(offload),
-      coalesce_(coalesce),
-      // The device hands out nothing over its MTU (WanLink sets it; not to be
-      // changed by hand), or with offloads a TSO packet of up to 64 KiB.
-      small_size_(mtu + 64u + (offload ? kVnetHdrLen : 0)),
-      large_size_(offload ? std::max<size_t>(65536 + 256, small_size_) : small_size_), scratch_(large_size_) {
+      coalesce_(coalesce), max_held_bytes_(max_held_bytes) {
+    // The device hands out nothing over its MTU (WanLink sets it; not to be
+    // changed by hand), or with offloads a TSO packet of up to 64 KiB.
+    const size_t packet = mtu + 64u + (offload ? kVnetHdrLen : 0);
+    class_size_.push_back(packet);
+    if (offload)
+        for (size_t size : {size_t{16} << 10, size_t{32} << 10, size_t{65536 + 256}})
+            if (size > class_size_.back()) class_size_.push_back(size);
+    free_.resize(class_size_.size());
+    scratch_.resize(class_size_.back());
     stop_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!stop_) throw_errno(cat("forwarder ", label_, ": eventfd"));
     thread_ = std::thread([this] { run(); });
@@ -58,32 +71,33 @@ DirectionStats Forwarder::stats() const {
     return s;
 }
 
-int Forwarder::take_buffer(bool large) {
-    large = large && large_size_ != small_size_;  // without offloads there is one size, kept on the small list
-    auto& free = large ? free_large_ : free_small_;
+int Forwarder::take_buffer(size_t bytes) {
+    size_t c = 0;
+    while (c + 1 < class_size_.size() && class_size_[c] < bytes) ++c;
+    auto& free = free_[c];
     if (!free.empty()) {
         uint32_t b = free.back();
         free.pop_back();
         return static_cast<int>(b);
     }
-    size_t size = large ? large_size_ : small_size_;
-    if (allocated_bytes_ + size > kMaxHeldBytes) return -1;
+    size_t size = class_size_[c];
+    if (allocated_bytes_ + size > max_held_bytes_) return -1;
     allocated_bytes_ += size;
     buffer_bytes_.store(allocated_bytes_, std::memory_order_relaxed);
-    buffers_.push_back({std::make_unique<unsigned char[]>(size), size});
+    buffers_.push_back({std::make_unique<unsigned char[]>(size), c});
     return static_cast<int>(buffers_.size() - 1);
 }
 
 void Forwarder::give_back(uint32_t buffer) {
-    (buffers_[buffer].capacity == large_size_ && large_size_ != small_size_ ? free_large_ : free_small_)
-        .push_back(buffer);
+    free_[buffers_[buffer].size_class].push_back(buffer);
 }
 
 void Forwarder::read_batch() {
     for (int i = 0; i < kReadBatch; ++i) {
-        int b = take_buffer(true);
+        const size_t largest = class_size_.back();
+        int b = take_buffer(largest);
         unsigned char* buf = b >= 0 ? buffers_[static_cast<size_t>(b)].data.get() : scratch_.data();
-        ssize_t n = ::read(from_, buf, b >= 0 ? large_size_ : scratch_.size());
+        ssize_t n = ::read(from_, buf, largest);
         if (n <= 0) {
             if (b >= 0) give_back(static_cast<uint32_t>(b));
             if (n < 0 && errno != EAGAIN && errno != EINTR)
@@ -100,8 +114,8 @@ void Forwarder::read_batch() {
             continue;
         }
         // Small packets (ACKs) do not pin a 64 KiB buffer while they wait.
-        if (large_size_ != small_size_ && len <= small_size_) {
-            int small = take_buffer(false);
+        if (len <= class_size_[0] && class_size_.size() > 1) {
+            int small = take_buffer(len);
             if (small >= 0) {
                 std::memcpy(buffers_[static_cast<size_t>(small)].data.get(), buf, len);
                 give_back(static_cast<uint32_t>(b));
@@ -128,7 +142,7 @@ void Forwarder::hold_run(uint32_t source, const Segments& s, const Run& run, boo
         return;
     }
     size_t need = kVnetHdrLen + run.wire_bytes - (run.n - 1) * (s.ip_hdr + s.tcp_hdr);
-    int b = take_buffer(need > small_size_);
+    int b = take_buffer(need);
     if (b < 0) {
         bump(dropped_overflow_, run.n);
         return;
@@ -160,7 +174,8 @@ void Forwarder::schedule(uint32_t buffer, size_t len) {
     Run run;
     auto close = [&] {
         if (run.n == 0) return;
-        if (s.tso) hold_run(buffer, s, run, source_taken);
+        if (s.tso)
+            hold_run(buffer, s, run, source_taken);
         else {
             source_taken = true;
             hold(buffer, len, run);
@@ -171,7 +186,9 @@ void Forwarder::schedule(uint32_t buffer, size_t len) {
         size_t wire = s.wire_bytes(i);
         Decision d = scheduler_.enqueue(wire, now);
         if (d.fate != Fate::forward) {
-            bump(d.fate == Fate::drop_queue ? dropped_queue_ : d.fate == Fate::drop_loss ? dropped_loss_ : dropped_outage_);
+            bump(d.fate == Fate::drop_queue  ? dropped_queue_
+                 : d.fate == Fate::drop_loss ? dropped_loss_
+                                             : dropped_outage_);
             close();
             continue;
         }

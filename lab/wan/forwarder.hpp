@@ -41,6 +41,12 @@ namespace rmig::wan {
 // CLOCK_MONOTONIC, the clock the forwarders hand their schedulers.
 Nanos monotonic_now();
 
+// Memory a forwarder may hold for packets of `shape`: three times what the
+// shape keeps in flight (its queue, plus rate x delay on the wire; three for
+// buffers only partly filled), at least 128 MiB; 256 MiB without a rate,
+// where TCP's windows alone bound what is in flight.
+size_t held_bytes_bound(const LinkShape& shape);
+
 // Packets are segments and bytes their IP bytes, so the counts mean the same
 // with or without offloads; `reads` and `writes` count what crossed the
 // devices (one TSO packet: one read, many segments). Every segment read is
@@ -50,27 +56,26 @@ struct DirectionStats {
     uint64_t packets_in = 0, bytes_in = 0;
     uint64_t packets_out = 0, bytes_out = 0;  // written to the far side
     uint64_t dropped_queue = 0, dropped_loss = 0, dropped_outage = 0;
-    // The emulator's own limits, not the shape's: more bytes held than
-    // kMaxHeldBytes allows, or segments the far side's TUN refused.
+    // The emulator's own limits, not the shape's: more bytes held than its
+    // memory bound allows, or segments the far side's TUN refused.
     uint64_t dropped_overflow = 0, write_errors = 0;
     uint64_t reads = 0, writes = 0;
-    uint64_t held = 0;  // packets (runs) in flight, queued or propagating, when sampled
-    uint64_t buffer_bytes = 0;  // memory the forwarder took for packets (its peak; reused, never more than kMaxHeldBytes)
+    uint64_t held = 0;          // packets (runs) in flight, queued or propagating, when sampled
+    uint64_t buffer_bytes = 0;  // memory taken for packets: its peak (buffers are reused), within the bound
 };
 
 class Forwarder {
 public:
-    // Memory for packets in flight (queued at the bottleneck or propagating):
-    // 10 Gbit/s x 50 ms fits; beyond it, packets are dropped as overflow.
-    static constexpr size_t kMaxHeldBytes = 128u << 20;
     static constexpr int kReadBatch = 64;
     static constexpr Nanos kRunSpan = std::chrono::microseconds(100);
 
     // Starts the thread. `from` and `to` stay owned by the caller and must
     // outlive the Forwarder. `mtu`: the devices' MTU; `offload`: the devices
-    // were opened with offloads (every packet has a vnet header).
+    // were opened with offloads (every packet has a vnet header);
+    // `max_held_bytes`: memory for packets in flight (queued or propagating),
+    // beyond which packets are dropped as overflow (held_bytes_bound()).
     Forwarder(std::string label, int from, int to, PacketScheduler scheduler, unsigned mtu, bool offload,
-              Nanos coalesce = Nanos::zero());
+              Nanos coalesce, size_t max_held_bytes);
     ~Forwarder();  // stops the thread; packets still held are dropped
     Forwarder(const Forwarder&) = delete;
     Forwarder& operator=(const Forwarder&) = delete;
@@ -90,7 +95,7 @@ private:
     };
     struct Buffer {
         std::unique_ptr<unsigned char[]> data;
-        size_t capacity = 0;
+        size_t size_class = 0;  // index into class_size_
     };
     // A run of forwarded segments of one packet, all released at `release`.
     struct Run {
@@ -105,8 +110,10 @@ private:
     void hold(uint32_t buffer, size_t length, const Run& run);
     void hold_run(uint32_t source, const Segments& s, const Run& run, bool& source_taken);
     void deliver_due(Nanos now);
-    int take_buffer(bool large);  // -1 if kMaxHeldBytes would be exceeded
+    // The smallest class that holds `bytes`; -1 if that would go over the bound.
+    int take_buffer(size_t bytes);
     void give_back(uint32_t buffer);
+    size_t capacity(uint32_t buffer) const { return class_size_[buffers_[buffer].size_class]; }
     static void bump(std::atomic<uint64_t>& c, uint64_t n = 1) {
         c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);  // one writer: this thread
     }
@@ -116,9 +123,13 @@ private:
     PacketScheduler scheduler_;
     bool offload_;
     Nanos coalesce_;
-    size_t small_size_, large_size_;
+    size_t max_held_bytes_;
+    // Buffer sizes, smallest first: one packet of the MTU; with offloads also
+    // runs of segments (a 1 Gbit/s run of 100 us is ~12 KiB) and whole TSO
+    // packets, so a held run does not pin 64 KiB.
+    std::vector<size_t> class_size_;
     std::vector<Buffer> buffers_;
-    std::vector<uint32_t> free_small_, free_large_;
+    std::vector<std::vector<uint32_t>> free_;  // per class
     size_t allocated_bytes_ = 0;
     std::vector<unsigned char> scratch_;  // reads that have no buffer, to drain the device
     std::priority_queue<Held, std::vector<Held>, std::greater<Held>> held_;

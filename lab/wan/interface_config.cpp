@@ -6,7 +6,9 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstring>
+#include <string>
 
 #include "common/args.hpp"
 #include "common/error.hpp"
@@ -16,7 +18,9 @@ namespace rmig::wan {
 
 namespace {
 
-uint32_t mask_of(unsigned prefix) { return prefix == 0 ? 0 : ~uint32_t{0} << (32 - prefix); }
+uint32_t mask_of(unsigned prefix) {
+    return prefix == 0 ? 0 : ~uint32_t{0} << (32 - prefix);
+}
 
 std::string dotted(uint32_t host_order) {
     in_addr a{htonl(host_order)};
@@ -63,8 +67,12 @@ Ipv4Subnet Ipv4Subnet::parse(const std::string& text, const std::string& what) {
     return s;
 }
 
-std::string Ipv4Subnet::host(uint32_t n) const { return dotted(network | n); }
-std::string Ipv4Subnet::text() const { return cat(dotted(network), "/", prefix); }
+std::string Ipv4Subnet::host(uint32_t n) const {
+    return dotted(network | n);
+}
+std::string Ipv4Subnet::text() const {
+    return cat(dotted(network), "/", prefix);
+}
 
 bool Ipv4Subnet::overlaps(const Ipv4Subnet& o) const {
     uint32_t m = mask_of(std::min(prefix, o.prefix));
@@ -92,7 +100,8 @@ void configure_interface(const std::string& device, const std::string& address, 
             throw_errno(cat("interface ", device, ": txqueuelen ", txqueuelen));
     }
     in_addr a{};
-    if (::inet_pton(AF_INET, address.c_str(), &a) != 1) throw Error(cat("interface ", device, ": bad address ", address));
+    if (::inet_pton(AF_INET, address.c_str(), &a) != 1)
+        throw Error(cat("interface ", device, ": bad address ", address));
     ifr = request(device);
     set_ipv4(ifr, ntohl(a.s_addr));
     if (::ioctl(s.get(), SIOCSIFADDR, &ifr) < 0) throw_errno(cat("interface ", device, ": address ", address));

@@ -126,25 +126,33 @@ Nanos parse_signed_duration(const std::string& text, const std::string& what) {
 }
 
 uint64_t parse_rate(const std::string& text, const std::string& what) {
-    const std::string hint = cat(what, " '", text, "': give bits per second like 1gbit, 500mbit, 64kbit (0 = unlimited)");
+    const std::string hint =
+        cat(what, " '", text, "': give bits per second like 1gbit, 500mbit, 64kbit (0 = unlimited)");
     if (lower(text) == "unlimited") return 0;
     std::string rest;
     auto v = leading_number(text, rest);
     if (!v) throw UsageError(hint);
     rest = lower(rest);
     double mul = 0;
-    if (rest.empty() || rest == "bit") mul = 1;
-    else if (rest == "kbit") mul = 1e3;
-    else if (rest == "mbit") mul = 1e6;
-    else if (rest == "gbit") mul = 1e9;
-    else if (rest == "tbit") mul = 1e12;
+    if (rest.empty() || rest == "bit")
+        mul = 1;
+    else if (rest == "kbit")
+        mul = 1e3;
+    else if (rest == "mbit")
+        mul = 1e6;
+    else if (rest == "gbit")
+        mul = 1e9;
+    else if (rest == "tbit")
+        mul = 1e12;
     else if (rest.size() >= 3 && rest.substr(rest.size() - 3) == "bps")
         throw UsageError(cat(hint, " ('", rest, "' is ambiguous: tc reads it as bytes per second; write ",
                              rest.substr(0, rest.size() - 3), "bit for bits)"));
-    else throw UsageError(cat(hint, " (unknown unit '", rest, "')"));
+    else
+        throw UsageError(cat(hint, " (unknown unit '", rest, "')"));
     double bps = *v * mul;
     if (bps > 1e15) throw UsageError(cat(hint, " (too fast)"));
-    if (bps > 0 && bps < 8000) throw UsageError(cat(hint, " (below 8 kbit/s a packet takes seconds; give at least 8kbit)"));
+    if (bps > 0 && bps < 8000)
+        throw UsageError(cat(hint, " (below 8 kbit/s a packet takes seconds; give at least 8kbit)"));
     return static_cast<uint64_t>(std::llround(bps));
 }
 
@@ -228,12 +236,18 @@ void parse_queue(const std::string& text, const std::string& what, LinkShape& sh
 
 void apply_setting(LinkShape& shape, const std::string& key, const std::string& value, const std::string& what) {
     const std::string w = what.empty() ? cat("--", key) : cat(what, " ", key);
-    if (key == "delay") shape.delay = parse_duration(value, w);
-    else if (key == "rate") shape.rate_bps = parse_rate(value, w);
-    else if (key == "queue") parse_queue(value, w, shape);
-    else if (key == "loss") shape.loss = parse_percent(value, w);
-    else if (key == "burst-loss") shape.burst = parse_burst_loss(value, w);
-    else if (key == "reorder") shape.reorder = parse_reorder(value, w);
+    if (key == "delay")
+        shape.delay = parse_duration(value, w);
+    else if (key == "rate")
+        shape.rate_bps = parse_rate(value, w);
+    else if (key == "queue")
+        parse_queue(value, w, shape);
+    else if (key == "loss")
+        shape.loss = parse_percent(value, w);
+    else if (key == "burst-loss")
+        shape.burst = parse_burst_loss(value, w);
+    else if (key == "reorder")
+        shape.reorder = parse_reorder(value, w);
     else if (key == "outage") {
         auto more = parse_outages(value, w);
         shape.outages.insert(shape.outages.end(), more.begin(), more.end());
@@ -250,8 +264,10 @@ PathSpec parse_path_spec(const std::string& text, const std::string& what) {
         if (eq == std::string::npos)
             throw UsageError(cat(what, ": '", item, "' is not KEY=VALUE (e.g. delay=25ms,rate=500mbit)"));
         std::string key = item.substr(0, eq), value = item.substr(eq + 1);
-        if (key == "subnet") spec.subnet = value;
-        else apply_setting(spec.shape, key, value, what);
+        if (key == "subnet")
+            spec.subnet = value;
+        else
+            apply_setting(spec.shape, key, value, what);
     }
     return spec;
 }

@@ -57,11 +57,11 @@ struct Outage {
 inline constexpr uint64_t kMinDefaultQueueBytes = 150'000;
 
 struct LinkShape {
-    Nanos delay{0};           // one way
-    uint64_t rate_bps = 0;    // bottleneck rate in bits/s; 0 = unlimited (no queue either)
-    uint64_t queue_bytes = 0; // drop-tail bound; 0 = from queue_time, else the default above
-    Nanos queue_time{0};      // the bound as time at the rate ("100ms")
-    double loss = 0;          // independent loss probability per packet, 0..1
+    Nanos delay{0};            // one way
+    uint64_t rate_bps = 0;     // bottleneck rate in bits/s; 0 = unlimited (no queue either)
+    uint64_t queue_bytes = 0;  // drop-tail bound; 0 = from queue_time, else the default above
+    Nanos queue_time{0};       // the bound as time at the rate ("100ms")
+    double loss = 0;           // independent loss probability per packet, 0..1
     GilbertElliott burst;
     Reorder reorder;
     std::vector<Outage> outages;  // shared by both directions of the path
@@ -83,8 +83,7 @@ struct PathSpec {
 // Parsers. All throw UsageError naming `what` and saying what to give.
 // A duration "25ms", "1.5s", "250us", "0"; without a unit, `bare_unit` if
 // given (outages are written in seconds), otherwise an error.
-Nanos parse_duration(const std::string& text, const std::string& what,
-                     std::optional<Nanos> bare_unit = std::nullopt);
+Nanos parse_duration(const std::string& text, const std::string& what, std::optional<Nanos> bare_unit = std::nullopt);
 // A signed duration ("-5ms"), for reordering gaps.
 Nanos parse_signed_duration(const std::string& text, const std::string& what);
 // "1gbit", "500mbit", "64kbit", "1000000bit", "1000000" (bits/s), "0" or "unlimited".

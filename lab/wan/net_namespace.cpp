@@ -18,7 +18,9 @@ namespace rmig::wan {
 
 namespace {
 
-std::string netns_path(const std::string& name) { return "/run/netns/" + name; }
+std::string netns_path(const std::string& name) {
+    return "/run/netns/" + name;
+}
 
 }  // namespace
 

@@ -6,19 +6,24 @@ namespace rmig::wan {
 
 const char* to_string(Fate f) {
     switch (f) {
-    case Fate::forward: return "forward";
-    case Fate::drop_queue: return "drop_queue";
-    case Fate::drop_loss: return "drop_loss";
-    case Fate::drop_outage: return "drop_outage";
+        case Fate::forward:
+            return "forward";
+        case Fate::drop_queue:
+            return "drop_queue";
+        case Fate::drop_loss:
+            return "drop_loss";
+        case Fate::drop_outage:
+            return "drop_outage";
     }
     return "?";
 }
 
 PacketScheduler::PacketScheduler(LinkShape shape, uint64_t seed, Nanos start)
-    : shape_(std::move(shape)), queue_limit_(shape_.queue_limit()), rng_(seed), start_(start),
-      last_departure_(start) {}
+    : shape_(std::move(shape)), queue_limit_(shape_.queue_limit()), rng_(seed), start_(start), last_departure_(start) {}
 
-double PacketScheduler::uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
+double PacketScheduler::uniform() {
+    return static_cast<double>(rng_() >> 11) * 0x1.0p-53;
+}
 
 bool PacketScheduler::down(Nanos now) const {
     return std::any_of(shape_.outages.begin(), shape_.outages.end(),

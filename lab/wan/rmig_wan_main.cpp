@@ -3,7 +3,7 @@
 // --duration; `rmig-wan down --name N` cleans up after a killed one.
 #include <signal.h>
 
-#include <cstdio>
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -31,25 +31,17 @@ void write_ready_file(const std::string& path, const nlohmann::json& j) {
 }
 
 void print_counters(const WanLink& link) {
-    std::printf("rmig-wan: link %s up %.1f s\n", link.config().name.c_str(), link.seconds_up());
+    std::cout << "rmig-wan: link " << link.config().name << " up " << link.seconds_up() << " s\n";
     for (size_t i = 0; i < link.paths(); ++i) {
         PathStats s = link.stats(i);
-        for (auto [dir, d] : {std::pair{"a->b", s.a_to_b}, std::pair{"b->a", s.b_to_a}}) {
-            std::printf("  path %zu %s: in %llu packets (%llu bytes), out %llu (%llu bytes); dropped: queue %llu, "
-                        "loss %llu, outage %llu, overflow %llu; write errors %llu\n",
-                        i + 1, dir, static_cast<unsigned long long>(d.packets_in),
-                        static_cast<unsigned long long>(d.bytes_in), static_cast<unsigned long long>(d.packets_out),
-                        static_cast<unsigned long long>(d.bytes_out), static_cast<unsigned long long>(d.dropped_queue),
-                        static_cast<unsigned long long>(d.dropped_loss),
-                        static_cast<unsigned long long>(d.dropped_outage),
-                        static_cast<unsigned long long>(d.dropped_overflow),
-                        static_cast<unsigned long long>(d.write_errors));
-        }
-        std::printf("  path %zu TUN devices dropped: a->b %llu in, %llu out; b->a %llu in, %llu out\n", i + 1,
-                    static_cast<unsigned long long>(s.device_in_a_to_b),
-                    static_cast<unsigned long long>(s.device_out_a_to_b),
-                    static_cast<unsigned long long>(s.device_in_b_to_a),
-                    static_cast<unsigned long long>(s.device_out_b_to_a));
+        for (auto [dir, d] : {std::pair{"a->b", s.a_to_b}, std::pair{"b->a", s.b_to_a}})
+            std::cout << cat("  path ", i + 1, " ", dir, ": in ", d.packets_in, " packets (", d.bytes_in,
+                             " bytes), out ", d.packets_out, " (", d.bytes_out, " bytes); dropped: queue ",
+                             d.dropped_queue, ", loss ", d.dropped_loss, ", outage ", d.dropped_outage, ", overflow ",
+                             d.dropped_overflow, "; write errors ", d.write_errors, "\n");
+        std::cout << cat("  path ", i + 1, " TUN devices dropped: a->b ", s.device_in_a_to_b, " in, ",
+                         s.device_out_a_to_b, " out; b->a ", s.device_in_b_to_a, " in, ", s.device_out_b_to_a,
+                         " out\n");
     }
 }
 
@@ -69,8 +61,8 @@ int run_up(const UpOptions& o) {
         log::info("path ", i + 1, ": ", link.ns_a(), " ", link.address_a(i), " <-> ", link.ns_b(), " ",
                   link.address_b(i), " (", link.device(i), "): ", o.link.paths[i].shape.describe());
     if (!o.ready_file.empty()) write_ready_file(o.ready_file, link.describe());
-    log::info("link ", o.link.name, " is up; run programs with `ip netns exec ", link.ns_a(), " ...` and `ip netns exec ",
-              link.ns_b(), " ...`");
+    log::info("link ", o.link.name, " is up; run programs with `ip netns exec ", link.ns_a(),
+              " ...` and `ip netns exec ", link.ns_b(), " ...`");
 
     int sig = 0;
     if (o.duration_s > 0) {
@@ -84,8 +76,10 @@ int run_up(const UpOptions& o) {
         while (sig < 0 && errno == EINTR);
     }
     if (sig > 0) log::info("signal ", sig, ": taking the link down");
-    if (o.json) std::cout << link.counters().dump(2) << std::endl;
-    else print_counters(link);
+    if (o.json)
+        std::cout << link.counters().dump(2) << std::endl;
+    else
+        print_counters(link);
     if (!o.ready_file.empty()) std::filesystem::remove(o.ready_file, ec);
     return exit_code::kOk;
 }
@@ -103,9 +97,14 @@ int main(int argc, char** argv) {
     }
     try {
         switch (c.kind) {
-        case WanCommand::Kind::help: std::cout << wan_help(); return exit_code::kOk;
-        case WanCommand::Kind::down: WanLink::remove_stale(c.name); return exit_code::kOk;
-        case WanCommand::Kind::up: return run_up(c.up);
+            case WanCommand::Kind::help:
+                std::cout << wan_help();
+                return exit_code::kOk;
+            case WanCommand::Kind::down:
+                WanLink::remove_stale(c.name);
+                return exit_code::kOk;
+            case WanCommand::Kind::up:
+                return run_up(c.up);
         }
     } catch (const UsageError& e) {
         std::cerr << "rmig-wan: " << e.what() << "\n";

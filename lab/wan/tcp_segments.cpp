@@ -7,7 +7,9 @@ namespace rmig::wan {
 
 namespace {
 
-uint16_t load16(const unsigned char* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+uint16_t load16(const unsigned char* p) {
+    return static_cast<uint16_t>(p[0] << 8 | p[1]);
+}
 uint32_t load32(const unsigned char* p) {
     return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
 }
@@ -26,7 +28,9 @@ uint16_t host16(const unsigned char* p) {
     std::memcpy(&v, p, 2);
     return v;
 }
-void put_host16(unsigned char* p, uint16_t v) { std::memcpy(p, &v, 2); }
+void put_host16(unsigned char* p, uint16_t v) {
+    std::memcpy(p, &v, 2);
+}
 
 uint16_t fold(uint32_t sum) {
     while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
@@ -63,7 +67,9 @@ size_t Segments::wire_bytes(size_t i) const {
     return ip_hdr + tcp_hdr + body;
 }
 
-size_t Segments::total_wire_bytes() const { return tso ? count * (ip_hdr + tcp_hdr) + payload : payload; }
+size_t Segments::total_wire_bytes() const {
+    return tso ? count * (ip_hdr + tcp_hdr) + payload : payload;
+}
 
 std::optional<Segments> inspect(const unsigned char* packet, size_t len) {
     if (len < kVnetHdrLen) return std::nullopt;
@@ -112,7 +118,7 @@ size_t build_run(const unsigned char* packet, const Segments& s, size_t first, s
     std::memcpy(oip, ip, hdrs);
     std::memcpy(oip + hdrs, ip + hdrs + begin, body);
 
-    store16(oip + 2, static_cast<uint32_t>(hdrs + body));          // total length
+    store16(oip + 2, static_cast<uint32_t>(hdrs + body));             // total length
     store16(oip + 4, load16(ip + 4) + static_cast<uint32_t>(first));  // id: one per segment
     store16(oip + 10, ipv4_header_checksum(oip, s.ip_hdr));
     unsigned char* tcp = oip + s.ip_hdr;

@@ -35,11 +35,11 @@ void write_vnet_hdr(const VnetHdr& h, unsigned char* p);
 
 // What one packet read from the device (vnet header first) stands for.
 struct Segments {
-    size_t count = 1;         // segments on the wire
+    size_t count = 1;  // segments on the wire
     size_t ip_hdr = 0, tcp_hdr = 0;
-    size_t payload = 0;       // TCP payload bytes of the whole packet
-    size_t mss = 0;           // gso_size; 0 for a packet that is not cut
-    bool tso = false;         // an IPv4/TCP packet to be cut into `count`
+    size_t payload = 0;                 // TCP payload bytes of the whole packet
+    size_t mss = 0;                     // gso_size; 0 for a packet that is not cut
+    bool tso = false;                   // an IPv4/TCP packet to be cut into `count`
     size_t wire_bytes(size_t i) const;  // IP bytes of segment i
     size_t total_wire_bytes() const;
 };

@@ -29,7 +29,9 @@ TunDevice::TunDevice(const std::string& name, bool offload) : name_(name) {
     if (::ioctl(fd_.get(), TUNSETIFF, &ifr) < 0) {
         int err = errno;
         throw_errno(cat("TUN device ", name, ": TUNSETIFF",
-                        err == EPERM ? " (needs CAP_NET_ADMIN)" : err == EBUSY ? " (the name is taken)" : ""),
+                        err == EPERM   ? " (needs CAP_NET_ADMIN)"
+                        : err == EBUSY ? " (the name is taken)"
+                                       : ""),
                     err);
     }
     if (offload) {

@@ -1,10 +1,9 @@
 #include "lab/wan/wan_link.hpp"
 
 #include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <sstream>
@@ -16,30 +15,6 @@
 namespace rmig::wan {
 
 namespace {
-
-constexpr const char* kLockDir = "/run/rmig-wan";
-
-// Holds /run/rmig-wan/NAME.lock (flock) for as long as the fd lives.
-UniqueFd take_lock(const std::string& name) {
-    if (::mkdir(kLockDir, 0755) < 0 && errno != EEXIST) throw_errno(cat("link ", name, ": mkdir ", kLockDir));
-    std::string path = cat(kLockDir, "/", name, ".lock");
-    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-    if (!fd) {
-        int err = errno;
-        throw_errno(cat("link ", name, ": open ", path, err == EACCES ? " (rmig-wan up needs root)" : ""), err);
-    }
-    if (::flock(fd.get(), LOCK_EX | LOCK_NB) < 0) {
-        if (errno != EWOULDBLOCK) throw_errno(cat("link ", name, ": flock ", path));
-        char pid[32] = {};
-        ssize_t n = ::pread(fd.get(), pid, sizeof pid - 1, 0);
-        throw Error(cat("link ", name, " is up in another process (pid ", n > 0 ? pid : "?", ", holding ", path,
-                        "); stop it first or pick another --name"));
-    }
-    std::string me = std::to_string(::getpid());
-    if (::ftruncate(fd.get(), 0) < 0 || ::pwrite(fd.get(), me.data(), me.size(), 0) < 0)
-        throw_errno(cat("link ", name, ": writing ", path));
-    return fd;
-}
 
 // rx_dropped and tx_dropped of `device` from a /proc/net/dev fd.
 struct DeviceDrops {
@@ -92,31 +67,39 @@ void allow_congestion_control(const std::string& cc) {
 }
 
 nlohmann::json to_json(const DirectionStats& s) {
-    return {{"packets_in", s.packets_in},         {"bytes_in", s.bytes_in},
-            {"packets_out", s.packets_out},       {"bytes_out", s.bytes_out},
-            {"dropped_queue", s.dropped_queue},   {"dropped_loss", s.dropped_loss},
-            {"dropped_outage", s.dropped_outage}, {"dropped_overflow", s.dropped_overflow},
-            {"write_errors", s.write_errors},     {"reads", s.reads},
-            {"writes", s.writes},                 {"held", s.held},
+    return {{"packets_in", s.packets_in},
+            {"bytes_in", s.bytes_in},
+            {"packets_out", s.packets_out},
+            {"bytes_out", s.bytes_out},
+            {"dropped_queue", s.dropped_queue},
+            {"dropped_loss", s.dropped_loss},
+            {"dropped_outage", s.dropped_outage},
+            {"dropped_overflow", s.dropped_overflow},
+            {"write_errors", s.write_errors},
+            {"reads", s.reads},
+            {"writes", s.writes},
+            {"held", s.held},
             {"buffer_bytes", s.buffer_bytes}};
 }
 
-double ms(Nanos d) { return std::chrono::duration<double, std::milli>(d).count(); }
+double ms(Nanos d) {
+    return std::chrono::duration<double, std::milli>(d).count();
+}
 
 nlohmann::json to_json(const LinkShape& s) {
     nlohmann::json outages = nlohmann::json::array();
     for (const auto& o : s.outages)
-        outages.push_back({{"at_ms", ms(o.at)}, {"length_ms", ms(o.length)},
-                           {"every_ms", ms(o.every)}});
+        outages.push_back({{"at_ms", ms(o.at)}, {"length_ms", ms(o.length)}, {"every_ms", ms(o.every)}});
     return {{"delay_ms", ms(s.delay)},
             {"rtt_ms", 2 * ms(s.delay)},
             {"rate_bps", s.rate_bps},
             {"queue_bytes", s.rate_bps ? s.queue_limit() : 0},
             {"queue_origin", s.rate_bps ? s.queue_origin() : "none (unlimited rate)"},
             {"loss", s.loss},
-            {"burst_loss", {{"p_good_to_bad", s.burst.p_good_to_bad},
-                            {"p_bad_to_good", s.burst.p_bad_to_good},
-                            {"loss_in_bad", s.burst.loss_in_bad}}},
+            {"burst_loss",
+             {{"p_good_to_bad", s.burst.p_good_to_bad},
+              {"p_bad_to_good", s.burst.p_bad_to_good},
+              {"loss_in_bad", s.burst.loss_in_bad}}},
             {"reorder", {{"probability", s.reorder.probability}, {"gap_ms", ms(s.reorder.gap)}}},
             {"outages", outages},
             {"text", s.describe()}};
@@ -131,7 +114,9 @@ struct WanLink::Path {
     std::unique_ptr<Forwarder> a_to_b, b_to_a;
 };
 
-Nanos default_coalesce(Nanos delay) { return std::min<Nanos>(delay / 100, std::chrono::microseconds(200)); }
+Nanos default_coalesce(Nanos delay) {
+    return std::min<Nanos>(delay / 100, std::chrono::microseconds(200));
+}
 
 Ipv4Subnet default_subnet(size_t path) {
     return Ipv4Subnet::parse(cat("10.201.", path, ".0/24"), "default subnet");
@@ -155,7 +140,7 @@ WanLink::WanLink(WanConfig config) : config_(std::move(config)) {
             if (config_.paths[i].subnet.overlaps(config_.paths[j].subnet))
                 throw UsageError(cat("path ", i + 1, "'s subnet ", config_.paths[i].subnet.text(), " overlaps path ",
                                      j + 1, "'s ", config_.paths[j].subnet.text()));
-    lock_ = take_lock(config_.name);
+    lock_.emplace(config_.name);
     if (!config_.congestion_control.empty()) allow_congestion_control(config_.congestion_control);
     a_ = std::make_unique<NetNamespace>(ns_a());
     b_ = std::make_unique<NetNamespace>(ns_b());
@@ -168,9 +153,9 @@ WanLink::WanLink(WanConfig config) : config_(std::move(config)) {
     // One time zero for every direction, so an outage takes both directions
     // of its path down together.
     started_ = monotonic_now();
-    started_unix_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
-                           std::chrono::system_clock::now().time_since_epoch())
-                           .count();
+    started_unix_ms_ =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
     for (size_t i = 0; i < paths_.size(); ++i) {
         Path& p = *paths_[i];
         const LinkShape& shape = config_.paths[i].shape;
@@ -178,9 +163,11 @@ WanLink::WanLink(WanConfig config) : config_(std::move(config)) {
         uint64_t seed = config_.seed * 0x9E3779B97F4A7C15ULL + 2 * i;
         Nanos coalesce = config_.coalesce.value_or(default_coalesce(shape.delay));
         p.a_to_b = std::make_unique<Forwarder>(cat(config_.name, " path ", i + 1, " a->b"), p.tun_a.fd(), p.tun_b.fd(),
-                                               PacketScheduler(shape, seed, started_), config_.mtu, config_.offload, coalesce);
+                                               PacketScheduler(shape, seed, started_), config_.mtu, config_.offload,
+                                               coalesce, held_bytes_bound(shape));
         p.b_to_a = std::make_unique<Forwarder>(cat(config_.name, " path ", i + 1, " b->a"), p.tun_b.fd(), p.tun_a.fd(),
-                                               PacketScheduler(shape, seed + 1, started_), config_.mtu, config_.offload, coalesce);
+                                               PacketScheduler(shape, seed + 1, started_), config_.mtu, config_.offload,
+                                               coalesce, held_bytes_bound(shape));
     }
 }
 
@@ -228,9 +215,15 @@ void WanLink::set_up_side(const NetNamespace& ns, bool side_a) {
     });
 }
 
-std::string WanLink::device(size_t path) const { return paths_.at(path)->device; }
-std::string WanLink::address_a(size_t path) const { return config_.paths.at(path).subnet.host(1); }
-std::string WanLink::address_b(size_t path) const { return config_.paths.at(path).subnet.host(2); }
+std::string WanLink::device(size_t path) const {
+    return paths_.at(path)->device;
+}
+std::string WanLink::address_a(size_t path) const {
+    return config_.paths.at(path).subnet.host(1);
+}
+std::string WanLink::address_b(size_t path) const {
+    return config_.paths.at(path).subnet.host(2);
+}
 
 PathStats WanLink::stats(size_t path) const {
     const Path& p = *paths_.at(path);
@@ -245,7 +238,9 @@ PathStats WanLink::stats(size_t path) const {
     return s;
 }
 
-double WanLink::seconds_up() const { return static_cast<double>((monotonic_now() - started_).count()) / 1e9; }
+double WanLink::seconds_up() const {
+    return static_cast<double>((monotonic_now() - started_).count()) / 1e9;
+}
 
 nlohmann::json WanLink::describe() const {
     nlohmann::json paths = nlohmann::json::array();
@@ -256,8 +251,8 @@ nlohmann::json WanLink::describe() const {
                          {"subnet", s.text()},
                          {"a", address_a(i)},
                          {"b", address_b(i)},
-                         {"coalesce_us", std::chrono::duration<double, std::micro>(config_.coalesce.value_or(
-                                             default_coalesce(config_.paths[i].shape.delay)))
+                         {"coalesce_us", std::chrono::duration<double, std::micro>(
+                                             config_.coalesce.value_or(default_coalesce(config_.paths[i].shape.delay)))
                                              .count()},
                          {"shape", to_json(config_.paths[i].shape)}});
     }
@@ -290,7 +285,7 @@ nlohmann::json WanLink::counters() const {
 
 void WanLink::remove_stale(const std::string& name) {
     check_link_name(name);
-    UniqueFd lock = take_lock(name);
+    NameLock lock(name);
     NetNamespace::remove(name + "-a");
     NetNamespace::remove(name + "-b");
 }

@@ -11,9 +11,9 @@
 //
 // Everything is owned: the destructor stops the forwarders, closes the TUN
 // fds (which removes the devices) and deletes both namespaces, and a
-// constructor that fails part way undoes what it did. A lock file
-// (/run/rmig-wan/NAME.lock) keeps two live links from sharing a name;
-// namespaces of that name left by a killed run are deleted at start.
+// constructor that fails part way undoes what it did. A NameLock keeps two
+// live links from sharing a name; namespaces of that name left by a killed
+// run are deleted at start.
 #pragma once
 
 #include <memory>
@@ -27,6 +27,7 @@
 #include "lab/wan/forwarder.hpp"
 #include "lab/wan/interface_config.hpp"
 #include "lab/wan/link_shape.hpp"
+#include "lab/wan/name_lock.hpp"
 #include "lab/wan/net_namespace.hpp"
 #include "lab/wan/tun_device.hpp"
 
@@ -48,11 +49,11 @@ struct PathConfig {
 };
 
 struct WanConfig {
-    std::string name;              // namespaces NAME-a and NAME-b; letters, digits, '-', '_', at most 24
-    std::vector<PathConfig> paths; // at least one; path i uses device wan<i>
+    std::string name;               // namespaces NAME-a and NAME-b; letters, digits, '-', '_', at most 24
+    std::vector<PathConfig> paths;  // at least one; path i uses device wan<i>
     unsigned mtu = 1500;
-    std::string congestion_control;  // net.ipv4.tcp_congestion_control in both; empty: leave as is
-    uint64_t tcp_buffer_max = 0;     // max of net.ipv4.tcp_rmem/tcp_wmem in both; 0: leave as is
+    std::string congestion_control;            // net.ipv4.tcp_congestion_control in both; empty: leave as is
+    uint64_t tcp_buffer_max = 0;               // max of net.ipv4.tcp_rmem/tcp_wmem in both; 0: leave as is
     unsigned txqueuelen = kDefaultTxQueueLen;  // of the TUN devices: see kDefaultTxQueueLen
     // TSO through the link (tcp_segments.hpp): the model still acts per
     // segment; ~10x the forwarding rate of one packet per system call.
@@ -60,7 +61,7 @@ struct WanConfig {
     // How late a packet may leave so that one wake-up writes several
     // (Forwarder); unset: default_coalesce(the path's delay).
     std::optional<Nanos> coalesce;
-    uint64_t seed = 1;               // loss and reordering draws
+    uint64_t seed = 1;  // loss and reordering draws
 };
 
 // 1% of the one-way delay, at most 200 us: the RTT stays within 1% of the
@@ -114,7 +115,7 @@ private:
     void set_up_side(const NetNamespace& ns, bool side_a);
 
     WanConfig config_;
-    UniqueFd lock_;
+    std::optional<NameLock> lock_;
     // /proc/net/dev of each namespace, opened from inside it (a proc net file
     // keeps the namespace it was opened in), for the devices' drop counters.
     UniqueFd dev_stats_a_, dev_stats_b_;

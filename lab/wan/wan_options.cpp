@@ -29,29 +29,39 @@ Exit: 0 ok, 1 failed (setup, or another link holds the name), 2 bad arguments.
 std::span<const OptionSpec> shape_options() {
     static const OptionSpec kOptions[] = {
         {.name = "delay", .metavar = "TIME", .help = "one-way delay (25ms, 1.5s, 250us)", .text_default = "0"},
-        {.name = "rate", .metavar = "RATE",
+        {.name = "rate",
+         .metavar = "RATE",
          .help = "bottleneck rate in bits/s (1gbit, 500mbit, 64kbit; 0 = unlimited, and then no queue)",
          .text_default = "0"},
-        {.name = "queue", .metavar = "BYTES|TIME",
+        {.name = "queue",
+         .metavar = "BYTES|TIME",
          .help = "drop-tail bound of the bottleneck queue, bytes (150000, 4M) or time at the rate (100ms)",
          .default_note = "one bandwidth-delay product, rate x 2 x delay, at least 150000 bytes"},
-        {.name = "loss", .metavar = "PCT", .help = "independent random loss per packet (0.1% or 0.1)",
+        {.name = "loss",
+         .metavar = "PCT",
+         .help = "independent random loss per packet (0.1% or 0.1)",
          .text_default = "0"},
-        {.name = "burst-loss", .metavar = "GB:BG[:LB]",
+        {.name = "burst-loss",
+         .metavar = "GB:BG[:LB]",
          .help = "Gilbert-Elliott burst loss, in percent: p(good->bad), p(bad->good), loss in bad (default 100); "
                  "mean burst 1/p(bad->good) packets",
          .default_note = "off"},
-        {.name = "reorder", .metavar = "PCT[:GAP]",
+        {.name = "reorder",
+         .metavar = "PCT[:GAP]",
          .help = "a share of packets gets GAP more delay (negative: less), so others overtake it",
          .default_note = "off; GAP 1ms"},
-        {.name = "outage", .metavar = "AT+LEN[/EVERY]",
+        {.name = "outage",
+         .metavar = "AT+LEN[/EVERY]",
          .help = "the path is down (everything dropped, both directions) from AT for LEN, seconds from when the "
                  "link is up (or with units), repeating every EVERY if given; repeat the option or separate with "
                  "commas for more",
          .default_note = "none"},
-        {.name = "subnet", .metavar = "CIDR", .help = "path 1's subnet: host .1 in NAME-a, .2 in NAME-b",
+        {.name = "subnet",
+         .metavar = "CIDR",
+         .help = "path 1's subnet: host .1 in NAME-a, .2 in NAME-b",
          .text_default = "10.201.0.0/24"},
-        {.name = "path2", .metavar = "SPEC",
+        {.name = "path2",
+         .metavar = "SPEC",
          .help = "a second path (device wan1) with its own shape: comma-separated delay=, rate=, queue=, loss=, "
                  "burst-loss=, reorder=, outage= (repeatable), subnet= (default 10.201.1.0/24); unset keys mean "
                  "no delay, unlimited, no loss",
@@ -63,29 +73,50 @@ std::span<const OptionSpec> shape_options() {
 std::span<const OptionSpec> host_options() {
     static const OptionSpec kOptions[] = {
         {.name = "name", .metavar = "NAME", .help = "the link: namespaces NAME-a and NAME-b", .required = true},
-        {.name = "mtu", .kind = K::whole, .metavar = "BYTES", .help = "MTU of the TUN devices",
-         .number_default = 1500, .min = 576, .max = 65535},
-        {.name = "cc", .kind = K::choice, .metavar = "CC",
+        {.name = "mtu",
+         .kind = K::whole,
+         .metavar = "BYTES",
+         .help = "MTU of the TUN devices",
+         .number_default = 1500,
+         .min = 576,
+         .max = 65535},
+        {.name = "cc",
+         .kind = K::choice,
+         .metavar = "CC",
          .help = "net.ipv4.tcp_congestion_control in both namespaces (a per-namespace setting)",
-         .default_note = "as a new namespace starts (the host's)", .choices = "bbr|cubic|reno"},
-        {.name = "tcp-buffer", .kind = K::size, .metavar = "SIZE",
+         .default_note = "as a new namespace starts (the host's)",
+         .choices = "bbr|cubic|reno"},
+        {.name = "tcp-buffer",
+         .kind = K::size,
+         .metavar = "SIZE",
          .help = "the max of net.ipv4.tcp_rmem and tcp_wmem in both namespaces (autotuning's ceiling; a window "
                  "must hold the bandwidth-delay product)",
          .default_note = "the kernel's"},
-        {.name = "txqueuelen", .kind = K::whole, .metavar = "N",
+        {.name = "txqueuelen",
+         .kind = K::whole,
+         .metavar = "N",
          .help = "transmit queue of the TUN devices: packets the kernel holds for the forwarder; beyond it they "
                  "are dropped before it sees them (counted as dropped_device_in)",
-         .number_default = kDefaultTxQueueLen, .min = 1, .max = 1000000},
-        {.name = "offload", .kind = K::choice, .metavar = "on|off",
+         .number_default = kDefaultTxQueueLen,
+         .min = 1,
+         .max = 1000000},
+        {.name = "offload",
+         .kind = K::choice,
+         .metavar = "on|off",
          .help = "TCP segmentation offload through the link: the sender's 64 KiB TSO packets cross in one read and "
                  "one write, and are cut where the model drops, reorders or spaces segments apart (it still acts "
                  "on every segment); off: one packet per read and write, ~10x less throughput",
-         .text_default = "on", .choices = "on|off"},
-        {.name = "coalesce", .metavar = "TIME",
+         .text_default = "on",
+         .choices = "on|off"},
+        {.name = "coalesce",
+         .metavar = "TIME",
          .help = "a packet may leave up to TIME after its time, so one wake-up of the forwarder writes several "
                  "(less CPU; adds at most TIME to each one-way delay)",
          .default_note = "1% of the path's delay, at most 200us"},
-        {.name = "seed", .kind = K::whole, .metavar = "N", .help = "seed of the loss and reordering draws",
+        {.name = "seed",
+         .kind = K::whole,
+         .metavar = "N",
+         .help = "seed of the loss and reordering draws",
          .number_default = 1},
     };
     return kOptions;
@@ -93,9 +124,13 @@ std::span<const OptionSpec> host_options() {
 
 std::span<const OptionSpec> run_options() {
     static const OptionSpec kOptions[] = {
-        {.name = "duration", .kind = K::real, .metavar = "S", .help = "stop after S seconds",
+        {.name = "duration",
+         .kind = K::real,
+         .metavar = "S",
+         .help = "stop after S seconds",
          .default_note = "until SIGINT/SIGTERM"},
-        {.name = "ready-file", .metavar = "PATH",
+        {.name = "ready-file",
+         .metavar = "PATH",
          .help = "once the link forwards, write JSON there (namespaces, addresses, shapes); removed on exit"},
         {.name = "json", .kind = K::flag, .help = "print the counters on exit as JSON on stdout"},
         {.name = "help", .kind = K::flag, .help = "this text"},
@@ -145,21 +180,27 @@ LinkShape shape_from(const Args& a) {
 }  // namespace
 
 const ProgramSpec& wan_program() {
-    static const ProgramSpec kProgram{
-        "rmig-wan",
-        {
-            {"up", "--name NAME [--delay 25ms] [--rate 1gbit] [--loss 0.1%] [options]",
-             "bring an emulated WAN link up between NAME-a and NAME-b", "",
-             {{"shape (both directions of path 1)", shape_options()},
-              {"namespaces", host_options()},
-              {"run", run_options()}}},
-            {"down", "--name NAME", "delete the namespaces of a link a killed `up` left behind", "",
-             {{"down options", down_options()}}},
-        }};
+    static const ProgramSpec kProgram{"rmig-wan",
+                                      {
+                                          {"up",
+                                           "--name NAME [--delay 25ms] [--rate 1gbit] [--loss 0.1%] [options]",
+                                           "bring an emulated WAN link up between NAME-a and NAME-b",
+                                           "",
+                                           {{"shape (both directions of path 1)", shape_options()},
+                                            {"namespaces", host_options()},
+                                            {"run", run_options()}}},
+                                          {"down",
+                                           "--name NAME",
+                                           "delete the namespaces of a link a killed `up` left behind",
+                                           "",
+                                           {{"down options", down_options()}}},
+                                      }};
     return kProgram;
 }
 
-std::string wan_help() { return program_help(wan_program(), kAbout); }
+std::string wan_help() {
+    return program_help(wan_program(), kAbout);
+}
 
 WanCommand parse_wan_command(const std::vector<std::string>& argv) {
     WanCommand c;

@@ -13,7 +13,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-Nanos at_us(int64_t us) { return Nanos(us * 1000); }
+Nanos at_us(int64_t us) {
+    return Nanos(us * 1000);
+}
 
 // Bounds of a binomial count: mean +/- 4.5 standard deviations (a fixed seed
 // makes the draw fixed; the bound says the model is right, not the seed lucky).
@@ -78,7 +80,7 @@ TEST(WanScheduler, DelayIsExact) {
     s.rate_bps = 1'000'000'000;
     PacketScheduler shaped(s, 1, Nanos(0));
     EXPECT_EQ(shaped.enqueue(1500, 5ms).release, 5ms + 12us + 25ms);
-    EXPECT_EQ(shaped.enqueue(1500, 5ms).release, 5ms + 24us + 25ms);  // behind the first
+    EXPECT_EQ(shaped.enqueue(1500, 5ms).release, 5ms + 24us + 25ms);    // behind the first
     EXPECT_EQ(shaped.enqueue(1500, 10ms).release, 10ms + 12us + 25ms);  // idle again
 }
 
@@ -240,10 +242,14 @@ TEST(WanScheduler, OutageDropsEverythingInItsWindowAndNothingOutside) {
     for (int ms = 0; ms < 3000; ++ms) {
         Nanos t = start + std::chrono::milliseconds(ms);
         Fate f = sch.enqueue(1500, t).fate;
-        if (ms < 990) before += f == Fate::forward;                            // delivered before the cut
-        else if (ms < 1000) wire += f == Fate::drop_outage;                   // on the wire at the cut
-        else if (ms < 1500) in += f == Fate::drop_outage;                     // arrived while down
-        else after += f == Fate::forward;
+        if (ms < 990)
+            before += f == Fate::forward;  // delivered before the cut
+        else if (ms < 1000)
+            wire += f == Fate::drop_outage;  // on the wire at the cut
+        else if (ms < 1500)
+            in += f == Fate::drop_outage;  // arrived while down
+        else
+            after += f == Fate::forward;
     }
     EXPECT_EQ(before, 990);
     EXPECT_EQ(wire, 10);
@@ -266,7 +272,7 @@ TEST(WanScheduler, RepeatingOutagesAndQueuedPacketsThatOutliveOne) {
     q.outages = parse_outages("10ms+2ms", "--outage");
     PacketScheduler queued(q, 1, Nanos(0));
     EXPECT_EQ(queued.enqueue(10000, 5ms).fate, Fate::drop_outage);  // serialized 5-15 ms: through the cut
-    EXPECT_EQ(queued.enqueue(1000, 9ms).fate, Fate::forward);         // leaves at 16 ms
+    EXPECT_EQ(queued.enqueue(1000, 9ms).fate, Fate::forward);       // leaves at 16 ms
 }
 
 TEST(WanShape, ParsesWhatTheCommandLineTakes) {

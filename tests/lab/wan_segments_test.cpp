@@ -14,10 +14,14 @@ using namespace rmig::wan;
 namespace {
 
 constexpr size_t kIp = 20, kTcp = 32, kMss = 1448, kPayload = 10000;  // 7 segments, the last 1312 bytes
-constexpr uint32_t kSeq = 0xfffff000;  // wraps inside the packet
+constexpr uint32_t kSeq = 0xfffff000;                                 // wraps inside the packet
 
-uint16_t be16(const unsigned char* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-uint32_t be32(const unsigned char* p) { return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3]; }
+uint16_t be16(const unsigned char* p) {
+    return static_cast<uint16_t>(p[0] << 8 | p[1]);
+}
+uint32_t be32(const unsigned char* p) {
+    return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
+}
 
 // What a sender's kernel hands the TUN device: vnet header, IPv4, TCP with
 // 12 bytes of options, PSH|FIN|CWR|ACK, partial checksum.
