@@ -35,10 +35,11 @@ void ControlLink::read_loop() {
         }
     } catch (const std::exception& e) {
         std::string what = e.what();
-        std::function<void(const std::string&)> notify;
+        std::function<void(const std::string&)> notify, lost;
         {
             std::lock_guard lock(mutex_);
             failure_ = what;
+            lost = on_lost_;
             // recv_message() names an abort frame "peer aborted: REASON".
             auto at = what.find("peer aborted: ");
             if (at != std::string::npos) {
@@ -48,7 +49,18 @@ void ControlLink::read_loop() {
         }
         cv_.notify_all();
         if (notify) notify(*peer_abort());
+        if (lost) lost(what);
     }
+}
+
+void ControlLink::on_lost(std::function<void(const std::string&)> fn) {
+    std::optional<std::string> already;
+    {
+        std::lock_guard lock(mutex_);
+        on_lost_ = fn;
+        already = failure_;
+    }
+    if (already && fn) fn(*already);
 }
 
 json ControlLink::ask(const json& msg) {

@@ -48,6 +48,9 @@ public:
 
     // Runs (on the reader thread, once) when the destination aborts.
     void on_abort(std::function<void(const std::string&)> fn);
+    // Called (on the reader's thread) when the channel is lost for any reason,
+    // an abort included, after on_abort's function.
+    void on_lost(std::function<void(const std::string&)> fn);
     // The destination's own reason, once it aborted.
     std::optional<std::string> peer_abort() const;
 
@@ -69,7 +72,7 @@ private:
     uint64_t heard_ = 0;                  // messages of any kind
     std::optional<std::string> failure_;  // the reader stopped: why
     std::optional<std::string> peer_abort_;
-    std::function<void(const std::string&)> on_abort_;
+    std::function<void(const std::string&)> on_abort_, on_lost_;
     Delivery delivered_;
     std::mutex send_mutex_;
     std::jthread reader_;

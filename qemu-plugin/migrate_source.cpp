@@ -568,8 +568,17 @@ private:
                 std::lock_guard lock(run.relay_mutex_);
                 if (run.relay_) run.relay_->abort(cat("the destination aborted: ", why));
             });
+            // The control channel has no replacement: once it is lost the
+            // destination rmig is gone (or the link is down past what TCP
+            // rides out), so no reconnecting flow can help; fail now rather
+            // than after the reconnect grace.
+            run_.link_->on_lost([&run](const std::string& why) {
+                std::lock_guard lock(run.relay_mutex_);
+                if (run.relay_ && !run.finish_sent_) run.relay_->abort(cat("the control channel was lost: ", why));
+            });
         }
         ~ActiveRelay() {
+            run_.link_->on_lost({});
             std::lock_guard lock(run_.relay_mutex_);
             run_.relay_ = nullptr;
         }
@@ -594,7 +603,7 @@ private:
     double peak_rate_ = 0;       // bytes/s, the best the destination took in
     double in_flight_peak_ = 0;  // bytes, decaying peak
     bool migration_started_ = false;
-    bool finish_sent_ = false;
+    std::atomic<bool> finish_sent_{false};
     bool dest_aborted_ = false;  // the destination said it failed or refused (so it runs nothing)
     bool was_running_ = false;
 };

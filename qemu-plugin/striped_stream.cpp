@@ -155,6 +155,9 @@ void StripedStream::tick() {
             for (auto& f : flows_)
                 if (f && f->key == oldest.flow && !f->dead) stalled = f.get();
         }
+        // A peer that stopped reading (its QEMU is busy or wedged) leaves
+        // the link acknowledging: a new connection would not help.
+        if (stalled && stalled->channel->peer_acknowledging(cfg_.stall).value_or(false)) stalled = nullptr;
         if (stalled)
             lost(*stalled, cat(stalled->channel->name(), ": nothing acknowledged for ",
                                std::chrono::duration_cast<milliseconds>(oldest.age).count(),

@@ -45,6 +45,9 @@ public:
     size_t max_frame_payload() const override { return kMaxSealedPlaintext; }
     std::string local_device() const override { return inner_->local_device(); }
     bool limit_in_flight(size_t bytes) override { return inner_->limit_in_flight(bytes); }
+    std::optional<bool> peer_acknowledging(transport::Millis within) const override {
+        return inner_->peer_acknowledging(within);
+    }
 
     // Which path each frame took (tests and benchmarks prove the in-place one).
     struct PathCounts {

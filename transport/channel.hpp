@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -137,6 +138,15 @@ public:
     virtual bool limit_in_flight(size_t bytes) {
         (void)bytes;
         return false;
+    }
+    // Whether the peer's host still acknowledges what was sent (tcp:
+    // TCP_INFO says nothing is unacknowledged, or an ack came within
+    // `within`). A flow that moves nothing because its peer stopped reading
+    // (a zero window) is then not taken for a link outage. nullopt where the
+    // backend cannot tell.
+    virtual std::optional<bool> peer_acknowledging(Millis within) const {
+        (void)within;
+        return std::nullopt;
     }
 };
 

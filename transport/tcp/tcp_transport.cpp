@@ -153,6 +153,12 @@ public:
     // The kernel doubles the SO_SNDBUF asked for and counts its per-packet
     // bookkeeping against the result, so asking for half of `bytes` leaves
     // about `bytes` of payload queued at most; a writer blocks beyond that.
+    std::optional<bool> peer_acknowledging(Millis within) const override {
+        tcp_info info{};
+        socklen_t len = sizeof info;
+        if (::getsockopt(fd_.get(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return std::nullopt;
+        return info.tcpi_unacked == 0 || info.tcpi_last_ack_recv < uint64_t(within.count());
+    }
     bool limit_in_flight(size_t bytes) override {
         int v = static_cast<int>(std::min<size_t>(bytes / 2, size_t{1} << 30));
         return ::setsockopt(fd_.get(), SOL_SOCKET, SO_SNDBUF, &v, sizeof v) == 0;
