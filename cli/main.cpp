@@ -148,8 +148,7 @@ int cmd_migrate(const std::vector<std::string>& argv) {
     if (!a.flag("quiet") || report.outcome != qemu::Outcome::completed) cli::print_summary(report, out);
     cli::ProfileHint hint;
     if (report.outcome == qemu::Outcome::completed) {
-        uint64_t wire = 0;
-        for (auto& c : report.channels) wire += c.wire;
+        uint64_t wire = qemu::totals(report.channels).wire;
         double secs = report.final_stats.total_time_ms ? double(report.final_stats.total_time_ms) / 1000 : report.wall_s;
         hint = cli::suggest_profile(report.link_rtt_ms, secs > 0 ? double(wire) / secs : 0);
         if (!hint.name.empty() && !a.flag("quiet") && a.text("profile") != hint.name)

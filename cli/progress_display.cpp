@@ -101,14 +101,10 @@ void print_summary(const qemu::SourceReport& r, std::FILE* out) {
                  format_rate(secs > 0 ? double(sent) / secs : 0).c_str(), r.link_rtt_ms);
     std::fprintf(out, "  source guest   %s\n", r.source_state.c_str());
     {
-        qemu::CompressionTotals packed;
-        uint32_t reconnects = 0;
-        uint64_t resent = 0;
-        for (auto& c : r.channels) {
-            packed.add(c.compression);
-            reconnects += c.reconnects;
-            resent += c.resent;
-        }
+        auto t = qemu::totals(r.channels);
+        const auto& packed = t.compression;
+        uint32_t reconnects = t.reconnects;
+        uint64_t resent = t.resent;
         if (r.compression != engine::CompressionMode::none && packed.in_bytes)
             std::fprintf(out, "  compression    %s: %s on the wire for %s (x%.2f); segments raw %llu, lz4 %llu, zstd %llu\n",
                          std::string(engine::to_string(r.compression)).c_str(),

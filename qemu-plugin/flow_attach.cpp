@@ -7,9 +7,7 @@
 
 namespace rmig::qemu {
 
-namespace {
-
-wire::Attach recv_attach(transport::Channel& ch, transport::Millis timeout) {
+wire::Attach read_attach(transport::Channel& ch, transport::Millis timeout) {
     std::vector<std::byte> frame;
     wire::FrameType type;
     {
@@ -30,21 +28,17 @@ wire::Attach recv_attach(transport::Channel& ch, transport::Millis timeout) {
     return wire::decode_attach(frame, ch.name());
 }
 
-}  // namespace
-
 void send_attach(transport::Channel& ch, const wire::Attach& mine) {
     ch.send(wire::FrameType::attach, wire::encode_attach(mine));
 }
 
 wire::Attach exchange_attach(transport::Channel& ch, const wire::Attach& mine, transport::Millis timeout) {
     send_attach(ch, mine);
-    wire::Attach theirs = recv_attach(ch, timeout);
+    wire::Attach theirs = read_attach(ch, timeout);
     if (theirs.stream != mine.stream || theirs.flow != mine.flow)
         throw ProtocolError(cat(ch.name(), ": attach answered for stream ", theirs.stream, " flow ", theirs.flow,
                                 ", asked for stream ", mine.stream, " flow ", mine.flow));
     return theirs;
 }
-
-wire::Attach read_attach(transport::Channel& ch, transport::Millis timeout) { return recv_attach(ch, timeout); }
 
 }  // namespace rmig::qemu

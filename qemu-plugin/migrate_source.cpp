@@ -31,10 +31,7 @@ const char* to_string(Outcome o) {
 
 json SourceReport::to_json() const {
     json ch = json::array();
-    CompressionTotals packed;
-    uint32_t reconnects = 0;
-    uint64_t resent = 0;
-    for (auto& c : channels) {
+    for (auto& c : channels)
         ch.push_back({{"channel", c.channel},
                       {"sent_bytes", c.to_link},
                       {"received_bytes", c.from_link},
@@ -42,10 +39,8 @@ json SourceReport::to_json() const {
                       {"flows_up", c.flows},
                       {"reconnects", c.reconnects},
                       {"resent_bytes", c.resent}});
-        packed.add(c.compression);
-        reconnects += c.reconnects;
-        resent += c.resent;
-    }
+    auto sums = totals(channels);
+    const auto& packed = sums.compression;
     json packing = {{"mode", engine::to_string(compression)},
                         {"in_bytes", packed.in_bytes},
                         {"wire_bytes", packed.wire_bytes},
@@ -56,8 +51,8 @@ json SourceReport::to_json() const {
     json flow_report = {{"per_stream", flows},
                         {"paths", paths},
                         {"reconnect_grace_ms", reconnect_grace.count()},
-                        {"reconnects", reconnects},
-                        {"resent_bytes", resent}};
+                        {"reconnects", sums.reconnects},
+                        {"resent_bytes", sums.resent}};
     return {{"outcome", to_string(outcome)},
             {"error", error},
             {"session", session},
@@ -442,11 +437,10 @@ private:
             p.qemu = st;
             p.relay_bytes = relay_bytes(relay.streams());
             p.channels_up = static_cast<uint32_t>(relay.streams().size());
-            for (auto& c : relay.streams().stats()) {
-                p.packed_in += c.compression.in_bytes;
-                p.packed_wire += c.compression.wire_bytes;
-                p.reconnects += c.reconnects;
-            }
+            auto sums = totals(relay.streams().stats());
+            p.packed_in = sums.compression.in_bytes;
+            p.packed_wire = sums.compression.wire_bytes;
+            p.reconnects = sums.reconnects;
             p.channels = relay.expected();
             p.elapsed_s = std::chrono::duration<double>(Clock::now() - start_).count();
             if (on_progress_) on_progress_(p);

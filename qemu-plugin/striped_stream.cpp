@@ -222,6 +222,17 @@ void CompressionTotals::add(const CompressionTotals& o) {
     if (!o.choice.empty()) choice = o.choice;
 }
 
+FlowTotals totals(const std::vector<ChannelStats>& streams) {
+    FlowTotals t;
+    for (const auto& c : streams) {
+        t.wire += c.wire;
+        t.reconnects += c.reconnects;
+        t.resent += c.resent;
+        t.compression.add(c.compression);
+    }
+    return t;
+}
+
 void StripedStream::set_link_rate(double bytes_per_s, unsigned senders) {
     link_rate_ = bytes_per_s;
     senders_ = std::max(1u, senders);

@@ -77,6 +77,15 @@ struct ChannelStats {
     CompressionTotals compression;
 };
 
+// What all streams of a migration did, summed (reports, progress).
+struct FlowTotals {
+    uint64_t wire = 0;
+    uint32_t reconnects = 0;
+    uint64_t resent = 0;
+    CompressionTotals compression;
+};
+FlowTotals totals(const std::vector<ChannelStats>& streams);
+
 class StripedStream {
 public:
     using ErrorFn = std::function<void(const std::string&)>;
