@@ -60,8 +60,12 @@ void SourceRelay::accept_loop() {
             net::tune_stream_socket(qemu.get(), cfg_.transport.socket_buffer_bytes);
             auto opened = open_flow(id, 0, false);
             log::debug("QEMU connection ", id, " of ", cfg_.channels, " carried by ", opened.channel->name());
+            // After a failure only the main stream (QEMU's first connection)
+            // is broken; multifd streams drain until QEMU closes them
+            // (FlowSettings::drain_on_abort).
             auto& stream = streams_.add(id, std::move(qemu), opened.channel->max_frame_payload(),
-                                        [this, id](uint32_t flow) { return open_flow(id, flow, true); });
+                                        [this, id](uint32_t flow) { return open_flow(id, flow, true); },
+                                        id == 1 ? std::chrono::milliseconds(0) : cfg_.multifd_drain);
             stream.attach(0, std::move(opened.channel), opened.peer_delivered);
             if (cfg_.flows > 1) openers_.emplace_back([this, id] { open_more_flows(id); });
         } catch (const std::exception& e) {

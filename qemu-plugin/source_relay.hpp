@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
@@ -32,6 +33,9 @@ struct RelayConfig {
     uint32_t channels = 1;  // QEMU connections: 1 + multifd channels
     uint32_t flows = 1;     // flows per QEMU connection (at least one per path)
     FlowSettings flow;
+    // How long a multifd stream drains QEMU's writes after a failure before
+    // closing on it (FlowSettings::drain_on_abort).
+    std::chrono::milliseconds multifd_drain{10000};
     transport::Options transport;
     // Authentication / encryption (security::connect/listen); unset: plaintext.
     std::shared_ptr<security::Context> security;

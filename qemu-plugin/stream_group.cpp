@@ -52,8 +52,10 @@ void StreamGroup::watch(std::stop_token stop) {
     }
 }
 
-StripedStream& StreamGroup::add(uint32_t id, UniqueFd qemu, size_t max_frame, StripedStream::Reconnect reconnect) {
+StripedStream& StreamGroup::add(uint32_t id, UniqueFd qemu, size_t max_frame, StripedStream::Reconnect reconnect,
+                                std::chrono::milliseconds drain_on_abort) {
     FlowSettings cfg = cfg_;
+    cfg.drain_on_abort = drain_on_abort;
     if (max_frame > wire::kSegmentHeaderSize)
         cfg.chunk = std::min(cfg.chunk, max_frame - wire::kSegmentHeaderSize);
     auto stream = std::make_unique<StripedStream>(id, std::move(qemu), cfg,

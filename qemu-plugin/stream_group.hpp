@@ -26,7 +26,9 @@ public:
     // A new stream for QEMU's connection number `id` (1 = the main one).
     // `max_frame`: the largest frame payload its flows carry whole
     // (Channel::max_frame_payload; rdma: one ring slot): segments are cut to fit.
-    StripedStream& add(uint32_t id, UniqueFd qemu, size_t max_frame, StripedStream::Reconnect reconnect = {});
+    // `drain_on_abort`: FlowSettings::drain_on_abort for this stream.
+    StripedStream& add(uint32_t id, UniqueFd qemu, size_t max_frame, StripedStream::Reconnect reconnect = {},
+                       std::chrono::milliseconds drain_on_abort = {});
     StripedStream* find(uint32_t id);
     // Records the first error and aborts every stream.
     void fail(const std::string& why);

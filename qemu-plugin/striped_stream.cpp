@@ -40,6 +40,13 @@ StripedStream::StripedStream(uint32_t stream, UniqueFd qemu, FlowSettings settin
 
 StripedStream::~StripedStream() {
     abort();
+    if (cfg_.drain_on_abort.count() > 0) {
+        auto until = Clock::now() + cfg_.drain_on_abort;
+        while (!reader_done_ && Clock::now() < until) std::this_thread::sleep_for(milliseconds(20));
+        if (!reader_done_) log::warn("stream ", id_, ": QEMU did not close its connection within ",
+                                     cfg_.drain_on_abort.count(), " ms of the failure; closing it");
+        ::shutdown(qemu_.get(), SHUT_RDWR);
+    }
     reader_ = {};
     writer_ = {};
     reconnector_ = {};
@@ -55,7 +62,9 @@ void StripedStream::abort() {
     if (aborted_.exchange(true)) return;
     out_.close();
     in_.close();
-    ::shutdown(qemu_.get(), SHUT_RDWR);
+    // A draining stream only stops writing into QEMU; its reader goes on
+    // reading until QEMU closes (read_qemu, drain_qemu).
+    ::shutdown(qemu_.get(), cfg_.drain_on_abort.count() > 0 ? SHUT_WR : SHUT_RDWR);
     std::lock_guard lock(mu_);
     for (auto& f : flows_) {
         if (!f) continue;
@@ -397,7 +406,24 @@ void StripedStream::read_qemu() {
         }
     } catch (const std::exception& e) {
         fail(e.what());
+        reader_done_ = true;
+        return;
     }
+    if (aborted_ && !read_done_ && cfg_.drain_on_abort.count() > 0) drain_qemu();
+    reader_done_ = true;
+}
+
+void StripedStream::drain_qemu() {
+    // Bounded by the destructor, which shuts the socket down at its limit.
+    std::vector<std::byte> sink(256 << 10);
+    uint64_t dropped = 0;
+    try {
+        while (size_t n = net::read_some(qemu_.get(), sink.data(), sink.size())) dropped += n;
+    } catch (const Error&) {
+        // QEMU reset the connection, or the destructor shut it down: done.
+    }
+    log::debug("stream ", id_, ": QEMU closed its connection after the failure (", dropped,
+               " bytes dropped while draining)");
 }
 
 void StripedStream::write_qemu() {

@@ -55,6 +55,14 @@ struct FlowSettings {
     // automatic picks lz4, zstd or none per segment from the link rate and
     // the codecs' measured speed and ratio.
     engine::CompressionMode compression = engine::CompressionMode::none;
+    // On abort, keep reading (and dropping) what QEMU writes until it closes
+    // the connection, at most this long, instead of breaking the connection;
+    // 0: break it at once. The source's multifd streams: QEMU 7.2 hangs for
+    // good when one multifd thread quits without an error of its own while
+    // its migration thread waits for that thread's sync, so rmig fails only
+    // the main stream and QEMU fails and cleans up in its own order
+    // (docs/fault-injection.md).
+    std::chrono::milliseconds drain_on_abort{0};
 };
 
 // Compression of one stream (or all), for progress and the report.
@@ -133,6 +141,7 @@ public:
 private:
     struct Flow;
     void read_qemu();
+    void drain_qemu();
     void write_qemu();
     void send_loop(Flow& f);
     void recv_loop(Flow& f);
@@ -166,6 +175,7 @@ private:
     std::atomic<uint32_t> reconnects_{0};
     std::atomic<uint64_t> ack_sent_{0};
     std::atomic<bool> fin_ack_sent_{false}, read_done_{false}, ended_early_{false};
+    std::atomic<bool> reader_done_{false};  // read_qemu returned (QEMU's end seen, or drained)
     std::jthread reader_, writer_, reconnector_;
 };
 

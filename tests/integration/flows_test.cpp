@@ -37,6 +37,7 @@ struct Shape {
     int paths = 1;           // fault proxies in front of the destination (0: none)
     // The "destination QEMU" reads this slowly, so a fault lands mid-stream.
     milliseconds pause_per_mib{10};
+    milliseconds multifd_drain{10000};  // RelayConfig::multifd_drain
 };
 
 struct FlowsTest : ::testing::Test {
@@ -80,6 +81,7 @@ struct FlowsTest : ::testing::Test {
         rc.channels = s.streams;
         rc.flows = s.flows;
         rc.flow = s.flow;
+        rc.multifd_drain = s.multifd_drain;
         rc.transport.connect_timeout = milliseconds(2000);
         rc.transport.handshake_timeout = milliseconds(2000);
         source = std::make_unique<SourceRelay>(dir + "/source.sock", rc);
@@ -268,6 +270,103 @@ TEST_F(FlowsTest, CompressedSegmentsArriveIntactWithEveryCodec) {
         source.reset();
         acceptor = {};
         dest.reset();
+        listener = transport::listen("tcp:127.0.0.1:0");
+    }
+}
+
+namespace {
+
+// A "source QEMU" connection that writes until told to stop or refused.
+struct Writer {
+    UniqueFd fd;
+    std::atomic<bool> stop{false}, failed{false};
+    std::atomic<uint64_t> written{0};
+    std::jthread thread;
+    Writer(const std::string& path, uint32_t id) : fd(net::unix_connect(path, milliseconds(2000))) {
+        thread = std::jthread([this, id] {
+            try {
+                net::write_full(fd.get(), &id, sizeof id);
+                std::vector<char> buf(64 << 10, 'x');
+                while (!stop) {
+                    net::write_full(fd.get(), buf.data(), buf.size());
+                    written += buf.size();
+                }
+            } catch (const Error&) {
+                failed = true;
+            }
+        });
+    }
+};
+
+bool wait_for(const std::function<bool()>& done, milliseconds limit) {
+    auto until = std::chrono::steady_clock::now() + limit;
+    while (!done() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(milliseconds(10));
+    return done();
+}
+
+}  // namespace
+
+// After a failure the source breaks only QEMU's main stream (its first
+// connection); the multifd streams take whatever QEMU still writes until QEMU
+// closes them. QEMU 7.2 hangs for good if a multifd thread quits without an
+// error of its own while its migration thread waits for it
+// (docs/fault-injection.md); failing the main stream lets QEMU fail in order.
+TEST_F(FlowsTest, AfterAFailureOnlyTheMainStreamBreaksMultifdStreamsDrainUntilQemuCloses) {
+    for (bool qemu_closes : {true, false}) {
+        SCOPED_TRACE(qemu_closes ? "QEMU closes its multifd connections" : "QEMU never closes them");
+        Shape s;
+        s.paths = 0;
+        s.multifd_drain = milliseconds(1500);
+        start(s);
+        std::vector<std::unique_ptr<Writer>> src;
+        std::vector<UniqueFd> dst;
+        std::vector<std::jthread> sinks;
+        for (uint32_t k = 0; k < s.streams; ++k) {
+            src.push_back(std::make_unique<Writer>(source->socket_path(), k));
+            UniqueFd fd = net::accept_for(dest_qemu_listen.get(), milliseconds(10000));
+            ASSERT_TRUE(fd) << "destination connection " << k << " never came";
+            int f = fd.get();
+            dst.push_back(std::move(fd));
+            sinks.emplace_back([f] {
+                std::vector<char> buf(1 << 20);
+                try {
+                    while (net::read_some(f, buf.data(), buf.size()) > 0) {}
+                } catch (const Error&) {
+                }
+            });
+        }
+        ASSERT_TRUE(wait_for([&] {
+            for (auto& w : src)
+                if (w->written < (4u << 20)) return false;
+            return true;
+        }, milliseconds(10000))) << "the streams did not get going";
+        source->abort("test: the link failed");
+        ASSERT_TRUE(wait_for([&] { return src[0]->failed.load(); }, milliseconds(3000)))
+            << "the main stream was not broken";
+        uint64_t before[3] = {0, src[1]->written, src[2]->written};
+        std::this_thread::sleep_for(milliseconds(500));
+        for (uint32_t k = 1; k < s.streams; ++k) {
+            EXPECT_FALSE(src[k]->failed) << "multifd stream " << k << " was broken, not drained";
+            EXPECT_GT(src[k]->written - before[k], 1u << 20) << "multifd stream " << k << " stopped being read";
+        }
+        for (uint32_t k = 1; k < s.streams; ++k) {
+            src[k]->stop = true;
+            src[k]->thread = {};
+            if (qemu_closes) src[k]->fd.reset();
+        }
+        auto t0 = std::chrono::steady_clock::now();
+        source.reset();
+        auto took = std::chrono::steady_clock::now() - t0;
+        if (qemu_closes)
+            EXPECT_LT(took, milliseconds(1000)) << "the relay waited although QEMU had closed";
+        else
+            EXPECT_GE(took, s.multifd_drain - milliseconds(100)) << "the relay did not wait for QEMU";
+        EXPECT_LT(took, s.multifd_drain + milliseconds(2000)) << "the drain is not bounded";
+        acceptor = {};
+        dest.reset();
+        for (auto& fd : dst) ::shutdown(fd.get(), SHUT_RDWR);
+        sinks.clear();
+        src.clear();
         listener = transport::listen("tcp:127.0.0.1:0");
     }
 }
