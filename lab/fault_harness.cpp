@@ -124,10 +124,7 @@ std::vector<FaultCase> ci_cases() {
         mk(FaultKind::delay, FaultPoint::mid_round, 2, 3),
         mk(FaultKind::kill_source_rmig, FaultPoint::switchover, 0, 1),
         mk(FaultKind::kill_dest_rmig, FaultPoint::before_first_byte, 0, 0),
-        // multifd 0: with multifd, QEMU 7.2's source sometimes never finishes
-        // cleaning up after this fault (see docs/fault-injection.md); the soak
-        // covers that variant.
-        mk(FaultKind::kill_dest_qemu, FaultPoint::mid_round, 0, 1, 8),
+        mk(FaultKind::kill_dest_qemu, FaultPoint::mid_round, 2, 1, 8),
         mk(FaultKind::stall, FaultPoint::after_completion, 0, 0),
         // The data path stalls during switchover, with rmig to resume the
         // destination: it cannot load and refuses 'finish'; that refusal is an
