@@ -139,6 +139,8 @@ int cmd_migrate(const std::vector<std::string>& argv) {
     o.window_bytes = a.whole("window");
     o.compression = engine::parse_compression_mode(a.text("compress"));
     read_shared_options(a, o, o.dest_uri, "--to");
+    o.congestion = a.text("cc");
+    o.socket_buffer_given = a.get("socket-buffer").has_value();
     auto mode = cli::progress_mode(a.text("progress"));
     std::FILE* out = a.get("json") == "-" ? stderr : stdout;
 

@@ -39,6 +39,11 @@ std::span<const OptionSpec> migrate_options() {
          .help = "compress the streams: auto picks lz4, zstd or nothing per segment from the measured link rate "
                  "and codec speed (nothing on a link faster than the codecs); none, lz4, zstd force one",
          .text_default = "auto", .choices = "auto|none|lz4|zstd", .profile = true},
+        {.name = "cc", .metavar = "NAME",
+         .help = "TCP congestion control of the data connections: auto (bbr on a link of 10 ms RTT or more, "
+                 "where loss-driven control recovers too slowly), default (the host's), or a kernel module's "
+                 "name (cubic, bbr, ...)",
+         .text_default = "auto", .profile = true},
         {.name = "window", .kind = K::size, .metavar = "SIZE",
          .help = "data each stream keeps until acknowledged (for resending); at least the link's "
                  "bandwidth x RTT for full rate",
@@ -119,7 +124,8 @@ std::span<const OptionSpec> link_options() {
          .max = wire::kMaxFramePayload - wire::kSegmentHeaderSize,
          .profile = true},
         {.name = "socket-buffer", .kind = K::size, .metavar = "SIZE",
-         .help = "TCP send/receive buffer; raise for long fat links (bandwidth x RTT)",
+         .help = "TCP send/receive buffer per connection; migrate sizes it from the measured RTT (2 x its "
+                 "share of RTT x max-bandwidth, up to 64 MiB) unless given",
          .number_default = static_cast<double>(defaults.socket_buffer_bytes), .max = 1 << 30, .profile = true},
     };
     return kOptions;

@@ -99,6 +99,7 @@ void print_summary(const qemu::SourceReport& r, std::FILE* out) {
                  format_bytes(double(sent)).c_str(), r.channels.size(), r.channels.size() == 1 ? "" : "s",
                  r.settings.multifd_channels ? "main + multifd" : "main only",
                  format_rate(secs > 0 ? double(sent) / secs : 0).c_str(), r.link_rtt_ms);
+    if (!r.link_tuning.why.empty()) std::fprintf(out, "  tcp            %s\n", r.link_tuning.why.c_str());
     std::fprintf(out, "  source guest   %s\n", r.source_state.c_str());
     {
         auto t = qemu::totals(r.channels);

@@ -30,8 +30,14 @@ uint16_t local_port(int fd);
 std::string peer_name(int fd);
 
 // Large buffers and TCP_NODELAY: migration streams are bulk but the handshake
-// and control messages are latency sensitive.
+// and control messages are latency sensitive. The buffers are forced past
+// net.core.{w,r}mem_max where the process may (CAP_NET_ADMIN): Debian's
+// ceiling (208 KiB) would hold one flow to ~10 Mbit/s at 150 ms RTT.
 void tune_stream_socket(int fd, int buffer_bytes);
+
+// Sets the socket's TCP congestion control (TCP_CONGESTION); throws with the
+// host's available ones if `name` cannot be used.
+void set_congestion_control(int fd, const std::string& name);
 
 UniqueFd unix_listen(const std::string& path, int backlog = 64);  // unlinks a stale path
 UniqueFd unix_connect(const std::string& path, Millis timeout);

@@ -84,6 +84,10 @@ json SourceReport::to_json() const {
             {"channels", ch},
             {"wall_s", wall_s},
             {"link_rtt_ms", link_rtt_ms},
+            {"link_tuning",
+             {{"congestion_control", link_tuning.congestion_control.empty() ? "host default" : link_tuning.congestion_control},
+              {"socket_buffer_bytes", link_tuning.socket_buffer},
+              {"why", link_tuning.why}}},
             {"source_state", source_state},
             {"destination", destination}};
 }
@@ -120,6 +124,9 @@ constexpr double kResumeAllowanceMs = 5.0;
 // take to drain at the measured rate, and the least a channel may queue.
 constexpr double kDrainShare = 0.25;
 constexpr uint64_t kMinInFlight = 256 << 10;
+// The fastest link socket buffers are sized for when QEMU's max-bandwidth
+// says nothing tighter (10 Gbit/s).
+constexpr uint64_t kLinkRateCap = 1250000000;
 
 class SourceRun {
 public:
@@ -197,6 +204,22 @@ private:
         report_.reconnect_grace = opts_.reconnect_grace;
         report_.compression = opts_.compression;
         rc.transport = opts_.transport;
+        LinkTuningInput lt;
+        lt.rtt_ms = report_.link_rtt_ms;
+        lt.rate_cap = double(std::min<uint64_t>(report_.settings.max_bandwidth, kLinkRateCap));
+        lt.connections = rc.channels * report_.flows;
+        lt.congestion = opts_.congestion;
+        lt.bbr_usable = opts_.congestion == kCongestionAuto && congestion_control_usable("bbr");
+        lt.socket_buffer = opts_.transport.socket_buffer_bytes;
+        lt.socket_buffer_given = opts_.socket_buffer_given;
+        report_.link_tuning = tune_link(lt);
+        if (auto& cc = report_.link_tuning.congestion_control; !cc.empty() && !congestion_control_usable(cc))
+            throw Error(cat("TCP congestion control '", cc, "' is not available on this host (",
+                            "/proc/sys/net/ipv4/tcp_available_congestion_control lists the loaded ones; as root "
+                            "`modprobe tcp_", cc, "` loads one); nothing was started"));
+        rc.transport.congestion_control = report_.link_tuning.congestion_control;
+        rc.transport.socket_buffer_bytes = report_.link_tuning.socket_buffer;
+        log::info("data connections: ", report_.link_tuning.why);
         rc.security = opts_.security;
         SourceRelay relay(dir.path() + "/source.sock", rc);
         // The destination's abort breaks the relay at once, even while a

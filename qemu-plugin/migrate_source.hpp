@@ -15,6 +15,7 @@
 
 #include "qemu-plugin/blackout.hpp"
 #include "qemu-plugin/downtime_budget.hpp"
+#include "qemu-plugin/link_tuning.hpp"
 #include "qemu-plugin/migration_settings.hpp"
 #include "qemu-plugin/prechecks.hpp"
 #include "qemu-plugin/qemu_info.hpp"
@@ -54,6 +55,12 @@ struct SourceOptions {
     // what rmig's drain leaves of settings.downtime_limit_ms (docs/blackout.md).
     std::optional<uint64_t> qemu_downtime_limit_ms;
     transport::Options transport;
+    // The data connections' congestion control: kCongestionAuto (bbr on a
+    // long link), kCongestionHost, or a kernel module's name; and whether
+    // transport.socket_buffer_bytes was chosen (else sized from the measured
+    // round trip, link_tuning.hpp).
+    std::string congestion = kCongestionAuto;
+    bool socket_buffer_given = false;
     // Authentication / encryption (security::connect/listen); unset: plaintext.
     std::shared_ptr<security::Context> security;
 };
@@ -96,6 +103,7 @@ struct SourceReport {
     engine::CompressionMode compression = engine::CompressionMode::none;
     double wall_s = 0;
     double link_rtt_ms = 0;
+    LinkTuning link_tuning;    // what the data connections got
     std::string source_state;  // query-status after the migration
     nlohmann::json destination;  // what the destination reported at the end
     nlohmann::json to_json() const;

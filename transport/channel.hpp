@@ -25,6 +25,8 @@ using Millis = std::chrono::milliseconds;
 
 struct Options {
     int socket_buffer_bytes = 8 << 20;     // tcp: SO_SNDBUF/SO_RCVBUF
+    // tcp: the sockets' congestion control (TCP_CONGESTION); empty: the host's.
+    std::string congestion_control;
     Millis connect_timeout{10000};
     Millis handshake_timeout{10000};
     // A peer that stops acknowledging for this long is declared gone (tcp:

@@ -6,9 +6,13 @@
 # realistic). For each shape below, one run per mode, in this order:
 #   direct-1, direct-mf4, direct-mf8, direct-mf8-zstd   QEMU to QEMU over TCP,
 #       tuned as a user would: multifd, multifd with zstd, max-bandwidth
-#       10 GB/s, the same downtime limit, kernel TCP buffers raised to 64 MiB
-#       in both namespaces (rmig-wan --tcp-buffer), bbr
+#       10 GB/s, the same downtime limit
 #   rmig   rmig migrate/receive with the profile for the shape
+# The hosts' kernel TCP (--host): stock is Debian 12's own (cubic, autotuning
+# up to 6 MiB receive / 4 MiB send buffers): QEMU has no TCP knobs of its
+# own, while rmig picks its connections' congestion control and buffers
+# from the RTT it measures. tuned raises both namespaces to what an operator
+# tuning for long links would set (bbr, 64 MiB buffers), for QEMU too.
 # Every run's destination memory is verified byte for byte against the
 # source. Prints each run and rmig's total time against QEMU's best.
 #
@@ -23,25 +27,32 @@
 #   --ram MIB       guest RAM (default 2048)
 #   --modes LIST    rmig-lab wan --modes (default: all)
 #   --json DIR      one JSON file per shape there
+#   --host KIND     stock (default) or tuned kernel TCP in both namespaces
 # Needs root (namespaces, TUN). Exit: 0 done (it reports, it does not judge),
 # 1 an rmig run failed or was not verified, 2 bad usage or a missing tool.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$root/build
 if [[ $# -gt 0 && $1 != --* ]]; then build=$1; shift; fi
-shapes=50ms,150ms-loss,outage,2paths ram=2048 modes="" json=""
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
+shapes=50ms,150ms-loss,outage,2paths ram=2048 modes="" json="" host=stock
+usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
     case $1 in
     --shapes) shapes=$2; shift 2 ;;
     --ram) ram=$2; shift 2 ;;
     --modes) modes=$2; shift 2 ;;
     --json) json=$2; shift 2 ;;
+    --host) host=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "wan_vs_qemu: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 die() { echo "wan_vs_qemu: $*" >&2; exit 2; }
+case $host in
+stock) host_tcp=(--cc cubic) ;;
+tuned) host_tcp=(--cc bbr --tcp-buffer 64M) ;;
+*) die "unknown --host $host (stock or tuned)" ;;
+esac
 [[ $(id -u) -eq 0 ]] || die "needs root (network namespaces and TUN devices)"
 [[ -c /dev/net/tun ]] || die "needs /dev/net/tun"
 lab=$build/lab/rmig-lab
@@ -61,7 +72,7 @@ trap down EXIT
 up() {  # rmig-wan shape options...
     down
     rm -f "/tmp/$link.ready"
-    "$wan" up --name "$link" --cc bbr --tcp-buffer 64M --ready-file "/tmp/$link.ready" --duration 7200 "$@" \
+    "$wan" up --name "$link" "${host_tcp[@]}" --ready-file "/tmp/$link.ready" --duration 7200 "$@" \
         >"/tmp/$link.log" 2>&1 &
     wan_pid=$!
     for _ in $(seq 100); do [[ -f /tmp/$link.ready ]] && return 0; sleep 0.1; done
@@ -90,7 +101,7 @@ for shape in ${shapes//,/ }; do
     *) die "unknown shape $shape (50ms, 150ms-loss, outage, 2paths)" ;;
     esac
     echo
-    echo "== $shape"
+    echo "== $shape ($host host TCP)"
     args=(wan --link "$link" --ram "$ram" --rmig-args "$rmig_args" --link-mbit "$mbit" --timeout 900)
     [[ -n $modes ]] && args+=(--modes "$modes")
     [[ -n $json ]] && args+=(--json "$json/$shape.json")

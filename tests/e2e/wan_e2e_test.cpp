@@ -18,6 +18,7 @@
 #include "common/error.hpp"
 #include "common/process.hpp"
 #include "lab/local_pair.hpp"
+#include "qemu-plugin/link_tuning.hpp"
 
 using namespace rmig;
 using std::chrono::milliseconds;
@@ -96,6 +97,11 @@ TEST(WanE2E, StripedFlowsWithCompressionCrossA20msLink) {
     EXPECT_LT(c.value("ratio", 1.0), 0.5) << "the test guest's pages are mostly zero bytes: " << c;
     EXPECT_EQ(r.report["flows"].value("per_stream", 0), 2) << r.report["flows"];
     EXPECT_GE(r.report["qemu"].value("total_time_ms", 0), 20) << "at least a round trip";
+    // A 20 ms link is a long one: bbr where the host has it (--cc auto).
+    const auto& t = r.report["link_tuning"];
+    if (qemu::congestion_control_usable("bbr"))
+        EXPECT_EQ(t.value("congestion_control", ""), "bbr") << t;
+    EXPECT_GE(t.value("socket_buffer_bytes", 0), 8 << 20) << t;
 }
 
 TEST(WanE2E, AnOutageWithinTheGraceIsOnlyAPause) {

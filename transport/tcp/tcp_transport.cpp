@@ -29,6 +29,7 @@ void set_recv_timeout(int fd, Millis t) {
 
 void tune(int fd, const Options& o) {
     net::tune_stream_socket(fd, o.socket_buffer_bytes);
+    if (!o.congestion_control.empty()) net::set_congestion_control(fd, o.congestion_control);
     // Detect a vanished host (power loss, cut link) within dead_peer_timeout
     // both when we are sending (TCP_USER_TIMEOUT) and when idle (keepalive).
     int one = 1;
@@ -228,6 +229,9 @@ public:
     TcpListener(const std::string& host_port, const Options& opts) : opts_(opts) {
         auto hp = net::parse_host_port(host_port);
         fd_ = net::tcp_listen(hp);
+        // Accepted sockets inherit the buffers, and the window scale they
+        // offer in the handshake is sized from them.
+        net::tune_stream_socket(fd_.get(), opts.socket_buffer_bytes);
         hp.port = net::local_port(fd_.get());
         address_ = "tcp:" + hp.str();
     }
