@@ -51,41 +51,55 @@ StripedStream::Opened SourceRelay::open_flow(uint32_t stream, uint32_t flow, boo
 }
 
 void SourceRelay::accept_loop() {
+    // Ids follow QEMU's connect order (the main channel first); the streams
+    // then set up side by side, and the destination connects its QEMU in id
+    // order (dest_relay.hpp).
     for (uint32_t id = 1; id <= cfg_.channels; ++id) {
+        UniqueFd qemu;
         try {
-            UniqueFd qemu;
             while (!qemu && !stop_ && !streams_.error())
                 qemu = net::accept_for(listen_fd_.get(), std::chrono::milliseconds(100));
             if (!qemu) return;
             net::tune_stream_socket(qemu.get(), cfg_.transport.socket_buffer_bytes);
-            auto opened = open_flow(id, 0, false);
-            log::debug("QEMU connection ", id, " of ", cfg_.channels, " carried by ", opened.channel->name());
-            // After a failure only the main stream (QEMU's first connection)
-            // is broken; multifd streams drain until QEMU closes them
-            // (FlowSettings::drain_on_abort).
-            auto& stream = streams_.add(id, std::move(qemu), opened.channel->max_frame_payload(),
-                                        [this, id](uint32_t flow) { return open_flow(id, flow, true); },
-                                        id == 1 ? std::chrono::milliseconds(0) : cfg_.multifd_drain);
-            stream.attach(0, std::move(opened.channel), opened.peer_delivered);
-            if (cfg_.flows > 1) openers_.emplace_back([this, id] { open_more_flows(id); });
         } catch (const std::exception& e) {
-            streams_.fail(cat("setting up channel ", id, " of ", cfg_.channels, ": ", e.what()));
+            streams_.fail(cat("accepting QEMU's connection ", id, " of ", cfg_.channels, ": ", e.what()));
             return;
         }
+        openers_.emplace_back([this, id, q = std::move(qemu)]() mutable { carry(id, std::move(q)); });
     }
 }
 
-void SourceRelay::open_more_flows(uint32_t id) {
-    for (uint32_t flow = 1; flow < cfg_.flows && !stop_ && !streams_.error(); ++flow) {
-        try {
-            auto opened = open_flow(id, flow, false);
-            if (auto* s = streams_.find(id)) s->attach(flow, std::move(opened.channel), opened.peer_delivered);
-        } catch (const std::exception& e) {
-            // The stream runs on the flows it has; a path that never came up
-            // is worth a warning, not a failed migration.
-            log::warn("stream ", id, ": flow ", flow, " to ", cfg_.dest_uris[flow % cfg_.dest_uris.size()],
-                      " did not open: ", e.what());
-        }
+void SourceRelay::carry(uint32_t id, UniqueFd qemu) {
+    try {
+        auto opened = open_flow(id, 0, false);
+        log::debug("QEMU connection ", id, " of ", cfg_.channels, " carried by ", opened.channel->name());
+        // After a failure only the main stream (QEMU's first connection)
+        // is broken; multifd streams drain until QEMU closes them
+        // (FlowSettings::drain_on_abort).
+        auto& stream = streams_.add(id, std::move(qemu), opened.channel->max_frame_payload(),
+                                    [this, id](uint32_t flow) { return open_flow(id, flow, true); },
+                                    id == 1 ? std::chrono::milliseconds(0) : cfg_.multifd_drain);
+        stream.attach(0, std::move(opened.channel), opened.peer_delivered);
+    } catch (const std::exception& e) {
+        streams_.fail(cat("setting up channel ", id, " of ", cfg_.channels, ": ", e.what()));
+        return;
+    }
+    // The further flows open side by side: one after another, each costing
+    // a few round trips, they would take seconds to come up on a long link.
+    std::vector<std::jthread> more;
+    for (uint32_t flow = 1; flow < cfg_.flows; ++flow) more.emplace_back([this, id, flow] { open_more_flow(id, flow); });
+}
+
+void SourceRelay::open_more_flow(uint32_t id, uint32_t flow) {
+    if (stop_ || streams_.error()) return;
+    try {
+        auto opened = open_flow(id, flow, false);
+        if (auto* s = streams_.find(id)) s->attach(flow, std::move(opened.channel), opened.peer_delivered);
+    } catch (const std::exception& e) {
+        // The stream runs on the flows it has; a path that never came up
+        // is worth a warning, not a failed migration.
+        log::warn("stream ", id, ": flow ", flow, " to ", cfg_.dest_uris[flow % cfg_.dest_uris.size()],
+                  " did not open: ", e.what());
     }
 }
 

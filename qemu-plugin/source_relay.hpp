@@ -1,10 +1,11 @@
 // Source side of channel mode: listens on the UNIX socket the source QEMU
 // migrates to, and carries each connection QEMU opens (the main channel, then
 // each multifd channel) across the link as a stream of one or more flows
-// (StripedStream). Connection N is accepted and its first flow attached (the
-// destination has connected its QEMU) before N+1 is accepted: QEMU 7.2's
-// destination takes the first connection it sees as the main channel, so
-// order must be kept end to end. A stream's further flows, and flows that
+// (StripedStream). Connections are numbered in the order QEMU opens them
+// and set up side by side (a long link would otherwise pay several round
+// trips per connection, one after another); the destination connects its
+// QEMU in that order (QEMU 7.2's destination takes the first connection it
+// sees as the main channel). A stream's further flows, and flows that
 // replace lost ones, connect in the background.
 #pragma once
 
@@ -56,7 +57,8 @@ public:
 private:
     void accept_loop();
     StripedStream::Opened open_flow(uint32_t stream, uint32_t flow, bool again);
-    void open_more_flows(uint32_t stream);
+    void carry(uint32_t stream, UniqueFd qemu);  // opens the stream's flows
+    void open_more_flow(uint32_t stream, uint32_t flow);
 
     std::string path_;
     RelayConfig cfg_;
@@ -65,7 +67,7 @@ private:
     std::atomic<uint32_t> connections_{0};  // every connection gets its own channel id
     std::atomic<bool> stop_{false};
     std::jthread acceptor_;
-    std::vector<std::jthread> openers_;  // further flows per stream
+    std::vector<std::jthread> openers_;  // one per stream (carry)
 };
 
 }  // namespace rmig::qemu

@@ -28,14 +28,15 @@
 #   --modes LIST    rmig-lab wan --modes (default: all)
 #   --json DIR      one JSON file per shape there
 #   --host KIND     stock (default) or tuned kernel TCP in both namespaces
+#   --timeout S     a run not done by then counts as not finished (default 600)
 # Needs root (namespaces, TUN). Exit: 0 done (it reports, it does not judge),
 # 1 an rmig run failed or was not verified, 2 bad usage or a missing tool.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$root/build
 if [[ $# -gt 0 && $1 != --* ]]; then build=$1; shift; fi
-shapes=50ms,150ms-loss,outage,2paths ram=2048 modes="" json="" host=stock
-usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; }
+shapes=50ms,150ms-loss,outage,2paths ram=2048 modes="" json="" host=stock timeout=600
+usage() { sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
     case $1 in
     --shapes) shapes=$2; shift 2 ;;
@@ -43,6 +44,7 @@ while [[ $# -gt 0 ]]; do
     --modes) modes=$2; shift 2 ;;
     --json) json=$2; shift 2 ;;
     --host) host=$2; shift 2 ;;
+    --timeout) timeout=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "wan_vs_qemu: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -102,14 +104,14 @@ for shape in ${shapes//,/ }; do
     esac
     echo
     echo "== $shape ($host host TCP)"
-    args=(wan --link "$link" --ram "$ram" --rmig-args "$rmig_args" --link-mbit "$mbit" --timeout 900)
+    args=(wan --link "$link" --ram "$ram" --rmig-args "$rmig_args" --link-mbit "$mbit" --timeout "$timeout")
     [[ -n $modes ]] && args+=(--modes "$modes")
     [[ -n $json ]] && args+=(--json "$json/$shape.json")
     if [[ $shape == outage ]]; then
         each=${modes:-direct-1,direct-mf4,direct-mf8,direct-mf8-zstd,rmig}
         for m in ${each//,/ }; do
             up --delay 75ms --rate 1gbit --outage 8+10
-            one=(wan --link "$link" --ram "$ram" --rmig-args "$rmig_args" --link-mbit "$mbit" --timeout 900 --modes "$m")
+            one=(wan --link "$link" --ram "$ram" --rmig-args "$rmig_args" --link-mbit "$mbit" --timeout "$timeout" --modes "$m")
             [[ -n $json ]] && one+=(--json "$json/$shape-$m.json")
             "$lab" "${one[@]}" || { [[ $m == rmig ]] && status=1; }
         done
