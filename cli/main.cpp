@@ -127,6 +127,9 @@ int cmd_migrate(const std::vector<std::string>& argv) {
     o.settings.multifd_channels = static_cast<uint32_t>(a.whole("multifd"));
     o.settings.max_bandwidth = a.whole("max-bandwidth");
     o.settings.downtime_limit_ms = a.whole("downtime-limit");
+    o.settings.multifd_compression = a.text("qemu-compress");
+    if (o.settings.multifd_compression != "none" && o.settings.multifd_channels == 0)
+        throw UsageError("--qemu-compress needs --multifd N (QEMU compresses in its multifd threads only)");
     if (a.get("qemu-downtime-limit")) o.qemu_downtime_limit_ms = a.whole("qemu-downtime-limit");
     o.resume_destination = !a.flag("no-resume");
     o.relay_dir = a.text("relay-dir");

@@ -44,6 +44,11 @@ std::span<const OptionSpec> migrate_options() {
                  "where loss-driven control recovers too slowly), default (the host's), or a kernel module's "
                  "name (cubic, bbr, ...)",
          .text_default = "auto", .profile = true},
+        {.name = "qemu-compress", .kind = K::choice, .metavar = "CODEC",
+         .help = "QEMU's own multifd-compression on both sides (needs --multifd): QEMU's multifd threads compress "
+                 "straight from guest memory, cheaper than rmig's --compress on a host short of cores; rmig's "
+                 "auto then finds the data incompressible and sends it as is",
+         .text_default = "none", .choices = "none|zlib|zstd", .profile = true},
         {.name = "window", .kind = K::size, .metavar = "SIZE",
          .help = "data each stream keeps until acknowledged (for resending); at least the link's "
                  "bandwidth x RTT for full rate",

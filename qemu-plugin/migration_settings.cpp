@@ -7,7 +7,8 @@ using nlohmann::json;
 json to_json(const MigrationSettings& s) {
     return {{"multifd_channels", s.multifd_channels},
             {"max_bandwidth", s.max_bandwidth},
-            {"downtime_limit_ms", s.downtime_limit_ms}};
+            {"downtime_limit_ms", s.downtime_limit_ms},
+            {"multifd_compression", s.multifd_compression}};
 }
 
 MigrationSettings settings_from_json(const json& j) {
@@ -16,6 +17,8 @@ MigrationSettings settings_from_json(const json& j) {
         s.multifd_channels = j.at("multifd_channels").get<uint32_t>();
         s.max_bandwidth = j.at("max_bandwidth").get<uint64_t>();
         s.downtime_limit_ms = j.at("downtime_limit_ms").get<uint64_t>();
+        // Absent from an rmig before it: QEMU's default.
+        s.multifd_compression = j.value("multifd_compression", std::string("none"));
         return s;
     } catch (const json::exception& e) {
         throw ProtocolError(cat("bad migration settings from peer: ", e.what()));
@@ -29,7 +32,11 @@ void apply_settings(QmpClient& qmp, const MigrationSettings& s, Side side) {
                 {{"capabilities", json::array({{{"capability", "multifd"}, {"state", s.multifd_channels > 0}},
                                                {{"capability", "events"}, {"state", true}}})}});
     json params = json::object();
-    if (s.multifd_channels > 0) params["multifd-channels"] = s.multifd_channels;
+    if (s.multifd_channels > 0) {
+        params["multifd-channels"] = s.multifd_channels;
+        // Both sides: the destination's multifd threads decompress.
+        params["multifd-compression"] = s.multifd_compression;
+    }
     if (side == Side::source) {
         params["max-bandwidth"] = s.max_bandwidth;
         params["downtime-limit"] = s.downtime_limit_ms;
@@ -46,6 +53,7 @@ MigrationSettings read_settings(QmpClient& qmp) {
     s.multifd_channels = multifd ? p.value("multifd-channels", 2u) : 0;
     s.max_bandwidth = p.value("max-bandwidth", uint64_t{0});
     s.downtime_limit_ms = p.value("downtime-limit", uint64_t{0});
+    s.multifd_compression = multifd ? p.value("multifd-compression", std::string("none")) : "none";
     return s;
 }
 

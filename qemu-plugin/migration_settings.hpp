@@ -16,6 +16,10 @@ struct MigrationSettings {
     uint32_t multifd_channels = 0;            // 0: multifd off
     uint64_t max_bandwidth = 10'000'000'000;  // bytes/s; QEMU 7.2's default (128 MiB/s) is too low
     uint64_t downtime_limit_ms = 300;
+    // QEMU's own multifd-compression ("none", "zlib", "zstd"; multifd only):
+    // QEMU's multifd threads compress straight from guest memory, the
+    // cheapest place on a host short of cores (docs/compression.md).
+    std::string multifd_compression = "none";
 
     // QEMU opens the main connection, then one per multifd channel.
     uint32_t connections() const { return multifd_channels ? multifd_channels + 1 : 1; }

@@ -57,10 +57,12 @@ std::vector<Check> check_pair(const QemuInfo& s, const QemuInfo& d) {
 
 Check check_settings(const MigrationSettings& s, const MigrationSettings& d) {
     auto desc = [](const MigrationSettings& m) {
-        return m.multifd_channels ? cat("multifd with ", m.multifd_channels, " channels")
-                                  : std::string("multifd off");
+        if (!m.multifd_channels) return std::string("multifd off");
+        return cat("multifd with ", m.multifd_channels, " channels",
+                   m.multifd_compression == "none" ? "" : cat(", ", m.multifd_compression, " compression"));
     };
-    if (s.multifd_channels == d.multifd_channels) return {"multifd", true, desc(s)};
+    if (s.multifd_channels == d.multifd_channels && s.multifd_compression == d.multifd_compression)
+        return {"multifd", true, desc(s)};
     return {"multifd", false, cat("source has ", desc(s), ", destination has ", desc(d))};
 }
 

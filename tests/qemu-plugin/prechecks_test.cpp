@@ -68,6 +68,11 @@ TEST(Prechecks, MultifdSettingsMustMatch) {
     EXPECT_TRUE(check_settings(s, d).ok);
     EXPECT_EQ(s.connections(), 5u);
     EXPECT_EQ(MigrationSettings{}.connections(), 1u);
+    // QEMU's multifd-compression must match too: the destination decompresses.
+    s.multifd_compression = "zstd";
+    c = check_settings(s, d);
+    EXPECT_FALSE(c.ok);
+    EXPECT_EQ(c.detail, "source has multifd with 4 channels, zstd compression, destination has multifd with 4 channels");
 }
 
 TEST(MigrationSettings, RoundTripsThroughJson) {
@@ -75,6 +80,11 @@ TEST(MigrationSettings, RoundTripsThroughJson) {
     s.multifd_channels = 8;
     s.max_bandwidth = 12345;
     s.downtime_limit_ms = 77;
+    s.multifd_compression = "zstd";
     EXPECT_EQ(settings_from_json(to_json(s)), s);
+    // An older peer says nothing of QEMU's compression: none.
+    auto older = to_json(s);
+    older.erase("multifd_compression");
+    EXPECT_EQ(settings_from_json(older).multifd_compression, "none");
     EXPECT_THROW(settings_from_json(nlohmann::json{{"multifd_channels", "four"}}), rmig::ProtocolError);
 }
