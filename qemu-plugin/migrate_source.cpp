@@ -124,6 +124,7 @@ constexpr double kResumeAllowanceMs = 5.0;
 // take to drain at the measured rate, and the least a channel may queue.
 constexpr double kDrainShare = 0.25;
 constexpr uint64_t kMinInFlight = 256 << 10;
+constexpr double kWindowRoundTrips = 2.0;
 // The fastest link socket buffers are sized for when QEMU's max-bandwidth
 // says nothing tighter (10 Gbit/s).
 constexpr uint64_t kLinkRateCap = 1250000000;
@@ -202,7 +203,10 @@ private:
         report_.flows = std::max<uint32_t>(rc.flows, static_cast<uint32_t>(rc.dest_uris.size()));
         report_.paths = rc.dest_uris;
         report_.reconnect_grace = opts_.reconnect_grace;
-        report_.compression = opts_.compression;
+        report_.compression = compression();
+        if (report_.compression != opts_.compression)
+            log::info("compression: QEMU compresses its multifd pages (", report_.settings.multifd_compression,
+                      "); rmig's automatic compression stays off");
         rc.transport = opts_.transport;
         LinkTuningInput lt;
         lt.rtt_ms = report_.link_rtt_ms;
@@ -277,13 +281,22 @@ private:
         // it the window's sizing: the whole window from the start.
         if (opts_.qemu_downtime_limit_ms) f.start_window = 0;
         f.grace = opts_.reconnect_grace;
-        f.compression = opts_.compression;
+        f.compression = compression();
         // A segment unacknowledged for 20 round trips means a silent outage;
         // at least 2 s (a deep socket buffer on a slow path), at most the default.
         if (report_.link_rtt_ms > 0)
             f.stall = std::clamp(milliseconds(static_cast<int64_t>(20 * report_.link_rtt_ms)), milliseconds(2000),
                                  f.stall);
         return f;
+    }
+
+    // rmig's own compression. Automatic stays off when QEMU compresses
+    // (--qemu-compress): its pages arrive compressed, and trying them again
+    // per flow only costs the cores QEMU needs.
+    engine::CompressionMode compression() const {
+        if (opts_.compression == engine::CompressionMode::automatic && report_.settings.multifd_compression != "none")
+            return engine::CompressionMode::none;
+        return opts_.compression;
     }
 
     // The stall timeout, plus the reconnect grace: an outage within the grace
@@ -414,9 +427,18 @@ private:
         // The send window holds what QEMU wrote and the destination has not
         // acknowledged: the same queue plus what is on the wire (a round
         // trip's worth, which drains by itself), and at least two segments.
-        double on_wire = rate * report_.link_rtt_ms / 1000.0 / double(relay.expected());
+        // Twice the round trip at the measured rate: the rate can only be
+        // measured up to what the window lets through, so a window of
+        // exactly one round trip would hold a long link at its first
+        // measurement; with twice, it doubles per round until the link
+        // itself is the limit (and at switchover drains in two round trips,
+        // which the budget's drain share accounts for).
+        double on_wire = kWindowRoundTrips * rate * report_.link_rtt_ms / 1000.0 / double(relay.expected());
         relay.streams().bound_windows(std::max<uint64_t>(per, 2 * opts_.chunk) + static_cast<uint64_t>(on_wire));
-        if (relay.streams().limit_in_flight(per)) report_.in_flight_cap = per;
+        // A socket's send buffer also holds what is on the wire until it is
+        // acknowledged: without that share a long link's flows would be held
+        // to a buffer's worth per round trip.
+        if (relay.streams().limit_in_flight(per + static_cast<uint64_t>(on_wire))) report_.in_flight_cap = per;
     }
 
     void follow(SourceRelay& relay) {
