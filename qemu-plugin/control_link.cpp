@@ -53,12 +53,15 @@ void ControlLink::read_loop() {
     }
 }
 
-void ControlLink::on_lost(std::function<void(const std::string&)> fn) {
+void ControlLink::on_lost(std::function<void(const std::string&)> fn) { subscribe(on_lost_, failure_, std::move(fn)); }
+
+void ControlLink::subscribe(std::function<void(const std::string&)>& slot, const std::optional<std::string>& seen,
+                            std::function<void(const std::string&)> fn) {
     std::optional<std::string> already;
     {
         std::lock_guard lock(mutex_);
-        on_lost_ = fn;
-        already = failure_;
+        slot = fn;
+        already = seen;
     }
     if (already && fn) fn(*already);
 }
@@ -106,13 +109,7 @@ void ControlLink::send_abort(const std::string& why) {
 }
 
 void ControlLink::on_abort(std::function<void(const std::string&)> fn) {
-    std::optional<std::string> already;
-    {
-        std::lock_guard lock(mutex_);
-        on_abort_ = fn;
-        already = peer_abort_;
-    }
-    if (already && fn) fn(*already);
+    subscribe(on_abort_, peer_abort_, std::move(fn));
 }
 
 std::optional<std::string> ControlLink::peer_abort() const {

@@ -62,6 +62,10 @@ public:
     Delivery delivered() const;
 
 private:
+    // Sets `slot` to `fn` and, if `seen` already happened, calls it now
+    // (outside the lock, so it may call back into this link).
+    void subscribe(std::function<void(const std::string&)>& slot, const std::optional<std::string>& seen,
+                   std::function<void(const std::string&)> fn);
     void read_loop();
 
     std::unique_ptr<transport::Channel> channel_;

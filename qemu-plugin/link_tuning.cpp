@@ -1,12 +1,11 @@
 #include "qemu-plugin/link_tuning.hpp"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 
 #include "common/error.hpp"
+#include "common/socket.hpp"
 #include "common/unique_fd.hpp"
 
 namespace rmig::qemu {
@@ -40,10 +39,19 @@ LinkTuning tune_link(const LinkTuningInput& in) {
     return t;
 }
 
-bool congestion_control_usable(const std::string& name) {
+void require_congestion_control(const std::string& name) {
     UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!fd) return false;
-    return ::setsockopt(fd.get(), IPPROTO_TCP, TCP_CONGESTION, name.data(), static_cast<socklen_t>(name.size())) == 0;
+    if (!fd) throw_errno("socket(AF_INET) to try a congestion control");
+    net::set_congestion_control(fd.get(), name);
+}
+
+bool congestion_control_usable(const std::string& name) {
+    try {
+        require_congestion_control(name);
+        return true;
+    } catch (const Error&) {
+        return false;
+    }
 }
 
 }  // namespace rmig::qemu

@@ -36,7 +36,9 @@ struct LinkTuning {
 
 LinkTuning tune_link(const LinkTuningInput& in);
 
-// Whether a TCP socket on this host may use `name` (tries it on a scratch socket).
+// Whether a TCP socket on this host may use `name` (tries it on a scratch
+// socket); require_ throws net::set_congestion_control's error instead.
 bool congestion_control_usable(const std::string& name);
+void require_congestion_control(const std::string& name);
 
 }  // namespace rmig::qemu

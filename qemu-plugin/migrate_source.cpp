@@ -217,10 +217,15 @@ private:
         lt.socket_buffer = opts_.transport.socket_buffer_bytes;
         lt.socket_buffer_given = opts_.socket_buffer_given;
         report_.link_tuning = tune_link(lt);
-        if (auto& cc = report_.link_tuning.congestion_control; !cc.empty() && !congestion_control_usable(cc))
-            throw Error(cat("TCP congestion control '", cc, "' is not available on this host (",
-                            "/proc/sys/net/ipv4/tcp_available_congestion_control lists the loaded ones; as root "
-                            "`modprobe tcp_", cc, "` loads one); nothing was started"));
+        // A congestion control the user named is tried before anything
+        // starts (auto only ever picks one it has tried).
+        if (auto& cc = report_.link_tuning.congestion_control; !cc.empty() && opts_.congestion != kCongestionAuto) {
+            try {
+                require_congestion_control(cc);
+            } catch (const Error& e) {
+                throw Error(cat(e.what(), "; nothing was started"));
+            }
+        }
         rc.transport.congestion_control = report_.link_tuning.congestion_control;
         rc.transport.socket_buffer_bytes = report_.link_tuning.socket_buffer;
         log::info("data connections: ", report_.link_tuning.why);
