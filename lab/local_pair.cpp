@@ -219,6 +219,12 @@ RunResult LocalPair::migrate_rmig(const RmigRun& run) {
         if (r.error.empty()) r.error = r.report.value("error", "");
         const json& b = r.report["blackout"];
         if (b.is_object() && b["ms"].is_number()) r.rmig_blackout_ms = b["ms"].get<double>();
+    } else {
+        // No report: rmig stopped before writing one (a usage error, most
+        // likely); its log says why.
+        r.report = json::object();
+        if (r.error.empty())
+            r.error = cat("rmig migrate exited ", r.exit_code, " without a report (see ", dir_, "/migrate-", tag, ".log)");
     }
     r.ok = r.exit_code == 0;
     if (r.ok) measure_blackout(r);
