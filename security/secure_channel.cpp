@@ -21,8 +21,19 @@ std::span<const std::byte> bytes_of(const char* s, size_t n) { return {reinterpr
 
 std::string text_of(const std::vector<std::byte>& b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
 
+// The first control channel of a session opens it (TLS, which yields the
+// session secret); a control channel with an id of its own reopens the
+// session's control after its connection was lost, and proves itself with a
+// token like a data channel: the secret already exists and the data channels'
+// keys hang off it (docs/security.md).
+bool opens_session(const wire::Hello& h) { return h.kind == wire::ChannelKind::control && h.channel_id == 0; }
+
+// Control frames are always encrypted; data frames as the context says.
+bool sealed(const Context& ctx, const wire::Hello& h) { return ctx.encrypt() || h.kind == wire::ChannelKind::control; }
+
 std::string what_channel(const wire::Hello& h) {
-    return h.kind == wire::ChannelKind::control ? std::string("the control channel") : cat("channel ", h.channel_id);
+    if (h.kind != wire::ChannelKind::control) return cat("channel ", h.channel_id);
+    return h.channel_id == 0 ? std::string("the control channel") : cat("the control channel (reopened as ", h.channel_id, ")");
 }
 
 }  // namespace
@@ -182,7 +193,7 @@ std::unique_ptr<transport::Channel> secure_connected(std::unique_ptr<transport::
                                         "security/?); refusing to send anything over it"));
     if (bool(reply.caps & wire::kCapEncrypt) != ctx.encrypt())
         throw AuthError(cat(ch->name(), ": ", wire::to_string(wire::HelloStatus::security_mismatch)));
-    if (asked.kind == wire::ChannelKind::control) {
+    if (opens_session(asked)) {
         SessionSecret secret = authenticate_control(*ch, ctx, false, asked.session, timeout);
         auto lease = ctx.connected_sessions().add(asked.session, secret);
         log::debug(ch->name(), ": authenticated with ", ctx.describe());
@@ -213,7 +224,7 @@ std::unique_ptr<transport::Channel> secure_connected(std::unique_ptr<transport::
             throw AuthError(cat("channel authentication: ", e.what()));
         }
     }
-    if (!ctx.encrypt()) return ch;
+    if (!sealed(ctx, asked)) return ch;
     return std::make_unique<SecureChannel>(std::move(ch), *secret, asked.session, true, nullptr,
                                            ctx.config().seal_in_place);
 }
@@ -235,7 +246,7 @@ public:
         wire::Hello r = reply;
         r.caps = (r.caps & ~kAuthCaps) | wire::kCapAuth | (ctx_->encrypt() ? wire::kCapEncrypt : 0u);
         auto ch = inner_->accept(r);
-        if (asked.kind == wire::ChannelKind::control) {
+        if (opens_session(asked)) {
             std::shared_ptr<void> lease;
             SessionSecret secret = authenticate_control(
                 *ch, *ctx_, true, asked.session, timeout_,
@@ -246,7 +257,7 @@ public:
                                                    ctx_->config().seal_in_place);
         }
         SessionSecret secret = check_token(*ch, asked);
-        if (!ctx_->encrypt()) return ch;
+        if (!sealed(*ctx_, asked)) return ch;
         return std::make_unique<SecureChannel>(std::move(ch), secret, asked.session, false, nullptr,
                                                ctx_->config().seal_in_place);
     }
@@ -326,7 +337,7 @@ private:
         }
         if (!(h.caps & wire::kCapAuth)) return wire::HelloStatus::auth_required;
         if (bool(h.caps & wire::kCapEncrypt) != ctx_->encrypt()) return wire::HelloStatus::security_mismatch;
-        if (h.kind == wire::ChannelKind::data && !sessions_->known(h.session))
+        if (!opens_session(h) && !sessions_->known(h.session))
             return wire::HelloStatus::unknown_session;
         return std::nullopt;
     }

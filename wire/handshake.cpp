@@ -114,9 +114,9 @@ Hello decode_fields(uint16_t version, uint16_t status, uint8_t role, uint8_t kin
         // v1 defines no extensions; later versions may, and are refused by version.
         if (!reserved_zero)
             throw ProtocolError(cat("handshake from ", peer, ": reserved fields set in a v1 hello"));
-        if (h.kind == ChannelKind::control && h.channel_id != 0)
-            throw ProtocolError(cat("handshake from ", peer, ": control channel with id ",
-                                    h.channel_id, " (must be 0)"));
+        if (h.kind == ChannelKind::control && h.channel_id != 0 && h.channel_id < kReopenedControlIds)
+            throw ProtocolError(cat("handshake from ", peer, ": control channel with id ", h.channel_id,
+                                    " (must be 0, or from ", kReopenedControlIds, " when reopened)"));
         if (h.kind == ChannelKind::data && h.channel_id == 0)
             throw ProtocolError(cat("handshake from ", peer, ": data channel with id 0"));
     }

@@ -19,6 +19,11 @@ inline constexpr size_t kHelloSize = 64;
 enum class Role : uint8_t { source = 1, destination = 2 };
 enum class ChannelKind : uint8_t { control = 1, data = 2 };
 
+// A session's control channel is id 0. When its connection is lost (within
+// the reconnect grace) the source reopens it as a control channel with an id
+// from this range, a new one each time (each id keys its own encryption).
+inline constexpr uint32_t kReopenedControlIds = 0x80000000u;
+
 // Capability bits, negotiated as the intersection of both sides' sets.
 // Reserved now so later versions add them without changing the layout.
 enum Capability : uint32_t {

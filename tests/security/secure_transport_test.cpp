@@ -229,6 +229,49 @@ TEST(SecureTransport, DataChannelWithWrongTokenIsRefusedAndDeliversNothing) {
     EXPECT_THROW(h.get(), AuthError);
 }
 
+// A control channel whose connection was lost is reopened with an id of its
+// own: it proves itself with the session's token (no second TLS handshake,
+// whose secret would not match the data channels' keys) and is encrypted even
+// when data channels are not.
+TEST(SecureTransport, ReopenedControlChannelNeedsTheSessionsTokenAndIsAlwaysSealed) {
+    auto key = psk(1, /*encrypt=*/false);
+    Session s = open_session(key, key);
+    ASSERT_TRUE(s.server_control);
+    s.client_control->shutdown();  // the connection is gone; the session (its objects) lives on
+    auto attacker = psk(9, false);
+    security::SessionSecret guess;
+    std::memset(guess.data(), 0x42, guess.size());
+    auto lease = attacker->connected_sessions().add(s.id, guess);
+    auto f = accept_one(*s.listener);
+    auto msg = error_of<AuthError>([&] {
+        connect(s.listener->address(), hello(wire::ChannelKind::control, s.id, 0x80000001), opts(attacker));
+    });
+    EXPECT_NE(msg.find("wrong channel token"), std::string::npos) << msg;
+    EXPECT_THROW(f.get(), AuthError);
+
+    auto g = accept_one(*s.listener);
+    auto client = connect(s.listener->address(), hello(wire::ChannelKind::control, s.id, 0x80000001), opts(key));
+    auto server = g.get();
+    ASSERT_TRUE(server);
+    EXPECT_NE(dynamic_cast<security::SecureChannel*>(client.get()), nullptr) << "control frames are always sealed";
+    EXPECT_NE(dynamic_cast<security::SecureChannel*>(server.get()), nullptr);
+    expect_round_trip(*client, *server, 2000);
+
+    // Each id once; and a session nobody authenticated is refused at the hello.
+    auto h = accept_one(*s.listener);
+    msg = error_of<AuthError>([&] {
+        connect(s.listener->address(), hello(wire::ChannelKind::control, s.id, 0x80000001), opts(key));
+    });
+    EXPECT_NE(msg.find("already connected"), std::string::npos) << msg;
+    EXPECT_THROW(h.get(), AuthError);
+    wire::Hello stranger = hello(wire::ChannelKind::control, wire::random_session_id(), 0x80000001);
+    stranger.caps = wire::kCapAuth;
+    auto i = accept_one(*s.listener, 300);
+    msg = error_of([&] { connect(s.listener->address(), stranger, Opts{}); });
+    EXPECT_NE(msg.find("unknown session"), std::string::npos) << msg;
+    EXPECT_EQ(i.get(), nullptr);
+}
+
 TEST(SecureTransport, SilentPeerTimesOutTheHandshake) {
     auto l = listen("tcp:127.0.0.1:0", opts(psk(1), 500));
     auto f = accept_one(*l);

@@ -77,6 +77,8 @@ TEST(Handshake, ChannelIdsMustMatchKind) {
     Hello h = sample();
     h.kind = ChannelKind::control;
     expect_refused(encode_hello(h, false), false, "control channel with id 2");
+    h.channel_id = kReopenedControlIds + 3;  // a reopened control channel
+    EXPECT_EQ(decode_hello(encode_hello(h, false), false, "peer").channel_id, kReopenedControlIds + 3);
     h = sample();
     h.channel_id = 0;
     expect_refused(encode_hello(h, false), false, "data channel with id 0");
