@@ -40,6 +40,7 @@ Forwarder::Forwarder(std::string label, int from, int to, PacketScheduler schedu
         for (size_t size : {size_t{16} << 10, size_t{32} << 10, size_t{65536 + 256}})
             if (size > class_size_.back()) class_size_.push_back(size);
     free_.resize(class_size_.size());
+    if (scheduler_.shape().has_reset_outage()) firewall_.emplace();
     scratch_.resize(class_size_.back());
     stop_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!stop_) throw_errno(cat("forwarder ", label_, ": eventfd"));
@@ -62,6 +63,8 @@ DirectionStats Forwarder::stats() const {
     s.dropped_queue = r(dropped_queue_);
     s.dropped_loss = r(dropped_loss_);
     s.dropped_outage = r(dropped_outage_);
+    s.dropped_reset = r(dropped_reset_);
+    s.resets_sent = r(resets_sent_);
     s.dropped_overflow = r(dropped_overflow_);
     s.write_errors = r(write_errors_);
     s.reads = r(reads_);
@@ -170,6 +173,19 @@ void Forwarder::schedule(uint32_t buffer, size_t len) {
     bump(packets_in_, s.count);
     bump(bytes_in_, s.total_wire_bytes());
     const Nanos now = monotonic_now();
+    // The middlebox sits where the path starts: while the path is down the
+    // packet is the outage's (below); a forgotten connection's packet is
+    // dropped whole, before the model takes its share of anything.
+    if (firewall_ && !scheduler_.down(now)) {
+        const size_t hdr = offload_ ? kVnetHdrLen : 0;
+        FirewallVerdict v = firewall_->check(data + hdr, len - hdr, scheduler_.resets_ended(now));
+        if (v != FirewallVerdict::pass) {
+            bump(dropped_reset_, s.count);
+            if (v == FirewallVerdict::drop_reset) send_reset(data + hdr, len - hdr);
+            give_back(buffer);
+            return;
+        }
+    }
     bool source_taken = false;
     Run run;
     auto close = [&] {
@@ -204,6 +220,21 @@ void Forwarder::schedule(uint32_t buffer, size_t len) {
     }
     close();
     if (!source_taken) give_back(buffer);
+}
+
+void Forwarder::send_reset(const unsigned char* ip, size_t len) {
+    auto p = parse_tcp(ip, len);
+    if (!p) return;
+    // With offloads every packet written carries a vnet header: all zero, no
+    // GSO and no NEEDS_CSUM, since both checksums are complete.
+    unsigned char out[kVnetHdrLen + kResetLen] = {};
+    const size_t hdr = offload_ ? kVnetHdrLen : 0;
+    build_reset(*p, out + hdr);
+    ssize_t n = ::write(from_, out, hdr + kResetLen);
+    if (n == static_cast<ssize_t>(hdr + kResetLen))
+        bump(resets_sent_);
+    else
+        log::warn("forwarder ", label_, ": writing a reset back: ", n < 0 ? std::strerror(errno) : "short write");
 }
 
 void Forwarder::deliver_due(Nanos now) {

@@ -22,11 +22,18 @@
 // its segments' release times would spread over more than kRunSpan (they
 // are then delivered together at the last one's time, as a NIC's interrupt
 // moderation and GRO would).
+//
+// A shape with reset outages (link_shape.hpp) gives the forwarder a
+// ConnectionFirewall (reset_firewall.hpp): while the path is up, each packet
+// read is checked before the model sees it, and one of a connection the path
+// has forgotten is dropped whole (a TSO packet once) and answered with a
+// reset written back into the device it came from.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <queue>
 #include <string>
 #include <thread>
@@ -34,6 +41,7 @@
 
 #include "common/unique_fd.hpp"
 #include "lab/wan/packet_scheduler.hpp"
+#include "lab/wan/reset_firewall.hpp"
 #include "lab/wan/tcp_segments.hpp"
 
 namespace rmig::wan {
@@ -51,11 +59,18 @@ size_t held_bytes_bound(const LinkShape& shape);
 // with or without offloads; `reads` and `writes` count what crossed the
 // devices (one TSO packet: one read, many segments). Every segment read is
 // forwarded, dropped for one reason, or still held:
-//   packets_in = packets_out + dropped_* + write_errors + (segments held).
+//   packets_in = packets_out + dropped_queue + dropped_loss + dropped_outage
+//                + dropped_reset + dropped_overflow + write_errors + (segments held).
+// `resets_sent` is not in the sum: resets the emulator made (one per packet
+// dropped as reset, a TSO packet counting once, none for a dropped reset),
+// written back to the near side, not segments that were read.
 struct DirectionStats {
     uint64_t packets_in = 0, bytes_in = 0;
     uint64_t packets_out = 0, bytes_out = 0;  // written to the far side
     uint64_t dropped_queue = 0, dropped_loss = 0, dropped_outage = 0;
+    // A reset outage has ended and the segment's connection started before:
+    // forgotten by the path (reset_firewall.hpp).
+    uint64_t dropped_reset = 0, resets_sent = 0;
     // The emulator's own limits, not the shape's: more bytes held than its
     // memory bound allows, or segments the far side's TUN refused.
     uint64_t dropped_overflow = 0, write_errors = 0;
@@ -110,6 +125,8 @@ private:
     void hold(uint32_t buffer, size_t length, const Run& run);
     void hold_run(uint32_t source, const Segments& s, const Run& run, bool& source_taken);
     void deliver_due(Nanos now);
+    // Writes the reset answering `ip` (an IPv4 packet) into `from_`.
+    void send_reset(const unsigned char* ip, size_t len);
     // The smallest class that holds `bytes`; -1 if that would go over the bound.
     int take_buffer(size_t bytes);
     void give_back(uint32_t buffer);
@@ -121,6 +138,7 @@ private:
     std::string label_;
     int from_, to_;
     PacketScheduler scheduler_;
+    std::optional<ConnectionFirewall> firewall_;  // only with reset outages
     bool offload_;
     Nanos coalesce_;
     size_t max_held_bytes_;
@@ -137,6 +155,7 @@ private:
 
     std::atomic<uint64_t> packets_in_{0}, bytes_in_{0}, packets_out_{0}, bytes_out_{0};
     std::atomic<uint64_t> dropped_queue_{0}, dropped_loss_{0}, dropped_outage_{0};
+    std::atomic<uint64_t> dropped_reset_{0}, resets_sent_{0};
     std::atomic<uint64_t> dropped_overflow_{0}, write_errors_{0}, reads_{0}, writes_{0}, held_count_{0};
     std::atomic<uint64_t> buffer_bytes_{0};
 

@@ -71,6 +71,16 @@ bool Outage::overlaps(Nanos from, Nanos to) const {
     return begin + every <= to;
 }
 
+uint64_t Outage::ended(Nanos since_start) const {
+    if (length <= Nanos::zero() || since_start < at + length) return 0;
+    if (every <= Nanos::zero()) return 1;
+    return static_cast<uint64_t>((since_start - at - length) / every) + 1;
+}
+
+bool LinkShape::has_reset_outage() const {
+    return std::any_of(outages.begin(), outages.end(), [](const Outage& o) { return o.reset; });
+}
+
 uint64_t LinkShape::queue_limit() const {
     if (queue_bytes) return queue_bytes;
     auto bytes_in = [&](Nanos t) {
@@ -98,6 +108,7 @@ std::string LinkShape::describe() const {
     for (const auto& o : outages) {
         s += cat(", outage at ", format_duration(o.at), " for ", format_duration(o.length));
         if (o.every > Nanos::zero()) s += cat(" every ", format_duration(o.every));
+        if (o.reset) s += " resetting connections";
     }
     return s;
 }
@@ -192,11 +203,21 @@ Reorder parse_reorder(const std::string& text, const std::string& what) {
 
 std::vector<Outage> parse_outages(const std::string& text, const std::string& what) {
     std::vector<Outage> out;
-    const std::string hint = "give AT+LEN[/EVERY] in seconds or with units, like 10+2, 1.5s+500ms or 10+2/30";
-    for (const auto& item : split(text, ',')) {
-        if (item.empty()) continue;  // "10+2," or a joined empty list
+    const std::string hint =
+        "give AT+LEN[/EVERY][:reset] in seconds or with units, like 10+2, 1.5s+500ms, 10+2/30 or 8+10:reset";
+    for (const auto& given : split(text, ',')) {
+        if (given.empty()) continue;  // "10+2," or a joined empty list
+        std::string item = given;
+        bool reset = false;
+        if (auto colon = item.find(':'); colon != std::string::npos) {
+            if (lower(item.substr(colon + 1)) != "reset")
+                throw UsageError(cat(what, " '", given, "': unknown option '", item.substr(colon + 1),
+                                     "' after ':' (only 'reset': the path forgets its connections)"));
+            reset = true;
+            item.resize(colon);
+        }
         auto plus = item.find('+');
-        if (plus == std::string::npos) throw UsageError(cat(what, " '", item, "': ", hint));
+        if (plus == std::string::npos) throw UsageError(cat(what, " '", given, "': ", hint));
         std::string len = item.substr(plus + 1), every;
         if (auto slash = len.find('/'); slash != std::string::npos) {
             every = len.substr(slash + 1);
@@ -204,12 +225,13 @@ std::vector<Outage> parse_outages(const std::string& text, const std::string& wh
         }
         const Nanos seconds = std::chrono::seconds(1);
         Outage o;
+        o.reset = reset;
         o.at = parse_duration(item.substr(0, plus), cat(what, " (start)"), seconds);
         o.length = parse_duration(len, cat(what, " (length)"), seconds);
         if (!every.empty()) o.every = parse_duration(every, cat(what, " (period)"), seconds);
-        if (o.length <= Nanos::zero()) throw UsageError(cat(what, " '", item, "': the length must be above 0"));
+        if (o.length <= Nanos::zero()) throw UsageError(cat(what, " '", given, "': the length must be above 0"));
         if (!every.empty() && o.every <= o.length)
-            throw UsageError(cat(what, " '", item, "': the period must be longer than the outage"));
+            throw UsageError(cat(what, " '", given, "': the period must be longer than the outage"));
         out.push_back(o);
     }
     return out;

@@ -1,7 +1,7 @@
 // The shape of one direction of an emulated WAN path (delay, bottleneck rate
 // and queue, random and burst loss, reordering, outages) and the parsers for
 // the values rmig-wan takes on its command line ("25ms", "1gbit", "0.1%",
-// "10+2/30", "delay=25ms,rate=500mbit,...").
+// "10+2/30", "8+10:reset", "delay=25ms,rate=500mbit,...").
 //
 // Percentages are percent with or without the sign ("0.1%" == "0.1"), as
 // netem writes them. Rates are bits per second with tc's bit suffixes; tc's
@@ -41,13 +41,21 @@ struct Reorder {
 
 // The path is down from `at` for `length` (counted from the moment the link
 // comes up), and again every `every` after that if `every` is not zero.
+// `reset`: a stateful middlebox on the path (firewall, NAT) fails over
+// without its connection table; once each occurrence ends, the path answers
+// packets of connections it did not see start with a TCP reset
+// (reset_firewall.hpp). Otherwise the outage is silent.
 struct Outage {
     Nanos at{0};
     Nanos length{0};
     Nanos every{0};
+    bool reset = false;
     bool covers(Nanos since_start) const;
     // Down at any moment in [from, to] (both counted from the start)?
     bool overlaps(Nanos from, Nanos to) const;
+    // How many occurrences have ended by `since_start` (an occurrence ends at
+    // its start + length: from that moment on it counts).
+    uint64_t ended(Nanos since_start) const;
 };
 
 // Without a queue setting, the bottleneck queue holds one bandwidth-delay
@@ -66,6 +74,7 @@ struct LinkShape {
     Reorder reorder;
     std::vector<Outage> outages;  // shared by both directions of the path
 
+    bool has_reset_outage() const;
     // The drop-tail bound in bytes (meaningful only with a rate).
     uint64_t queue_limit() const;
     // How the bound was chosen: "given", "100ms of rate", "BDP", "minimum".
@@ -94,7 +103,8 @@ double parse_percent(const std::string& text, const std::string& what);
 GilbertElliott parse_burst_loss(const std::string& text, const std::string& what);
 // "P[:GAP]": a percentage and a signed duration.
 Reorder parse_reorder(const std::string& text, const std::string& what);
-// "AT+LEN[/EVERY][,AT+LEN...]" in seconds or with units ("10+2", "1.5s+500ms/30s").
+// "AT+LEN[/EVERY][:reset][,AT+LEN...]" in seconds or with units ("10+2",
+// "1.5s+500ms/30s", "8+10:reset").
 std::vector<Outage> parse_outages(const std::string& text, const std::string& what);
 // Bytes ("150000", "64K", "4M") or time at the rate ("100ms"); sets one of the
 // shape's two queue fields and clears the other.

@@ -30,6 +30,13 @@ bool PacketScheduler::down(Nanos now) const {
                        [&](const Outage& o) { return o.covers(now - start_); });
 }
 
+uint64_t PacketScheduler::resets_ended(Nanos now) const {
+    uint64_t n = 0;
+    for (const Outage& o : shape_.outages)
+        if (o.reset) n += o.ended(now - start_);
+    return n;
+}
+
 bool PacketScheduler::down_during(Nanos from, Nanos to) const {
     return std::any_of(shape_.outages.begin(), shape_.outages.end(),
                        [&](const Outage& o) { return o.overlaps(from - start_, to - start_); });

@@ -18,6 +18,10 @@
 //      bottleneck survive an outage that ends before their turn comes.
 // The caller holds forwarded packets and hands each to the far side at its
 // release time; releases are in arrival order unless reordering is on.
+// Outages marked `reset` also make the path forget its connections when
+// they end: the scheduler says how many such ends have passed
+// (resets_ended), the caller's ConnectionFirewall (reset_firewall.hpp)
+// acts on it.
 #pragma once
 
 #include <cstddef>
@@ -47,6 +51,9 @@ public:
     // Bytes in the bottleneck queue (not yet serialized) at `now`.
     uint64_t backlog(Nanos now) const;
     bool down(Nanos now) const;
+    // Occurrences of reset outages that have ended by `now`, all outages
+    // together: each time it grows, the path has forgotten every connection.
+    uint64_t resets_ended(Nanos now) const;
     const LinkShape& shape() const { return shape_; }
 
 private:

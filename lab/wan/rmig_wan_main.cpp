@@ -37,8 +37,9 @@ void print_counters(const WanLink& link) {
         for (auto [dir, d] : {std::pair{"a->b", s.a_to_b}, std::pair{"b->a", s.b_to_a}})
             std::cout << cat("  path ", i + 1, " ", dir, ": in ", d.packets_in, " packets (", d.bytes_in,
                              " bytes), out ", d.packets_out, " (", d.bytes_out, " bytes); dropped: queue ",
-                             d.dropped_queue, ", loss ", d.dropped_loss, ", outage ", d.dropped_outage, ", overflow ",
-                             d.dropped_overflow, "; write errors ", d.write_errors, "\n");
+                             d.dropped_queue, ", loss ", d.dropped_loss, ", outage ", d.dropped_outage, ", reset ",
+                             d.dropped_reset, ", overflow ", d.dropped_overflow, "; write errors ", d.write_errors,
+                             "; resets sent back ", d.resets_sent, "\n");
         std::cout << cat("  path ", i + 1, " TUN devices dropped: a->b ", s.device_in_a_to_b, " in, ",
                          s.device_out_a_to_b, " out; b->a ", s.device_in_b_to_a, " in, ", s.device_out_b_to_a,
                          " out\n");

@@ -74,6 +74,8 @@ nlohmann::json to_json(const DirectionStats& s) {
             {"dropped_queue", s.dropped_queue},
             {"dropped_loss", s.dropped_loss},
             {"dropped_outage", s.dropped_outage},
+            {"dropped_reset", s.dropped_reset},
+            {"resets_sent", s.resets_sent},
             {"dropped_overflow", s.dropped_overflow},
             {"write_errors", s.write_errors},
             {"reads", s.reads},
@@ -89,7 +91,8 @@ double ms(Nanos d) {
 nlohmann::json to_json(const LinkShape& s) {
     nlohmann::json outages = nlohmann::json::array();
     for (const auto& o : s.outages)
-        outages.push_back({{"at_ms", ms(o.at)}, {"length_ms", ms(o.length)}, {"every_ms", ms(o.every)}});
+        outages.push_back(
+            {{"at_ms", ms(o.at)}, {"length_ms", ms(o.length)}, {"every_ms", ms(o.every)}, {"reset", o.reset}});
     return {{"delay_ms", ms(s.delay)},
             {"rtt_ms", 2 * ms(s.delay)},
             {"rate_bps", s.rate_bps},

@@ -51,10 +51,11 @@ std::span<const OptionSpec> shape_options() {
          .help = "a share of packets gets GAP more delay (negative: less), so others overtake it",
          .default_note = "off; GAP 1ms"},
         {.name = "outage",
-         .metavar = "AT+LEN[/EVERY]",
+         .metavar = "AT+LEN[/EVERY][:reset]",
          .help = "the path is down (everything dropped, both directions) from AT for LEN, seconds from when the "
                  "link is up (or with units), repeating every EVERY if given; repeat the option or separate with "
-                 "commas for more",
+                 "commas for more. :reset: the path also forgets its connections (a firewall failing over): once "
+                 "it is back, packets of connections opened before are dropped and answered with a TCP reset",
          .default_note = "none"},
         {.name = "subnet",
          .metavar = "CIDR",
@@ -63,8 +64,8 @@ std::span<const OptionSpec> shape_options() {
         {.name = "path2",
          .metavar = "SPEC",
          .help = "a second path (device wan1) with its own shape: comma-separated delay=, rate=, queue=, loss=, "
-                 "burst-loss=, reorder=, outage= (repeatable), subnet= (default 10.201.1.0/24); unset keys mean "
-                 "no delay, unlimited, no loss",
+                 "burst-loss=, reorder=, outage= (repeatable, :reset too), subnet= (default 10.201.1.0/24); "
+                 "unset keys mean no delay, unlimited, no loss",
          .default_note = "none"},
     };
     return kOptions;
@@ -155,7 +156,8 @@ std::vector<std::string> merge_outages(const std::vector<std::string>& argv) {
         const std::string& a = argv[i];
         std::string value;
         if (a == "--outage") {
-            if (i + 1 >= argv.size()) throw UsageError("option --outage needs a value: --outage AT+LEN[/EVERY]");
+            if (i + 1 >= argv.size())
+                throw UsageError("option --outage needs a value: --outage AT+LEN[/EVERY][:reset]");
             value = argv[++i];
         } else if (a.rfind("--outage=", 0) == 0) {
             value = a.substr(9);

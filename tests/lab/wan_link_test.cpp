@@ -1,8 +1,9 @@
 // The WAN emulator end to end, with the real kernel path: two network
 // namespaces joined by TUN devices and rmig-wan's forwarders, measured from
 // inside the namespaces with ping and iperf3 (kernel TCP). RTT, throughput
-// at a set rate, loss, an outage in both directions, the second path, and the
-// rmig-wan program itself (ready file, counters, exit codes, clean-up).
+// at a set rate, loss, an outage in both directions, an outage that resets
+// connections and one that does not, the second path, and the rmig-wan
+// program itself (ready file, counters, exit codes, clean-up).
 //
 // Needs root and /dev/net/tun (skipped otherwise, saying which); ping
 // (iputils-ping) and iperf3 must be installed (scripts/deps.sh). Every child
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -455,6 +457,128 @@ Transfer transfer(const WanLink& link, uint64_t bytes, int port) {
     return t;
 }
 
+// A TCP connection from A to B through an outage of the link: opened before
+// it and written to in small pieces every 20 ms until a write fails or until
+// `until` seconds after the link came up; then a new connection carrying
+// 1 MiB. Every wait bounded.
+struct ThroughOutage {
+    int old_errno = 0;            // what ended the old connection's writes; 0: nothing did
+    double failed_at = 0;         // when, seconds after the link came up
+    uint64_t old_received = 0;    // at B
+    double last_old_byte_at = 0;  // when B last read from the old connection
+    uint64_t new_received = 0;
+    std::string error;
+};
+
+ThroughOutage through_outage(const WanLink& link, int port, double until) {
+    ThroughOutage r;
+    const uint64_t new_bytes = 1u << 20;
+    std::atomic<bool> give_up{false};
+    std::promise<void> listening;
+    auto ready = listening.get_future();
+    std::string receive_error, send_error;
+    std::thread receiver = in_namespace(link.ns_b(), [&] {
+        UniqueFd l(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        int one = 1;
+        ::setsockopt(l.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(static_cast<uint16_t>(port));
+        ::inet_pton(AF_INET, link.address_b(0).c_str(), &a.sin_addr);
+        if (::bind(l.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 || ::listen(l.get(), 4) < 0) {
+            receive_error = cat("receiver: bind/listen: ", std::strerror(errno));
+            listening.set_value();
+            return;
+        }
+        listening.set_value();
+        UniqueFd conns[2];
+        int accepted = 0;
+        const double deadline = until + 15;
+        std::vector<unsigned char> buf(1 << 16);
+        while (!give_up && link.seconds_up() < deadline) {
+            pollfd fds[3] = {{l.get(), POLLIN, 0}, {conns[0].get(), POLLIN, 0}, {conns[1].get(), POLLIN, 0}};
+            if (::poll(fds, 3, 100) <= 0) continue;
+            if ((fds[0].revents & POLLIN) && accepted < 2)
+                conns[accepted++] = UniqueFd(::accept4(l.get(), nullptr, nullptr, SOCK_CLOEXEC));
+            for (int i = 0; i < 2; ++i) {
+                if (!(fds[i + 1].revents & (POLLIN | POLLERR | POLLHUP))) continue;
+                ssize_t n = ::read(conns[i].get(), buf.data(), buf.size());
+                if (n > 0 && i == 0) {
+                    r.old_received += static_cast<uint64_t>(n);
+                    r.last_old_byte_at = link.seconds_up();
+                } else if (n > 0) {
+                    r.new_received += static_cast<uint64_t>(n);
+                } else if (i == 1) {
+                    if (n < 0) receive_error = cat("receiver: new connection: ", std::strerror(errno));
+                    return;  // the new connection is done: so is the test
+                } else {
+                    conns[0] = UniqueFd();  // the old one ended (it never should: B is not told)
+                }
+            }
+        }
+        if (!give_up) receive_error = "receiver: the new connection did not end in time";
+    });
+    ready.wait();
+    auto connect_to_b = [&](UniqueFd& s) {
+        s = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        set_timeouts(s.get(), 5s);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(static_cast<uint16_t>(port));
+        ::inet_pton(AF_INET, link.address_b(0).c_str(), &a.sin_addr);
+        return ::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    };
+    std::thread sender = in_namespace(link.ns_a(), [&] {
+        UniqueFd old;
+        if (!connect_to_b(old)) {
+            send_error = cat("sender: connect before the outage: ", std::strerror(errno));
+            return;
+        }
+        const std::vector<unsigned char> piece(100, 'o');
+        while (link.seconds_up() < until) {
+            if (::send(old.get(), piece.data(), piece.size(), MSG_NOSIGNAL) < 0) {
+                r.old_errno = errno;
+                r.failed_at = link.seconds_up();
+                break;
+            }
+            std::this_thread::sleep_for(20ms);
+        }
+        UniqueFd fresh;
+        if (!connect_to_b(fresh)) {
+            send_error = cat("sender: connect after the outage: ", std::strerror(errno));
+            return;
+        }
+        std::vector<unsigned char> buf(new_bytes, 'n');
+        for (size_t off = 0; off < buf.size();) {
+            ssize_t w = ::send(fresh.get(), buf.data() + off, buf.size() - off, MSG_NOSIGNAL);
+            if (w <= 0) {
+                send_error = cat("sender: new connection, write at ", off, ": ", std::strerror(errno));
+                return;
+            }
+            off += static_cast<size_t>(w);
+        }
+        ::shutdown(fresh.get(), SHUT_WR);
+    });
+    sender.join();
+    if (!send_error.empty()) give_up = true;  // the receiver stops waiting for a connection that is not coming
+    receiver.join();
+    r.error = !send_error.empty() ? send_error : receive_error;
+    return r;
+}
+
+// Every segment accounted for once the last ones have left (bounded wait).
+PathStats settled_stats(const WanLink& link) {
+    PathStats s = link.stats(0);
+    for (int i = 0; i < 100 && (s.a_to_b.held || s.b_to_a.held); ++i) {
+        std::this_thread::sleep_for(10ms);
+        s = link.stats(0);
+    }
+    for (const DirectionStats* d : {&s.a_to_b, &s.b_to_a})
+        EXPECT_EQ(d->packets_in, d->packets_out + d->dropped_queue + d->dropped_loss + d->dropped_outage +
+                                     d->dropped_reset + d->dropped_overflow + d->write_errors);
+    return s;
+}
+
 }  // namespace
 
 // Kernel TCP's own checks (and its checksums, which offloaded segments skip
@@ -500,6 +624,61 @@ TEST_P(WanLinkData, EveryByteArrivesThroughLossAndReordering) {
 
 INSTANTIATE_TEST_SUITE_P(Offload, WanLinkData, ::testing::Bool(), [](const auto& p) { return p.param ? "On" : "Off"; });
 
+// A reset outage (a firewall failing over without its connection table): a
+// connection opened before it is reset by the path once the path is back,
+// and the sender's kernel takes the reset at once (ECONNRESET, then EPIPE);
+// a connection opened after it carries data. With offload on and off: the
+// reset written back has a vnet header or none.
+class WanLinkResetOutage : public ::testing::TestWithParam<bool> {};
+
+TEST_P(WanLinkResetOutage, OldConnectionIsResetNewOneCarriesData) {
+    SKIP_UNLESS_ROOT_AND_TUN();
+    const bool offload = GetParam();
+    WanConfig c = config(offload ? "reset-tso" : "reset", "delay=5ms,outage=1+1:reset");  // down 1 s to 2 s
+    c.offload = offload;
+    WanLink link(c);
+    ThroughOutage t = through_outage(link, offload ? 5303 : 5304, 2.0 + 5);  // reset within 5 s of the end
+    PathStats s = settled_stats(link);
+    std::cout << (offload ? "offload on" : "offload off") << ": old connection failed at " << t.failed_at << " s ("
+              << std::strerror(t.old_errno) << ") after " << t.old_received << " bytes; new one carried "
+              << t.new_received << "; a->b dropped " << s.a_to_b.dropped_reset << " as reset, sent "
+              << s.a_to_b.resets_sent << " resets back; b->a " << s.b_to_a.dropped_reset << ", " << s.b_to_a.resets_sent
+              << "\n";
+    EXPECT_EQ(t.error, "");
+    EXPECT_TRUE(t.old_errno == ECONNRESET || t.old_errno == EPIPE)
+        << "the old connection's writes ended with '" << std::strerror(t.old_errno) << "' (errno " << t.old_errno
+        << "; 0: not within 5 s of the outage's end)";
+    EXPECT_GE(t.failed_at, 2.0) << "reset before the path was back";
+    EXPECT_GT(t.old_received, 0u);  // it did work before the outage
+    EXPECT_EQ(t.new_received, 1u << 20);
+    EXPECT_GT(s.a_to_b.resets_sent, 0u);
+    EXPECT_GE(s.a_to_b.dropped_reset, s.a_to_b.resets_sent);
+    EXPECT_GT(s.a_to_b.dropped_outage + s.b_to_a.dropped_outage, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Offload, WanLinkResetOutage, ::testing::Bool(),
+                         [](const auto& p) { return p.param ? "On" : "Off"; });
+
+// The same outage without :reset is silent: the old connection pauses and
+// goes on (TCP retransmits), nothing is reset.
+TEST(WanLink, SilentOutageResetsNothing) {
+    SKIP_UNLESS_ROOT_AND_TUN();
+    WanLink link(config("silent", "delay=5ms,outage=1+1"));
+    ThroughOutage t = through_outage(link, 5305, 4.5);
+    PathStats s = settled_stats(link);
+    std::cout << "old connection: " << t.old_received << " bytes, the last at " << t.last_old_byte_at
+              << " s; new one carried " << t.new_received << "\n";
+    EXPECT_EQ(t.error, "");
+    EXPECT_EQ(t.old_errno, 0) << std::strerror(t.old_errno) << " at " << t.failed_at << " s";
+    EXPECT_GT(t.last_old_byte_at, 2.5) << "the old connection carried nothing after the outage";
+    EXPECT_EQ(t.new_received, 1u << 20);
+    EXPECT_GT(s.a_to_b.dropped_outage, 0u);
+    for (const DirectionStats* d : {&s.a_to_b, &s.b_to_a}) {
+        EXPECT_EQ(d->dropped_reset, 0u);
+        EXPECT_EQ(d->resets_sent, 0u);
+    }
+}
+
 TEST(RmigWan, UpWritesTheReadyFileForwardsPrintsCountersAndCleansUp) {
     SKIP_UNLESS_ROOT_AND_TUN();
     require_tools();
@@ -510,7 +689,7 @@ TEST(RmigWan, UpWritesTheReadyFileForwardsPrintsCountersAndCleansUp) {
     ASSERT_TRUE(NetNamespace::exists(name + "-a"));
 
     Process up({kRmigWan, "up", "--name", name, "--delay", "2ms", "--rate", "100mbit", "--path2", "delay=4ms", "--cc",
-                "bbr", "--ready-file", ready, "--json", "--duration", "30"},
+                "bbr", "--outage", "600+1:reset", "--ready-file", ready, "--json", "--duration", "30"},
                {dir.path() + "/up.out", dir.path() + "/up.err"});
     struct Guard {  // whatever happens below, no process or namespace outlives the test
         Process& p;
@@ -531,6 +710,9 @@ TEST(RmigWan, UpWritesTheReadyFileForwardsPrintsCountersAndCleansUp) {
     EXPECT_EQ(r["paths"][0]["b"], "10.201.0.2");
     EXPECT_EQ(r["paths"][1]["b"], "10.201.1.2");
     EXPECT_EQ(r["paths"][0]["shape"]["rate_bps"], 100000000u);
+    ASSERT_EQ(r["paths"][0]["shape"]["outages"].size(), 1u);
+    EXPECT_EQ(r["paths"][0]["shape"]["outages"][0]["reset"], true);
+    EXPECT_NE(r["paths"][0]["shape"]["text"].get<std::string>().find("resetting connections"), std::string::npos);
     EXPECT_EQ(r["congestion_control"], "bbr");
 
     Ran ping = run_in(dir, r["namespaces"]["a"],
@@ -553,6 +735,8 @@ TEST(RmigWan, UpWritesTheReadyFileForwardsPrintsCountersAndCleansUp) {
     ASSERT_FALSE(counters.is_discarded()) << slurp(dir.path() + "/up.out");
     EXPECT_GE(counters["paths"][0]["a_to_b"]["packets_out"].get<uint64_t>(), 3u);
     EXPECT_GE(counters["paths"][0]["b_to_a"]["packets_out"].get<uint64_t>(), 3u);
+    EXPECT_EQ(counters["paths"][0]["a_to_b"]["resets_sent"], 0u);  // the reset outage was not due yet
+    EXPECT_EQ(counters["paths"][0]["a_to_b"]["dropped_reset"], 0u);
     EXPECT_FALSE(NetNamespace::exists(name + "-a"));
     EXPECT_FALSE(NetNamespace::exists(name + "-b"));
     EXPECT_FALSE(std::filesystem::exists(ready));
@@ -569,6 +753,7 @@ TEST(RmigWan, BadArgumentsExitTwoAndSayWhy) {
              {{"up", "--name", "x", "--rate", "1gbps"}, "ambiguous"},
              {{"up", "--name", "x", "--loss", "150%"}, "percentage from 0 to 100"},
              {{"up", "--name", "x", "--outage", "5"}, "AT+LEN"},
+             {{"up", "--name", "x", "--outage", "5+1:rst"}, "only 'reset'"},
              {{"up", "--name", "x", "--path2", "delay=5ms,jitter=1ms"}, "unknown setting 'jitter'"},
              {{"up", "--name", "x", "--subnet", "10.201.1.0/24", "--path2", "delay=1ms"}, "overlaps"},
              {{"up", "--name", "bad/name"}, "link name"},
