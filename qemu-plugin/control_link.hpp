@@ -2,8 +2,15 @@
 // the destination sends -- answers to our requests, its delivery reports, an
 // abort -- so that an abort is acted on at once even while a data channel is
 // blocked, and rmig always knows how much the destination has taken in.
+//
+// With a reconnect grace (resume_with), a lost connection is not a lost link:
+// the reader reopens it (a new control channel of the same session,
+// authenticated by the session's token) and sends the request being asked
+// again. Requests carry a sequence number, so the destination answers a
+// repeated one from its cache instead of doing it twice (docs/flows.md).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -14,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -35,6 +43,13 @@ public:
     // for this long -> the link is taken for stalled and shut down.
     ControlLink(std::unique_ptr<transport::Channel> channel, std::chrono::milliseconds stall_timeout);
     ~ControlLink();
+
+    // Opens a new control channel of the session (throws on failure).
+    using Reopen = std::function<std::unique_ptr<transport::Channel>()>;
+    // From now on a lost connection is reopened, tried every 250 ms for up to
+    // `grace`; only then is the link lost. A destination's abort is final.
+    void resume_with(Reopen reopen, std::chrono::milliseconds grace);
+    uint32_t reopened() const;  // connections replaced so far
     ControlLink(const ControlLink&) = delete;
     ControlLink& operator=(const ControlLink&) = delete;
 
@@ -67,9 +82,25 @@ private:
     void subscribe(std::function<void(const std::string&)>& slot, const std::optional<std::string>& seen,
                    std::function<void(const std::string&)> fn);
     void read_loop();
+    void read_messages();
+    // The connection broke with `why`: reopens it within the grace; false if
+    // not resumable, shutting down, or the grace ran out.
+    bool reopen(const std::string& why);
+    void send(const nlohmann::json& msg);
 
-    std::unique_ptr<transport::Channel> channel_;
+    // Every connection this link used, the current one last: a lost one is
+    // kept (shut down) because the session's secret, which the reopened
+    // channels and new data channels authenticate with, lives as long as the
+    // first control channel does.
+    std::vector<std::unique_ptr<transport::Channel>> channels_;  // guarded by mutex_
+    std::atomic<transport::Channel*> channel_;
     std::chrono::milliseconds stall_timeout_;
+    Reopen reopen_;                     // guarded by mutex_
+    std::chrono::milliseconds grace_{0};
+    std::atomic<bool> closing_{false}, reopening_{false};
+    uint32_t reopened_ = 0;
+    uint64_t seq_ = 0;                       // the last request's number
+    std::optional<nlohmann::json> pending_;  // the request waiting for its answer
     mutable std::mutex mutex_;
     std::condition_variable cv_;
     std::deque<nlohmann::json> answers_;

@@ -52,6 +52,7 @@ json SourceReport::to_json() const {
                         {"paths", paths},
                         {"reconnect_grace_ms", reconnect_grace.count()},
                         {"reconnects", sums.reconnects},
+                        {"control_reopened", control_reopened},
                         {"resent_bytes", sums.resent}};
     return {{"outcome", to_string(outcome)},
             {"error", error},
@@ -179,6 +180,9 @@ private:
                              {"delivery_reports", true},
                              {"flows", {{"window_bytes", opts_.window_bytes},
                                         {"grace_ms", opts_.reconnect_grace.count()}}}});
+        // The destination keeps the session for the grace now: a lost
+        // control connection is reopened, like a flow.
+        if (opts_.reconnect_grace.count() > 0) link_->resume_with([this] { return reopen_control(); }, opts_.reconnect_grace);
         apply_settings(*qmp_, want, Side::source);
         report_.settings = read_settings(*qmp_);
         if (opts_.qemu_downtime_limit_ms)
@@ -260,6 +264,7 @@ private:
             log::warn("relay channels still open after the destination confirmed: ",
                       relay.streams().error().value_or("closing"));
         report_.channels = relay.streams().stats();
+        report_.control_reopened = link_->reopened();
         report_.final_stats = completed_figures(*qmp_, report_.final_stats);
         report_.blackout = measure_blackout(source_.stop_us, report_.destination.value("loaded_us", int64_t{0}),
                                             report_.destination.value("resumed_us", int64_t{0}), clock_);
@@ -269,8 +274,9 @@ private:
         report_.outcome = Outcome::completed;
     }
 
-    // The control channel has no replacement: it rides out an outage within
-    // the grace on TCP's own retransmissions, so TCP must not give up first.
+    // Before 'prepare' the control channel has no replacement, and a silent
+    // outage is cheaper ridden out on TCP's own retransmissions than
+    // reopened: TCP must not give up within the grace.
     transport::Options control_options() const {
         transport::Options o = opts_.transport;
         if (opts_.reconnect_grace.count() > 0)
@@ -321,6 +327,22 @@ private:
         hello.channel_count = opts_.settings.connections();
         link_ = std::make_unique<ControlLink>(
             security::connect(opts_.dest_uri, hello, control_options(), opts_.security), patience());
+    }
+
+    // A new control channel of the session, authenticated by its token; each
+    // attempt takes the next path, so a dead one is not tried forever.
+    std::unique_ptr<transport::Channel> reopen_control() {
+        wire::Hello hello;
+        hello.role = wire::Role::source;
+        hello.kind = wire::ChannelKind::control;
+        hello.session = session_;
+        hello.channel_id = wire::kReopenedControlIds + ++control_reopens_;
+        hello.channel_count = opts_.settings.connections();
+        std::vector<std::string> uris{opts_.dest_uri};
+        uris.insert(uris.end(), opts_.more_paths.begin(), opts_.more_paths.end());
+        transport::Options o = control_options();
+        o.connect_timeout = std::min(o.connect_timeout, transport::Millis(2000));
+        return security::connect(uris[(control_reopens_ - 1) % uris.size()], hello, o, opts_.security);
     }
 
     // A few pings: the round trip, and the destination's clock against ours
@@ -612,10 +634,9 @@ private:
                 std::lock_guard lock(run.relay_mutex_);
                 if (run.relay_) run.relay_->abort(cat("the destination aborted: ", why));
             });
-            // The control channel has no replacement: once it is lost the
-            // destination rmig is gone (or the link is down past what TCP
-            // rides out), so no reconnecting flow can help; fail now rather
-            // than after the reconnect grace.
+            // Lost for good (not reopened within the grace, or no grace):
+            // the destination rmig is gone or the link is down past the
+            // grace, so no reconnecting flow can help; fail now.
             run_.link_->on_lost([&run](const std::string& why) {
                 std::lock_guard lock(run.relay_mutex_);
                 if (run.relay_ && !run.finish_sent_) run.relay_->abort(cat("the control channel was lost: ", why));
@@ -648,7 +669,8 @@ private:
     double in_flight_peak_ = 0;  // bytes, decaying peak
     bool migration_started_ = false;
     std::atomic<bool> finish_sent_{false};
-    bool dest_aborted_ = false;  // the destination said it failed or refused (so it runs nothing)
+    bool dest_aborted_ = false;
+    uint32_t control_reopens_ = 0;  // attempts; the reader thread's (ControlLink::resume_with)  // the destination said it failed or refused (so it runs nothing)
     bool was_running_ = false;
 };
 

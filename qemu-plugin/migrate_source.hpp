@@ -49,6 +49,7 @@ struct SourceOptions {
     uint32_t flows = 1;
     size_t window_bytes = FlowSettings{}.window_bytes;
     std::chrono::milliseconds reconnect_grace{0};
+    uint32_t control_reopened = 0;  // control connections lost and reopened within the grace
     engine::CompressionMode compression = engine::CompressionMode::none;
     // For experts and comparisons: QEMU gets exactly this downtime-limit, and
     // rmig neither steers it nor bounds its in-flight data. Unset: QEMU gets
@@ -100,6 +101,7 @@ struct SourceReport {
     uint32_t flows = 1;            // per QEMU stream
     std::vector<std::string> paths;  // destination addresses the flows went to
     std::chrono::milliseconds reconnect_grace{0};
+    uint32_t control_reopened = 0;  // control connections lost and reopened within the grace
     engine::CompressionMode compression = engine::CompressionMode::none;
     double wall_s = 0;
     double link_rtt_ms = 0;

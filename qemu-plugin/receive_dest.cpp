@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -131,18 +132,60 @@ private:
             told_source_ = true;
             try {
                 std::lock_guard lock(send_mutex_);
-                control_->send(wire::FrameType::abort, std::as_bytes(std::span(err->data(), err->size())));
+                control()->send(wire::FrameType::abort, std::as_bytes(std::span(err->data(), err->size())));
             } catch (const std::exception&) {
                 // The source is gone too.
             }
-            control_->shutdown();
+            final_ = true;  // our own failure: no waiting for a reopened control channel
+            control()->shutdown();
             return;
         }
     }
 
     void reply(const json& msg) {
         std::lock_guard lock(send_mutex_);
-        send_message(*control_, msg);
+        send_message(*control(), msg);
+    }
+
+    transport::Channel* control() const { return control_.load(); }
+
+    // Owns every control connection of the session; the current one last.
+    // A lost one is kept (shut down): the session's secret, which reopened
+    // control channels and new data channels authenticate with, lives as
+    // long as the first control channel.
+    void adopt_control(std::unique_ptr<transport::Channel> ch) {
+        std::lock_guard lock(control_mutex_);
+        controls_.push_back(std::move(ch));
+        control_ = controls_.back().get();
+    }
+
+    // The source reopened the control channel (its connection was lost): the
+    // old one is shut down, so that serve() stops waiting on it, and serve()
+    // takes this one.
+    void hand_over_control(std::unique_ptr<transport::Channel> ch) {
+        std::lock_guard lock(control_mutex_);
+        if (spare_control_) spare_control_->shutdown();
+        spare_control_ = std::move(ch);
+        control()->shutdown();
+        control_cv_.notify_all();
+    }
+
+    // serve()'s connection broke with `why`. After 'prepare' with a reconnect
+    // grace the source reopens it within the grace (as it reopens flows);
+    // otherwise, after our own failure or a stall, the session ends.
+    void await_control(const std::string& why) {
+        if (!resumable_ || final_ || stall_error() || stop_) throw LinkError(why);
+        control()->shutdown();
+        std::unique_lock lock(control_mutex_);
+        if (!spare_control_) log::warn("control channel lost (", why, "); waiting up to ", grace_.count(),
+                                       " ms for the source to reopen it");
+        control_cv_.wait_for(lock, grace_, [&] { return spare_control_ || stop_ || final_ || stall_error(); });
+        if (!spare_control_ || stop_ || final_ || stall_error())
+            throw LinkError(cat("the control channel was lost (", why, ") and not reopened within the ",
+                                grace_.count(), " ms grace"));
+        controls_.push_back(std::move(spare_control_));
+        control_ = controls_.back().get();
+        log::info("control channel reopened by the source (", control()->name(), ")");
     }
 
     std::optional<std::string> stall_error() const {
@@ -163,7 +206,8 @@ private:
             std::lock_guard lock(relay_mutex_);
             if (relay_) relay_->abort(why);
         }
-        if (control_) control_->shutdown();  // wakes serve() out of its recv
+        control_cv_.notify_all();
+        if (control()) control()->shutdown();  // wakes serve() out of its recv
     }
 
     // After a failed session in which QEMU was already waiting for the stream:
@@ -254,7 +298,7 @@ private:
             wire::Hello reply = in->hello();
             reply.role = wire::Role::destination;
             try {
-                control_ = in->accept(reply);
+                adopt_control(in->accept(reply));
             } catch (const security::AuthError& e) {
                 // A peer that cannot authenticate is turned away (it was told
                 // why); keep waiting for the real source.
@@ -278,6 +322,17 @@ private:
             }
             if (!in) continue;
             if (in->hello().kind == wire::ChannelKind::control) {
+                const wire::Hello& h = in->hello();
+                if (resumable_ && h.session == session_ && h.channel_id >= wire::kReopenedControlIds) {
+                    wire::Hello r = h;
+                    r.role = wire::Role::destination;
+                    try {
+                        hand_over_control(in->accept(r));  // authenticated by the session's token
+                    } catch (const std::exception& e) {
+                        log::warn("reopened control channel from ", in->peer(), ": ", e.what());
+                    }
+                    continue;
+                }
                 log::warn("refusing a second control channel from ", in->peer(), ": busy");
                 in->refuse(wire::HelloStatus::busy);
                 continue;
@@ -292,10 +347,34 @@ private:
     }
 
     void serve() {
+        // The last request's number and answer: a request asked again on a
+        // reopened control channel (its answer may have been lost with the
+        // old one) is answered from here, not done twice.
+        std::optional<int64_t> last_seq;
+        json last_answer;
+        std::string last_op;
         for (;;) {
-            json msg = recv_message(*control_);
+            json msg;
+            try {
+                msg = recv_message(*control());
+            } catch (const LinkError& e) {
+                await_control(e.what());
+                continue;
+            } catch (const TruncatedError& e) {
+                await_control(e.what());
+                continue;
+            }
             ++messages_;
             std::string op = msg.value("op", "");
+            std::optional<int64_t> seq;
+            if (msg.contains("seq") && msg["seq"].is_number_integer()) seq = msg["seq"].get<int64_t>();
+            if (seq && seq == last_seq) {
+                if (send_answer(last_answer) && last_op == "finish") {
+                    report_.ok = true;
+                    return;
+                }
+                continue;
+            }
             struct Busy {
                 std::atomic<bool>& b;
                 explicit Busy(std::atomic<bool>& f) : b(f) { b = true; }
@@ -316,17 +395,38 @@ private:
             } catch (const LinkError&) {
                 throw;
             } catch (const std::exception& e) {
-                reply({{"ok", false}, {"error", e.what()}});
+                json refusal = {{"ok", false}, {"error", e.what()}};
+                if (seq) refusal["seq"] = *seq;
+                try {
+                    reply(refusal);
+                } catch (const std::exception&) {
+                    // The source learns of it from the failed session.
+                }
                 if (op == "finish" || op == "prepare") throw;
                 continue;
             }
             result["ok"] = true;
+            if (seq) result["seq"] = *seq;
             if (op == "finish") finished_ = true;
-            reply(result);
-            if (op == "finish") {
+            last_seq = seq;
+            last_answer = result;
+            last_op = op;
+            if (send_answer(result) && op == "finish") {
                 report_.ok = true;
                 return;
             }
+        }
+    }
+
+    // Sends an answer; false if the connection broke and was reopened (the
+    // source then asks again).
+    bool send_answer(const json& answer) {
+        try {
+            reply(answer);
+            return true;
+        } catch (const LinkError& e) {
+            await_control(e.what());
+            return false;
         }
     }
 
@@ -337,7 +437,11 @@ private:
         auto every = std::min(milliseconds(1000), std::max(milliseconds(50), opts_.stall_timeout / 4));
         if (now - last_working_ < every) return;
         last_working_ = now;
-        reply({{"op", "working"}});
+        try {
+            reply({{"op", "working"}});
+        } catch (const LinkError&) {
+            // A note; serve() finds the broken connection when it answers.
+        }
     }
 
     json prepare(const json& msg) {
@@ -367,6 +471,8 @@ private:
                                               kMaxFlowWindow);
         f.grace = milliseconds(std::clamp<int64_t>(asked.value("grace_ms", int64_t{0}), 0, kMaxReconnectGraceMs));
         if (f.grace.count() > 0) {
+            grace_ = f.grace;
+            resumable_ = true;
             // An outage within the grace is no stall, on either side.
             patience_ = opts_.stall_timeout + f.grace + f.stall;
             if (guard_) guard_->extend_to(patience_);
@@ -458,7 +564,14 @@ private:
     Clock::time_point deadline_;
     std::unique_ptr<QmpClient> qmp_;
     std::unique_ptr<transport::Listener> listener_;
-    std::unique_ptr<transport::Channel> control_;
+    std::mutex control_mutex_;
+    std::condition_variable control_cv_;
+    std::vector<std::unique_ptr<transport::Channel>> controls_;  // guarded by control_mutex_
+    std::unique_ptr<transport::Channel> spare_control_;          // reopened, not yet taken by serve()
+    std::atomic<transport::Channel*> control_{nullptr};
+    std::atomic<bool> resumable_{false};  // 'prepare' set a reconnect grace
+    std::atomic<bool> final_{false};      // our relay failed: the session ends with the control channel
+    milliseconds grace_{0};
     wire::SessionId session_{};
     std::unique_ptr<TempDir> dir_;
     std::mutex relay_mutex_;

@@ -124,6 +124,27 @@ TEST(WanE2E, AnOutageWithinTheGraceIsOnlyAPause) {
                 static_cast<unsigned long long>(r.report["flows"].value("resent_bytes", uint64_t{0})));
 }
 
+// What kills QEMU's own migration: after the outage the path has forgotten
+// every connection (a stateful firewall failing over without its table) and
+// resets each one that sends (rmig-wan `:reset`). rmig reopens its flows and
+// its control channel within the grace, authenticated by the session.
+TEST(WanE2E, AnOutageThatResetsEveryConnectionIsOnlyAPause) {
+    if (auto why = why_not_here(); !why.empty()) GTEST_SKIP() << why;
+    lab::LocalPair pair;
+    WanLink link(link_name(), {"--delay", "10ms", "--rate", "200mbit", "--outage", "1+3:reset"});
+    auto r = pair.migrate_rmig(
+        over(link, {"--compress", "none", "--reconnect-grace", "30", "--stall-timeout", "10"}));
+    expect_completed_and_verified(pair, r);
+    EXPECT_GT(r.wall_ms, 3000);
+    const auto& f = r.report["flows"];
+    EXPECT_GE(f.value("control_reopened", 0), 1) << "the control connection was reset too: " << f;
+    EXPECT_GE(f.value("reconnects", 0), 1) << f;
+    std::printf("[ info ] %.0f ms wall, QEMU total %d ms, %d flow reconnects, control reopened %d times, %llu bytes resent\n",
+                r.wall_ms, r.report["qemu"].value("total_time_ms", 0), f.value("reconnects", 0),
+                f.value("control_reopened", 0),
+                static_cast<unsigned long long>(f.value("resent_bytes", uint64_t{0})));
+}
+
 TEST(WanE2E, ASecondPathThatIsDownLeavesTheFirstToCarryEverything) {
     if (auto why = why_not_here(); !why.empty()) GTEST_SKIP() << why;
     WanLink link(link_name(), {"--delay", "10ms", "--rate", "400mbit", "--path2",

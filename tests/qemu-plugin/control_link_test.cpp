@@ -91,3 +91,62 @@ TEST(ControlLink, ASilentDestinationIsCutOffAfterTheStallTimeout) {
     EXPECT_GE(waited, 250ms);
     EXPECT_LT(waited, 5s);
 }
+
+// With a grace, a connection lost while a request waits is reopened and the
+// request asked again with the same number; an answer to an older request
+// that arrives after the reconnect is not taken for this one's.
+TEST(ControlLink, ALostConnectionIsReopenedAndTheRequestAskedAgain) {
+    Link l;
+    std::promise<std::unique_ptr<transport::Channel>> next_dest;
+    std::promise<void> done;
+    std::atomic<int> reopens{0};
+    l.link.resume_with(
+        [&]() -> std::unique_ptr<transport::Channel> {
+            if (reopens++ == 0) throw LinkError("connection refused (the link is still down)");
+            test::ChannelPair p;
+            next_dest.set_value(std::move(p.dst));
+            return std::move(p.src);
+        },
+        5000ms);
+    auto dest = std::async(std::launch::async, [&] {
+        json first = transport::recv_message(l.dest);
+        EXPECT_EQ(first.value("op", ""), "finish");
+        l.dest.shutdown();  // reset before the answer went out
+        auto f = next_dest.get_future();
+        if (f.wait_for(5s) != std::future_status::ready) return json();
+        auto d = f.get();
+        json again = transport::recv_message(*d);
+        transport::send_message(*d, {{"ok", true}, {"seq", first["seq"].get<int64_t>() - 1}, {"state", "stale"}});
+        transport::send_message(*d, {{"ok", true}, {"seq", again["seq"]}, {"state", "running"}});
+        done.get_future().wait_for(5s);  // keep it open until the answer was taken
+        return again;
+    });
+    json reply = l.link.ask({{"op", "finish"}});
+    done.set_value();
+    EXPECT_EQ(reply.value("state", ""), "running");
+    EXPECT_EQ(l.link.reopened(), 1u);
+    EXPECT_GE(reopens.load(), 2) << "the first attempt failed and was tried again";
+    json again = dest.get();
+    EXPECT_EQ(again.value("op", ""), "finish");
+}
+
+TEST(ControlLink, NotReopenedWithinTheGraceIsALostLink) {
+    Link l;
+    std::promise<std::string> lost;
+    l.link.on_lost([&](const std::string& why) { lost.set_value(why); });
+    l.link.resume_with([]() -> std::unique_ptr<transport::Channel> { throw LinkError("no route to host"); },
+                       600ms);
+    auto t0 = std::chrono::steady_clock::now();
+    l.dest.shutdown();
+    try {
+        l.link.ask({{"op", "probe"}});
+        FAIL() << "a link not back within the grace must throw";
+    } catch (const LinkError& e) {
+        EXPECT_NE(std::string(e.what()).find("control channel lost"), std::string::npos) << e.what();
+    }
+    auto f = lost.get_future();
+    ASSERT_EQ(f.wait_for(2s), std::future_status::ready);
+    auto waited = std::chrono::steady_clock::now() - t0;
+    EXPECT_GE(waited, 500ms) << "the grace was waited out";
+    EXPECT_LT(waited, 5s);
+}
