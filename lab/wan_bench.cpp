@@ -1,6 +1,10 @@
 #include "lab/wan_bench.hpp"
 
+#include <signal.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -33,6 +37,9 @@ const char* const kWanBenchUsage = R"(wan      QEMU's own TCP migration against 
            --link-mbit M   the link's rate, for the link-busy share (default 1000)
            --timeout S     per run (default 900)
            --json FILE     every run and the comparison
+           --outage-signal PID  SIGUSR1 to PID (rmig-wan up --outage-clock
+                           signal) as each migration starts, so its outages
+                           count from there, not from the guests' boot
 )";
 
 namespace {
@@ -63,7 +70,8 @@ std::vector<std::string> words(const std::string& s) {
 }  // namespace
 
 int wan_bench(const std::vector<std::string>& argv) {
-    Args a(argv, {"link", "modes", "rmig-args", "multifd", "ram", "mix", "downtime-limit", "link-mbit", "timeout", "json"},
+    Args a(argv, {"link", "modes", "rmig-args", "multifd", "ram", "mix", "downtime-limit", "link-mbit", "timeout", "json",
+            "outage-signal"},
            {"help"});
     if (a.flag("help")) {
         std::fputs(kWanBenchUsage, stdout);
@@ -85,6 +93,11 @@ int wan_bench(const std::vector<std::string>& argv) {
     int timeout = static_cast<int>(a.number("timeout", 900));
     auto rmig_multifd = static_cast<uint32_t>(a.number("multifd", 4));
     std::string ns_a = *link + "-a", ns_b = *link + "-b";
+    auto outage_pid = static_cast<pid_t>(a.number("outage-signal", 0));
+    auto start_outages = [&] {
+        if (outage_pid > 0 && ::kill(outage_pid, SIGUSR1) != 0)
+            throw Error(cat("wan: cannot signal rmig-wan (pid ", outage_pid, "): ", std::strerror(errno)));
+    };
 
     std::vector<Result> results;
     for (const auto& mode : modes) {
@@ -111,6 +124,7 @@ int wan_bench(const std::vector<std::string>& argv) {
             run.connect_uri = "tcp:10.201.0.2:7411";
             run.timeout_s = timeout;
             run.extra_args = words(a.get_or("rmig-args", ""));
+            start_outages();
             res.run = pair.migrate_rmig(run);
             for (auto& c : res.run.report.value("channels", nlohmann::json::array()))
                 res.wire_bytes += c.value("wire_bytes", uint64_t{0});
@@ -124,6 +138,7 @@ int wan_bench(const std::vector<std::string>& argv) {
                 for (auto* vm : {&pair.source(), &pair.destination()})
                     vm->qmp().execute("migrate-set-parameters", {{"multifd-compression", "zstd"}});
             }
+            start_outages();
             res.run = pair.migrate_direct(s, timeout, "10.201.0.2:7400");
             res.wire_bytes = res.run.ram_bytes;  // QEMU's own count (after its zstd, if any)
         }

@@ -93,9 +93,10 @@ for shape in ${shapes//,/ }; do
         up --delay 75ms --rate 1gbit --loss 0.1%
         rmig_args="--profile wan-1g-150ms" ;;
     outage)
-        # The outage clock starts when the link comes up, so the link comes
-        # up again for each mode (below); the guests boot first inside
-        # rmig-lab, so 8 s in is early in the migration. :reset: once the
+        # The outage clock starts with each migration (--outage-clock
+        # signal: rmig-lab signals rmig-wan as it starts the migration, after
+        # the guests booted and loaded their memory), 8 s in; the link comes
+        # up again for each mode (below). :reset: once the
         # path is back it resets every connection opened before (a stateful
         # firewall that failed over without its table), which is what ends a
         # real long-distance migration; a silent outage only pauses TCP,
@@ -115,8 +116,9 @@ for shape in ${shapes//,/ }; do
     if [[ $shape == outage ]]; then
         each=${modes:-direct-1,direct-mf4,direct-mf8,direct-mf8-zstd,rmig}
         for m in ${each//,/ }; do
-            up --delay 75ms --rate 1gbit --outage 8+10:reset
-            one=(wan --link "$link" --ram "$ram" --rmig-args "$rmig_args" --link-mbit "$mbit" --timeout "$timeout" --modes "$m")
+            up --delay 75ms --rate 1gbit --outage 8+10:reset --outage-clock signal
+            one=(wan --link "$link" --ram "$ram" --rmig-args "$rmig_args" --link-mbit "$mbit" --timeout "$timeout" --modes "$m"
+                 --outage-signal "$wan_pid")
             [[ -n $json ]] && one+=(--json "$json/$shape-$m.json")
             "$lab" "${one[@]}" || { [[ $m == rmig ]] && status=1; }
         done

@@ -18,28 +18,45 @@ const char* to_string(Fate f) {
     return "?";
 }
 
-PacketScheduler::PacketScheduler(LinkShape shape, uint64_t seed, Nanos start)
-    : shape_(std::move(shape)), queue_limit_(shape_.queue_limit()), rng_(seed), start_(start), last_departure_(start) {}
+PacketScheduler::PacketScheduler(LinkShape shape, uint64_t seed, Nanos start,
+                                 const std::atomic<int64_t>* outage_clock)
+    : shape_(std::move(shape)),
+      queue_limit_(shape_.queue_limit()),
+      rng_(seed),
+      start_(start),
+      outage_clock_(outage_clock),
+      last_departure_(start) {}
+
+std::optional<Nanos> PacketScheduler::outage_zero() const {
+    if (!outage_clock_) return start_;
+    int64_t z = outage_clock_->load(std::memory_order_relaxed);
+    if (z == kNotStarted) return std::nullopt;
+    return Nanos(z);
+}
 
 double PacketScheduler::uniform() {
     return static_cast<double>(rng_() >> 11) * 0x1.0p-53;
 }
 
 bool PacketScheduler::down(Nanos now) const {
-    return std::any_of(shape_.outages.begin(), shape_.outages.end(),
-                       [&](const Outage& o) { return o.covers(now - start_); });
+    auto zero = outage_zero();
+    return zero && std::any_of(shape_.outages.begin(), shape_.outages.end(),
+                               [&](const Outage& o) { return o.covers(now - *zero); });
 }
 
 uint64_t PacketScheduler::resets_ended(Nanos now) const {
+    auto zero = outage_zero();
     uint64_t n = 0;
+    if (!zero) return 0;
     for (const Outage& o : shape_.outages)
-        if (o.reset) n += o.ended(now - start_);
+        if (o.reset) n += o.ended(now - *zero);
     return n;
 }
 
 bool PacketScheduler::down_during(Nanos from, Nanos to) const {
-    return std::any_of(shape_.outages.begin(), shape_.outages.end(),
-                       [&](const Outage& o) { return o.overlaps(from - start_, to - start_); });
+    auto zero = outage_zero();
+    return zero && std::any_of(shape_.outages.begin(), shape_.outages.end(),
+                               [&](const Outage& o) { return o.overlaps(from - *zero, to - *zero); });
 }
 
 bool PacketScheduler::lost() {

@@ -24,8 +24,10 @@
 // acts on it.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <random>
 
 #include "lab/wan/link_shape.hpp"
@@ -45,7 +47,12 @@ class PacketScheduler {
 public:
     // `start`: the path's time zero on the caller's clock (outages count from
     // it). `seed`: the loss and reordering draws, so a run can be repeated.
-    PacketScheduler(LinkShape shape, uint64_t seed, Nanos start);
+    // `outage_clock`, if given, replaces `start` for outages: the time zero
+    // it holds (nanoseconds on the caller's clock), kNotStarted until someone
+    // starts it (rmig-wan --outage-clock signal); no outage before that.
+    PacketScheduler(LinkShape shape, uint64_t seed, Nanos start,
+                    const std::atomic<int64_t>* outage_clock = nullptr);
+    static constexpr int64_t kNotStarted = INT64_MAX;
 
     Decision enqueue(size_t bytes, Nanos now);
     // Bytes in the bottleneck queue (not yet serialized) at `now`.
@@ -59,12 +66,14 @@ public:
 private:
     bool lost();
     bool down_during(Nanos from, Nanos to) const;
+    std::optional<Nanos> outage_zero() const;  // nullopt: the outage clock has not started
     double uniform();  // [0, 1), the same sequence on every platform for a seed
 
     LinkShape shape_;
     uint64_t queue_limit_;
     std::mt19937_64 rng_;
     Nanos start_;
+    const std::atomic<int64_t>* outage_clock_;
     Nanos last_departure_;
     uint64_t carry_ = 0;  // the remainder of bits*1e9/rate, so rounding never drifts the rate
     bool bad_state_ = false;

@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <cerrno>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -52,7 +53,7 @@ int run_up(const UpOptions& o) {
     // with the namespaces still there.
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
-    for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stop_signals, s);
+    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGUSR1}) sigaddset(&stop_signals, s);
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
     std::error_code ec;
@@ -65,16 +66,31 @@ int run_up(const UpOptions& o) {
     log::info("link ", o.link.name, " is up; run programs with `ip netns exec ", link.ns_a(),
               " ...` and `ip netns exec ", link.ns_b(), " ...`");
 
+    // SIGUSR1 starts the outage clock (--outage-clock signal) and the link
+    // stays up; any other of the signals takes it down.
     int sig = 0;
-    if (o.duration_s > 0) {
-        timespec ts{};
-        ts.tv_sec = static_cast<time_t>(o.duration_s);
-        ts.tv_nsec = static_cast<long>((o.duration_s - static_cast<double>(ts.tv_sec)) * 1e9);
-        do sig = sigtimedwait(&stop_signals, nullptr, &ts);
-        while (sig < 0 && errno == EINTR);  // the remaining time restarts; a signal handler is not expected here
-    } else {
-        do sig = sigwaitinfo(&stop_signals, nullptr);
-        while (sig < 0 && errno == EINTR);
+    auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.duration_s);
+    for (;;) {
+        if (o.duration_s > 0) {
+            double left = std::chrono::duration<double>(until - std::chrono::steady_clock::now()).count();
+            if (left <= 0) {
+                sig = 0;
+                break;
+            }
+            timespec ts{};
+            ts.tv_sec = static_cast<time_t>(left);
+            ts.tv_nsec = static_cast<long>((left - static_cast<double>(ts.tv_sec)) * 1e9);
+            sig = sigtimedwait(&stop_signals, nullptr, &ts);
+        } else {
+            sig = sigwaitinfo(&stop_signals, nullptr);
+        }
+        if (sig < 0 && errno == EINTR) continue;
+        if (sig == SIGUSR1) {
+            if (o.link.outage_clock_on_signal) log::info("SIGUSR1: the outages' clock starts now");
+            link.start_outage_clock();
+            continue;
+        }
+        break;
     }
     if (sig > 0) log::info("signal ", sig, ": taking the link down");
     if (o.json)

@@ -159,6 +159,7 @@ WanLink::WanLink(WanConfig config) : config_(std::move(config)) {
     started_unix_ms_ =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
             .count();
+    if (!config_.outage_clock_on_signal) outage_clock_ = started_.count();
     for (size_t i = 0; i < paths_.size(); ++i) {
         Path& p = *paths_[i];
         const LinkShape& shape = config_.paths[i].shape;
@@ -166,10 +167,12 @@ WanLink::WanLink(WanConfig config) : config_(std::move(config)) {
         uint64_t seed = config_.seed * 0x9E3779B97F4A7C15ULL + 2 * i;
         Nanos coalesce = config_.coalesce.value_or(default_coalesce(shape.delay));
         p.a_to_b = std::make_unique<Forwarder>(cat(config_.name, " path ", i + 1, " a->b"), p.tun_a.fd(), p.tun_b.fd(),
-                                               PacketScheduler(shape, seed, started_), config_.mtu, config_.offload,
+                                               PacketScheduler(shape, seed, started_, &outage_clock_), config_.mtu,
+                                               config_.offload,
                                                coalesce, held_bytes_bound(shape));
         p.b_to_a = std::make_unique<Forwarder>(cat(config_.name, " path ", i + 1, " b->a"), p.tun_b.fd(), p.tun_a.fd(),
-                                               PacketScheduler(shape, seed + 1, started_), config_.mtu, config_.offload,
+                                               PacketScheduler(shape, seed + 1, started_, &outage_clock_), config_.mtu,
+                                               config_.offload,
                                                coalesce, held_bytes_bound(shape));
     }
 }
@@ -269,7 +272,13 @@ nlohmann::json WanLink::describe() const {
             {"offload", config_.offload},
             {"seed", config_.seed},
             {"started_unix_ms", started_unix_ms_},
+            {"outage_clock", config_.outage_clock_on_signal ? "signal" : "up"},
             {"paths", paths}};
+}
+
+void WanLink::start_outage_clock() {
+    int64_t expected = PacketScheduler::kNotStarted;
+    outage_clock_.compare_exchange_strong(expected, monotonic_now().count());
 }
 
 nlohmann::json WanLink::counters() const {

@@ -62,6 +62,9 @@ struct WanConfig {
     // (Forwarder); unset: default_coalesce(the path's delay).
     std::optional<Nanos> coalesce;
     uint64_t seed = 1;  // loss and reordering draws
+    // Outages count from start_outage_clock() (rmig-wan: SIGUSR1) instead of
+    // from when the link is up: a benchmark starts them with its migration.
+    bool outage_clock_on_signal = false;
 };
 
 // 1% of the one-way delay, at most 200 us: the RTT stays within 1% of the
@@ -100,6 +103,8 @@ public:
     std::string address_b(size_t path) const;  // "10.201.0.2"
     PathStats stats(size_t path) const;
     double seconds_up() const;
+    // Outages count from now on (WanConfig::outage_clock_on_signal); once.
+    void start_outage_clock();
 
     // Namespaces, addresses, shapes: what the ready file holds.
     nlohmann::json describe() const;
@@ -122,9 +127,12 @@ private:
     // Destroyed bottom-up: forwarders (inside paths_) stop before the TUN fds
     // close, and those close before the namespaces go.
     std::unique_ptr<NetNamespace> a_, b_;
+    // Before the forwarders (so destroyed after them): they read it.
+    std::atomic<int64_t> outage_clock_{PacketScheduler::kNotStarted};
     std::vector<std::unique_ptr<Path>> paths_;
     Nanos started_{0};
     int64_t started_unix_ms_ = 0;
+
 };
 
 }  // namespace rmig::wan

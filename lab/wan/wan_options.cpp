@@ -57,6 +57,14 @@ std::span<const OptionSpec> shape_options() {
                  "commas for more. :reset: the path also forgets its connections (a firewall failing over): once "
                  "it is back, packets of connections opened before are dropped and answered with a TCP reset",
          .default_note = "none"},
+        {.name = "outage-clock",
+         .kind = K::choice,
+         .metavar = "up|signal",
+         .help = "what outages count from: up, the link coming up; signal, the first SIGUSR1 to rmig-wan (no "
+                 "outage before it), so a benchmark can start them with its migration (rmig-lab wan "
+                 "--outage-signal)",
+         .text_default = "up",
+         .choices = "up|signal"},
         {.name = "subnet",
          .metavar = "CIDR",
          .help = "path 1's subnet: host .1 in NAME-a, .2 in NAME-b",
@@ -235,6 +243,7 @@ WanCommand parse_wan_command(const std::vector<std::string>& argv) {
     o.link.seed = a.whole("seed");
     o.link.txqueuelen = static_cast<unsigned>(a.whole("txqueuelen"));
     o.link.offload = a.text("offload") == "on";
+    o.link.outage_clock_on_signal = a.text("outage-clock") == "signal";
     if (auto co = a.get("coalesce")) o.link.coalesce = parse_duration(*co, "--coalesce");
     o.duration_s = a.real("duration");
     o.ready_file = a.text("ready-file");

@@ -3,6 +3,8 @@
 // outages each do what they say, reproducibly for a seed. No root, no network.
 #include <gtest/gtest.h>
 
+#include <atomic>
+
 #include <cmath>
 #include <vector>
 
@@ -255,6 +257,25 @@ TEST(WanScheduler, OutageDropsEverythingInItsWindowAndNothingOutside) {
     EXPECT_EQ(wire, 10);
     EXPECT_EQ(in, 500);
     EXPECT_EQ(after, 1500);
+}
+
+// rmig-wan --outage-clock signal: nothing is down until the clock starts,
+// then the outages count from that moment, resets included.
+TEST(WanScheduler, AnOutageClockStartedLaterMovesTheOutages) {
+    LinkShape s;
+    s.outages = parse_outages("1+0.5:reset", "--outage");
+    std::atomic<int64_t> clock{PacketScheduler::kNotStarted};
+    PacketScheduler sch(s, 1, Nanos(0), &clock);
+    for (int ms = 0; ms < 5000; ms += 10) EXPECT_FALSE(sch.down(std::chrono::milliseconds(ms))) << ms;
+    EXPECT_EQ(sch.resets_ended(10s), 0u);
+    clock = Nanos(20s).count();
+    EXPECT_FALSE(sch.down(20s + 999ms));
+    EXPECT_TRUE(sch.down(20s + 1s));
+    EXPECT_TRUE(sch.down(20s + 1499ms));
+    EXPECT_FALSE(sch.down(20s + 1500ms));
+    EXPECT_EQ(sch.enqueue(1500, 20s + 1200ms).fate, Fate::drop_outage);
+    EXPECT_EQ(sch.resets_ended(20s + 1400ms), 0u);
+    EXPECT_EQ(sch.resets_ended(20s + 1600ms), 1u);
 }
 
 TEST(WanScheduler, RepeatingOutagesAndQueuedPacketsThatOutliveOne) {
