@@ -76,6 +76,12 @@ echo "fresh-check: $(stamp) cloning $(git -C "$repo" rev-parse --short HEAD) (co
 git clone --quiet --no-local "$repo" "$root/rmig"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 
+# The root a mount point of its own, as / is on a machine: `ip netns exec`
+# remounts / as a slave in its own mount namespace, which fails with EINVAL
+# ("mount --make-rslave /" failed) when the chroot's / is a plain directory.
+mount --bind "$root" "$root"
+mount --make-private "$root"
+mounted+=("$root")
 for m in proc sys dev; do
   mount --rbind "/$m" "$root/$m"
   mount --make-rslave "$root/$m"
