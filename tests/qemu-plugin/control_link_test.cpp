@@ -60,8 +60,8 @@ TEST(ControlLink, ARefusalIsAnAnswerNotALostLink) {
 }
 
 TEST(ControlLink, AnAbortIsSeenAtOnceWithoutARequest) {
+    std::promise<std::string> seen;  // before the link, which calls it from its reader
     Link l;
-    std::promise<std::string> seen;
     l.link.on_abort([&](const std::string& why) { seen.set_value(why); });
     std::string why = "writing into QEMU's stream: Broken pipe";
     l.dest.send(wire::FrameType::abort, std::as_bytes(std::span(why.data(), why.size())));
@@ -96,13 +96,18 @@ TEST(ControlLink, ASilentDestinationIsCutOffAfterTheStallTimeout) {
 // request asked again with the same number; an answer to an older request
 // that arrives after the reconnect is not taken for this one's.
 TEST(ControlLink, ALostConnectionIsReopenedAndTheRequestAskedAgain) {
-    Link l;
+    // Declared before the link: its reader may still call the reopen
+    // function (when the test's second destination goes away) until the
+    // link is destroyed, which is last.
     std::promise<std::unique_ptr<transport::Channel>> next_dest;
     std::promise<void> done;
     std::atomic<int> reopens{0};
+    Link l;
     l.link.resume_with(
         [&]() -> std::unique_ptr<transport::Channel> {
-            if (reopens++ == 0) throw LinkError("connection refused (the link is still down)");
+            int attempt = reopens++;
+            if (attempt == 0) throw LinkError("connection refused (the link is still down)");
+            if (attempt > 1) throw LinkError("the test's destination is gone");
             test::ChannelPair p;
             next_dest.set_value(std::move(p.dst));
             return std::move(p.src);
@@ -131,8 +136,8 @@ TEST(ControlLink, ALostConnectionIsReopenedAndTheRequestAskedAgain) {
 }
 
 TEST(ControlLink, NotReopenedWithinTheGraceIsALostLink) {
+    std::promise<std::string> lost;  // before the link, which calls it from its reader
     Link l;
-    std::promise<std::string> lost;
     l.link.on_lost([&](const std::string& why) { lost.set_value(why); });
     l.link.resume_with([]() -> std::unique_ptr<transport::Channel> { throw LinkError("no route to host"); },
                        600ms);
