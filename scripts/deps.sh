@@ -20,6 +20,7 @@ packages=(
   dpdk-dev                                          # dpdk-testpmd (the raw memif baseline)
   libssl-dev openssl                                # TLS 1.3 / PSK auth, AES-256-GCM frames
   gnuplot-nox                                       # per-round plots (bench/scripts/memory_e2e.sh)
+  prometheus                                        # promtool: checks rmig's /metrics scrapes (docs/metrics.md)
   linux-image-amd64 busybox-static kmod cpio xz-utils  # the Soft-RoCE test VM (tests/rdma/vm)
 )
 
