@@ -33,6 +33,10 @@
 #define PATTERN_END   0x06400000 /* 100 MiB, exclusive */
 #endif
 #define PAGE_SIZE     0x1000
+/* -DDISK_WRITES: rmig-test-guest-disk.img also writes its pass count to its
+ * disk (see below; lab/libvirt checks it after a storage migration). */
+#define DISK_SLOTS    8           /* sectors 1..8, a power of two */
+#define DISK_MAGIC    0x47494d52  /* "RMIG" */
 #define SERIAL_PORT   0x3f8      /* COM1 data register */
 #define MARKER        'B'
 
@@ -77,6 +81,9 @@ protected_mode:
 
         movw    $SERIAL_PORT, %dx
         movb    $MARKER, %al
+#ifdef DISK_WRITES
+        xorl    %esi, %esi              /* passes written to the disk */
+#endif
 #ifdef FILL_END
         /* Variant: touch every page up to FILL_END once, so the guest has that
          * much non-zero memory to move, then rewrite only the hot range. */
@@ -95,6 +102,53 @@ page:
         cmpl    $PATTERN_END, %ebx
         jb      page
         outb    %al, %dx
+#ifdef DISK_WRITES
+        /* Variant: after each pass, write the pass count to the disk (ATA PIO,
+         * LBA28, primary master) so a storage migration has a disk the guest
+         * writes while it moves. Pass c fills sector 1 + (c % DISK_SLOTS) with
+         * 64 copies of {DISK_MAGIC, c} (little endian): after m >= DISK_SLOTS
+         * passes the slots hold m-DISK_SLOTS+1 ... m, one each. The data goes
+         * out of registers (outl), so memory stays as the verifier expects.
+         * Interrupts are off (cli): no IRQ 14 to handle. */
+        incl    %esi
+        movw    $0x1f7, %dx
+1:      inb     %dx, %al                /* wait until not busy */
+        testb   $0x80, %al
+        jnz     1b
+        movw    $0x1f6, %dx
+        movb    $0xe0, %al              /* LBA, master, LBA 24..27 = 0 */
+        outb    %al, %dx
+        movw    $0x1f2, %dx
+        movb    $1, %al                 /* one sector */
+        outb    %al, %dx
+        movl    %esi, %eax
+        andl    $(DISK_SLOTS - 1), %eax
+        incl    %eax
+        incw    %dx                     /* 0x1f3: LBA 0..7 */
+        outb    %al, %dx
+        xorb    %al, %al
+        incw    %dx                     /* 0x1f4: LBA 8..15 */
+        outb    %al, %dx
+        incw    %dx                     /* 0x1f5: LBA 16..23 */
+        outb    %al, %dx
+        movw    $0x1f7, %dx
+        movb    $0x30, %al              /* WRITE SECTORS */
+        outb    %al, %dx
+2:      inb     %dx, %al                /* wait for DRQ (not busy) */
+        testb   $0x80, %al
+        jnz     2b
+        testb   $0x08, %al
+        jz      2b
+        movw    $0x1f0, %dx
+        movl    $64, %ecx
+3:      movl    $DISK_MAGIC, %eax
+        outl    %eax, %dx
+        movl    %esi, %eax
+        outl    %eax, %dx
+        loop    3b
+        movw    $SERIAL_PORT, %dx
+        movb    $MARKER, %al
+#endif
         jmp     pass
 
         /* Flat 4 GiB segments, base 0, 4 KiB granularity. */
