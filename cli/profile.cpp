@@ -12,10 +12,24 @@ namespace rmig::cli {
 
 namespace {
 
+// Where named profiles live: $RMIG_HW_CONFIGS, else where an installed rmig
+// has them (BINDIR/../share/rmig/hw-configs, found from the running binary so
+// that any prefix works, also a package unpacked elsewhere), else the source
+// tree's (a binary run from its build tree).
+std::string profiles_dir() {
+    if (const char* env = std::getenv("RMIG_HW_CONFIGS")) return env;
+    std::error_code ec;
+    auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+    if (!ec) {
+        auto installed = exe.parent_path().parent_path() / "share" / "rmig" / "hw-configs";
+        if (std::filesystem::is_directory(installed, ec)) return installed.string();
+    }
+    return RMIG_HW_CONFIGS_DIR;
+}
+
 std::string find_profile(const std::string& name_or_path) {
     if (std::filesystem::exists(name_or_path)) return name_or_path;
-    const char* env = std::getenv("RMIG_HW_CONFIGS");
-    std::string dir = env ? env : RMIG_HW_CONFIGS_DIR;
+    std::string dir = profiles_dir();
     std::string path = dir + "/" + name_or_path + ".json";
     if (std::filesystem::exists(path)) return path;
     throw UsageError(cat("no profile '", name_or_path, "': not a file, and not in ", dir,
