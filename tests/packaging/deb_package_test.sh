@@ -78,6 +78,17 @@ for page in "$src"/man/*.[1-8]; do
   has "/usr/share/man/man${name##*.}/$name\.gz"
   pages=$((pages + 1))
 done
+# The service units of packaging/systemd, and their settings as conffiles.
+for unit in "$src"/packaging/systemd/*.{service,socket,path,target,timer}; do
+  [ -e "$unit" ] || continue
+  has "/usr/lib/systemd/system/$(basename "$unit" | sed 's/[.]/\\&/g')"
+done
+for default in "$src"/packaging/systemd/*.default; do
+  [ -e "$default" ] || continue
+  conf=/etc/default/$(basename "$default" .default)
+  has "$conf"
+  dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -qxF "$conf" || fail "$conf is not a conffile"
+done
 if grep -E '^/usr/local|rmig-test-guest|/rmig-lab$|/rmig-synth$|/rmig-wan$' "$tmp/files"; then
   fail "the package holds lab or misplaced files (above)"
 fi
