@@ -151,6 +151,7 @@ deb_stage() {
     man 3 rmig | grep -q rmig_source_migrate
     test -x /usr/bin/rmig && test -f /usr/include/rmig.h
     apt remove -y rmig
+    hash -r  # bash remembers where rmig was
     if command -v rmig || test -e /usr/bin/rmig || test -e /usr/include/rmig.h; then
       echo "rmig is still installed after apt remove"; exit 1
     fi
