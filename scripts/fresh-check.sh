@@ -5,12 +5,14 @@
 # machine that kept earlier installs hides (a package deps.sh forgot, a tool
 # only the developers' machines have, a dependency the .deb does not declare).
 #
-# Usage (as root): scripts/fresh-check.sh [--only demo|test|deb] [--keep] [--dir DIR]
+# Usage (as root): scripts/fresh-check.sh [--only demo|test|deb] [--deb FILE] [--keep] [--dir DIR]
 #   --only demo|test|deb  run just one stage (default: all three)
 #                     deb: scripts/package.sh in the root, then, in a second
 #                     fresh root without any build dependency, `apt install
 #                     ./rmig_*.deb`, `rmig --version`, `man rmig`, `apt remove
 #                     rmig` and the binary gone (~25 min)
+#   --deb FILE        the deb stage installs FILE (a .deb scripts/package.sh
+#                     made on a Debian 12 host) instead of building one (~5 min)
 #   --keep            keep the root afterwards (default: delete it)
 #   --dir DIR         where to build the root (default: /var/tmp/rmig-fresh.XXXX)
 #
@@ -22,20 +24,26 @@
 # or setup error. The log of each stage is kept in LOGDIR (printed).
 set -euo pipefail
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 only=""
+deb_file=""
 keep=0
 dir=""
 while [ $# -gt 0 ]; do
   case $1 in
     --only) only=${2:-}; shift 2 ;;
     --keep) keep=1; shift ;;
+    --deb) deb_file=${2:-}; shift 2 ;;
     --dir) dir=${2:-}; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "fresh-check: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 case $only in ""|demo|test|deb) ;; *) echo "fresh-check: --only takes demo, test or deb" >&2; exit 2 ;; esac
+if [ -n "$deb_file" ]; then
+  [ -f "$deb_file" ] || { echo "fresh-check: --deb $deb_file: no such file" >&2; exit 2; }
+  deb_file=$(cd "$(dirname "$deb_file")" && pwd)/$(basename "$deb_file")
+fi
 [ "$(id -u)" -eq 0 ] || { echo "fresh-check: run as root (it builds a root with mmdebstrap and chroots into it)" >&2; exit 2; }
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -105,11 +113,13 @@ mount_root() {
   done
 }
 
-make_root "$root" mmdebstrap
-
-echo "fresh-check: $(stamp) cloning $(git -C "$repo" rev-parse --short HEAD) (committed work only)"
-git clone --quiet --no-local "$repo" "$root/rmig"
-mount_root "$root"
+# The build root: README's commands, and the package unless --deb gives one.
+if [ "$only" != deb ] || [ -z "$deb_file" ]; then
+  make_root "$root" mmdebstrap
+  echo "fresh-check: $(stamp) cloning $(git -C "$repo" rev-parse --short HEAD) (committed work only)"
+  git clone --quiet --no-local "$repo" "$root/rmig"
+  mount_root "$root"
+fi
 
 # run NAME CMD [ROOT [WHAT]]: CMD in /rmig of ROOT (default the build root; in
 # / of the install root, which holds no clone), logged to LOGDIR/NAME.log and
@@ -135,13 +145,19 @@ run() {
 # does not.
 deb_stage() {
   local deb check
-  run package "bash scripts/package.sh /rmig/build-package /rmig/dist" || return 1
-  deb=$(tail -n 1 "$logdir/package.log")
-  [[ "$deb" == /rmig/dist/rmig_*.deb ]] && [ -f "$root$deb" ] ||
-    { echo "fresh-check: scripts/package.sh did not print a .deb (log $logdir/package.log)"; return 1; }
+  if [ -n "$deb_file" ]; then
+    deb=$deb_file
+    echo "fresh-check: $(stamp) installing the given $deb"
+  else
+    run package "bash scripts/package.sh /rmig/build-package /rmig/dist" || return 1
+    deb=$(tail -n 1 "$logdir/package.log")
+    [[ "$deb" == /rmig/dist/rmig_*.deb ]] && [ -f "$root$deb" ] ||
+      { echo "fresh-check: scripts/package.sh did not print a .deb (log $logdir/package.log)"; return 1; }
+    deb=$root$deb
+  fi
   make_root "$install_root" mmdebstrap-install
   mount_root "$install_root"
-  cp "$root$deb" "$install_root/tmp/"
+  cp "$deb" "$install_root/tmp/"
   check='set -ex
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends man-db >/dev/null
