@@ -18,8 +18,10 @@
 // the lab's daemons live at most 15 minutes and are stopped at the end.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -27,6 +29,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -34,6 +37,8 @@
 
 #include "common/error.hpp"
 #include "common/process.hpp"
+#include "common/socket.hpp"
+#include "common/unique_fd.hpp"
 #include "guest/guest_check.hpp"
 #include "lab/libvirt/disk_check.hpp"
 #include "lab/wan/command.hpp"
@@ -75,36 +80,86 @@ struct Lab {
     fs::path run_a, run_b, images_a, images_b, shared, log_a;
 };
 
-// One relay between the hosts for one socket path: the source QEMU connects
-// to `from` (host A's file), the relay reaches the destination QEMU at `to`
-// (host B's file) once that exists.
+// The relay between the hosts for one migration: for each socket path, the
+// source QEMU connects to `from` (host A's file, which the relay listens on)
+// and the relay reaches the destination QEMU at `to` (host B's file, in the
+// directory where host B's QEMU creates it; the file exists only once that
+// QEMU listens, and stays behind, stale, after an aborted migration).
+struct SocketPair {
+    fs::path from, to;
+};
+
 class Relay {
 public:
     virtual ~Relay() = default;
 };
 
+// socat moves the bytes, one socat per connection (`socat FD:N
+// UNIX-CONNECT:TO`), and the test keeps the order: it holds the listener on
+// FROM, accepts a connection, and accepts the next only once that socat has
+// connected its destination leg. QEMU 7.2's destination takes the first
+// connection it accepts as the main stream, and plain `socat UNIX-LISTEN,fork`
+// connects the legs from racing children: a --parallel migration hung in one
+// of four runs that way (docs/libvirt.md).
 class SocatRelay : public Relay {
 public:
-    SocatRelay(const fs::path& from, const fs::path& to, const fs::path& log)
-        // 1 MiB buffers: with socat's 8 KiB the guest's 100 MiB working set
-        // does not converge (~16 MiB/s).
-        : proc_({"socat", "-d", "-d", "-b", "1048576", cat("UNIX-LISTEN:", from.string(), ",fork,unlink-early"),
-                 cat("UNIX-CONNECT:", to.string())},
-                {log.string(), "=stdout"}) {
-        for (auto end = std::chrono::steady_clock::now() + 5s; !fs::exists(from);) {
-            if (std::chrono::steady_clock::now() > end || !proc_.running())
-                throw rmig::Error(cat("socat did not listen on ", from.string(), " (log ", log.string(), ")"));
-            std::this_thread::sleep_for(20ms);
+    SocatRelay(const std::vector<SocketPair>& paths, const fs::path& log_prefix) {
+        for (const auto& p : paths) {
+            auto listener = std::make_shared<rmig::UniqueFd>(rmig::net::unix_listen(p.from.string()));
+            auto prefix = cat(log_prefix.string(), "-", p.from.filename().string());
+            threads_.emplace_back([this, listener, to = p.to, prefix] { serve(listener->get(), to, prefix); });
+            listeners_.push_back(std::move(listener));
         }
+    }
+    ~SocatRelay() override {
+        stop_ = true;
+        for (auto& t : threads_) t.join();
     }
 
 private:
-    rmig::Process proc_;
+    void serve(int listener, const fs::path& to, const std::string& prefix) {
+        for (int n = 0; !stop_;) {
+            rmig::UniqueFd conn = rmig::net::accept_for(listener, 100ms);
+            if (!conn) continue;
+            auto log = cat(prefix, "-", n++, ".log");
+            {
+                // The accepted socket must reach socat (not close on exec) and
+                // no other child: spawns of the relay's threads take turns.
+                std::lock_guard<std::mutex> lock(spawn_mutex_);
+                ::fcntl(conn.get(), F_SETFD, 0);
+                // 1 MiB buffers: with socat's 8 KiB the guest's 100 MiB
+                // working set does not converge (~16 MiB/s).
+                std::lock_guard<std::mutex> procs_lock(procs_mutex_);
+                procs_.emplace_back(std::vector<std::string>{"socat", "-lu", "-d", "-d", "-b", "1048576",
+                                                             cat("FD:", conn.get()), cat("UNIX-CONNECT:", to.string())},
+                                    rmig::Process::Options{log, "=stdout"});
+                conn.reset();
+            }
+            // The next connection waits until this one's destination leg is up
+            // (or failed: the source QEMU then sees its connection close).
+            for (auto end = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < end && !stop_;) {
+                auto text = slurp(log);
+                if (text.find("starting data transfer loop") != std::string::npos || text.find(" E ") != std::string::npos)
+                    break;
+                std::this_thread::sleep_for(5ms);
+            }
+        }
+    }
+
+    static inline std::mutex spawn_mutex_;
+    std::atomic<bool> stop_{false};
+    std::mutex procs_mutex_;
+    std::vector<rmig::Process> procs_;
+    std::vector<std::shared_ptr<rmig::UniqueFd>> listeners_;
+    std::vector<std::thread> threads_;
 };
 
-std::unique_ptr<Relay> start_relay(const std::string& kind, const fs::path& from, const fs::path& to,
-                                   const fs::path& log) {
-    if (kind == "socat") return std::make_unique<SocatRelay>(from, to, log);
+// The relays the cases run through. rmig tunnel goes here: `rmig tunnel send
+// --unix FROM --to URI` per path and `rmig tunnel receive --listen URI
+// --socket-dir <TO's directory>` (both paths share one directory).
+std::unique_ptr<Relay> start_relay(const std::string& kind, const std::vector<SocketPair>& paths,
+                                   const fs::path& log_prefix) {
+    if (kind == "socat") return std::make_unique<SocatRelay>(paths, log_prefix);
     throw rmig::Error(cat("unknown relay '", kind, "'"));
 }
 
@@ -230,23 +285,15 @@ protected:
         }
     }
 
-    struct Relays {
-        std::vector<std::unique_ptr<Relay>> all;
-    };
-    Relays relays(bool disks) {
-        Relays r;
-        auto path = [](const fs::path& run, const char* p) { return run / fs::path(p).lexically_relative("/run"); };
-        fs::path logs = lab_->dir;
-        auto name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-        std::string tag = name;
+    // The relay for this case: the migration path, and the disks path too.
+    std::unique_ptr<Relay> relay(bool disks) {
+        auto on = [](const fs::path& run, const char* p) { return run / fs::path(p).lexically_relative("/run"); };
+        std::vector<SocketPair> paths{{on(lab_->run_a, kMigrationPath), on(lab_->run_b, kMigrationPath)}};
+        if (disks) paths.push_back({on(lab_->run_a, kDisksPath), on(lab_->run_b, kDisksPath)});
+        std::string tag = ::testing::UnitTest::GetInstance()->current_test_info()->name();
         for (auto& c : tag)
             if (c == '/') c = '_';
-        r.all.push_back(start_relay(GetParam(), path(lab_->run_a, kMigrationPath), path(lab_->run_b, kMigrationPath),
-                                    logs / cat("relay-", tag, ".log")));
-        if (disks)
-            r.all.push_back(start_relay(GetParam(), path(lab_->run_a, kDisksPath), path(lab_->run_b, kDisksPath),
-                                        logs / cat("relay-disks-", tag, ".log")));
-        return r;
+        return start_relay(GetParam(), paths, fs::path(lab_->dir) / cat("relay-", tag));
     }
 
     std::vector<std::string> migrate_argv(std::vector<std::string> flags) {
@@ -314,7 +361,7 @@ protected:
 
 TEST_P(LibvirtMigration, MemoryOverUnixSocket) {
     boot_guest(true);
-    auto r = relays(false);
+    auto r = relay(false);
     double s = migrate({"--unsafe"});  // the shared disk is a local file system: libvirt calls that unsafe
     report("memory", s);
     verify_on_destination(false, 0);
@@ -322,7 +369,7 @@ TEST_P(LibvirtMigration, MemoryOverUnixSocket) {
 
 TEST_P(LibvirtMigration, MemoryParallelTwoConnections) {
     boot_guest(true);
-    auto r = relays(false);
+    auto r = relay(false);
     double s = migrate({"--unsafe", "--parallel", "--parallel-connections", "2"});
     report("parallel-2", s);
     verify_on_destination(false, 0);
@@ -330,7 +377,7 @@ TEST_P(LibvirtMigration, MemoryParallelTwoConnections) {
 
 TEST_P(LibvirtMigration, CopyStorageAllOverDisksUri) {
     boot_guest(false);
-    auto r = relays(true);
+    auto r = relay(true);
     double s = migrate({"--copy-storage-all", "--disks-uri", cat("unix://", kDisksPath)});
     std::size_t last = source_passes();  // the source's serial log ends at the switch-over
     report("copy-storage-all", s);
@@ -339,7 +386,7 @@ TEST_P(LibvirtMigration, CopyStorageAllOverDisksUri) {
 
 TEST_P(LibvirtMigration, AbortLeavesSourceRunningThenRetrySucceeds) {
     boot_guest(true);
-    auto r = relays(false);
+    auto r = relay(false);
     // 2 MiB/s: 128 MiB of guest cannot finish before the abort.
     fs::path log = fs::path(lab_->dir) / "aborted-migrate.log";
     rmig::Process slow(migrate_argv({"--unsafe", "--bandwidth", "2"}), {log.string(), "=stdout"});
