@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -17,9 +18,11 @@
 #include "cli/progress_display.hpp"
 #include "common/args.hpp"
 #include "common/exit_codes.hpp"
+#include "common/metrics/http_exporter.hpp"
 #include "common/log.hpp"
 #include "common/units.hpp"
 #include "qemu-plugin/migrate_source.hpp"
+#include "qemu-plugin/migration_metrics.hpp"
 #include "qemu-plugin/qmp_client.hpp"
 #include "qemu-plugin/receive_dest.hpp"
 #include "transport/backend.hpp"
@@ -117,6 +120,16 @@ void read_shared_options(const Args& a, SessionOptions& o, const std::string& ur
     o.security = cli::security_from_args(a, uri, uri_option);
 }
 
+// --metrics ADDR:PORT: the process's metrics served while the command runs
+// (docs/metrics.md); none without it.
+std::unique_ptr<metrics::HttpExporter> serve_metrics(const Args& a) {
+    auto where = a.get("metrics");
+    if (!where) return nullptr;
+    auto exporter = std::make_unique<metrics::HttpExporter>(*where, metrics::process_registry());
+    log::info("metrics at http://", exporter->address(), "/metrics");
+    return exporter;
+}
+
 int cmd_migrate(const std::vector<std::string>& argv) {
     auto parsed = parse("migrate", argv);
     if (!parsed) return exit_code::kOk;
@@ -148,7 +161,13 @@ int cmd_migrate(const std::vector<std::string>& argv) {
     std::FILE* out = a.get("json") == "-" ? stderr : stdout;
 
     cli::ProgressDisplay display(mode, stderr);
-    auto report = qemu::migrate(o, [&](const qemu::Progress& p) { display.update(p); });
+    auto exporter = serve_metrics(a);
+    qemu::SourceMetrics source_metrics;
+    auto report = qemu::migrate(o, [&](const qemu::Progress& p) {
+        display.update(p);
+        if (exporter) source_metrics.update(p);
+    });
+    if (exporter) source_metrics.finish(report);
     display.finish();
     if (!a.flag("quiet") || report.outcome != qemu::Outcome::completed) cli::print_summary(report, out);
     cli::ProfileHint hint;
@@ -184,6 +203,9 @@ int cmd_receive(const std::vector<std::string>& argv) {
     o.incoming_dir = a.text("incoming-dir");
     read_shared_options(a, o, o.listen_uri, "--listen");
     auto address_file = a.text("address-file");
+    auto exporter = serve_metrics(a);
+    qemu::DestMetrics dest_metrics;
+    if (exporter) o.on_progress = [&](const qemu::DestProgress& p) { dest_metrics.update(p); };
     auto report = qemu::receive(o, [&](const std::string& addr) {
         log::info("listening on ", addr);
         if (!address_file.empty()) {
@@ -193,6 +215,7 @@ int cmd_receive(const std::vector<std::string>& argv) {
             std::rename(tmp.c_str(), address_file.c_str());
         }
     });
+    if (exporter) dest_metrics.finish(report);
     if (auto j = a.get("json")) write_json(*j, report.to_json());
     if (!report.ok) {
         log::error("migration not received: ", report.error);

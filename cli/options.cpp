@@ -117,6 +117,10 @@ std::span<const OptionSpec> session_options() {
          .help = "give up (migrate: cancel) when no byte moves on the link for S seconds",
          .number_default = seconds(qemu::kDefaultStallTimeout), .min = 1, .max = 86400},
         {.name = "json", .metavar = "FILE", .help = "write a JSON report to FILE ('-' for stdout)"},
+        {.name = "metrics", .metavar = "ADDR:PORT",
+         .help = "serve the migration's Prometheus metrics at http://ADDR:PORT/metrics while it runs "
+                 "(docs/metrics.md)",
+         .default_note = "off"},
     };
     return kOptions;
 }

@@ -19,7 +19,7 @@ namespace rmig::cli {
 const ProgramSpec& rmig_program();
 
 // The groups migrate and receive share, each declared once.
-std::span<const OptionSpec> session_options();  // --timeout, --stall-timeout, --json
+std::span<const OptionSpec> session_options();  // --timeout, --stall-timeout, --json, --metrics
 std::span<const OptionSpec> link_options();     // --chunk, --socket-buffer
 std::span<const OptionSpec> general_options();  // --profile, --verbose, --quiet, --help
 

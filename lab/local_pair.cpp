@@ -154,6 +154,7 @@ RunResult LocalPair::migrate_rmig(const RmigRun& run) {
                                           run.listen_uri, "--address-file", addr_file, "--timeout",
                                           cat(run.timeout_s), "--json", recv_json};
     recv_argv.insert(recv_argv.end(), sec.begin(), sec.end());
+    recv_argv.insert(recv_argv.end(), run.receive_extra_args.begin(), run.receive_extra_args.end());
     in_netns(run.dest_netns, recv_argv);
     Process receiver(recv_argv, {cat(dir_, "/receive-", tag, ".log"), "=stdout"});
     std::string addr;

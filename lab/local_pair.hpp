@@ -40,6 +40,7 @@ struct RmigRun {
     qemu::MigrationSettings settings;
     bool show_progress = false;          // rmig's progress display on this terminal
     std::vector<std::string> extra_args; // more `rmig migrate` options
+    std::vector<std::string> receive_extra_args;  // more `rmig receive` options
     // Fault injection: SIGKILL `rmig receive` once this many RAM bytes have moved.
     std::optional<uint64_t> kill_receiver_after;
     // SIGSTOP the destination QEMU once this many RAM bytes have moved: a

@@ -509,7 +509,9 @@ private:
             p.qemu = st;
             p.relay_bytes = relay_bytes(relay.streams());
             p.channels_up = static_cast<uint32_t>(relay.streams().size());
-            auto sums = totals(relay.streams().stats());
+            p.session = report_.session;
+            p.streams = relay.streams().stats();
+            auto sums = totals(p.streams);
             p.packed_in = sums.compression.in_bytes;
             p.packed_wire = sums.compression.wire_bytes;
             p.reconnects = sums.reconnects;

@@ -75,6 +75,10 @@ struct Progress {
     uint64_t packed_in = 0, packed_wire = 0;
     uint32_t reconnects = 0;   // flows reopened after a loss, all streams
     double elapsed_s = 0;
+    // For metrics (migration_metrics.hpp): the session (hex, as in the
+    // report) and each stream's stats, as summed above.
+    std::string session;
+    std::vector<ChannelStats> streams;
 };
 
 enum class Outcome {

@@ -53,7 +53,8 @@ public:
     }
 
     DestReport run(const std::function<void(const std::string&)>& on_listening) {
-        deadline_ = Clock::now() + opts_.timeout;
+        started_ = Clock::now();
+        deadline_ = started_ + opts_.timeout;
         try {
             qmp_ = connect_qmp(opts_.qmp_path, "destination");
             listener_ = security::listen(opts_.listen_uri, opts_.transport, opts_.security);
@@ -110,14 +111,19 @@ private:
             std::optional<std::string> err;
             uint64_t delivered = 0;
             bool have_relay = false;
+            std::vector<ChannelStats> stats;
             {
                 std::lock_guard lock(relay_mutex_);
                 if (relay_) {
                     have_relay = true;
                     err = relay_->streams().error();
                     delivered = delivered_bytes();
+                    if (opts_.on_progress) stats = relay_->streams().stats();
                 }
             }
+            if (have_relay && opts_.on_progress)
+                opts_.on_progress({report_.session, std::move(stats),
+                                   std::chrono::duration<double>(Clock::now() - started_).count()});
             if (!err && have_relay && delivered != reported && !finished_ && reports_wanted_) {
                 reported = delivered;
                 try {
@@ -561,6 +567,7 @@ private:
 
     const DestOptions& opts_;
     DestReport report_;
+    Clock::time_point started_;
     Clock::time_point deadline_;
     std::unique_ptr<QmpClient> qmp_;
     std::unique_ptr<transport::Listener> listener_;

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -22,6 +23,13 @@ class Context;  // security/context.hpp
 
 namespace rmig::qemu {
 
+// What the destination has relayed so far, for metrics (migration_metrics.hpp).
+struct DestProgress {
+    std::string session;  // hex, as in the report
+    std::vector<ChannelStats> streams;
+    double elapsed_s = 0;  // since receive() started
+};
+
 struct DestOptions {
     std::string qmp_path;      // the destination QEMU's QMP socket
     std::string listen_uri;    // "tcp:0.0.0.0:7070"
@@ -34,6 +42,9 @@ struct DestOptions {
     transport::Options transport;
     // Authentication / encryption (security::connect/listen); unset: plaintext.
     std::shared_ptr<security::Context> security;
+    // Called every 50 ms or so while the relay runs, from a thread of the
+    // session's own; must be quick and must not throw.
+    std::function<void(const DestProgress&)> on_progress;
 };
 
 struct DestReport {
