@@ -71,6 +71,7 @@ json SourceReport::to_json() const {
               {"mbps", final_stats.mbps},
               {"error", final_stats.error_desc}}},
             {"blackout", blackout.to_json()},
+            {"timeline", timeline.to_json()},
             {"flows", flow_report},
             {"compression", packing},
             {"downtime_budget",
@@ -137,6 +138,7 @@ public:
 
     SourceReport run() {
         start_ = Clock::now();
+        start_wall_us_ = wall_clock_us();
         try {
             execute();
         } catch (const std::exception& e) {
@@ -517,6 +519,7 @@ private:
             p.reconnects = sums.reconnects;
             p.channels = relay.expected();
             p.elapsed_s = std::chrono::duration<double>(Clock::now() - start_).count();
+            report_.timeline.add(timeline_sample(p.elapsed_s, st, p.relay_bytes));
             if (on_progress_) on_progress_(p);
             if (terminal(st.status)) break;
             if (answered && st.status == "active" && !opts_.qemu_downtime_limit_ms) steer_downtime(relay);
@@ -545,6 +548,10 @@ private:
             if (auto ev = qmp_->wait_event("MIGRATION", opts_.poll_interval)) note_events({*ev});
         }
         note_events(qmp_->take_events());
+        // The STOP's wall clock on the timeline's steady clock: both start
+        // together, and a run is far too short for them to drift apart.
+        if (source_.stop_us)
+            report_.timeline.set_switchover_stop(double(source_.stop_us - start_wall_us_) / 1e6);
         std::lock_guard lock(stall_mutex);
         if (auto reason = link_->peer_abort(); reason && report_.final_stats.status != "completed") {
             dest_aborted_ = true;
@@ -658,6 +665,7 @@ private:
     const std::function<void(const Progress&)>& on_progress_;
     SourceReport report_;
     Clock::time_point start_;
+    int64_t start_wall_us_ = 0;  // wall_clock_us() at start_
     std::unique_ptr<QmpClient> qmp_;
     std::mutex relay_mutex_;
     SourceRelay* relay_ = nullptr;  // guarded by relay_mutex_

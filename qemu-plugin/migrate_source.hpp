@@ -21,6 +21,7 @@
 #include "qemu-plugin/qemu_info.hpp"
 #include "qemu-plugin/session_limits.hpp"
 #include "qemu-plugin/stream_group.hpp"
+#include "qemu-plugin/timeline.hpp"
 #include "transport/channel.hpp"
 
 namespace rmig::security {
@@ -97,6 +98,9 @@ struct SourceReport {
     MigrationSettings settings;  // as asked; QEMU's own downtime-limit is budget.qemu_limit_ms
     MigrationStats final_stats;
     Blackout blackout;           // the guest's real stop, STOP -> RESUME
+    // Every progress poll (bounded), on the clock of wall_s; its
+    // switchover_stop_s places the blackout's STOP on that clock.
+    Timeline timeline;
     DowntimeBudget budget;       // the last plan for QEMU's share of the downtime limit
     uint64_t in_flight_bytes = 0;  // sent but not yet in the destination QEMU, last seen
     uint64_t in_flight_cap = 0;    // per channel, as last set (0: the transport's default)
