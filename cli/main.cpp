@@ -2,6 +2,7 @@
 //   rmig receive   on the destination host, next to a QEMU started with -incoming defer
 //   rmig migrate   on the source host, next to the running QEMU
 //   rmig qmp       run one QMP command (handy in scripts)
+//   rmig report    summarize (and plot) an rmig migrate --json report
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -13,6 +14,7 @@
 
 #include "cli/options.hpp"
 #include "cli/profile.hpp"
+#include "cli/report_command.hpp"
 #include "cli/security_options.hpp"
 #include "cli/topo_command.hpp"
 #include "cli/progress_display.hpp"
@@ -256,6 +258,10 @@ int main(int argc, char** argv) {
         if (cmd == "topo") {
             auto parsed = parse("topo", rest);
             return parsed ? cli::topo_command(*parsed) : exit_code::kOk;
+        }
+        if (cmd == "report") {
+            auto parsed = parse("report", rest);
+            return parsed ? cli::report_command(*parsed) : exit_code::kOk;
         }
         if (cmd == "version" || cmd == "--version") {
             std::printf("rmig %s (wire protocol %u)\n", RMIG_VERSION, wire::kProtocolVersion);

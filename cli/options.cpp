@@ -1,5 +1,6 @@
 #include "cli/options.hpp"
 
+#include "cli/report_command.hpp"
 #include "cli/topo_command.hpp"
 #include "qemu-plugin/migration_settings.hpp"
 #include "qemu-plugin/session_limits.hpp"
@@ -187,6 +188,20 @@ const ProgramSpec& rmig_program() {
              "Shows the NUMA nodes, cores and memory hwloc finds, the node of the NIC, and\n"
              "which PUs rmig's workers would be pinned to and where its buffers would go.",
              {{"", topo_options()}}},
+            {"report", "FILE.json [--plot OUT.svg|OUT.png] [--json]",
+             "summarize an rmig migrate --json report; plot its timeline",
+             "Prints the outcome, total time, blackout, bytes, rounds, compression and\n"
+             "reconnects of a report written by `rmig migrate --json FILE`. With --plot,\n"
+             "draws (gnuplot) throughput, dirty rate and remaining bytes over time, a\n"
+             "dashed line at each QEMU round, and the switchover as a shaded band as wide\n"
+             "as the guest's blackout.\n\n"
+             "exit codes: 0 shown (and plotted), 1 the report is missing, not JSON or not\n"
+             "an rmig migrate report, 2 bad arguments, 3 --plot but the report has no\n"
+             "timeline (written by an older rmig, or the migration never started),\n"
+             "4 --plot failed (gnuplot not installed: apt install gnuplot-nox; or OUT\n"
+             "not writable).\n\n"
+             "  e.g. rmig report report.json --plot migration.svg",
+             {{"", report_options()}}},
         }};
     return kProgram;
 }

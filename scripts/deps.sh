@@ -19,7 +19,8 @@ packages=(
   libdpdk-dev dpdk                                  # the dpdk transport, dpdk-testpmd baseline
   dpdk-dev                                          # dpdk-testpmd (the raw memif baseline)
   libssl-dev openssl                                # TLS 1.3 / PSK auth, AES-256-GCM frames
-  gnuplot-nox                                       # per-round plots (bench/scripts/memory_e2e.sh)
+  gnuplot-nox                                       # per-round plots (bench/scripts/memory_e2e.sh), rmig report --plot
+  libxml2-utils                                     # xmllint: rmig report's SVG is well-formed (tests/cli)
   prometheus                                        # promtool: checks rmig's /metrics scrapes (docs/metrics.md)
   man-db groff-base dpkg-dev file                   # man pages, the .deb (cpack, dpkg-shlibdeps; tests/man, tests/packaging)
   linux-image-amd64 busybox-static kmod cpio xz-utils  # the Soft-RoCE test VM (tests/rdma/vm)
