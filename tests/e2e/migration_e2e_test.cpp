@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/error.hpp"
+#include "common/process.hpp"
 #include "guest/guest_check.hpp"
 #include "lab/local_pair.hpp"
 #include "security/policy.hpp"
@@ -110,6 +111,41 @@ TEST(MigrationE2E, ThroughRmigResumedReportsTheGuestsBlackout) {
     EXPECT_EQ(pair.source().qmp().execute("query-migrate-parameters").value("downtime-limit", uint64_t{0}),
               qemu_limit)
         << "QEMU does not have the downtime-limit rmig planned";
+
+    // The timeline: a sample per progress poll, in order, through QEMU's
+    // rounds to "completed", with the guest's STOP on its clock.
+    const auto& tl = r.report["timeline"];
+    ASSERT_TRUE(tl.is_object() && tl["samples"].is_array()) << "no timeline in the report";
+    const auto& samples = tl["samples"];
+    ASSERT_GE(samples.size(), 5u) << tl;
+    for (size_t i = 1; i < samples.size(); ++i)
+        EXPECT_GT(samples[i]["t_s"].get<double>(), samples[i - 1]["t_s"].get<double>()) << "sample " << i;
+    EXPECT_EQ(samples.back()["status"], "completed");
+    EXPECT_EQ(samples.back()["ram_total_bytes"].get<uint64_t>(), r.report["qemu"]["ram_total_bytes"].get<uint64_t>());
+    uint64_t first_round = samples.front()["dirty_sync_count"].get<uint64_t>();
+    uint64_t last_round = samples.back()["dirty_sync_count"].get<uint64_t>();
+    EXPECT_GE(last_round, 2u) << "one round only: nothing to mark";
+    EXPECT_GT(last_round, first_round) << "no round began during the timeline";
+    ASSERT_TRUE(tl["switchover_stop_s"].is_number()) << tl["switchover_stop_s"];
+    double stop_s = tl["switchover_stop_s"].get<double>();
+    EXPECT_GT(stop_s, samples.front()["t_s"].get<double>());
+    EXPECT_LE(stop_s, samples.back()["t_s"].get<double>()) << "the guest stopped after QEMU said completed";
+    EXPECT_LE(stop_s + blackout / 1000, r.report["wall_s"].get<double>()) << "the blackout ends after rmig did";
+
+    // rmig report reads and plots this real report.
+    std::string report_path = pair.dir() + "/timeline-report.json", svg = pair.dir() + "/timeline.svg";
+    std::ofstream(report_path) << r.report.dump(2);
+    Process plot({lab::rmig_binary(), "report", report_path, "--plot", svg}, {pair.dir() + "/report.log", "=stdout"});
+    auto status = plot.wait_for(std::chrono::seconds(60));
+    std::stringstream said, drawn;
+    said << std::ifstream(pair.dir() + "/report.log").rdbuf();
+    ASSERT_EQ(status, std::optional<int>(0)) << said.str();
+    EXPECT_NE(said.str().find("outcome      completed"), std::string::npos) << said.str();
+    drawn << std::ifstream(svg).rdbuf();
+    EXPECT_NE(drawn.str().find("</svg>"), std::string::npos);
+    EXPECT_NE(drawn.str().find(cat(">round ", first_round + 1, "<")), std::string::npos) << "no round marked";
+    EXPECT_NE(drawn.str().find("switchover: blackout"), std::string::npos);
+    if (HasFailure()) pair.keep();
 }
 
 TEST(MigrationE2E, ThroughRmigMultifdFourChannels) {
