@@ -6,8 +6,9 @@
 // --copy-storage-all --disks-uri (the guest writes its qcow2 disk all along),
 // and a migration aborted with `virsh domjobabort` then retried.
 //
-// The relay is the test's parameter: socat today (one process per socket path,
-// forking per connection); rmig tunnel joins the list (start_relay()).
+// The relay is the test's parameter (start_relay()): socat, kept in order by
+// the test, and rmig tunnel-send/tunnel-receive (skipped, saying so, with an
+// rmig that has no tunnel-send).
 // Verified on the destination: the domain runs; its memory passes
 // guest_check's pattern (a paused guest, pmemsave); its disk holds the boot
 // sector and consistent pass counters newer than the source's last pass.
@@ -30,6 +31,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -154,13 +156,78 @@ private:
     std::vector<std::thread> threads_;
 };
 
-// The relays the cases run through. rmig tunnel goes here: `rmig tunnel send
-// --unix FROM --to URI` per path and `rmig tunnel receive --listen URI
-// --socket-dir <TO's directory>` (both paths share one directory).
+// rmig's own relay: `rmig tunnel-send --unix FROM...` on the source side and
+// `rmig tunnel-receive --socket-dir DIR` on the destination side (both in
+// this machine's namespaces, joined over loopback TCP with a pre-shared key).
+// The binary: $RMIG_LIBVIRT_RMIG, else the build's rmig.
+std::string rmig_binary() {
+    const char* env = std::getenv("RMIG_LIBVIRT_RMIG");
+    return env ? env : RMIG_BINARY_PATH;
+}
+
+class RmigTunnelRelay : public Relay {
+public:
+    RmigTunnelRelay(const std::vector<SocketPair>& paths, const fs::path& log_prefix) {
+        fs::path dir = paths.front().to.parent_path();
+        std::string from;
+        for (const auto& p : paths) {
+            if (p.to.parent_path() != dir) throw rmig::Error("rmig tunnel-receive serves one socket directory");
+            from += (from.empty() ? "" : " ") + p.from.string();
+        }
+        fs::path psk = cat(log_prefix.string(), ".psk"), address = cat(log_prefix.string(), ".address");
+        {
+            std::random_device rd;
+            std::ofstream out(psk);
+            for (int i = 0; i < 32; ++i) out << "0123456789abcdef"[rd() % 16] << "0123456789abcdef"[rd() % 16];
+            out << "\n";
+        }
+        fs::remove(address);
+        receive_ = rmig::Process({rmig_binary(), "tunnel-receive", "--listen", "tcp:127.0.0.1:0", "--socket-dir",
+                                  dir.string(), "--address-file", address.string(), "--psk-file", psk.string(),
+                                  "--timeout", "600"},
+                                 {cat(log_prefix.string(), "-receive.log"), "=stdout"});
+        std::string where;
+        for (auto end = std::chrono::steady_clock::now() + 10s; where.empty(); where = slurp(address)) {
+            if (std::chrono::steady_clock::now() > end || !receive_.running())
+                throw rmig::Error(cat("rmig tunnel-receive wrote no address (log ", log_prefix.string(), "-receive.log)"));
+            std::this_thread::sleep_for(20ms);
+        }
+        while (!where.empty() && (where.back() == '\n' || where.back() == ' ')) where.pop_back();
+        send_ = rmig::Process({rmig_binary(), "tunnel-send", "--unix", from, "--to", where, "--psk-file", psk.string(),
+                               "--timeout", "600"},
+                              {cat(log_prefix.string(), "-send.log"), "=stdout"});
+        for (const auto& p : paths)
+            for (auto end = std::chrono::steady_clock::now() + 10s; !fs::exists(p.from);) {
+                if (std::chrono::steady_clock::now() > end || !send_.running())
+                    throw rmig::Error(cat("rmig tunnel-send did not listen on ", p.from.string(), " (log ",
+                                          log_prefix.string(), "-send.log)"));
+                std::this_thread::sleep_for(20ms);
+            }
+    }
+    ~RmigTunnelRelay() override {
+        send_.stop();
+        receive_.stop();
+    }
+
+private:
+    rmig::Process receive_, send_;
+};
+
+// The relays the cases run through.
 std::unique_ptr<Relay> start_relay(const std::string& kind, const std::vector<SocketPair>& paths,
                                    const fs::path& log_prefix) {
     if (kind == "socat") return std::make_unique<SocatRelay>(paths, log_prefix);
+    if (kind == "rmig-tunnel") return std::make_unique<RmigTunnelRelay>(paths, log_prefix);
     throw rmig::Error(cat("unknown relay '", kind, "'"));
+}
+
+// Why a relay cannot run here ("" if it can).
+std::string relay_unavailable(const std::string& kind) {
+    if (kind != "rmig-tunnel") return "";
+    auto help = rmig::wan::run_command({rmig_binary(), "help"}, 10s);
+    if (help.output.find("tunnel-send") == std::string::npos)
+        return cat(rmig_binary(), " has no tunnel-send subcommand (set RMIG_LIBVIRT_RMIG to an rmig that has)");
+    return "";
 }
 
 rmig::wan::CommandResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 30s) {
@@ -219,6 +286,7 @@ protected:
         if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
         ASSERT_TRUE(start_error_.empty()) << start_error_;
         ASSERT_TRUE(lab_);
+        if (auto why = relay_unavailable(GetParam()); !why.empty()) GTEST_SKIP() << why;
         // Whatever an earlier case left: no domain on either host.
         for (const auto& uri : {lab_->uri_a, lab_->uri_b}) run({"virsh", "-q", "-c", uri, "destroy", kDomain});
     }
@@ -419,7 +487,12 @@ TEST_P(LibvirtMigration, AbortLeavesSourceRunningThenRetrySucceeds) {
     verify_on_destination(false, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Relays, LibvirtMigration, ::testing::Values(std::string("socat")),
-                         [](const auto& relay) { return relay.param; });
+INSTANTIATE_TEST_SUITE_P(Relays, LibvirtMigration, ::testing::Values(std::string("socat"), std::string("rmig-tunnel")),
+                         [](const auto& relay) {  // test names take no '-'
+                             std::string name = relay.param;
+                             for (auto& c : name)
+                                 if (c == '-') c = '_';
+                             return name;
+                         });
 
 }  // namespace
