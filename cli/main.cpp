@@ -125,11 +125,7 @@ void read_shared_options(const Args& a, SessionOptions& o, const std::string& ur
 // --metrics ADDR:PORT: the process's metrics served while the command runs
 // (docs/metrics.md); none without it.
 std::unique_ptr<metrics::HttpExporter> serve_metrics(const Args& a) {
-    auto where = a.get("metrics");
-    if (!where) return nullptr;
-    auto exporter = std::make_unique<metrics::HttpExporter>(*where, metrics::process_registry());
-    log::info("metrics at http://", exporter->address(), "/metrics");
-    return exporter;
+    return metrics::serve_process_metrics(a.get("metrics"));
 }
 
 int cmd_migrate(const std::vector<std::string>& argv) {

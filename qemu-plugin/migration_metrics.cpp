@@ -176,4 +176,43 @@ void DestMetrics::finish(const DestReport& r) {
     count_migration(registry_, role_, r.ok ? "completed" : "failed");
 }
 
+namespace {
+
+metrics::Labels session_labels(const std::string& session, const std::string& role, const metrics::Labels& extra) {
+    metrics::Labels l{{"session", session}, {"role", role}};
+    l.insert(l.end(), extra.begin(), extra.end());
+    return l;
+}
+
+}  // namespace
+
+RelaySessionMetrics::RelaySessionMetrics(metrics::Registry& registry, std::string role, const std::string& session,
+                                         const metrics::Labels& extra)
+    : registry_(registry),
+      role_(std::move(role)),
+      scope_(registry, session_labels(session, role_, extra)),
+      channels_(scope_),
+      state_(scope_, "rmig_migration_state",
+             "1 for the migration's state now (QEMU's status on the source), 0 for the others.") {
+    errors_ = scope_.counter("rmig_migration_errors_total", "Failures of the migration (0 or 1 for one session).");
+    elapsed_ = scope_.gauge("rmig_migration_elapsed_seconds", "Time since the migration started.");
+    channels_up_ = scope_.gauge("rmig_channels_up", "QEMU streams (main and multifd) relayed now.");
+    state_.set("relaying");
+}
+
+void RelaySessionMetrics::update(const std::vector<ChannelStats>& streams, double elapsed_s) {
+    elapsed_->set(elapsed_s);
+    channels_up_->set(double(streams.size()));
+    channels_.update(streams);
+}
+
+void RelaySessionMetrics::finish(bool ok, const std::vector<ChannelStats>& streams, double elapsed_s) {
+    update(streams, elapsed_s);
+    if (finished_) return;
+    finished_ = true;
+    state_.set(ok ? "completed" : "failed");
+    if (!ok) errors_->inc();
+    count_migration(registry_, role_, ok ? "completed" : "failed");
+}
+
 }  // namespace rmig::qemu

@@ -99,4 +99,29 @@ private:
     std::shared_ptr<metrics::Gauge> elapsed_, channels_up_;
 };
 
+// A relay session without QMP of its own (rmig tunnel: the management stack
+// drives QEMU): its streams, state (relaying, then completed or failed),
+// elapsed time, errors, and its outcome in rmig_migrations_total. Make one
+// when a session starts, update() it from the session's poll (one thread),
+// finish() it at the end, destroy it when its series should leave the scrape.
+// `extra` labels go on every series after session and role (e.g.
+// {{"socket", "vm1"}}: which VM's socket).
+class RelaySessionMetrics {
+public:
+    RelaySessionMetrics(metrics::Registry& registry, std::string role, const std::string& session,
+                        const metrics::Labels& extra = {});
+    void update(const std::vector<ChannelStats>& streams, double elapsed_s);
+    void finish(bool ok, const std::vector<ChannelStats>& streams, double elapsed_s);
+
+private:
+    metrics::Registry& registry_;
+    std::string role_;
+    metrics::Scope scope_;
+    ChannelMetrics channels_;
+    metrics::StateSet state_;
+    std::shared_ptr<metrics::Counter> errors_;
+    std::shared_ptr<metrics::Gauge> elapsed_, channels_up_;
+    bool finished_ = false;
+};
+
 }  // namespace rmig::qemu

@@ -84,6 +84,13 @@ std::string serialize(const HttpResponse& r) {
     return out;
 }
 
+std::unique_ptr<HttpExporter> serve_process_metrics(const std::optional<std::string>& address) {
+    if (!address) return nullptr;
+    auto exporter = std::make_unique<HttpExporter>(*address, process_registry());
+    log::info("metrics at http://", exporter->address(), "/metrics");
+    return exporter;
+}
+
 HttpExporter::HttpExporter(const std::string& address, Registry& registry, ExporterLimits limits)
     : registry_(registry), limits_(limits) {
     net::HostPort where;

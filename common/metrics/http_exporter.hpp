@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -67,6 +68,10 @@ private:
     std::thread acceptor_;
     std::atomic<bool> stopped_{false};
 };
+
+// A command's `--metrics ADDR:PORT`: process_registry() served at `address`
+// (and the address logged), or nothing when no address was given.
+std::unique_ptr<HttpExporter> serve_process_metrics(const std::optional<std::string>& address);
 
 // The parsed head of an HTTP request, and the response the exporter gives
 // it (status line, headers, body): apart from the sockets, for tests.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <memory>
 
 using namespace rmig;
 using namespace rmig::qemu;
@@ -128,4 +129,32 @@ TEST(MigrationMetrics, DestinationAndFailuresAreCounted) {
     EXPECT_EQ(value_of(r, "rmig_migration_errors_total", dest), 1);
     EXPECT_EQ(value_of(r, "rmig_migration_state", with(dest, {{"state", "failed"}})), 1);
     EXPECT_EQ(value_of(r, "rmig_migrations_total", {{"role", "destination"}, {"outcome", "failed"}}), 1);
+}
+
+// A tunnel's sessions side by side: each its own series with its own labels,
+// gone when its object goes; the tally stays.
+TEST(MigrationMetrics, RelaySessionsOfALongLivedServiceComeAndGo) {
+    metrics::Registry r;
+    auto a = std::make_unique<RelaySessionMetrics>(r, "tunnel-send", "aa", metrics::Labels{{"socket", "vm1"}});
+    auto b = std::make_unique<RelaySessionMetrics>(r, "tunnel-send", "bb", metrics::Labels{{"socket", "vm2"}});
+    const metrics::Labels la{{"session", "aa"}, {"role", "tunnel-send"}, {"socket", "vm1"}};
+    const metrics::Labels lb{{"session", "bb"}, {"role", "tunnel-send"}, {"socket", "vm2"}};
+    a->update({stream(1, 10), stream(2, 20)}, 1.0);
+    b->update({stream(1, 5)}, 0.5);
+    EXPECT_EQ(value_of(r, "rmig_relay_sent_bytes_total", with(la, {{"channel", "2"}})), 20);
+    EXPECT_EQ(value_of(r, "rmig_relay_sent_bytes_total", with(lb, {{"channel", "1"}})), 5);
+    EXPECT_EQ(value_of(r, "rmig_channels_up", la), 2);
+    EXPECT_EQ(value_of(r, "rmig_migration_state", with(la, {{"state", "relaying"}})), 1);
+    a->finish(true, {stream(1, 15), stream(2, 30)}, 2.0);
+    a->finish(true, {stream(1, 15), stream(2, 30)}, 2.0);  // counted once
+    EXPECT_EQ(value_of(r, "rmig_migration_state", with(la, {{"state", "completed"}})), 1);
+    EXPECT_EQ(value_of(r, "rmig_relay_sent_bytes_total", with(la, {{"channel", "1"}})), 15);
+    a.reset();
+    EXPECT_EQ(r.expose().find("session=\"aa\""), std::string::npos) << r.expose();
+    EXPECT_NE(r.expose().find("session=\"bb\""), std::string::npos) << r.expose();
+    b->finish(false, {}, 3.0);
+    EXPECT_EQ(value_of(r, "rmig_migration_errors_total", lb), 1);
+    b.reset();
+    EXPECT_EQ(value_of(r, "rmig_migrations_total", {{"role", "tunnel-send"}, {"outcome", "completed"}}), 1);
+    EXPECT_EQ(value_of(r, "rmig_migrations_total", {{"role", "tunnel-send"}, {"outcome", "failed"}}), 1);
 }
