@@ -109,7 +109,15 @@ public:
         for (const auto& p : paths) {
             auto listener = std::make_shared<rmig::UniqueFd>(rmig::net::unix_listen(p.from.string()));
             auto prefix = cat(log_prefix.string(), "-", p.from.filename().string());
-            threads_.emplace_back([this, listener, to = p.to, prefix] { serve(listener->get(), to, prefix); });
+            threads_.emplace_back([this, listener, to = p.to, prefix] {
+                try {
+                    serve(listener->get(), to, prefix);
+                } catch (const std::exception& e) {
+                    // The source QEMU's connect then waits in the backlog and
+                    // the case fails on virsh's timeout; say why here.
+                    std::fprintf(stderr, "socat relay for %s stopped: %s\n", to.c_str(), e.what());
+                }
+            });
             listeners_.push_back(std::move(listener));
         }
     }
