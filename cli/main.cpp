@@ -17,6 +17,7 @@
 #include "cli/report_command.hpp"
 #include "cli/security_options.hpp"
 #include "cli/topo_command.hpp"
+#include "cli/tunnel_command.hpp"
 #include "cli/progress_display.hpp"
 #include "common/args.hpp"
 #include "common/exit_codes.hpp"
@@ -251,6 +252,11 @@ int main(int argc, char** argv) {
         if (cmd == "migrate") return cmd_migrate(rest);
         if (cmd == "receive") return cmd_receive(rest);
         if (cmd == "qmp") return cmd_qmp(rest);
+        if (cmd == "tunnel-send" || cmd == "tunnel-receive") {
+            auto parsed = parse(cmd, rest);
+            if (!parsed) return exit_code::kOk;
+            return cmd == "tunnel-send" ? cli::tunnel_send_command(*parsed) : cli::tunnel_receive_command(*parsed);
+        }
         if (cmd == "topo") {
             auto parsed = parse("topo", rest);
             return parsed ? cli::topo_command(*parsed) : exit_code::kOk;

@@ -2,6 +2,7 @@
 
 #include "cli/report_command.hpp"
 #include "cli/topo_command.hpp"
+#include "cli/tunnel_command.hpp"
 #include "qemu-plugin/migration_settings.hpp"
 #include "qemu-plugin/session_limits.hpp"
 #include "qemu-plugin/stream_group.hpp"
@@ -188,6 +189,12 @@ const ProgramSpec& rmig_program() {
              "Shows the NUMA nodes, cores and memory hwloc finds, the node of the NIC, and\n"
              "which PUs rmig's workers would be pinned to and where its buffers would go.",
              {{"", topo_options()}}},
+            {"tunnel-send", "--unix PATH --to tcp:HOST:PORT [options]",
+             "relay QEMU's migration from a UNIX path (libvirt --migrateuri unix://) to tunnel-receive",
+             kTunnelSendAbout, tunnel_send_groups()},
+            {"tunnel-receive", "--listen tcp:ADDR:PORT --socket-dir DIR [options]",
+             "the destination side of tunnel-send: connects the destination QEMU's UNIX socket",
+             kTunnelReceiveAbout, tunnel_receive_groups()},
             {"report", "FILE.json [--plot OUT.svg|OUT.png] [--json]",
              "summarize an rmig migrate --json report; plot its timeline",
              "Prints the outcome, total time, blackout, bytes, rounds, compression and\n"

@@ -9,11 +9,12 @@
 namespace rmig::qemu {
 
 DestRelay::DestRelay(std::string qemu_socket, wire::SessionId session, uint32_t channels, FlowSettings flow,
-                     transport::Millis attach_timeout)
+                     transport::Millis attach_timeout, transport::Millis qemu_wait)
     : qemu_socket_(std::move(qemu_socket)),
       session_(session),
       channels_(channels),
       attach_timeout_(attach_timeout),
+      qemu_wait_(qemu_wait),
       streams_(flow) {}
 
 void DestRelay::offer(std::unique_ptr<transport::Incoming> in) {
@@ -102,7 +103,7 @@ StripedStream* DestRelay::stream_for(uint32_t id, size_t max_frame, const std::s
     if (id < next_) return streams_.find(id);
     UniqueFd qemu;
     try {
-        qemu = net::unix_connect(qemu_socket_, std::chrono::milliseconds(5000));
+        qemu = net::unix_connect(qemu_socket_, qemu_wait_);
         net::tune_stream_socket(qemu.get(), 8 << 20);
     } catch (const Error& e) {
         streams_.fail(cat("connecting stream ", id, " to the destination QEMU: ", e.what()));

@@ -25,8 +25,11 @@ namespace rmig::qemu {
 
 class DestRelay {
 public:
+    // `qemu_wait`: how long a new stream waits for the destination QEMU's
+    // socket to exist and listen (a tunnel's may be made after the session opened).
     DestRelay(std::string qemu_socket, wire::SessionId session, uint32_t channels, FlowSettings flow,
-              transport::Millis attach_timeout = transport::Millis(10000));
+              transport::Millis attach_timeout = transport::Millis(10000),
+              transport::Millis qemu_wait = transport::Millis(5000));
 
     ~DestRelay();  // waits for flows being admitted (bounded by the handshake and attach timeouts)
 
@@ -49,6 +52,7 @@ private:
     wire::SessionId session_;
     uint32_t channels_;
     transport::Millis attach_timeout_;
+    transport::Millis qemu_wait_;
     std::mutex order_mutex_;
     std::condition_variable order_cv_;
     uint32_t next_ = 1;  // the next new stream; guarded by order_mutex_

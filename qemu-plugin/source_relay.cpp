@@ -10,11 +10,14 @@
 
 namespace rmig::qemu {
 
-SourceRelay::SourceRelay(std::string socket_path, RelayConfig cfg)
-    : path_(std::move(socket_path)), cfg_(std::move(cfg)), streams_(cfg_.flow) {
+SourceRelay::SourceRelay(std::string socket_path, RelayConfig cfg) : SourceRelay(std::move(cfg)) {
+    path_ = std::move(socket_path);
+    listen_fd_ = net::unix_listen(path_);
+}
+
+SourceRelay::SourceRelay(RelayConfig cfg) : cfg_(std::move(cfg)), streams_(cfg_.flow) {
     if (cfg_.dest_uris.empty()) throw Error("channel mode relay: no destination address");
     cfg_.flows = std::max<uint32_t>({cfg_.flows, 1, static_cast<uint32_t>(cfg_.dest_uris.size())});
-    listen_fd_ = net::unix_listen(path_);
 }
 
 SourceRelay::~SourceRelay() {
@@ -22,7 +25,7 @@ SourceRelay::~SourceRelay() {
     acceptor_ = {};
     openers_.clear();
     streams_.abort();
-    ::unlink(path_.c_str());
+    if (!path_.empty()) ::unlink(path_.c_str());
 }
 
 void SourceRelay::start() {
@@ -54,19 +57,26 @@ void SourceRelay::accept_loop() {
     // Ids follow QEMU's connect order (the main channel first); the streams
     // then set up side by side, and the destination connects its QEMU in id
     // order (dest_relay.hpp).
-    for (uint32_t id = 1; id <= cfg_.channels; ++id) {
+    while (carried_ < cfg_.channels) {
         UniqueFd qemu;
         try {
             while (!qemu && !stop_ && !streams_.error())
                 qemu = net::accept_for(listen_fd_.get(), std::chrono::milliseconds(100));
             if (!qemu) return;
-            net::tune_stream_socket(qemu.get(), cfg_.transport.socket_buffer_bytes);
         } catch (const std::exception& e) {
-            streams_.fail(cat("accepting QEMU's connection ", id, " of ", cfg_.channels, ": ", e.what()));
+            streams_.fail(cat("accepting QEMU's connection ", carried_ + 1, " of ", cfg_.channels, ": ", e.what()));
             return;
         }
-        openers_.emplace_back([this, id, q = std::move(qemu)]() mutable { carry(id, std::move(q)); });
+        carry_next(std::move(qemu));
     }
+}
+
+bool SourceRelay::carry_next(UniqueFd qemu) {
+    if (carried_ >= cfg_.channels) return false;
+    net::tune_stream_socket(qemu.get(), cfg_.transport.socket_buffer_bytes);
+    uint32_t id = ++carried_;
+    openers_.emplace_back([this, id, q = std::move(qemu)]() mutable { carry(id, std::move(q)); });
+    return true;
 }
 
 void SourceRelay::carry(uint32_t id, UniqueFd qemu) {

@@ -46,9 +46,16 @@ class SourceRelay {
 public:
     // Binds `socket_path` now so QEMU can be told to migrate to it.
     SourceRelay(std::string socket_path, RelayConfig cfg);
+    // Without a socket of its own: carries the connections handed to it
+    // (carry_next), as `rmig tunnel-send`'s long-lived listener does.
+    explicit SourceRelay(RelayConfig cfg);
     ~SourceRelay();
 
     void start();  // accepts in the background
+    // Carries QEMU's next connection (numbered in the order handed in) in the
+    // background; false if the relay already has cfg.channels of them.
+    bool carry_next(UniqueFd qemu);
+    uint32_t carried() const { return carried_; }  // connections handed to streams so far
     void abort(const std::string& why) { streams_.fail(why); }
     const StreamGroup& streams() const { return streams_; }
     uint32_t expected() const { return cfg_.channels; }
@@ -65,6 +72,7 @@ private:
     UniqueFd listen_fd_;
     StreamGroup streams_;
     std::atomic<uint32_t> connections_{0};  // every connection gets its own channel id
+    std::atomic<uint32_t> carried_{0};      // QEMU connections taken, the next one's stream id - 1
     std::atomic<bool> stop_{false};
     std::jthread acceptor_;
     std::vector<std::jthread> openers_;  // one per stream (carry)
