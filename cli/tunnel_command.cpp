@@ -9,6 +9,7 @@
 #include "cli/security_options.hpp"
 #include "cli/stop_on_signal.hpp"
 #include "common/exit_codes.hpp"
+#include "common/metrics/http_exporter.hpp"
 #include "common/log.hpp"
 #include "engine/pages/adaptive_compressor.hpp"
 #include "qemu-plugin/session_limits.hpp"
@@ -85,6 +86,10 @@ std::span<const OptionSpec> service_options() {
          .number_default = static_cast<double>(qemu::kDefaultStallTimeout.count()), .min = 1, .max = 86400},
         {.name = "json", .metavar = "FILE",
          .help = "append one JSON line per migration to FILE ('-' for stdout)"},
+        {.name = "metrics", .metavar = "ADDR:PORT",
+         .help = "serve Prometheus metrics of every running migration at http://ADDR:PORT/metrics "
+                 "(docs/metrics.md)",
+         .default_note = "off"},
     };
     return kOptions;
 }
@@ -170,7 +175,8 @@ int tunnel_send_command(const Args& a) {
     o.max_sessions = static_cast<uint32_t>(a.whole("sessions"));
     JsonLines json(a.get("json"));
     uint32_t failed = 0;
-    StopOnSignal stop(std::chrono::seconds(a.whole("timeout")));
+    StopOnSignal stop(std::chrono::seconds(a.whole("timeout")));  // first: threads after it inherit its mask
+    auto exporter = metrics::serve_process_metrics(a.get("metrics"));
     qemu::tunnel::serve_send(o, stop.token(), [&](const qemu::tunnel::SessionReport& r) {
         failed += r.ok ? 0 : 1;
         json.write(r);
@@ -192,7 +198,8 @@ int tunnel_receive_command(const Args& a) {
     auto address_file = a.text("address-file");
     JsonLines json(a.get("json"));
     uint32_t failed = 0;
-    StopOnSignal stop(std::chrono::seconds(a.whole("timeout")));
+    StopOnSignal stop(std::chrono::seconds(a.whole("timeout")));  // first: threads after it inherit its mask
+    auto exporter = metrics::serve_process_metrics(a.get("metrics"));
     qemu::tunnel::serve_receive(
         o, stop.token(),
         [&](const std::string& addr) {

@@ -9,6 +9,7 @@
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "qemu-plugin/dest_relay.hpp"
+#include "qemu-plugin/migration_metrics.hpp"
 #include "qemu-plugin/session_limits.hpp"
 #include "qemu-plugin/stall_guard.hpp"
 #include "qemu-plugin/tunnel_protocol.hpp"
@@ -92,6 +93,8 @@ private:
             std::lock_guard lock(mutex_);
             if (relay_) report_.streams = relay_->streams().stats();
         }
+        if (metrics_) metrics_->finish(report_.ok, report_.streams, report_.seconds);
+        metrics_.reset();
         ended_ = true;
     }
 
@@ -121,6 +124,8 @@ private:
             relay_ = std::make_unique<DestRelay>(report_.socket, session_, kTunnelStreams, flow,
                                                  opts_.transport.handshake_timeout, opts_.socket_wait);
         }
+        metrics_ = std::make_unique<RelaySessionMetrics>(metrics::process_registry(), "tunnel-receive",
+                                                         report_.session, metrics::Labels{{"socket", report_.name}});
         reply_ok({{"socket", report_.socket}});
         log::info(report_.name, ": migration from ", report_.peer, " (session ", report_.session.substr(0, 8),
                   ") into ", report_.socket);
@@ -151,13 +156,17 @@ private:
     // Our side failed (the QEMU socket, a corrupted frame): tell the source
     // why, which ends its side; it only sees its link break otherwise.
     void watch_relay(std::stop_token st) {
-        while (!st.stop_requested() && !ended_) {
+        for (uint64_t tick = 0; !st.stop_requested() && !ended_; ++tick) {
             std::this_thread::sleep_for(milliseconds(50));
             std::optional<std::string> err;
+            std::vector<ChannelStats> stats;
             {
                 std::lock_guard lock(mutex_);
                 err = relay_->streams().error();
+                if (tick % 4 == 0) stats = relay_->streams().stats();
             }
+            if (tick % 4 == 0)
+                metrics_->update(stats, std::chrono::duration<double>(Clock::now() - started_).count());
             if (!err) continue;
             send_abort(*err);
             std::lock_guard lock(mutex_);
@@ -204,6 +213,7 @@ private:
     std::atomic<uint64_t> messages_{0};
     std::atomic<bool> stopping_{false};
     std::atomic<bool> ended_{false};
+    std::unique_ptr<RelaySessionMetrics> metrics_;  // from 'open' to the end; its series go with it
     std::jthread watcher_;
     std::jthread thread_;  // last: joined first
 };

@@ -11,6 +11,7 @@
 #include "common/socket.hpp"
 #include "common/units.hpp"
 #include "qemu-plugin/control_link.hpp"
+#include "qemu-plugin/migration_metrics.hpp"
 #include "qemu-plugin/source_relay.hpp"
 #include "qemu-plugin/stall_guard.hpp"
 #include "qemu-plugin/tunnel_protocol.hpp"
@@ -57,6 +58,8 @@ public:
                 relay_.abort(cat("nothing moved for ", std::chrono::duration<double>(patience()).count(),
                                  " s: stalled (see --stall-timeout)"));
             });
+        metrics_ = std::make_unique<RelaySessionMetrics>(metrics::process_registry(), "tunnel-send", report_.session,
+                                                         metrics::Labels{{"socket", report_.name}});
         log::info(report_.name, ": migration started (session ", report_.session.substr(0, 8), ")");
     }
 
@@ -80,6 +83,8 @@ public:
 
     void abort(const std::string& why) { relay_.abort(why); }
 
+    void update_metrics() { metrics_->update(relay_.streams().stats(), elapsed()); }
+
     void log_progress() {
         auto stats = relay_.streams().stats();
         uint64_t sent = 0;
@@ -94,19 +99,20 @@ public:
     SessionReport end() {
         ending_ = true;
         guard_.reset();
-        report_.seconds = std::chrono::duration<double>(Clock::now() - started_).count();
+        report_.seconds = elapsed();
         report_.streams = relay_.streams().stats();
         if (auto err = relay_.streams().error()) {
             report_.error = *err;
             link_->send_abort(*err);
-            return report_;
+        } else {
+            try {
+                link_->ask(end_request(relay_.carried()));
+                report_.ok = true;
+            } catch (const std::exception& e) {
+                report_.error = cat("the destination did not confirm the end of the migration: ", e.what());
+            }
         }
-        try {
-            link_->ask(end_request(relay_.carried()));
-            report_.ok = true;
-        } catch (const std::exception& e) {
-            report_.error = cat("the destination did not confirm the end of the migration: ", e.what());
-        }
+        metrics_->finish(report_.ok, report_.streams, report_.seconds);
         return report_;
     }
 
@@ -123,6 +129,8 @@ private:
         c.security = opts_.security;
         return c;
     }
+
+    double elapsed() const { return std::chrono::duration<double>(Clock::now() - started_).count(); }
 
     milliseconds patience() const { return opts_.stall_timeout + opts_.flow.grace + opts_.flow.stall; }
 
@@ -150,6 +158,7 @@ private:
     SourceRelay relay_;
     std::unique_ptr<ControlLink> link_;  // after relay_: destroyed first
     std::unique_ptr<StallGuard> guard_;
+    std::unique_ptr<RelaySessionMetrics> metrics_;  // its series go with the session
 };
 
 struct Shared {
@@ -191,6 +200,7 @@ void serve_path(Shared& shared, const std::string& path, UniqueFd listener) {
             continue;
         }
         if (current && current->done()) finish();
+        if (current) current->update_metrics();
         if (!qemu) {
             if (current && current->since_log() >= kProgressEvery) current->log_progress();
             continue;
