@@ -8,6 +8,8 @@
 // -- and the next one succeeds.
 #include "tests/qemu-plugin/tunnel_fixture.hpp"
 
+#include <cstdlib>
+#include <filesystem>
 #include <set>
 
 using namespace rmig;
@@ -128,3 +130,28 @@ TEST(Tunnel, MigrationsOfSeveralGuestsRunSideBySide) {
     for (auto& r : sent) EXPECT_TRUE(r.ok) << r.error;
     EXPECT_EQ(sockets.size(), names.size()) << "each guest's migration went to its own socket";
 }
+
+// Over rdma: inside the Soft-RoCE VM (ctest -R tunnel_over_rdma_in_softroce_vm);
+// on a host without an RDMA device it is skipped.
+TEST(Tunnel, OverRdmaCarriesEachConnectionInOrder) {
+    std::error_code ec;
+    if (!std::filesystem::exists("/sys/class/infiniband", ec) ||
+        std::filesystem::is_empty("/sys/class/infiniband", ec))
+        GTEST_SKIP() << "no RDMA device on this machine; this case runs inside the Soft-RoCE VM "
+                        "(ctest -R tunnel_over_rdma_in_softroce_vm)";
+    const char* ip = std::getenv("RMIG_VM_RDMA_IP");
+    TunnelLink link;
+    link.listen_uri = cat("rdma:", ip ? ip : "10.11.12.1", ":0");
+    Tunnel t(1, engine::CompressionMode::none, {"vm1.sock"}, link);
+    constexpr uint32_t kConns = 3;
+    constexpr size_t kSize = 1 << 20;
+    DestQemu dest(t.dst_path(), kConns);
+    auto answers = source_qemu(t.src_path(), kConns, kSize);
+    expect_delivered(dest, answers, kConns, kSize);
+    auto [sent, received] = t.reports(1);
+    ASSERT_EQ(sent.size(), 1u);
+    ASSERT_EQ(received.size(), 1u);
+    EXPECT_TRUE(sent[0].ok) << sent[0].error;
+    EXPECT_TRUE(received[0].ok) << received[0].error;
+}
+
