@@ -8,8 +8,13 @@
 // -- and the next one succeeds.
 #include "tests/qemu-plugin/tunnel_fixture.hpp"
 
+#include "common/metrics/registry.hpp"
+
+#include <sys/wait.h>
+
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 using namespace rmig;
@@ -153,5 +158,43 @@ TEST(Tunnel, OverRdmaCarriesEachConnectionInOrder) {
     ASSERT_EQ(received.size(), 1u);
     EXPECT_TRUE(sent[0].ok) << sent[0].error;
     EXPECT_TRUE(received[0].ok) << received[0].error;
+}
+
+// A running session's series (both sides, this process's registry) pass
+// Prometheus' own checker, and go away with the session.
+TEST(Tunnel, MetricsOfARunningSessionPassPromtoolAndEndWithIt) {
+    if (!std::filesystem::exists("/usr/bin/promtool"))
+        GTEST_SKIP() << "promtool is not installed (Debian package prometheus; scripts/deps.sh installs it)";
+    Tunnel t;
+    DestQemu dest(t.dst_path(), 1);
+    UniqueFd src = net::unix_connect(t.src_path(), 3000ms);
+    auto data = payload(1, 1 << 20);
+    net::write_full(src.get(), data.data(), data.size());
+    auto& registry = metrics::process_registry();
+    std::string text;
+    for (int i = 0; i < 100; ++i) {  // both sides' series, once the bytes went through
+        text = registry.expose();
+        if (text.find("role=\"tunnel-send\"") != std::string::npos &&
+            text.find("role=\"tunnel-receive\"") != std::string::npos && text.find("socket=\"vm1.sock\"") != std::string::npos)
+            break;
+        std::this_thread::sleep_for(50ms);
+    }
+    ASSERT_NE(text.find("role=\"tunnel-receive\""), std::string::npos) << text;
+    TempDir dir("tunnel-metrics");
+    std::string file = dir.path() + "/scrape.txt";
+    std::ofstream(file) << text;
+    int rc = std::system(cat("/usr/bin/promtool check metrics < ", file, " > ", file, ".out 2>&1").c_str());
+    std::stringstream said;
+    said << std::ifstream(file + ".out").rdbuf();
+    EXPECT_EQ(WEXITSTATUS(rc), 0) << said.str() << "\n" << text;
+    ::shutdown(src.get(), SHUT_WR);
+    EXPECT_EQ(read_to_eof(src.get()).size(), std::string("got 1048576 on connection 1").size());
+    auto [sent, received] = t.reports(1);
+    ASSERT_EQ(sent.size(), 1u);
+    ASSERT_EQ(received.size(), 1u);
+    EXPECT_TRUE(sent[0].ok) << sent[0].error;
+    std::string after = registry.expose();
+    EXPECT_EQ(after.find(sent[0].session), std::string::npos) << "the ended session's series are still there";
+    EXPECT_NE(after.find("rmig_migrations_total"), std::string::npos);
 }
 
