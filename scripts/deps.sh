@@ -24,7 +24,7 @@ packages=(
   prometheus                                        # promtool: checks rmig's /metrics scrapes (docs/metrics.md)
   man-db groff-base dpkg-dev file                   # man pages, the .deb (cpack, dpkg-shlibdeps; tests/man, tests/packaging)
   linux-image-amd64 busybox-static kmod cpio xz-utils  # the Soft-RoCE test VM (tests/rdma/vm)
-  libvirt-daemon-driver-qemu libvirt-clients socat  # two libvirtd hosts, virsh migrate via a relay (lab/libvirt)
+  libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients socat  # two libvirtd hosts (libvirtd is in libvirt-daemon), virsh migrate via a relay (lab/libvirt)
   qemu-utils                                        # qemu-img: the libvirt guest's qcow2 disk (lab/libvirt)
 )
 
