@@ -12,6 +12,7 @@
 #include "common/units.hpp"
 #include "lab/fault_harness.hpp"
 #include "lab/local_pair.hpp"
+#include "lab/memory_soak.hpp"
 #include "lab/wan_bench.hpp"
 
 using namespace rmig;
@@ -246,9 +247,12 @@ int bench(const std::vector<std::string>& argv) {
 }
 
 int faults(const std::vector<std::string>& argv) {
+    for (size_t i = 0; i + 1 < argv.size(); ++i)
+        if (argv[i] == "--mode" && argv[i + 1] == "memory") return lab::memory_faults(argv);
     Args a(argv, {"cases", "seed", "max-minutes", "stall-timeout", "json", "only"}, {"ci", "help"});
     if (a.flag("help")) {
         std::fputs(kUsage, stdout);
+        std::fputs(lab::kMemorySoakUsage, stdout);
         return 0;
     }
     lab::HarnessOptions o;
@@ -322,6 +326,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
     if (args.empty() || args[0] == "--help" || args[0] == "help" || args[0] == "-h") {
         std::fputs(kUsage, args.empty() ? stderr : stdout);
+        std::fputs(lab::kMemorySoakUsage, args.empty() ? stderr : stdout);
         std::fputs(lab::kWanBenchUsage, args.empty() ? stderr : stdout);
         return args.empty() ? 2 : 0;
     }

@@ -64,7 +64,8 @@ int run_dest(const Options& o) {
     h.check(rmig_dest_add_region(h.d, mem.data(), o.size, 0, "ram"));
     h.check(rmig_dest_set_uri(h.d, o.uri.c_str()));
     h.check(rmig_dest_set_workers(h.d, o.expect_workers));
-    h.check(rmig_dest_set_timeout_ms(h.d, static_cast<uint64_t>(o.timeout_s * 1000), 0));
+    h.check(rmig_dest_set_timeout_ms(h.d, static_cast<uint64_t>(o.timeout_s * 1000),
+                                     static_cast<uint64_t>(o.step_timeout_s * 1000)));
     apply_security(o.security, h.d, [&](int rc) { h.check(rc); }, rmig_dest_set_psk_file, rmig_dest_set_tls,
                    rmig_dest_set_encrypt, rmig_dest_set_insecure_plaintext);
     h.check(rmig_dest_set_on_listening(h.d, on_listening, &l));

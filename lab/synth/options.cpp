@@ -23,6 +23,9 @@ to the destination. At switchover the writers stop and the XXH3 hash of every
 page travels as the device state; the destination checks every page against
 it and fails (exit 3) on any mismatch. Progress per round goes to stderr.
 
+After a failed migration the source checks that its writers run on and that
+every page is what they last wrote (the report's "after_failure").
+
 Exit: 0 ok, 1 migration failed, 2 usage, 3 destination pages differ.
 )";
 
@@ -66,6 +69,15 @@ std::span<const OptionSpec> source_options() {
         {.name = "hash-at-pause", .kind = K::flag,
          .help = "hash all memory inside pause() (adds to downtime) instead of keeping the list current with "
                  "each write and re-checking it against memory after the migration"},
+        {.name = "pause-hold-ms", .kind = K::real, .metavar = "MS",
+         .help = "stay this long inside pause(), as a VMM saving slow devices would (widens the switchover "
+                 "for fault injection)",
+         .number_default = 0},
+        {.name = "retry-uri-file", .metavar = "PATH",
+         .help = "after a failed migration, wait for a destination URI to appear in PATH and migrate the same "
+                 "guest there (the report's \"retry\"); the fault soak uses it to show the source survived"},
+        {.name = "retry-wait", .kind = K::real, .metavar = "S", .help = "how long to wait for --retry-uri-file",
+         .number_default = 60},
     };
     return kOptions;
 }
@@ -78,6 +90,10 @@ std::span<const OptionSpec> dest_options() {
          .number_default = 0, .default_note = "as announced", .max = 64},
         {.name = "timeout", .kind = K::real, .metavar = "S", .help = "whole session", .number_default = 600,
          .min = 0.001},
+        {.name = "step-timeout", .kind = K::real, .metavar = "S",
+         .help = "longest one step may block (accepting, a round, a message): a silent source is given up "
+                 "after it",
+         .number_default = 0, .default_note = "the engine's (60)"},
         {.name = "port-file", .metavar = "PATH", .help = "write the listening address there once listening"},
     };
     return kOptions;
@@ -170,10 +186,14 @@ bool parse_options(int argc, char** argv, Options& o) {
         o.zero_fraction = a.real("zero-fraction");
         o.warmup_ms = a.real("warmup-ms");
         o.hash_at_pause = a.flag("hash-at-pause");
+        o.pause_hold_ms = a.real("pause-hold-ms");
+        o.retry_uri_file = a.text("retry-uri-file");
+        o.retry_wait_s = a.real("retry-wait");
     } else {
         o.uri = a.text("listen");
         o.expect_workers = static_cast<unsigned>(a.whole("expect-workers"));
         o.timeout_s = a.real("timeout");
+        o.step_timeout_s = a.real("step-timeout");
         o.port_file = a.text("port-file");
     }
     if (o.size % kPageSize != 0) throw UsageError(cat("--size must be a positive multiple of ", kPageSize));

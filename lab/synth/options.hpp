@@ -37,9 +37,13 @@ struct Options {
     double zero_fraction = 0;
     double warmup_ms = 0;
     bool hash_at_pause = false;
+    double pause_hold_ms = 0;    // extra time inside pause() (a slow device save)
+    std::string retry_uri_file;  // after a failure, migrate again to the URI written there
+    double retry_wait_s = 0;     // how long to wait for that file
     // dest
     unsigned expect_workers = 0;
     double timeout_s = 0;
+    double step_timeout_s = 0;  // 0: the engine's default
     std::string port_file;
     // both
     security::Settings security;  // --psk-file etc., the rmig command's options and policy

@@ -3,6 +3,7 @@
 // over at pause, and report.
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <thread>
@@ -54,12 +55,16 @@ struct Guest {
 int on_pause(void* opaque, const void** state, size_t* len) {
     auto* g = static_cast<Guest*>(opaque);
     auto t = Clock::now();
+    if (!g->o.quiet) std::cerr << "rmig-synth source: pausing (switchover)\n";
     try {
         g->writers.stop();
         g->writes_at_pause = g->writers.writes();
         std::vector<uint64_t> fresh;
         if (g->o.hash_at_pause) g->mem.hash_all(fresh, g->o.threads);
         encode_hash_blob_into(g->blob, kPageSize, g->writes_at_pause, g->o.hash_at_pause ? fresh : g->mem.hashes());
+        // A VMM saving slow devices (the fault soak widens the switchover with it).
+        if (g->o.pause_hold_ms > 0)
+            std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(g->o.pause_hold_ms));
     } catch (const std::exception& e) {
         std::cerr << "rmig-synth source: pause: " << e.what() << "\n";
         return 1;
@@ -123,6 +128,60 @@ rmig_codec codec_of(const std::string& c) {
     throw UsageError(cat("unknown codec '", c, "' (none, lz4, zstd)"));
 }
 
+// After a failed migration: are the writers running (the guest was resumed,
+// or never paused), and is every page what its writers last wrote? Stops
+// the writers.
+json check_after_failure(GuestMemory& mem, Writers& writers, const Options& o) {
+    uint64_t w0 = writers.writes();
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    uint64_t w1 = writers.writes();
+    writers.stop();
+    std::vector<uint64_t> now;
+    mem.hash_all(now, o.threads);
+    uint64_t bad = 0;
+    for (size_t p = 0; p < now.size(); ++p) bad += now[p] != mem.hashes()[p];
+    json r = {{"writes_in_300ms", w1 - w0},
+              {"writers_running", o.writer.pages_per_second <= 0 || w1 > w0},
+              {"region_mismatches", bad},
+              {"region_intact", bad == 0}};
+    if (!o.quiet) std::cerr << "rmig-synth source: after the failure: " << r.dump() << "\n";
+    return r;
+}
+
+// Waits (bounded) for the harness to write a retry destination's URI to
+// --retry-uri-file, then migrates the same memory there with the writers
+// running, as the first attempt did.
+template <class Attempt>
+json retry_from_file(const Options& o, GuestMemory& mem, Writers& writers, Guest& g, Attempt& attempt) {
+    if (!o.quiet) std::cerr << "rmig-synth source: waiting for a retry destination in " << o.retry_uri_file << "\n";
+    auto deadline = Clock::now() + std::chrono::duration<double>(o.retry_wait_s);
+    std::string uri;
+    while (Clock::now() < deadline) {
+        std::ifstream f(o.retry_uri_file);
+        if (f && std::getline(f, uri) && !uri.empty()) break;
+        uri.clear();
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (uri.empty()) return {{"ok", false}, {"error", cat("no retry destination within ", o.retry_wait_s, " s")}};
+    writers.start();
+    g.writes_at_pause = 0;
+    auto r = attempt(uri, false);
+    writers.stop();
+    int64_t list_mismatches = -1;
+    std::string error = r.error;
+    if (r.rc == 0 && !o.hash_at_pause) {
+        std::vector<uint64_t> now;
+        mem.hash_all(now, o.threads);
+        HashList shipped = decode_hash_blob(g.blob);
+        list_mismatches = 0;
+        for (size_t p = 0; p < now.size(); ++p) list_mismatches += now[p] != shipped.hashes[p];
+        if (list_mismatches != 0) error = cat(list_mismatches, " pages differ from the hash list sent at pause");
+    }
+    if (!o.quiet) std::cerr << "rmig-synth source: retry " << (r.rc == 0 && error.empty() ? "ok" : "FAILED") << "\n";
+    return {{"ok", r.rc == 0 && error.empty()}, {"error", error}, {"uri", uri}, {"rounds", r.st.rounds},
+            {"pages_sent", r.st.pages_sent}, {"hash_list_mismatches", list_mismatches}};
+}
+
 }  // namespace
 
 int run_source(const Options& o) {
@@ -140,44 +199,70 @@ int run_source(const Options& o) {
     Guest g(o, mem, writers, log.get());
     g.blob = encode_hash_blob(kPageSize, 0, mem.hashes());  // touched now, rewritten in pause()
 
-    SourceHandle h;
-    if (!h.s) throw Error("out of memory");
-    h.check(rmig_source_add_region(h.s, mem.mapping().data(), o.size, 0, "ram"));
-    h.check(rmig_source_set_uri(h.s, o.uri.c_str()));
-    h.check(rmig_source_set_workers(h.s, o.workers));
-    h.check(rmig_source_set_codec(h.s, codec_of(o.codec), o.codec_level));
-    h.check(rmig_source_set_downtime_ms(h.s, o.downtime_ms));
-    h.check(rmig_source_set_limits(h.s, o.max_rounds, o.max_seconds));
-    apply_security(o.security, h.s, [&](int rc) { h.check(rc); }, rmig_source_set_psk_file, rmig_source_set_tls,
-                   rmig_source_set_encrypt, rmig_source_set_insecure_plaintext);
-    if (log)
-        h.check(rmig_source_set_dirty_log(h.s, RMIG_DIRTY_CALLER, take_log, &g));
-    else
-        h.check(rmig_source_set_dirty_log(h.s, RMIG_DIRTY_UFFD_WP, nullptr, nullptr));
-    rmig_source_callbacks cb{&g, on_pause, on_resume, on_throttle, on_round};
-    h.check(rmig_source_set_callbacks(h.s, &cb));
+    // One migration to `uri` with a fresh handle; the writers keep running
+    // while it connects (they are started before the first attempt).
+    struct Attempt {
+        int rc = -1;
+        std::string error;
+        rmig_source_stats st{};
+        rmig_switchover sw{};
+        int cancelled_by = 0;
+        uint64_t writes_before = 0;
+    };
+    auto attempt = [&](const std::string& uri, bool first) {
+        Attempt r;
+        SourceHandle h;
+        if (!h.s) throw Error("out of memory");
+        h.check(rmig_source_add_region(h.s, mem.mapping().data(), o.size, 0, "ram"));
+        h.check(rmig_source_set_uri(h.s, uri.c_str()));
+        h.check(rmig_source_set_workers(h.s, o.workers));
+        h.check(rmig_source_set_codec(h.s, codec_of(o.codec), o.codec_level));
+        h.check(rmig_source_set_downtime_ms(h.s, o.downtime_ms));
+        h.check(rmig_source_set_limits(h.s, o.max_rounds, o.max_seconds));
+        apply_security(o.security, h.s, [&](int rc) { h.check(rc); }, rmig_source_set_psk_file,
+                       rmig_source_set_tls, rmig_source_set_encrypt, rmig_source_set_insecure_plaintext);
+        if (log)
+            h.check(rmig_source_set_dirty_log(h.s, RMIG_DIRTY_CALLER, take_log, &g));
+        else
+            h.check(rmig_source_set_dirty_log(h.s, RMIG_DIRTY_UFFD_WP, nullptr, nullptr));
+        rmig_source_callbacks cb{&g, on_pause, on_resume, on_throttle, on_round};
+        h.check(rmig_source_set_callbacks(h.s, &cb));
+        {
+            CancelOnSignal on_signal(h.s);  // before any thread starts: they inherit its signal mask
+            if (first) {
+                writers.start();
+                std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(o.warmup_ms));
+            }
+            r.writes_before = g.writes_at_mark = writers.writes();
+            r.rc = rmig_source_migrate(h.s);
+            r.cancelled_by = on_signal.signal();
+        }
+        r.error = r.rc == 0 ? "" : rmig_source_error(h.s);
+        rmig_source_get_stats(h.s, &r.st);
+        rmig_source_get_switchover(h.s, &r.sw);
+        return r;
+    };
 
-    int rc = -1;
-    uint64_t writes_before = 0;
     auto t0 = Clock::now();
-    int cancelled_by = 0;
-    {
-        CancelOnSignal on_signal(h.s);  // before any thread starts: they inherit its signal mask
-        writers.start();
-        std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(o.warmup_ms));
-        writes_before = writers.writes();
-        g.writes_at_mark = writes_before;
-        t0 = Clock::now();
-        rc = rmig_source_migrate(h.s);
-        cancelled_by = on_signal.signal();
+    Attempt a = attempt(o.uri, true);
+    double wall = ms_since(t0) / 1000;
+    const int rc = a.rc;
+    std::string error = a.error;
+    const rmig_source_stats& st = a.st;
+    const rmig_switchover& sw = a.sw;
+    const int cancelled_by = a.cancelled_by;
+    const uint64_t writes_before = a.writes_before;
+    const uint64_t writes_at_pause = g.writes_at_pause;
+    const double pause_ms = g.pause_ms;
+    json after_failure;
+    json retry;
+    if (rc != 0) {
+        // The promise after a failure: the guest runs on (its writers still,
+        // or again, writing) and its memory is exactly what they made it.
+        after_failure = check_after_failure(mem, writers, o);
+        if (!o.retry_uri_file.empty()) retry = retry_from_file(o, mem, writers, g, attempt);
     }
     writers.stop();
-    double wall = ms_since(t0) / 1000;
-    std::string error = rc == 0 ? "" : rmig_source_error(h.s);
-    rmig_source_stats st{};
-    rmig_source_get_stats(h.s, &st);
-    rmig_switchover sw{};
-    rmig_source_get_switchover(h.s, &sw);
 
     // Incremental hash lists are checked against memory once the guest stands
     // still: the list shipped must be what memory held at pause.
@@ -190,7 +275,7 @@ int run_source(const Options& o) {
         for (size_t p = 0; p < now.size(); ++p) list_mismatches += now[p] != shipped.hashes[p];
         if (list_mismatches != 0) error = cat(list_mismatches, " pages differ from the hash list sent at pause");
     }
-    uint64_t writes = g.writes_at_pause ? g.writes_at_pause - writes_before : writers.writes() - writes_before;
+    uint64_t writes = writes_at_pause ? writes_at_pause - writes_before : writers.writes() - writes_before;
     double mig_secs = st.seconds > 0 ? st.seconds : wall;
     json out = {{"role", "source"},
                 {"ok", rc == 0 && error.empty()},
@@ -215,7 +300,7 @@ int run_source(const Options& o) {
                 {"final_pages", st.final_pages},
                 {"seconds", st.seconds},
                 {"downtime_ms", st.downtime_ms},
-                {"pause_ms", g.pause_ms},
+                {"pause_ms", pause_ms},
                 {"switchover_ms", {{"pause", sw.pause_ms},
                                    {"collect", sw.collect_ms},
                                    {"final_round", sw.final_round_ms},
@@ -228,6 +313,8 @@ int run_source(const Options& o) {
                 {"hash_list_mismatches", list_mismatches},
                 {"session", st.session},
                 {"round_log", g.rounds}};
+    if (!after_failure.is_null()) out["after_failure"] = after_failure;
+    if (!retry.is_null()) out["retry"] = retry;
     if (o.json) {
         std::cout << out.dump() << "\n";
     } else {
@@ -238,6 +325,8 @@ int run_source(const Options& o) {
                   << " downtime (pause " << format_millis(g.pause_ms) << ", final round " << st.final_pages
                   << " pages), writes " << format_rate(out["write_rate"].get<double>()) << "\n";
         if (!error.empty()) std::cout << "error: " << error << "\n";
+        if (!after_failure.is_null()) std::cout << "after the failure: " << after_failure.dump() << "\n";
+        if (!retry.is_null()) std::cout << "retry: " << retry.dump() << "\n";
     }
     return out["ok"].get<bool>() ? exit_code::kOk : exit_code::kFailed;
 }

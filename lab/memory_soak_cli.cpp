@@ -1,0 +1,116 @@
+// `rmig-lab faults --mode memory --transport tcp|rdma|dpdk`: the memory-mode
+// fault soak (lab/memory_soak.hpp), its tally and JSON.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+
+#include "common/args.hpp"
+#include "common/error.hpp"
+#include "lab/memory_soak.hpp"
+
+#ifndef RMIG_SYNTH_PATH
+#define RMIG_SYNTH_PATH "rmig-synth"
+#endif
+
+namespace rmig::lab {
+
+const char* const kMemorySoakUsage = R"(
+faults --mode memory   the same promises for memory mode: rmig-synth source and
+         dest as two processes over --transport; kill -9 or stop (SIGSTOP past
+         every timeout) either side, stop it briefly (must be survived), or
+         drop dpdk frames, before the first byte, mid-round or during the
+         switchover; a failed source must run on with its memory intact and
+         migrate again to a fresh destination, verified page by page.
+           --transport T   tcp (default), rdma (run it inside scripts/rdma-vm.sh)
+                           or dpdk (memif, no hugepages needed)
+           --cases N --seed S --ci --only K --max-minutes M --json FILE  as above
+           --size MIB      guest memory (default 64)
+           --step-timeout S  the destination's --step-timeout (default 4)
+           --deadline S    hard limit per case (default 150)
+           env RMIG_SYNTH  the rmig-synth binary (default: the one built with this)
+)";
+
+int memory_faults(const std::vector<std::string>& argv) {
+    Args a(argv, {"mode", "transport", "cases", "seed", "max-minutes", "json", "only", "size", "step-timeout",
+                  "deadline"},
+           {"ci", "help"});
+    MemSoakOptions o;
+    o.transport = a.get_or("transport", "tcp");
+    const char* synth = std::getenv("RMIG_SYNTH");
+    o.synth = synth && *synth ? synth : RMIG_SYNTH_PATH;
+    o.size_mib = a.number("size", 64);
+    o.step_timeout_s = std::stod(a.get_or("step-timeout", "4"));
+    o.case_deadline_s = static_cast<int>(a.number("deadline", 150));
+    mem_kinds(o.transport);
+    if (o.transport != "tcp" && o.transport != "rdma" && o.transport != "dpdk")
+        throw UsageError(cat("--transport: tcp, rdma or dpdk, not '", o.transport, "'"));
+
+    std::vector<MemFaultCase> cases;
+    uint64_t seed = a.number("seed", 1);
+    if (a.flag("ci")) {
+        cases = ci_mem_cases(o.transport);
+    } else {
+        std::mt19937_64 rng(seed);
+        for (uint64_t i = 0, n = a.number("cases", 20); i < n; ++i) cases.push_back(random_mem_case(rng, o.transport));
+    }
+    std::vector<size_t> numbers;
+    for (size_t i = 0; i < cases.size(); ++i) numbers.push_back(i + 1);
+    if (auto only = a.number("only", 0)) {
+        if (only > cases.size()) throw UsageError("--only: no such case");
+        cases = {cases[only - 1]};
+        numbers = {only};
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    auto budget = std::chrono::minutes(a.number("max-minutes", 0));
+    std::map<std::pair<std::string, std::string>, std::pair<int, int>> tally;
+    nlohmann::json results = nlohmann::json::array();
+    int passed = 0, failed = 0;
+    size_t skipped = 0;
+    std::printf("memory-mode fault injection over %s: %zu cases%s, %llu MiB guest\n", o.transport.c_str(),
+                cases.size(), a.flag("ci") ? " (CI set)" : cat(", seed ", seed).c_str(),
+                static_cast<unsigned long long>(o.size_mib));
+    std::fflush(stdout);
+    for (size_t i = 0; i < cases.size(); ++i) {
+        if (budget.count() && std::chrono::steady_clock::now() - t0 > budget) {
+            skipped = cases.size() - i;
+            std::printf("time budget of %lld min used up: %zu cases not run\n",
+                        static_cast<long long>(budget.count()), skipped);
+            break;
+        }
+        MemCaseResult r = run_mem_case(cases[i], o);
+        auto& cell = tally[{to_string(r.fault.kind), to_string(r.observed)}];
+        (r.passed ? cell.first : cell.second)++;
+        (r.passed ? passed : failed)++;
+        std::printf("case %3zu %-4s %-66s fired %-17s source %3d dest %3d %5.1f s%s\n", numbers[i],
+                    r.passed ? "ok" : "FAIL", r.fault.describe().c_str(), to_string(r.observed), r.source_exit,
+                    r.dest_exit, r.seconds, r.retried ? " (retried)" : "");
+        for (auto& f : r.failures) std::printf("         - %s\n", f.c_str());
+        for (auto& n : r.notes) std::printf("         note: %s\n", n.c_str());
+        if (!r.passed && !r.dir.empty()) std::printf("         case dir kept: %s\n", r.dir.c_str());
+        std::fflush(stdout);
+        nlohmann::json j = r.to_json();
+        j["number"] = numbers[i];
+        results.push_back(j);
+    }
+    std::printf("\n%-14s %-18s %7s %7s\n", "fault", "fired at", "passed", "failed");
+    nlohmann::json jt = nlohmann::json::array();
+    for (auto& [key, cell] : tally) {
+        std::printf("%-14s %-18s %7d %7d\n", key.first.c_str(), key.second.c_str(), cell.first, cell.second);
+        jt.push_back({{"kind", key.first}, {"point", key.second}, {"passed", cell.first}, {"failed", cell.second}});
+    }
+    double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60;
+    std::printf("total over %s: %d passed, %d failed, %zu not run, %.1f min\n", o.transport.c_str(), passed, failed,
+                skipped, minutes);
+    if (auto j = a.get("json"))
+        std::ofstream(*j) << nlohmann::json{{"mode", "memory"}, {"transport", o.transport}, {"cases", results},
+                                            {"tally", jt}, {"passed", passed}, {"failed", failed},
+                                            {"not_run", skipped}, {"minutes", minutes}, {"seed", seed},
+                                            {"ci", a.flag("ci")}, {"size_mib", o.size_mib}}
+                                 .dump(2)
+                          << "\n";
+    return failed || passed == 0 ? 1 : 0;
+}
+
+}  // namespace rmig::lab
