@@ -48,7 +48,8 @@ struct MemSoakOptions {
     std::string transport = "tcp";  // tcp | rdma | dpdk
     std::string synth;              // rmig-synth binary
     uint64_t size_mib = 64;
-    std::string dirty_rate = "64M";  // writes to a hot quarter of memory; a 5 ms budget: several rounds
+    std::string dirty_rate = "64M";  // writes to a hot quarter of memory
+    double downtime_ms = 20;        // the source's budget: tight, so a migration takes several rounds
     double step_timeout_s = 4;      // rmig-synth dest --step-timeout: a silent source is given up after it
     int case_deadline_s = 150;      // hard limit per case; every process is killed after it
     bool keep_failed = true;
@@ -74,6 +75,8 @@ MemFaultCase random_mem_case(std::mt19937_64& rng, const std::string& transport)
 // The short fixed set CI runs: every kind the transport has, over the points.
 std::vector<MemFaultCase> ci_mem_cases(const std::string& transport);
 MemCaseResult run_mem_case(const MemFaultCase& c, const MemSoakOptions& o);
+// The options for `transport` (rdma: the sizes and timeouts that fit the VM).
+MemSoakOptions default_mem_options(const std::string& transport);
 
 // `rmig-lab faults --mode memory ...` (lab/memory_soak_cli.cpp): runs the
 // cases, prints each and the tally, writes --json; returns the exit code.

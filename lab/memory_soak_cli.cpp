@@ -26,26 +26,27 @@ faults --mode memory   the same promises for memory mode: rmig-synth source and
            --transport T   tcp (default), rdma (run it inside scripts/rdma-vm.sh)
                            or dpdk (memif, no hugepages needed)
            --cases N --seed S --ci --only K --max-minutes M --json FILE  as above
-           --size MIB      guest memory (default 64)
-           --step-timeout S  the destination's --step-timeout (default 4)
-           --deadline S    hard limit per case (default 150)
+           --size MIB      guest memory (default 64; rdma 32)
+           --downtime-ms MS  the source's downtime budget (default 20; rdma 100)
+           --step-timeout S  the destination's --step-timeout (default 4; rdma 15)
+           --deadline S    hard limit per case (default 150; rdma 240)
            env RMIG_SYNTH  the rmig-synth binary (default: the one built with this)
 )";
 
 int memory_faults(const std::vector<std::string>& argv) {
     Args a(argv, {"mode", "transport", "cases", "seed", "max-minutes", "json", "only", "size", "step-timeout",
-                  "deadline"},
+                  "deadline", "downtime-ms"},
            {"ci", "help"});
-    MemSoakOptions o;
-    o.transport = a.get_or("transport", "tcp");
+    const std::string transport = a.get_or("transport", "tcp");
+    if (transport != "tcp" && transport != "rdma" && transport != "dpdk")
+        throw UsageError(cat("--transport: tcp, rdma or dpdk, not '", transport, "'"));
+    MemSoakOptions o = default_mem_options(transport);
     const char* synth = std::getenv("RMIG_SYNTH");
     o.synth = synth && *synth ? synth : RMIG_SYNTH_PATH;
-    o.size_mib = a.number("size", 64);
-    o.step_timeout_s = std::stod(a.get_or("step-timeout", "4"));
-    o.case_deadline_s = static_cast<int>(a.number("deadline", 150));
-    mem_kinds(o.transport);
-    if (o.transport != "tcp" && o.transport != "rdma" && o.transport != "dpdk")
-        throw UsageError(cat("--transport: tcp, rdma or dpdk, not '", o.transport, "'"));
+    o.size_mib = a.number("size", o.size_mib);
+    if (auto st = a.get("step-timeout")) o.step_timeout_s = std::stod(*st);
+    if (auto dt = a.get("downtime-ms")) o.downtime_ms = std::stod(*dt);
+    o.case_deadline_s = static_cast<int>(a.number("deadline", static_cast<uint64_t>(o.case_deadline_s)));
 
     std::vector<MemFaultCase> cases;
     uint64_t seed = a.number("seed", 1);
@@ -68,9 +69,10 @@ int memory_faults(const std::vector<std::string>& argv) {
     nlohmann::json results = nlohmann::json::array();
     int passed = 0, failed = 0;
     size_t skipped = 0;
-    std::printf("memory-mode fault injection over %s: %zu cases%s, %llu MiB guest\n", o.transport.c_str(),
-                cases.size(), a.flag("ci") ? " (CI set)" : cat(", seed ", seed).c_str(),
-                static_cast<unsigned long long>(o.size_mib));
+    std::printf("memory-mode fault injection over %s: %zu cases%s, %llu MiB guest, downtime budget %g ms, "
+                "destination step timeout %g s\n",
+                o.transport.c_str(), cases.size(), a.flag("ci") ? " (CI set)" : cat(", seed ", seed).c_str(),
+                static_cast<unsigned long long>(o.size_mib), o.downtime_ms, o.step_timeout_s);
     std::fflush(stdout);
     for (size_t i = 0; i < cases.size(); ++i) {
         if (budget.count() && std::chrono::steady_clock::now() - t0 > budget) {
@@ -107,7 +109,8 @@ int memory_faults(const std::vector<std::string>& argv) {
         std::ofstream(*j) << nlohmann::json{{"mode", "memory"}, {"transport", o.transport}, {"cases", results},
                                             {"tally", jt}, {"passed", passed}, {"failed", failed},
                                             {"not_run", skipped}, {"minutes", minutes}, {"seed", seed},
-                                            {"ci", a.flag("ci")}, {"size_mib", o.size_mib}}
+                                            {"ci", a.flag("ci")}, {"size_mib", o.size_mib},
+                                            {"downtime_ms", o.downtime_ms}, {"step_timeout_s", o.step_timeout_s}}
                                  .dump(2)
                           << "\n";
     return failed || passed == 0 ? 1 : 0;
