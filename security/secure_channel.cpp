@@ -7,36 +7,13 @@
 #include "common/log.hpp"
 #include "security/deadline.hpp"
 #include "security/errors.hpp"
+#include "security/handshake_rules.hpp"
 #include "security/keys.hpp"
 #include "security/tls_over_channel.hpp"
 
 namespace rmig::security {
 
-namespace {
-
-constexpr uint32_t kAuthCaps = wire::kCapAuth | wire::kCapEncrypt;
-constexpr char kChannelOk[] = "rmig-channel-ok";
-
-std::span<const std::byte> bytes_of(const char* s, size_t n) { return {reinterpret_cast<const std::byte*>(s), n}; }
-
-std::string text_of(const std::vector<std::byte>& b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
-
-// The first control channel of a session opens it (TLS, which yields the
-// session secret); a control channel with an id of its own reopens the
-// session's control after its connection was lost, and proves itself with a
-// token like a data channel: the secret already exists and the data channels'
-// keys hang off it (docs/security.md).
-bool opens_session(const wire::Hello& h) { return h.kind == wire::ChannelKind::control && h.channel_id == 0; }
-
-// Control frames are always encrypted; data frames as the context says.
-bool sealed(const Context& ctx, const wire::Hello& h) { return ctx.encrypt() || h.kind == wire::ChannelKind::control; }
-
-std::string what_channel(const wire::Hello& h) {
-    if (h.kind != wire::ChannelKind::control) return cat("channel ", h.channel_id);
-    return h.channel_id == 0 ? std::string("the control channel") : cat("the control channel (reopened as ", h.channel_id, ")");
-}
-
-}  // namespace
+using namespace rules;
 
 SecureChannel::SecureChannel(std::unique_ptr<transport::Channel> inner, const SessionSecret& secret,
                              const wire::SessionId& session, bool connector, std::shared_ptr<void> lease,
@@ -211,11 +188,19 @@ std::unique_ptr<transport::Channel> secure_connected(std::unique_ptr<transport::
             ch->send(wire::FrameType::control, encode_token_frame(t));
             std::vector<std::byte> answer;
             wire::FrameType type = ch->recv(answer);
-            if (type == wire::FrameType::abort)
+            if (type == wire::FrameType::abort) {
+                if (auto status = parse_refusal(text_of(answer)))
+                    throw Refused(cat(ch->name(), ": refused ", asked.kind == wire::ChannelKind::control
+                                                                    ? std::string("control channel")
+                                                                    : cat("channel ", asked.channel_id),
+                                      ": ", wire::to_string(*status)));
                 throw AuthError(cat(ch->name(), ": the receiver refused the channel: ", text_of(answer)));
+            }
             if (type != wire::FrameType::control || text_of(answer) != kChannelOk)
                 throw ProtocolError(cat(ch->name(), ": unexpected answer to the channel token"));
         } catch (const AuthError&) {
+            throw;
+        } catch (const Refused&) {
             throw;
         } catch (const Error& e) {
             if (deadline.expired())
@@ -227,133 +212,6 @@ std::unique_ptr<transport::Channel> secure_connected(std::unique_ptr<transport::
     if (!sealed(ctx, asked)) return ch;
     return std::make_unique<SecureChannel>(std::move(ch), *secret, asked.session, true, nullptr,
                                            ctx.config().seal_in_place);
-}
-
-namespace {
-
-class SecureIncoming final : public transport::Incoming {
-public:
-    SecureIncoming(std::unique_ptr<transport::Incoming> inner, std::shared_ptr<const Context> ctx,
-                   std::shared_ptr<SessionTable> sessions, transport::Millis timeout)
-        : inner_(std::move(inner)), ctx_(std::move(ctx)), sessions_(std::move(sessions)), timeout_(timeout) {}
-
-    const wire::Hello& hello() const override { return inner_->hello(); }
-    const std::string& peer() const override { return inner_->peer(); }
-    void refuse(wire::HelloStatus status) override { inner_->refuse(status); }
-
-    std::unique_ptr<transport::Channel> accept(const wire::Hello& reply) override {
-        const wire::Hello& asked = inner_->hello();
-        wire::Hello r = reply;
-        r.caps = (r.caps & ~kAuthCaps) | wire::kCapAuth | (ctx_->encrypt() ? wire::kCapEncrypt : 0u);
-        auto ch = inner_->accept(r);
-        if (opens_session(asked)) {
-            std::shared_ptr<void> lease;
-            SessionSecret secret = authenticate_control(
-                *ch, *ctx_, true, asked.session, timeout_,
-                [&](const SessionSecret& s) { lease = sessions_->add(asked.session, s); });
-            log::info("session ", wire::to_hex(asked.session).substr(0, 8), " from ", peer(), ": authenticated (",
-                      ctx_->describe(), ctx_->encrypt() ? ", AES-256-GCM)" : ", not encrypted)");
-            return std::make_unique<SecureChannel>(std::move(ch), secret, asked.session, false, std::move(lease),
-                                                   ctx_->config().seal_in_place);
-        }
-        SessionSecret secret = check_token(*ch, asked);
-        if (!sealed(*ctx_, asked)) return ch;
-        return std::make_unique<SecureChannel>(std::move(ch), secret, asked.session, false, nullptr,
-                                               ctx_->config().seal_in_place);
-    }
-
-private:
-    // Reads and checks the data channel's token; on any failure tells the peer
-    // why in an ABORT frame and throws AuthError. No other frame is read first.
-    SessionSecret check_token(transport::Channel& ch, const wire::Hello& asked) {
-        ChannelDeadline deadline(ch, timeout_);
-        auto refuse = [&](const std::string& why) -> AuthError {
-            try {
-                ch.send(wire::FrameType::abort, bytes_of(why.data(), why.size()));
-            } catch (const Error&) {
-            }
-            return AuthError(cat(ch.name(), ": refused: ", why));
-        };
-        std::vector<std::byte> frame;
-        try {
-            wire::FrameType type = ch.recv(frame);
-            if (type != wire::FrameType::control) throw refuse("the first frame is not a channel token");
-            TokenFrame t = decode_token_frame(frame, ch.name());
-            if (t.session != asked.session || t.channel != asked.channel_id)
-                throw refuse("the token names another session or channel than the hello");
-            auto secret = sessions_->find(asked.session);
-            if (!secret) throw refuse("its session is not (or no longer) authenticated here");
-            if (!token_matches(t, *secret)) throw refuse("wrong channel token (not from the authenticated session)");
-            if (!sessions_->claim(asked.session, asked.channel_id))
-                throw refuse(cat("channel ", asked.channel_id, " of this session is already connected"));
-            ch.send(wire::FrameType::control, bytes_of(kChannelOk, sizeof kChannelOk - 1));
-            return *secret;
-        } catch (const AuthError&) {
-            throw;
-        } catch (const Error& e) {
-            if (deadline.expired())
-                throw AuthError(cat(ch.name(), ": no channel token within ", timeout_.count(), " ms"));
-            throw refuse(cat("bad channel token: ", e.what()));
-        }
-    }
-
-    std::unique_ptr<transport::Incoming> inner_;
-    std::shared_ptr<const Context> ctx_;
-    std::shared_ptr<SessionTable> sessions_;
-    transport::Millis timeout_;
-};
-
-class SecureListener final : public transport::Listener {
-public:
-    SecureListener(std::unique_ptr<transport::Listener> inner, std::shared_ptr<const Context> ctx,
-                   transport::Millis timeout)
-        : inner_(std::move(inner)), ctx_(std::move(ctx)), timeout_(timeout) {}
-
-    std::unique_ptr<transport::Incoming> next(transport::Millis timeout) override {
-        auto deadline = std::chrono::steady_clock::now() + timeout;
-        for (;;) {
-            auto left = std::chrono::duration_cast<transport::Millis>(deadline - std::chrono::steady_clock::now());
-            auto in = inner_->next(std::max(left, transport::Millis(0)));
-            if (!in) return nullptr;
-            if (auto status = judge(in->hello())) {
-                log::warn("refusing ", what_channel(in->hello()), " from ", in->peer(), ": ",
-                          wire::to_string(*status));
-                in->refuse(*status);
-                if (left.count() <= 0) return nullptr;
-                continue;
-            }
-            if (!ctx_) return in;
-            return std::make_unique<SecureIncoming>(std::move(in), ctx_, sessions_, timeout_);
-        }
-    }
-
-    std::string address() const override { return inner_->address(); }
-
-private:
-    std::optional<wire::HelloStatus> judge(const wire::Hello& h) const {
-        if (!ctx_) {
-            if (h.caps & kAuthCaps) return wire::HelloStatus::auth_unsupported;
-            return std::nullopt;
-        }
-        if (!(h.caps & wire::kCapAuth)) return wire::HelloStatus::auth_required;
-        if (bool(h.caps & wire::kCapEncrypt) != ctx_->encrypt()) return wire::HelloStatus::security_mismatch;
-        if (!opens_session(h) && !sessions_->known(h.session))
-            return wire::HelloStatus::unknown_session;
-        return std::nullopt;
-    }
-
-    std::unique_ptr<transport::Listener> inner_;
-    std::shared_ptr<const Context> ctx_;
-    std::shared_ptr<SessionTable> sessions_ = std::make_shared<SessionTable>();
-    transport::Millis timeout_;
-};
-
-}  // namespace
-
-std::unique_ptr<transport::Listener> secure_listener(std::unique_ptr<transport::Listener> inner,
-                                                     std::shared_ptr<const Context> ctx,
-                                                     transport::Millis timeout) {
-    return std::make_unique<SecureListener>(std::move(inner), std::move(ctx), timeout);
 }
 
 }  // namespace rmig::security

@@ -81,10 +81,5 @@ wire::Hello offer(const Context& ctx, const wire::Hello& asked);
 std::unique_ptr<transport::Channel> secure_connected(std::unique_ptr<transport::Channel> ch, const Context& ctx,
                                                      const wire::Hello& asked, transport::Millis timeout);
 
-// Wraps `inner`. With ctx == nullptr the listener runs plaintext and refuses
-// hellos that ask for authentication; otherwise it refuses hellos without it.
-std::unique_ptr<transport::Listener> secure_listener(std::unique_ptr<transport::Listener> inner,
-                                                     std::shared_ptr<const Context> ctx,
-                                                     transport::Millis timeout);
 
 }  // namespace rmig::security

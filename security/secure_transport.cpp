@@ -1,12 +1,13 @@
 #include "security/secure_transport.hpp"
 
 #include "security/secure_channel.hpp"
+#include "security/secure_listener.hpp"
 
 namespace rmig::security {
 
 std::unique_ptr<transport::Listener> listen(const std::string& uri, const transport::Options& opts,
                                             std::shared_ptr<const Context> ctx) {
-    return secure_listener(transport::listen(uri, opts), std::move(ctx), opts.handshake_timeout);
+    return secure_listener(transport::listen(uri, opts), std::move(ctx), opts);
 }
 
 std::unique_ptr<transport::Channel> connect(const std::string& uri, const wire::Hello& hello,

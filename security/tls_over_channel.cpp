@@ -9,6 +9,7 @@
 #include "common/error.hpp"
 #include "security/deadline.hpp"
 #include "security/errors.hpp"
+#include "security/handshake_rules.hpp"
 #include "security/openssl_util.hpp"
 
 namespace rmig::security {
@@ -19,6 +20,8 @@ constexpr char kExporterLabel[] = "EXPORTER-rmig-session";
 constexpr char kConfirm[] = "rmig-auth-ok";
 
 std::span<const std::byte> bytes_of(const void* p, size_t n) { return {static_cast<const std::byte*>(p), n}; }
+
+}  // namespace
 
 class TlsExchange {
 public:
@@ -81,9 +84,12 @@ private:
         if (SSL_get_error(ssl_.get(), r) != SSL_ERROR_WANT_READ) fail(doing);
         std::vector<std::byte> frame;
         wire::FrameType t = ch_.recv(frame);
-        if (t == wire::FrameType::abort)
-            throw AuthError(cat(ch_.name(), ": the peer refused authentication: ",
-                                std::string(reinterpret_cast<const char*>(frame.data()), frame.size())));
+        if (t == wire::FrameType::abort) {
+            std::string text = rules::text_of(frame);
+            if (auto status = rules::parse_refusal(text))
+                throw Refused(cat(ch_.name(), ": refused control channel: ", wire::to_string(*status)));
+            throw AuthError(cat(ch_.name(), ": the peer refused authentication: ", text));
+        }
         if (t != wire::FrameType::control)
             throw ProtocolError(cat(ch_.name(), ": ", wire::to_string(t), " frame during the TLS handshake"));
         if (frame.empty() || BIO_write(rbio_, frame.data(), static_cast<int>(frame.size())) != int(frame.size()))
@@ -121,13 +127,32 @@ private:
     bool psk_;
 };
 
+namespace {
+
+// Runs `body` within `timeout` on `ch`; every failure but a refusal becomes an
+// AuthError that says whether the time ran out.
+template <class F> auto within_deadline(transport::Channel& ch, transport::Millis timeout, F&& body) {
+    ChannelDeadline deadline(ch, timeout);
+    try {
+        return body();
+    } catch (const AuthError&) {
+        throw;
+    } catch (const Refused&) {
+        throw;
+    } catch (const Error& e) {
+        if (deadline.expired())
+            throw AuthError(cat(ch.name(), ": authentication did not finish within ", timeout.count(),
+                                " ms (is the peer an rmig with authentication on?)"));
+        throw AuthError(cat("authentication: ", e.what()));
+    }
+}
+
 }  // namespace
 
 SessionSecret authenticate_control(transport::Channel& ch, const Context& ctx, bool accepting,
                                    const wire::SessionId& session, transport::Millis timeout,
                                    const std::function<void(const SessionSecret&)>& before_confirm) {
-    ChannelDeadline deadline(ch, timeout);
-    try {
+    return within_deadline(ch, timeout, [&] {
         TlsExchange tls(ch, ctx, accepting);
         tls.handshake();
         SessionSecret secret = tls.export_secret(session);
@@ -138,14 +163,21 @@ SessionSecret authenticate_control(transport::Channel& ch, const Context& ctx, b
             tls.await_confirmation();
         }
         return secret;
-    } catch (const AuthError&) {
-        throw;
-    } catch (const Error& e) {
-        if (deadline.expired())
-            throw AuthError(cat(ch.name(), ": authentication did not finish within ", timeout.count(),
-                                " ms (is the peer an rmig with authentication on?)"));
-        throw AuthError(cat("authentication: ", e.what()));
-    }
+    });
 }
+
+AcceptedTls::AcceptedTls(transport::Channel& ch, const Context& ctx, const wire::SessionId& session,
+                         transport::Millis timeout) {
+    within_deadline(ch, timeout, [&] {
+        tls_ = std::make_unique<TlsExchange>(ch, ctx, true);
+        tls_->handshake();
+        secret_ = tls_->export_secret(session);
+        return 0;
+    });
+}
+
+AcceptedTls::~AcceptedTls() = default;
+
+void AcceptedTls::confirm() { tls_->send_confirmation(); }
 
 }  // namespace rmig::security

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 
 #include "wire/handshake.hpp"
 #include "security/context.hpp"
@@ -23,5 +24,29 @@ namespace rmig::security {
 SessionSecret authenticate_control(transport::Channel& ch, const Context& ctx, bool accepting,
                                    const wire::SessionId& session, transport::Millis timeout,
                                    const std::function<void(const SessionSecret&)>& before_confirm = {});
+
+class TlsExchange;
+
+// The accepting side in two steps, so that a listener can authenticate a
+// peer before its owner decides on the channel: the constructor runs the
+// handshake within `timeout` (throws AuthError, the peer told why) and
+// exports the secret; confirm() then lets the peer in. An owner that turns
+// the channel away sends an ABORT frame instead (rules::refusal_text).
+// `ch` must outlive this object.
+class AcceptedTls {
+public:
+    AcceptedTls(transport::Channel& ch, const Context& ctx, const wire::SessionId& session,
+                transport::Millis timeout);
+    ~AcceptedTls();
+    AcceptedTls(const AcceptedTls&) = delete;
+    AcceptedTls& operator=(const AcceptedTls&) = delete;
+
+    const SessionSecret& secret() const { return secret_; }
+    void confirm();
+
+private:
+    std::unique_ptr<TlsExchange> tls_;
+    SessionSecret secret_;
+};
 
 }  // namespace rmig::security

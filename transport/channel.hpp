@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "transport/admission.hpp"
 #include "transport/backend_settings.hpp"
 #include "wire/frame.hpp"
 #include "wire/handshake.hpp"
@@ -32,6 +33,12 @@ struct Options {
     // A peer that stops acknowledging for this long is declared gone (tcp:
     // keepalive probes and TCP_USER_TIMEOUT), so a vanished host never hangs us.
     Millis dead_peer_timeout{20000};
+    // Listeners: how long a new connection may take to send its hello, and
+    // how many connections may wait unproven (hello or authentication under
+    // way) before the oldest are dropped (docs/security.md, "Listeners under
+    // a flood").
+    Millis hello_timeout{3000};
+    AdmissionLimits pending;
     // Each backend's own tuning ("rdma-slots" -> "32"), checked against its
     // option table (backend.hpp); a backend reads only its own.
     BackendSettings tuning;
@@ -161,6 +168,10 @@ public:
     virtual const std::string& peer() const = 0;
     virtual std::unique_ptr<Channel> accept(const wire::Hello& reply) = 0;
     virtual void refuse(wire::HelloStatus status) = 0;
+    // From another thread: makes an accept() under way give up soon (a
+    // listener dropping a handshake that does not finish). Where accept()
+    // cannot block on the peer (tcp: one write), there is nothing to do.
+    virtual void cancel() {}
 };
 
 class Listener {

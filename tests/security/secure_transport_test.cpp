@@ -7,6 +7,7 @@
 #include <future>
 
 #include "common/error.hpp"
+#include "common/log.hpp"
 #include "common/temp_dir.hpp"
 #include "security/context.hpp"
 #include "security/errors.hpp"
@@ -16,6 +17,7 @@
 #include "transport/channel.hpp"
 
 using namespace rmig;
+using namespace std::chrono_literals;
 using namespace rmig::transport;
 using security::AuthError;
 using wire::FrameType;
@@ -142,23 +144,26 @@ TEST(SecureTransport, AuthenticationOnlyStillChecksTokens) {
     expect_round_trip(*client, *server, 100000);
 }
 
+// A peer that fails authentication never reaches the listener's owner: the
+// listener turns it away on its own (and says why in its log).
 TEST(SecureTransport, WrongPskIsRefusedOnBothSides) {
+    log::Capture cap;
     auto l = listen("tcp:127.0.0.1:0", opts(psk(1)));
-    auto f = accept_one(*l);
+    auto f = accept_one(*l, 1000);
     auto msg = error_of<AuthError>(
         [&] { connect(l->address(), hello(wire::ChannelKind::control, wire::random_session_id(), 0), opts(psk(2))); });
     EXPECT_NE(msg.find("control channel"), std::string::npos) << msg;
-    auto server_msg = error_of<AuthError>([&] { f.get(); });
-    EXPECT_NE(server_msg.find("pre-shared key"), std::string::npos) << server_msg;
+    EXPECT_EQ(f.get(), nullptr);
+    EXPECT_NE(cap.wait_for("pre-shared key", 2s), "");
 }
 
 TEST(SecureTransport, WrongPskIdentityIsRefused) {
     auto l = listen("tcp:127.0.0.1:0", opts(psk(1)));
-    auto f = accept_one(*l);
+    auto f = accept_one(*l, 1000);
     EXPECT_THROW(connect(l->address(), hello(wire::ChannelKind::control, wire::random_session_id(), 0),
                          opts(psk(1, true, "someone-else"))),
                  AuthError);
-    EXPECT_THROW(f.get(), AuthError);
+    EXPECT_EQ(f.get(), nullptr);
 }
 
 TEST(SecureTransport, PlaintextAndSecurePeersRefuseEachOtherClearly) {
@@ -202,6 +207,7 @@ TEST(SecureTransport, DataChannelOfUnknownSessionIsRefusedAtTheHello) {
 }
 
 TEST(SecureTransport, DataChannelWithWrongTokenIsRefusedAndDeliversNothing) {
+    log::Capture cap;
     auto key = psk(1);
     Session s = open_session(key, key);
     // The attacker knows the session id (hellos are plaintext) but not the secret.
@@ -209,12 +215,12 @@ TEST(SecureTransport, DataChannelWithWrongTokenIsRefusedAndDeliversNothing) {
     security::SessionSecret guess;
     std::memset(guess.data(), 0x42, guess.size());
     auto lease = attacker->connected_sessions().add(s.id, guess);
-    auto f = accept_one(*s.listener);
+    auto f = accept_one(*s.listener, 1000);
     auto msg = error_of<AuthError>(
         [&] { connect(s.listener->address(), hello(wire::ChannelKind::data, s.id, 1), opts(attacker)); });
     EXPECT_NE(msg.find("wrong channel token"), std::string::npos) << msg;
-    auto server_msg = error_of<AuthError>([&] { f.get(); });  // accept() never returned a channel
-    EXPECT_NE(server_msg.find("wrong channel token"), std::string::npos) << server_msg;
+    EXPECT_EQ(f.get(), nullptr);  // the owner never saw it
+    EXPECT_NE(cap.wait_for("wrong channel token", 2s), "");
 
     // The real channel 1 still gets in, and a second copy of it does not.
     auto g = accept_one(*s.listener);
@@ -242,12 +248,12 @@ TEST(SecureTransport, ReopenedControlChannelNeedsTheSessionsTokenAndIsAlwaysSeal
     security::SessionSecret guess;
     std::memset(guess.data(), 0x42, guess.size());
     auto lease = attacker->connected_sessions().add(s.id, guess);
-    auto f = accept_one(*s.listener);
+    auto f = accept_one(*s.listener, 1000);
     auto msg = error_of<AuthError>([&] {
         connect(s.listener->address(), hello(wire::ChannelKind::control, s.id, 0x80000001), opts(attacker));
     });
     EXPECT_NE(msg.find("wrong channel token"), std::string::npos) << msg;
-    EXPECT_THROW(f.get(), AuthError);
+    EXPECT_EQ(f.get(), nullptr);
 
     auto g = accept_one(*s.listener);
     auto client = connect(s.listener->address(), hello(wire::ChannelKind::control, s.id, 0x80000001), opts(key));
@@ -273,15 +279,16 @@ TEST(SecureTransport, ReopenedControlChannelNeedsTheSessionsTokenAndIsAlwaysSeal
 }
 
 TEST(SecureTransport, SilentPeerTimesOutTheHandshake) {
+    log::Capture cap;
     auto l = listen("tcp:127.0.0.1:0", opts(psk(1), 500));
-    auto f = accept_one(*l);
+    auto f = accept_one(*l, 1500);
     wire::Hello h = hello(wire::ChannelKind::control, wire::random_session_id(), 0);
     h.caps = wire::kCapAuth | wire::kCapEncrypt;
     auto silent = connect(l->address(), h, Opts{});  // then never speaks TLS
     auto t0 = std::chrono::steady_clock::now();
-    auto msg = error_of<AuthError>([&] { f.get(); });
-    EXPECT_NE(msg.find("did not finish within 500 ms"), std::string::npos) << msg;
+    EXPECT_NE(cap.wait_for("did not finish within 500 ms", 2s), "");
     EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+    EXPECT_EQ(f.get(), nullptr);
 }
 
 // Mutual X.509: certificates made by the openssl tool for this test.
@@ -319,50 +326,52 @@ TEST_F(X509Test, MutualCertificatesAuthenticate) {
 }
 
 TEST_F(X509Test, ClientCertificateFromAnotherCaIsRefused) {
+    log::Capture cap;
     auto l = listen("tcp:127.0.0.1:0", opts(ctx("dst")));
-    auto f = accept_one(*l);
+    auto f = accept_one(*l, 1000);
     // The rogue client trusts the real CA, so only the receiver can object;
     // the connect still fails because it waits for the receiver's confirmation.
     auto msg = error_of<AuthError>([&] {
         connect(l->address(), hello(wire::ChannelKind::control, wire::random_session_id(), 0), opts(ctx("rogue")));
     });
     EXPECT_NE(msg.find("control channel"), std::string::npos) << msg;
-    auto server_msg = error_of<AuthError>([&] { f.get(); });
-    EXPECT_NE(server_msg.find("certificate"), std::string::npos) << server_msg;
+    EXPECT_EQ(f.get(), nullptr);
+    EXPECT_NE(cap.wait_for("certificate verify failed", 2s), "");
 }
 
 TEST_F(X509Test, ServerCertificateFromAnotherCaIsRefused) {
     auto l = listen("tcp:127.0.0.1:0", opts(ctx("rogue", "ca")));
-    auto f = accept_one(*l);
+    auto f = accept_one(*l, 1000);
     auto msg = error_of<AuthError>([&] {
         connect(l->address(), hello(wire::ChannelKind::control, wire::random_session_id(), 0), opts(ctx("src")));
     });
     EXPECT_NE(msg.find("certificate"), std::string::npos) << msg;
-    EXPECT_THROW(f.get(), AuthError);
+    EXPECT_EQ(f.get(), nullptr);
 }
 
 TEST_F(X509Test, PeerNamesAreCheckedWhenGiven) {
+    log::Capture cap;
     {
         Session s = open_session(ctx("dst", "ca", "src"), ctx("src", "ca", "dst"));
         ASSERT_TRUE(s.server_control);
     }
     // The source expects "dst-2": the real receiver's certificate names "dst".
     auto l = listen("tcp:127.0.0.1:0", opts(ctx("dst")));
-    auto f = accept_one(*l);
+    auto f = accept_one(*l, 1000);
     auto msg = error_of<AuthError>([&] {
         connect(l->address(), hello(wire::ChannelKind::control, wire::random_session_id(), 0),
                 opts(ctx("src", "ca", "dst-2")));
     });
     EXPECT_NE(msg.find("hostname mismatch"), std::string::npos) << msg;
-    EXPECT_THROW(f.get(), AuthError);
+    EXPECT_EQ(f.get(), nullptr);
     // The receiver expects "src"; a certificate for "dst" from the same CA is not enough.
     auto l2 = listen("tcp:127.0.0.1:0", opts(ctx("dst", "ca", "src")));
-    auto g = accept_one(*l2);
+    auto g = accept_one(*l2, 1000);
     EXPECT_THROW(connect(l2->address(), hello(wire::ChannelKind::control, wire::random_session_id(), 0),
                          opts(ctx("dst"))),
                  AuthError);
-    auto server_msg = error_of<AuthError>([&] { g.get(); });
-    EXPECT_NE(server_msg.find("hostname mismatch"), std::string::npos) << server_msg;
+    EXPECT_EQ(g.get(), nullptr);
+    EXPECT_NE(cap.wait_for("hostname mismatch", 2s), "");
 }
 
 TEST_F(X509Test, KeyThatDoesNotMatchTheCertificateIsALoadError) {

@@ -150,6 +150,21 @@ size_t Connection::read(void* buf, size_t n, Millis timeout) {
     return got;
 }
 
+std::optional<size_t> Connection::read_now(void* buf, size_t n) {
+    {
+        std::lock_guard lock(m_);
+        if (delivered_.empty() && !fin_received_ && state_ != State::failed) return std::nullopt;
+    }
+    return read(buf, n, Millis(0));
+}
+
+std::string Connection::peer_address() {
+    char s[RTE_ETHER_ADDR_FMT_SIZE];
+    std::lock_guard lock(m_);
+    rte_ether_format_addr(s, sizeof s, &peer_);
+    return s;
+}
+
 void Connection::read_exact(void* buf, size_t n, Millis timeout, const char* what) {
     size_t got = 0;
     while (got < n) {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -68,6 +69,9 @@ public:
     void write_mbufs(std::vector<Mbuf> segs, size_t payload_bytes);
     size_t read(void* buf, size_t n, Millis timeout);
     void read_exact(void* buf, size_t n, Millis timeout, const char* what);
+    // What has arrived, without waiting: nullopt when nothing yet, 0 when the
+    // stream ended; LinkError when the connection failed.
+    std::optional<size_t> read_now(void* buf, size_t n);
     // Ends the stream (FIN) and waits up to `timeout` until the peer acknowledged all.
     bool close(Millis timeout);
     void abort(const std::string& why);  // fails both directions now
@@ -79,6 +83,7 @@ public:
     bool acceptor() const { return acceptor_; }
     uint32_t mss() const { return cfg_.mss; }
     uint16_t queue() const { return queue_; }
+    std::string peer_address();  // the peer's MAC, "02:00:00:00:00:01"
 
     // Poller side. on_* may run on any queue's poller (a frame that landed on
     // another queue); service only on the poller of queue().

@@ -6,8 +6,10 @@
 
 #include "common/error.hpp"
 #include "common/log.hpp"
+#include "common/log_limiter.hpp"
 #include "transport/dpdk/dpdk_uri.hpp"
 #include "transport/dpdk/endpoint.hpp"
+#include "transport/dpdk/hello_gate.hpp"
 #include "transport/dpdk/protocol/write_record.hpp"
 
 namespace rmig::transport::dpdk {
@@ -88,30 +90,32 @@ public:
         ep_ = Endpoint::open(u, o);
         ep_->start_listening(conn_config(u, *ep_, o));
         address_ = "dpdk:" + u.devargs;
+        gate_ = std::make_unique<HelloGate>(ep_, o);
     }
-    ~DpdkListener() override { ep_->stop_listening(); }
+    ~DpdkListener() override {
+        gate_.reset();
+        ep_->stop_listening();
+    }
 
     std::unique_ptr<Incoming> next(Millis timeout) override {
         auto deadline = std::chrono::steady_clock::now() + timeout;
         for (;;) {
             auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
             if (left.count() < 0) return nullptr;
-            auto c = ep_->next_incoming(left);
-            if (!c) return nullptr;
+            auto g = gate_->next(left);
+            if (!g) return nullptr;
             try {
-                wire::HelloBytes b;
-                c->read_exact(b.data(), b.size(), opts_.handshake_timeout, "the handshake");
-                wire::Hello h = wire::decode_hello(b, false, c->name());
-                auto in = std::make_unique<DpdkIncoming>(ep_, c, h, opts_);
+                wire::Hello h = wire::decode_hello(g->hello, false, g->conn->name());
+                auto in = std::make_unique<DpdkIncoming>(ep_, g->conn, h, opts_);
                 if (h.version != wire::kProtocolVersion) {
-                    log::warn("refusing ", c->name(), ": it speaks wire version ", h.version);
+                    dropped_.warn("refusing ", g->conn->name(), ": it speaks wire version ", h.version);
                     in->refuse(wire::HelloStatus::bad_version);
                     continue;
                 }
                 return in;
             } catch (const Error& e) {
-                log::warn("dropped dpdk connection: ", e.what());
-                discard(*ep_, c, false);
+                dropped_.warn("dropped dpdk connection: ", e.what());
+                discard(*ep_, g->conn, false);
             }
         }
     }
@@ -122,6 +126,8 @@ private:
     Options opts_;
     std::shared_ptr<Endpoint> ep_;
     std::string address_;
+    log::Limiter dropped_{"malformed dpdk hellos"};
+    std::unique_ptr<HelloGate> gate_;
 };
 
 rte_ether_addr parse_mac(const std::string& s) {

@@ -132,6 +132,7 @@ private:
     bool listening_ = false;
     ConnConfig listen_cfg_;
     std::deque<std::shared_ptr<Connection>> incoming_;
+    static constexpr size_t kMaxIncoming = 1024;
 
     struct Queue {
         TxBatch tx_batch;  // owned by this queue's poller

@@ -80,6 +80,9 @@ std::shared_ptr<Connection> Endpoint::connection_for(const PollerView& view, con
 }
 
 std::shared_ptr<Connection> Endpoint::accept_syn_locked(const Frame& f) {
+    // The listener takes new connections at once; should it not, a SYN
+    // flood stops here (answered with RST) rather than growing the queue.
+    if (incoming_.size() >= kMaxIncoming) return nullptr;
     // The SYN names the connector's queue: use the same index, so on memif
     // both directions of the connection use one ring pair.
     uint16_t cq = f.h.queue < queues_.size() ? f.h.queue : least_used_queue_locked();

@@ -3,7 +3,9 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 
+#include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <optional>
 #include <span>
@@ -105,11 +107,27 @@ public:
         ch->local_ring().encode(pd.data() + h.size());
         rdma_conn_param param = conn_param(pd);
         if (rdma_accept(ch->id(), &param) != 0) throw_errno(cat("rdma_accept from ", peer_));
-        expect_event(ch->events(), RDMA_CM_EVENT_ESTABLISHED,
-                     static_cast<int>(opts_.handshake_timeout.count()), peer_, "accepting");
+        // In slices, so that a listener can drop a connection request that
+        // never completes (cancel()) without waiting out the whole timeout.
+        auto until = Clock::now() + opts_.handshake_timeout;
+        for (;;) {
+            int slice = static_cast<int>(std::clamp<int64_t>(
+                std::chrono::duration_cast<Millis>(until - Clock::now()).count(), 0, 100));
+            if (cancelled_) throw LinkError(cat("accepting ", peer_, ": dropped before it was established"));
+            if (slice == 0) {
+                expect_event(ch->events(), RDMA_CM_EVENT_ESTABLISHED, 0, peer_, "accepting");
+                break;
+            }
+            if (net::wait_readable(ch->events()->fd, Millis(slice))) {
+                expect_event(ch->events(), RDMA_CM_EVENT_ESTABLISHED, slice, peer_, "accepting");
+                break;
+            }
+        }
         ch->established(hello_, cat("rdma ", what_channel(hello_), " from ", peer_), std::nullopt);
         return ch;
     }
+
+    void cancel() override { cancelled_ = true; }
 
     void refuse(wire::HelloStatus status) override {
         auto b = wire::encode_hello_compact(wire::refusing_reply(hello_, status), true);
@@ -122,6 +140,7 @@ private:
     wire::Hello hello_;
     std::string peer_;
     Options opts_;
+    std::atomic<bool> cancelled_{false};
 };
 
 class RdmaListener final : public Listener {

@@ -13,7 +13,9 @@
 
 #include "common/error.hpp"
 #include "common/log.hpp"
+#include "common/log_limiter.hpp"
 #include "common/socket.hpp"
+#include "transport/tcp/hello_gate.hpp"
 #include "wire/checksum.hpp"
 
 namespace rmig::transport::tcp {
@@ -228,12 +230,15 @@ class TcpListener final : public Listener {
 public:
     TcpListener(const std::string& host_port, const Options& opts) : opts_(opts) {
         auto hp = net::parse_host_port(host_port);
-        fd_ = net::tcp_listen(hp);
+        // A deep accept queue: the gate empties it at once, and a burst of
+        // strangers' connections must not fill it ahead of a real source.
+        UniqueFd fd = net::tcp_listen(hp, 4096);
         // Accepted sockets inherit the buffers, and the window scale they
         // offer in the handshake is sized from them.
-        net::tune_stream_socket(fd_.get(), opts.socket_buffer_bytes);
-        hp.port = net::local_port(fd_.get());
+        net::tune_stream_socket(fd.get(), opts.socket_buffer_bytes);
+        hp.port = net::local_port(fd.get());
         address_ = "tcp:" + hp.str();
+        gate_ = std::make_unique<HelloGate>(std::move(fd), opts);
     }
 
     std::unique_ptr<Incoming> next(Millis timeout) override {
@@ -241,28 +246,21 @@ public:
         for (;;) {
             auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
             if (left.count() < 0) return nullptr;
-            UniqueFd fd = net::accept_for(fd_.get(), left);
-            if (!fd) return nullptr;
-            std::string peer = net::peer_name(fd.get());
+            auto g = gate_->next(left);
+            if (!g) return nullptr;
             try {
-                tune(fd.get(), opts_);
-                set_recv_timeout(fd.get(), opts_.handshake_timeout);
-                wire::HelloBytes b;
-                size_t got = read_exact(fd.get(), b.data(), b.size(), cat("handshake from ", peer));
-                if (got < b.size())
-                    throw ProtocolError(cat("handshake from ", peer, ": connection ended after ",
-                                            got, " of ", b.size(), " bytes"));
-                wire::Hello h = wire::decode_hello(b, false, peer);
-                auto incoming = std::make_unique<TcpIncoming>(std::move(fd), h, peer);
+                tune(g->fd.get(), opts_);
+                wire::Hello h = wire::decode_hello(g->hello, false, g->peer);
+                auto incoming = std::make_unique<TcpIncoming>(std::move(g->fd), h, g->peer);
                 if (h.version != wire::kProtocolVersion) {
-                    log::warn("refusing ", peer, ": it speaks wire version ", h.version);
+                    dropped_.warn("refusing ", g->peer, ": it speaks wire version ", h.version);
                     incoming->refuse(wire::HelloStatus::bad_version);
                     continue;
                 }
                 return incoming;
             } catch (const Error& e) {
                 // A stray or broken client must not take the listener down.
-                log::warn("dropped connection: ", e.what());
+                dropped_.warn("dropped connection: ", e.what());
             }
         }
     }
@@ -271,8 +269,9 @@ public:
 
 private:
     Options opts_;
-    UniqueFd fd_;
     std::string address_;
+    log::Limiter dropped_{"malformed hellos"};
+    std::unique_ptr<HelloGate> gate_;  // last: its thread stops first
 };
 
 }  // namespace
