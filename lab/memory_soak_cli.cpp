@@ -1,10 +1,14 @@
 // `rmig-lab faults --mode memory --transport tcp|rdma|dpdk`: the memory-mode
 // fault soak (lab/memory_soak.hpp), its tally and JSON.
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <mutex>
+#include <thread>
 
 #include "common/args.hpp"
 #include "common/error.hpp"
@@ -30,12 +34,14 @@ faults --mode memory   the same promises for memory mode: rmig-synth source and
            --downtime-ms MS  the source's downtime budget (default 20; rdma 100)
            --step-timeout S  the destination's --step-timeout (default 4; rdma 15)
            --deadline S    hard limit per case (default 150; rdma 240)
+           --jobs N        run N cases at a time (default 1; each in its own
+                           directory, sockets and ports)
            env RMIG_SYNTH  the rmig-synth binary (default: the one built with this)
 )";
 
 int memory_faults(const std::vector<std::string>& argv) {
     Args a(argv, {"mode", "transport", "cases", "seed", "max-minutes", "json", "only", "size", "step-timeout",
-                  "deadline", "downtime-ms"},
+                  "deadline", "downtime-ms", "jobs"},
            {"ci", "help"});
     const std::string transport = a.get_or("transport", "tcp");
     if (transport != "tcp" && transport != "rdma" && transport != "dpdk")
@@ -63,6 +69,7 @@ int memory_faults(const std::vector<std::string>& argv) {
         cases = {cases[only - 1]};
         numbers = {only};
     }
+    const auto jobs = static_cast<unsigned>(std::clamp<uint64_t>(a.number("jobs", 1), 1, 8));
     auto t0 = std::chrono::steady_clock::now();
     auto budget = std::chrono::minutes(a.number("max-minutes", 0));
     std::map<std::pair<std::string, std::string>, std::pair<int, int>> tally;
@@ -70,32 +77,53 @@ int memory_faults(const std::vector<std::string>& argv) {
     int passed = 0, failed = 0;
     size_t skipped = 0;
     std::printf("memory-mode fault injection over %s: %zu cases%s, %llu MiB guest, downtime budget %g ms, "
-                "destination step timeout %g s\n",
+                "destination step timeout %g s, %u at a time\n",
                 o.transport.c_str(), cases.size(), a.flag("ci") ? " (CI set)" : cat(", seed ", seed).c_str(),
-                static_cast<unsigned long long>(o.size_mib), o.downtime_ms, o.step_timeout_s);
+                static_cast<unsigned long long>(o.size_mib), o.downtime_ms, o.step_timeout_s, jobs);
     std::fflush(stdout);
-    for (size_t i = 0; i < cases.size(); ++i) {
-        if (budget.count() && std::chrono::steady_clock::now() - t0 > budget) {
-            skipped = cases.size() - i;
-            std::printf("time budget of %lld min used up: %zu cases not run\n",
-                        static_cast<long long>(budget.count()), skipped);
-            break;
+    // --jobs N: cases run N at a time (most of a long case is a side waiting
+    // out a timeout); each runs alone in its own directory, sockets and ports.
+    std::mutex mu;
+    std::vector<nlohmann::json> by_index(cases.size());
+    std::atomic<size_t> next{0};
+    std::atomic<bool> out_of_time{false};
+    auto worker = [&] {
+        for (size_t i; (i = next++) < cases.size();) {
+            if (budget.count() && std::chrono::steady_clock::now() - t0 > budget) {
+                out_of_time = true;
+                return;
+            }
+            MemCaseResult r = run_mem_case(cases[i], o);
+            std::lock_guard lock(mu);
+            auto& cell = tally[{to_string(r.fault.kind), to_string(r.observed)}];
+            (r.passed ? cell.first : cell.second)++;
+            (r.passed ? passed : failed)++;
+            std::printf("case %3zu %-4s %-66s fired %-17s source %3d dest %3d %5.1f s%s\n", numbers[i],
+                        r.passed ? "ok" : "FAIL", r.fault.describe().c_str(), to_string(r.observed), r.source_exit,
+                        r.dest_exit, r.seconds, r.retried ? " (retried)" : "");
+            for (auto& f : r.failures) std::printf("         - %s\n", f.c_str());
+            for (auto& n : r.notes) std::printf("         note: %s\n", n.c_str());
+            if (!r.passed && !r.dir.empty()) std::printf("         case dir kept: %s\n", r.dir.c_str());
+            std::fflush(stdout);
+            by_index[i] = r.to_json();
+            by_index[i]["number"] = numbers[i];
         }
-        MemCaseResult r = run_mem_case(cases[i], o);
-        auto& cell = tally[{to_string(r.fault.kind), to_string(r.observed)}];
-        (r.passed ? cell.first : cell.second)++;
-        (r.passed ? passed : failed)++;
-        std::printf("case %3zu %-4s %-66s fired %-17s source %3d dest %3d %5.1f s%s\n", numbers[i],
-                    r.passed ? "ok" : "FAIL", r.fault.describe().c_str(), to_string(r.observed), r.source_exit,
-                    r.dest_exit, r.seconds, r.retried ? " (retried)" : "");
-        for (auto& f : r.failures) std::printf("         - %s\n", f.c_str());
-        for (auto& n : r.notes) std::printf("         note: %s\n", n.c_str());
-        if (!r.passed && !r.dir.empty()) std::printf("         case dir kept: %s\n", r.dir.c_str());
-        std::fflush(stdout);
-        nlohmann::json j = r.to_json();
-        j["number"] = numbers[i];
-        results.push_back(j);
+    };
+    {
+        // Each worker thread starts its own cases' processes, which die with
+        // it (Process::children_die_with_parent); it lives until its last case ends.
+        std::vector<std::thread> pool;
+        for (unsigned j = 0; j < jobs; ++j) pool.emplace_back(worker);
+        for (auto& t : pool) t.join();
     }
+    for (auto& j : by_index)
+        if (j.is_null())
+            ++skipped;
+        else
+            results.push_back(j);
+    if (out_of_time)
+        std::printf("time budget of %lld min used up: %zu cases not run\n", static_cast<long long>(budget.count()),
+                    skipped);
     std::printf("\n%-14s %-18s %7s %7s\n", "fault", "fired at", "passed", "failed");
     nlohmann::json jt = nlohmann::json::array();
     for (auto& [key, cell] : tally) {
@@ -110,7 +138,8 @@ int memory_faults(const std::vector<std::string>& argv) {
                                             {"tally", jt}, {"passed", passed}, {"failed", failed},
                                             {"not_run", skipped}, {"minutes", minutes}, {"seed", seed},
                                             {"ci", a.flag("ci")}, {"size_mib", o.size_mib},
-                                            {"downtime_ms", o.downtime_ms}, {"step_timeout_s", o.step_timeout_s}}
+                                            {"downtime_ms", o.downtime_ms}, {"step_timeout_s", o.step_timeout_s},
+                                            {"jobs", jobs}}
                                  .dump(2)
                           << "\n";
     return failed || passed == 0 ? 1 : 0;

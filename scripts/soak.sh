@@ -13,11 +13,11 @@
 #
 # Usage: scripts/soak.sh [--mode channel|memory] [--transport tcp|rdma|dpdk]
 #                        [--cases N=100] [--seed S=$(date +%s)] [--max-minutes M=30]
-#                        [--build DIR=build] [--json FILE] [--size MIB]
+#                        [--build DIR=build] [--json FILE] [--size MIB] [--jobs N=1 (memory mode)]
 # Reproduce one case: the same command with `rmig-lab faults ... --only K` (printed below).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-cases=100 seed=$(date +%s) minutes=30 build="$root/build" json="" mode=channel transport=tcp size=""
+cases=100 seed=$(date +%s) minutes=30 build="$root/build" json="" mode=channel transport=tcp size="" jobs=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --cases) cases=$2; shift 2 ;;
@@ -28,6 +28,7 @@ while [ $# -gt 0 ]; do
     --mode) mode=$2; shift 2 ;;
     --transport) transport=$2; shift 2 ;;
     --size) size=$2; shift 2 ;;
+    --jobs) jobs=$2; shift 2 ;;
     *) echo "soak.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -55,7 +56,7 @@ if [ "$mode" = channel ]; then
 fi
 
 args=(faults --mode memory --transport "$transport" --cases "$cases" --seed "$seed"
-      --max-minutes "$minutes" --json "$json")
+      --max-minutes "$minutes" --json "$json" --jobs "$jobs")
 echo "soak: memory mode over $transport, $cases cases, seed $seed, at most $minutes min (reproduce one: scripts/soak.sh --mode memory --transport $transport --cases $cases --seed $seed, or ${args[*]} --only K)"
 case "$transport" in
   tcp|dpdk)
