@@ -2,6 +2,7 @@
 // strangers of docs/security.md, "Listeners under a flood") and, with
 // --probe, measures how long a legitimate peer then takes to get in.
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <thread>
@@ -22,7 +23,8 @@ namespace {
 const char* kUsage = R"(usage: rmig-flood --to URI [options]
 
 Holds --connections unfinished handshakes open against the rmig listener at
-URI (tcp:HOST:PORT, or dpdk:DEVARGS for --kind silent), opening a new one for
+URI (tcp:HOST:PORT; rdma:ADDR:PORT for --kind stalled-auth; dpdk:DEVARGS for
+--kind silent; any of them for wrong-key), opening a new one for
 each the listener drops, for --seconds. With --probe, once the flood is up, a
 legitimate peer opens a control channel (and, with --probe-bytes, data
 channel 1 carrying that many pattern bytes) and the time it took is reported.
@@ -30,14 +32,15 @@ channel 1 carrying that many pattern bytes) and the time it took is reported.
   --to URI            the listener; required
   --kind K            silent (connect, say nothing), partial-hello (1 byte of
                       the 64-byte hello), stalled-auth (a whole hello asking
-                      for authentication, then no TLS), wrong-key (TLS
+                      for authentication, then no TLS; over rdma a connect
+                      request that is never established), wrong-key (TLS
                       handshakes with a random pre-shared key); default silent
   --from ADDR         tcp: connect from this local IPv4 address (127.0.0.2
                       plays another host on loopback); default the kernel's
   --connections N     held at once (wrong-key: handshakes in a row on 8
                       threads); default 1000; 0 = no flood (an idle baseline)
   --seconds S         how long to flood after the probe, or in all without
-                      one; default 5
+                      one; default 5 (SIGTERM ends it sooner, with the report)
   --probe             connect as a legitimate peer once the flood is up
   --probe-bytes N     bytes the probe sends on data channel 1; default 0
   --psk-file F        the probe's key (as rmig migrate --psk-file)
@@ -52,6 +55,10 @@ exit codes: 0 done (the probe, if asked, got in), 1 the probe failed,
 
 using Clock = std::chrono::steady_clock;
 using Millis = std::chrono::milliseconds;
+
+// SIGTERM/SIGINT end the flood early; the report is still written.
+volatile std::sig_atomic_t g_stop = 0;
+void on_stop(int) { g_stop = 1; }
 
 struct Probe {
     bool ok = false;
@@ -132,7 +139,8 @@ int run(const std::vector<std::string>& argv) {
     if (auto f = a.get("ready-file")) std::ofstream(*f) << (up ? "up\n" : "partly up\n");
     Probe p;
     if (a.flag("probe")) p = probe(*to, ctx, a.number("probe-bytes", 0));
-    std::this_thread::sleep_for(std::chrono::seconds(seconds));
+    for (auto until = Clock::now() + std::chrono::seconds(seconds); !g_stop && Clock::now() < until;)
+        std::this_thread::sleep_for(Millis(50));
     size_t holding = stats->holding;
     flood.reset();
     nlohmann::json j{{"kind", to_string(spec.kind)},        {"connections", spec.connections},
@@ -151,6 +159,8 @@ int run(const std::vector<std::string>& argv) {
 
 int main(int argc, char** argv) {
     log::set_prefix("rmig-flood");
+    std::signal(SIGTERM, on_stop);
+    std::signal(SIGINT, on_stop);
     try {
         return run(std::vector<std::string>(argv + 1, argv + argc));
     } catch (const UsageError& e) {

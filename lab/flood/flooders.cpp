@@ -19,6 +19,11 @@
 #include "security/errors.hpp"
 #include "security/secure_transport.hpp"
 #include "wire/handshake.hpp"
+#ifdef RMIG_HAVE_RDMA
+#include <rdma/rdma_cma.h>
+
+#include <set>
+#endif
 #ifdef RMIG_HAVE_DPDK
 #include "transport/dpdk/connection.hpp"
 #include "transport/dpdk/dpdk_uri.hpp"
@@ -172,6 +177,79 @@ struct Flood::Impl {
         }
     }
 
+#ifdef RMIG_HAVE_RDMA
+    // rdma: connect requests carrying a whole hello that asks for
+    // authentication, from ids without a queue pair: librdmacm then leaves
+    // the answer (REP) for us to establish, and we never do.
+    void rdma_holder(const std::string& host_port) {
+        auto hp = net::parse_host_port(host_port);
+        sockaddr_in dst{};
+        dst.sin_family = AF_INET;
+        dst.sin_port = htons(hp.port);
+        if (::inet_pton(AF_INET, hp.host.c_str(), &dst.sin_addr) != 1)
+            throw UsageError(cat("--to rdma:", host_port, ": an IPv4 address of an RDMA device"));
+        std::unique_ptr<rdma_event_channel, void (*)(rdma_event_channel*)> ec(rdma_create_event_channel(),
+                                                                             rdma_destroy_event_channel);
+        if (!ec) throw_errno("rdma_create_event_channel");
+        std::set<rdma_cm_id*> held;
+        auto gone = [&](rdma_cm_id* id) {
+            if (held.erase(id)) {
+                stats->dropped++;
+                rdma_destroy_id(id);
+            }
+        };
+        // Takes the next event: true if it is `want` for `id`; others are handled.
+        auto take = [&](rdma_cm_id* id, rdma_cm_event_type want, int ms) {
+            pollfd p{ec->fd, POLLIN, 0};
+            if (::poll(&p, 1, ms) != 1) return false;
+            rdma_cm_event* ev = nullptr;
+            if (rdma_get_cm_event(ec.get(), &ev) != 0) return false;
+            rdma_cm_id* of = ev->id;
+            auto type = ev->event;
+            rdma_ack_cm_event(ev);
+            if (of == id && type == want) return true;
+            if (type != RDMA_CM_EVENT_CONNECT_RESPONSE && type != RDMA_CM_EVENT_ADDR_RESOLVED &&
+                type != RDMA_CM_EVENT_ROUTE_RESOLVED)
+                gone(of);  // rejected, unreachable, disconnected: the listener dropped it
+            return false;
+        };
+        auto open_one = [&] {
+            rdma_cm_id* id = nullptr;
+            if (rdma_create_id(ec.get(), &id, nullptr, RDMA_PS_TCP) != 0) throw_errno("rdma_create_id");
+            bool ok = rdma_resolve_addr(id, nullptr, reinterpret_cast<sockaddr*>(&dst), 2000) == 0;
+            auto until = Clock::now() + Millis(3000);
+            bool step = false;
+            while (ok && !step && Clock::now() < until) step = take(id, RDMA_CM_EVENT_ADDR_RESOLVED, 100);
+            ok = ok && step && rdma_resolve_route(id, 2000) == 0;
+            step = false;
+            while (ok && !step && Clock::now() < until) step = take(id, RDMA_CM_EVENT_ROUTE_RESOLVED, 100);
+            auto h = wire::encode_hello_compact(stranger_hello(true, spec.encrypt), false);
+            rdma_conn_param param{};
+            param.private_data = h.data();
+            param.private_data_len = static_cast<uint8_t>(h.size());
+            param.responder_resources = param.initiator_depth = 1;
+            param.retry_count = param.rnr_retry_count = 7;
+            if (!ok || !step || rdma_connect(id, &param) != 0) {
+                stats->failed_connect++;
+                rdma_destroy_id(id);
+                std::this_thread::sleep_for(Millis(5));
+                return;
+            }
+            held.insert(id);
+            stats->opened++;
+        };
+        while (!stop) {
+            while (held.size() < spec.connections && !stop) {
+                open_one();
+                stats->holding = held.size();
+            }
+            take(nullptr, RDMA_CM_EVENT_CONNECT_RESPONSE, 50);
+            stats->holding = held.size();
+        }
+        for (auto* id : held) rdma_destroy_id(id);
+    }
+#endif
+
 #ifdef RMIG_HAVE_DPDK
     // dpdk: connections opened by SYN and never given a hello.
     void dpdk_holder(const std::string& rest) {
@@ -245,6 +323,14 @@ Flood::Flood(FloodSpec spec, std::shared_ptr<FloodStats> stats) : impl_(std::mak
             impl_->threads.emplace_back([this, ctx] { impl_->wrong_key(ctx); });
     } else if (scheme == "tcp") {
         impl_->threads.emplace_back([this, rest] { impl_->tcp_holder(rest); });
+    } else if (scheme == "rdma") {
+#ifdef RMIG_HAVE_RDMA
+        if (impl_->spec.kind != FloodKind::stalled_auth)
+            throw UsageError("rdma: only --kind stalled-auth (connect requests never established) or wrong-key");
+        impl_->threads.emplace_back([this, rest] { impl_->rdma_holder(rest); });
+#else
+        throw UsageError("this build has no rdma");
+#endif
     } else if (scheme == "dpdk") {
 #ifdef RMIG_HAVE_DPDK
         if (impl_->spec.kind != FloodKind::silent)
@@ -254,7 +340,7 @@ Flood::Flood(FloodSpec spec, std::shared_ptr<FloodStats> stats) : impl_(std::mak
         throw UsageError("this build has no dpdk");
 #endif
     } else {
-        throw UsageError(cat("--to ", impl_->spec.uri, ": tcp or dpdk only"));
+        throw UsageError(cat("--to ", impl_->spec.uri, ": tcp, rdma or dpdk only"));
     }
 }
 

@@ -17,6 +17,8 @@ enum class FloodKind {
     silent,         // connect, say nothing (dpdk: a SYN, then nothing)
     partial_hello,  // connect, send 1 of the hello's 64 bytes
     stalled_auth,   // a whole hello asking for authentication, then no TLS
+                    // (rdma: a connect request whose connection is never
+                    // established: the REP is never answered with an RTU)
     wrong_key,      // whole TLS handshakes with another pre-shared key
 };
 const char* to_string(FloodKind k);
@@ -31,7 +33,7 @@ struct FloodStats {
 };
 
 struct FloodSpec {
-    std::string uri;  // tcp:HOST:PORT or dpdk:DEVARGS
+    std::string uri;  // tcp:HOST:PORT, rdma:ADDR:PORT or dpdk:DEVARGS
     std::string from;  // tcp: the local IPv4 address to connect from (another "host": 127.0.0.2)
     FloodKind kind = FloodKind::silent;
     size_t connections = 1000;
