@@ -141,7 +141,7 @@ struct Job {
         cancelled = true;
         if (ch)
             ch->shutdown();
-        else
+        else if (in)  // gone once the handshake succeeded
             in->cancel();
     }
 };
@@ -248,7 +248,8 @@ private:
             waiting_.push_back(std::move(job));
             // A worker per unfinished handshake, up to the admission bound: a
             // stranger who stalls holds only his own, never a real peer's turn.
-            if (idle_ == 0 && workers_.size() < opts_pending_total_) workers_.emplace_back([this] { work(); });
+            if (waiting_.size() > idle_ && workers_.size() < opts_pending_total_)
+                workers_.emplace_back([this] { work(); });
             work_cv_.notify_one();
         }
     }
@@ -301,12 +302,14 @@ private:
     }
 
     std::optional<Proven> authenticate(Job& job) {
+        // Outside the try: the channel must outlive job.ch, which cancel()
+        // may use until it is cleared below.
+        Proven p;
         try {
             const wire::Hello& asked = job.in->hello();
             wire::Hello r = asked;
             r.role = wire::Role::destination;
             r.caps = (r.caps & ~kAuthCaps) | wire::kCapAuth | (ctx_->encrypt() ? wire::kCapEncrypt : 0u);
-            Proven p;
             p.ch = std::make_unique<Watched>(job.in->accept(r), job.heard);
             {
                 std::lock_guard lk(job.mu);

@@ -74,7 +74,7 @@ Probe probe(const std::string& uri, std::shared_ptr<const security::Context> ctx
         wire::Hello h;
         h.kind = wire::ChannelKind::control;
         h.session = wire::random_session_id();
-        h.channel_count = bytes ? 1 : 0;
+        h.channel_count = 1;  // what a memory-mode destination expects; data channel 1 only with --probe-bytes
         auto control = security::connect(uri, h, o, ctx);
         p.connect_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
         if (bytes) {

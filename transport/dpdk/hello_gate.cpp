@@ -46,8 +46,8 @@ HelloGate::~HelloGate() {
 std::optional<Greeted> HelloGate::next(Millis timeout) {
     std::unique_lock lk(mu_);
     if (!ready_cv_.wait_for(lk, timeout, [&] { return !ready_.empty(); })) return std::nullopt;
-    Greeted g = std::move(ready_.front());
-    ready_.pop_front();
+    Greeted g = std::move(ready_.back());  // newest first, as tcp's gate
+    ready_.pop_back();
     return g;
 }
 

@@ -62,8 +62,10 @@ HelloGate::~HelloGate() {
 std::optional<Greeted> HelloGate::next(Millis timeout) {
     std::unique_lock lk(mu_);
     if (!ready_cv_.wait_for(lk, timeout, [&] { return !ready_.empty(); })) return std::nullopt;
-    auto [id, g] = std::move(ready_.front());
-    ready_.pop_front();
+    // Newest first: under a flood the owner's turn goes to whoever just
+    // arrived (a real peer among them), while the flood's backlog ages out.
+    auto [id, g] = std::move(ready_.back());
+    ready_.pop_back();
     ready_bounds_.remove(id);
     return std::move(g);
 }
