@@ -50,7 +50,9 @@ struct MemSoakOptions {
     uint64_t size_mib = 64;
     std::string dirty_rate = "64M";  // writes to a hot quarter of memory
     double downtime_ms = 20;        // the source's budget: tight, so a migration takes several rounds
-    double step_timeout_s = 4;      // rmig-synth dest --step-timeout: a silent source is given up after it
+    // rmig-synth dest --step-timeout: a silent source is given up after it (8 s:
+    // 4 s tripped on a slow round when this 2-core machine ran at load 25).
+    double step_timeout_s = 8;
     int case_deadline_s = 150;      // hard limit per case; every process is killed after it
     bool keep_failed = true;
 };

@@ -32,7 +32,7 @@ faults --mode memory   the same promises for memory mode: rmig-synth source and
            --cases N --seed S --ci --only K --max-minutes M --json FILE  as above
            --size MIB      guest memory (default 64; rdma 32)
            --downtime-ms MS  the source's downtime budget (default 20; rdma 100)
-           --step-timeout S  the destination's --step-timeout (default 4; rdma 15)
+           --step-timeout S  the destination's --step-timeout (default 8; rdma 15)
            --deadline S    hard limit per case (default 150; rdma 240)
            --jobs N        run N cases at a time (default 1; each in its own
                            directory, sockets and ports)
