@@ -169,6 +169,7 @@ RunResult LocalPair::migrate_rmig(const RmigRun& run) {
         r.error = cat("rmig receive did not start listening (see ", dir_, "/receive-", tag, ".log)");
         return r;
     }
+    if (run.before_migrate) run.before_migrate(addr);
     std::vector<std::string> argv = {
         rmig_binary(), "migrate", "--qmp", src_->qmp_path(), "--to",
         run.connect_uri.empty() ? addr : run.connect_uri,

@@ -4,6 +4,7 @@
 // over TCP on loopback. verify() proves the guest arrived whole and runs.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -66,6 +67,9 @@ struct RmigRun {
     // two ends of an emulated WAN, lab/wan/); empty: this one. QEMU stays
     // here: rmig reaches it over UNIX sockets.
     std::string source_netns, dest_netns;
+    // Called with `rmig receive`'s address once it listens, before `rmig
+    // migrate` starts (e.g. to flood the listener with strangers).
+    std::function<void(const std::string& address)> before_migrate;
 };
 
 struct VerifyResult {
