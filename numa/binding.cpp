@@ -23,6 +23,12 @@ hwloc_topology_t machine_topology() {
     static const std::unique_ptr<hwloc_topology, void (*)(hwloc_topology_t)> topo = [] {
         hwloc_topology_t t = nullptr;
         if (hwloc_topology_init(&t) != 0) throw_errno("hwloc: initialising this machine's topology");
+        try {
+            detail::exclude_unneeded_components(t);
+        } catch (...) {
+            hwloc_topology_destroy(t);
+            throw;
+        }
         if (hwloc_topology_load(t) != 0) {
             const int err = errno;
             hwloc_topology_destroy(t);

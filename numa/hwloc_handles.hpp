@@ -21,4 +21,9 @@ inline Bitmap make_bitmap() {
     return b;
 }
 
+// Keeps hwloc to what rmig needs (Linux's own CPU, memory and PCI
+// discovery) before hwloc_topology_load: without libhwloc-plugins'
+// "pci", "opencl" and "gl" components (topology.cpp says why).
+void exclude_unneeded_components(hwloc_topology_t t);
+
 }  // namespace rmig::numa::detail

@@ -98,24 +98,29 @@ hwloc_topology* load(const std::string& what, const std::function<int(hwloc_topo
     return guard.release();
 }
 
-// Linux's own backend reads the PCI tree and each device's NUMA node from
-// sysfs. The libpciaccess "pci" component (Debian's libhwloc-plugins) adds
-// only vendor names, and leaks its pci.ids cache, which fails every
-// LeakSanitizer run. Without libhwloc-plugins there is no "pci" component and
-// hwloc 2.9 refuses to exclude an unknown name with EINVAL: nothing to
-// exclude is not an error. Any other failure is.
-void exclude_pci_plugin(hwloc_topology_t t) {
-    if (hwloc_topology_set_components(t, HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST, "pci") == 0) return;
-    if (errno == EINVAL) return;
-    throw_errno("hwloc: excluding the libpciaccess component on this machine");
-}
-
 }  // namespace
+
+// Linux's own backend reads the PCI tree and each device's NUMA node from
+// sysfs; that is all rmig needs. Debian's libhwloc-plugins adds components
+// that cost and break more than they give here: "pci" (libpciaccess) adds
+// only vendor names and leaks its pci.ids cache, which fails every
+// LeakSanitizer run; "opencl" and "gl" enumerate GPUs and displays through
+// their vendors' libraries (ocl-icd loads every ICD), whose thread-local
+// storage crashes LeakSanitizer at exit. Without the plugins these names are
+// unknown and hwloc 2.9 refuses to exclude them with EINVAL: nothing to
+// exclude is not an error. Any other failure is.
+void detail::exclude_unneeded_components(hwloc_topology_t t) {
+    for (const char* name : {"pci", "opencl", "gl"}) {
+        if (hwloc_topology_set_components(t, HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST, name) == 0) continue;
+        if (errno == EINVAL) continue;
+        throw_errno(cat("hwloc: excluding the ", name, " component on this machine"));
+    }
+}
 
 Topology Topology::machine() {
     return Topology(Handle(load("this machine",
                                 [](hwloc_topology_t t) {
-                                    exclude_pci_plugin(t);
+                                    detail::exclude_unneeded_components(t);
                                     return 0;
                                 })),
                     "this machine");
