@@ -32,4 +32,15 @@ function(rmig_add_test name)
   endif()
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "${T_LABELS}")
+  if("unit" IN_LIST T_LABELS)
+    set_property(GLOBAL APPEND PROPERTY RMIG_UNIT_TESTS ${name})
+  endif()
+endfunction()
+
+# unit_tests: everything `ctest -L unit` runs (the unit test executables and
+# the rmig CLI that man_pages_test and the numa checks run), and nothing
+# else: the sanitizer build of CI builds only this (scripts/test.sh).
+function(rmig_add_unit_tests_target)
+  get_property(units GLOBAL PROPERTY RMIG_UNIT_TESTS)
+  add_custom_target(unit_tests DEPENDS ${units} rmig)
 endfunction()

@@ -14,8 +14,10 @@ echo "== tests"
 ctest --test-dir "$root/build" --output-on-failure --timeout 600
 
 echo "== unit tests under ASan+UBSan"
-"$root/scripts/build.sh" "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DRMIG_SANITIZE=ON \
-  -DRMIG_BUILD_BENCH=OFF | tail -n 1
+# Only what `ctest -L unit` runs (the unit_tests target), not the lab or the e2e binaries.
+cmake -S "$root" -B "$root/build-asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DRMIG_WERROR=ON -DRMIG_SANITIZE=ON \
+  -DRMIG_BUILD_BENCH=OFF >/dev/null
+cmake --build "$root/build-asan" -j "$(nproc)" --target unit_tests | tail -n 1
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir "$root/build-asan" -L unit --output-on-failure --timeout 600
 
