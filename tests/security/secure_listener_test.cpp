@@ -73,7 +73,8 @@ TEST(SecureListener, RealSessionGetsThroughChurningStrangersAtSmallBounds) {
     lab::FloodSpec wrong{l->address(), "", lab::FloodKind::wrong_key, 0, 2, true};
     {
         lab::Flood f1(stalled, stats), f2(wrong, stats);
-        ASSERT_TRUE(f1.wait_up(10000));
+        ASSERT_TRUE(f1.wait_up(20000));
+        ASSERT_TRUE(f2.wait_up(20000)) << "each wrong-key thread was refused once";
         std::this_thread::sleep_for(300ms);
         auto s = wire::random_session_id();
         transport::Options co;
