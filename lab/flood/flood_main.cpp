@@ -39,6 +39,8 @@ channel 1 carrying that many pattern bytes) and the time it took is reported.
                       plays another host on loopback); default the kernel's
   --connections N     held at once (wrong-key: handshakes in a row on 8
                       threads); default 1000; 0 = no flood (an idle baseline)
+  --rate R            tcp: new connections per second at most (default: as
+                      fast as the listener drops them)
   --seconds S         how long to flood after the probe, or in all without
                       one; default 5 (SIGTERM ends it sooner, with the report)
   --probe             connect as a legitimate peer once the flood is up
@@ -102,7 +104,7 @@ Probe probe(const std::string& uri, std::shared_ptr<const security::Context> ctx
 }
 
 int run(const std::vector<std::string>& argv) {
-    Args a(argv, {"to", "from", "kind", "connections", "seconds", "probe-bytes", "psk-file", "ready-file"},
+    Args a(argv, {"to", "from", "kind", "connections", "seconds", "probe-bytes", "psk-file", "ready-file", "rate"},
            {"probe", "insecure-plaintext", "json", "help"});
     if (a.flag("help")) {
         std::fputs(kUsage, stdout);
@@ -114,6 +116,7 @@ int run(const std::vector<std::string>& argv) {
     spec.uri = *to;
     spec.kind = lab::parse_flood_kind(a.get_or("kind", "silent"));
     spec.from = a.get_or("from", "");
+    spec.rate = static_cast<double>(a.number("rate", 0));
     spec.connections = a.number("connections", 1000);
     auto seconds = a.number("seconds", 5);
     std::shared_ptr<const security::Context> ctx;

@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 #include <thread>
@@ -132,8 +133,14 @@ struct Flood::Impl {
             }
         };
         std::vector<pollfd> pfds;
+        auto next_open = Clock::now();
         while (!stop) {
             while (fds.size() < spec.connections && !stop) {
+                if (spec.rate > 0) {
+                    next_open = std::max(next_open, Clock::now() - Millis(100));
+                    std::this_thread::sleep_until(next_open);
+                    next_open += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1 / spec.rate));
+                }
                 auto fd = open_one();
                 if (fd) fds.push_back(std::move(fd));
                 stats->holding = fds.size();

@@ -38,6 +38,7 @@ struct FloodSpec {
     FloodKind kind = FloodKind::silent;
     size_t connections = 1000;
     size_t wrong_key_threads = 8;
+    double rate = 0;  // tcp: new connections per second at most; 0 = as fast as possible
     bool encrypt = true;  // stalled_auth: offer encryption as the listener wants
 };
 
