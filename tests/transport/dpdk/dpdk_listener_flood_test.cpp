@@ -8,8 +8,6 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -19,18 +17,14 @@
 #include "common/temp_dir.hpp"
 #include "security/policy.hpp"
 #include "security/secure_transport.hpp"
+#include "tests/support/synth_outcome.hpp"
 
 using namespace rmig;
 using namespace std::chrono_literals;
 
-namespace {
+using test::slurp;
 
-std::string slurp(const std::string& path) {
-    std::ifstream f(path);
-    std::stringstream s;
-    s << f.rdbuf();
-    return s.str();
-}
+namespace {
 
 std::unique_ptr<transport::Channel> accept_next(transport::Listener& l, std::chrono::seconds within) {
     auto in = l.next(within);
