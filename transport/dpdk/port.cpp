@@ -4,6 +4,7 @@
 #include <rte_errno.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "common/error.hpp"
 #include "common/log.hpp"
@@ -69,6 +70,11 @@ Port::Port(const DpdkUri& uri) : name_(uri.port_name) {
 void Port::find_or_probe(const DpdkUri& uri) {
     if (rte_eth_dev_get_port_by_name(name_.c_str(), &id_) == 0) return;
     std::string devargs = devargs_for(uri);
+    // A memif server listens on a private socket behind rmig's guard
+    // (memif_guard.hpp: memif aborts the process on a client gone too soon).
+    std::optional<UnixName> outer = memif_server_socket(devargs);
+    std::string inner = outer ? private_memif_socket_name() : "";
+    if (outer) devargs = with_memif_socket(devargs, inner);
     if (int rc = rte_dev_probe(devargs.c_str()); rc != 0)
         throw Error(cat("dpdk port '", name_, "' not found and probing '", devargs,
                         "' failed: ", rte_strerror(-rc), " (ports present: ", available_ports(),
@@ -77,6 +83,7 @@ void Port::find_or_probe(const DpdkUri& uri) {
     if (rte_eth_dev_get_port_by_name(name_.c_str(), &id_) != 0)
         throw Error(cat("dpdk: probing '", uri.devargs, "' created no port named '", name_,
                         "' (ports present: ", available_ports(), ")"));
+    if (outer) guard_ = std::make_unique<MemifGuard>(*outer, inner);
 }
 
 rte_eth_dev_info Port::device_info() const {

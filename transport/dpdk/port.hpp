@@ -11,10 +11,12 @@
 #include <rte_ethdev.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "transport/dpdk/dpdk_handles.hpp"
 #include "transport/dpdk/dpdk_uri.hpp"
+#include "transport/dpdk/memif_guard.hpp"
 
 namespace rmig::transport::dpdk {
 
@@ -51,7 +53,8 @@ private:
 
     // Released in reverse order of declaration: stop, close, remove the
     // device, free the pool (as the port's rx rings may hold its mbufs until
-    // close).
+    // close), and last the guard in front of a memif server's socket.
+    std::unique_ptr<MemifGuard> guard_;
     Mempool pool_;
     ProbedDevice device_;
     ConfiguredPort configured_;
