@@ -31,7 +31,7 @@ using std::chrono::milliseconds;
 
 json DestReport::to_json() const {
     return {{"ok", ok}, {"error", error}, {"session", session}, {"source", source_peer},
-            {"final_state", final_state}};
+            {"final_state", final_state}, {"warning", warning}};
 }
 
 namespace {
@@ -375,10 +375,10 @@ private:
             std::optional<int64_t> seq;
             if (msg.contains("seq") && msg["seq"].is_number_integer()) seq = msg["seq"].get<int64_t>();
             if (seq && seq == last_seq) {
-                if (send_answer(last_answer) && last_op == "finish") {
-                    report_.ok = true;
+                if (last_op != "finish")
+                    send_answer(last_answer);
+                else if (answer_finish(last_answer))
                     return;
-                }
                 continue;
             }
             struct Busy {
@@ -417,11 +417,27 @@ private:
             last_seq = seq;
             last_answer = result;
             last_op = op;
-            if (send_answer(result) && op == "finish") {
-                report_.ok = true;
+            if (op != "finish")
+                send_answer(result);
+            else if (answer_finish(result))
                 return;
-            }
         }
+    }
+
+    // Answers 'finish'; true when the session is over. Once our guest was
+    // resumed, the hand-over has happened: a lost answer is a warning on a
+    // success (the source, unanswered, stays paused and says to check here).
+    bool answer_finish(const json& answer) {
+        try {
+            if (!send_answer(answer)) return false;  // reopened: the source asks again
+        } catch (const LinkError& e) {
+            if (!resumed_) throw;
+            report_.warning = cat("the guest runs here (rmig resumed it), but the answer to the source was lost (",
+                                  e.what(), "): the source stays paused; stop it once you have checked the guest here");
+            log::warn(report_.warning);
+        }
+        report_.ok = true;
+        return true;
     }
 
     // Sends an answer; false if the connection broke and was reopened (the

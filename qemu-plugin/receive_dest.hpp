@@ -53,6 +53,9 @@ struct DestReport {
     std::string session;
     std::string source_peer;
     std::string final_state;  // destination QEMU query-status at the end
+    // Set on a success the source may not know of: the guest was resumed
+    // here, and the answer that says so was lost (the source stays paused).
+    std::string warning;
     nlohmann::json to_json() const;
 };
 

@@ -141,10 +141,14 @@ private:
     }
 
     void accept_session() {
-        // The control channel first: it names the session and the channel count.
-        watchdog_.arm(step(), "accepting the control channel");
+        // The control channel first: it names the session and the channel
+        // count. A listener waits for its source as long as the session may
+        // last (the source may start late, or retry after a failure); the
+        // listener itself bounds each stranger's handshake.
         while (!control_) {
             check_stopped();
+            if (Clock::now() >= deadline_)
+                throw Error(cat("no source came within the session timeout of ", cfg_.timeout.count(), " ms"));
             auto in = listener_->next(std::min(step(), milliseconds(200)));
             if (!in) continue;
             const auto& h = in->hello();
