@@ -27,33 +27,22 @@ struct Pending {
 
 }  // namespace
 
-HelloGate::HelloGate(std::shared_ptr<Endpoint> ep, const Options& opts) : ep_(std::move(ep)), opts_(opts) {
+HelloGate::HelloGate(std::shared_ptr<Endpoint> ep, const Options& opts)
+    : ep_(std::move(ep)), opts_(opts), ready_(opts.pending) {
     thread_ = std::thread([this] { run(); });
 }
 
 HelloGate::~HelloGate() {
-    {
-        std::lock_guard lk(mu_);
-        stop_ = true;
-    }
+    stop_ = true;
     thread_.join();
-    for (auto& g : ready_) {
-        g.conn->abort("listener closed");
-        ep_->remove(*g.conn);
-    }
+    for (Greeted& g : ready_.take_all()) close(*g.conn, "listener closed");
 }
 
-std::optional<Greeted> HelloGate::next(Millis timeout) {
-    std::unique_lock lk(mu_);
-    if (!ready_cv_.wait_for(lk, timeout, [&] { return !ready_.empty(); })) return std::nullopt;
-    Greeted g = std::move(ready_.back());  // newest first, as tcp's gate
-    ready_.pop_back();
-    return g;
-}
+std::optional<Greeted> HelloGate::next(Millis timeout) { return ready_.pop_newest(timeout); }
 
-HelloGate::Counters HelloGate::counters() const {
-    std::lock_guard lk(mu_);
-    return counters_;
+void HelloGate::close(Connection& c, const std::string& why) {
+    c.abort(why);
+    ep_->remove(c);
 }
 
 void HelloGate::run() {
@@ -61,35 +50,24 @@ void HelloGate::run() {
     Admission admission(opts_.pending);
     std::map<uint64_t, Pending> pending;
     uint64_t next_id = 0;
-    auto count = [&](uint64_t Counters::*c) {
-        std::lock_guard lk(mu_);
-        ++(counters_.*c);
-        counters_.pending = pending.size();
-    };
-    auto drop = [&](uint64_t id, uint64_t Counters::*why, const std::string& what) {
+    auto drop = [&](uint64_t id, const std::string& what) {
         auto it = pending.find(id);
         if (it == pending.end()) return;
         dropped.warn("dropped ", it->second.conn->name(), ": ", what);
-        it->second.conn->abort(what);
-        ep_->remove(*it->second.conn);
+        close(*it->second.conn, what);
         admission.remove(id);
         pending.erase(it);
-        count(why);
     };
     for (;;) {
-        {
-            std::lock_guard lk(mu_);
-            if (stop_) break;
-        }
+        if (stop_) break;
         // New connections: as many as wait, then a scan of the pending ones.
         for (auto c = ep_->next_incoming(pending.empty() ? Millis(100) : kScan); c; c = ep_->next_incoming(Millis(0))) {
             uint64_t id = next_id++;
             for (uint64_t victim : admission.admit(id, c->peer_address()))
-                drop(victim, &Counters::dropped_bound,
+                drop(victim,
                      cat("too many connections waiting to say hello (", admission.limits().total, " in all, ",
                          admission.limits().per_peer, " per address); newer ones go first"));
             pending.emplace(id, Pending{std::move(c), {}, 0, Clock::now() + opts_.hello_timeout});
-            count(&Counters::accepted);
         }
         auto now = Clock::now();
         for (auto it = pending.begin(); it != pending.end();) {
@@ -99,40 +77,30 @@ void HelloGate::run() {
             try {
                 auto n = p.conn->read_now(p.buf.data() + p.got, p.buf.size() - p.got);
                 if (n && *n == 0) {
-                    drop(id, &Counters::dropped_closed,
-                         cat("connection ended after ", p.got, " of ", p.buf.size(), " hello bytes"));
+                    drop(id, cat("connection ended after ", p.got, " of ", p.buf.size(), " hello bytes"));
                     continue;
                 }
                 if (n) p.got += *n;
             } catch (const Error& e) {
-                drop(id, &Counters::dropped_closed, e.what());
+                drop(id, e.what());
                 continue;
             }
             if (p.got == p.buf.size()) {
+                std::string address = p.conn->peer_address();
                 Greeted g{std::move(p.conn), p.buf};
                 admission.remove(id);
                 pending.erase(id);
-                std::lock_guard lk(mu_);
-                if (ready_.size() >= opts_.pending.total) {
-                    ready_.front().conn->abort("the listener's owner fell behind");
-                    ep_->remove(*ready_.front().conn);
-                    ready_.pop_front();
+                for (Greeted& v : ready_.push(std::move(g), address)) {
+                    dropped.warn("dropped ", v.conn->name(), ": the listener's owner fell behind");
+                    close(*v.conn, "the listener's owner fell behind");
                 }
-                ready_.push_back(std::move(g));
-                ++counters_.greeted;
-                counters_.pending = pending.size();
-                ready_cv_.notify_one();
             } else if (p.deadline <= now) {
-                drop(id, &Counters::dropped_timeout,
-                     cat("no hello within ", opts_.hello_timeout.count(), " ms (", p.got, " of ", wire::kHelloSize,
+                drop(id, cat("no hello within ", opts_.hello_timeout.count(), " ms (", p.got, " of ", wire::kHelloSize,
                          " bytes)"));
             }
         }
     }
-    for (auto& [id, p] : pending) {
-        p.conn->abort("listener closed");
-        ep_->remove(*p.conn);
-    }
+    for (auto& [id, p] : pending) close(*p.conn, "listener closed");
 }
 
 }  // namespace rmig::transport::dpdk

@@ -5,14 +5,14 @@
 // at most those bounds, and never delays a real source's hello.
 #pragma once
 
-#include <condition_variable>
-#include <deque>
+#include <atomic>
 #include <memory>
-#include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 
 #include "transport/channel.hpp"
+#include "transport/ready_queue.hpp"
 
 namespace rmig::transport::dpdk {
 
@@ -33,22 +33,14 @@ public:
 
     std::optional<Greeted> next(Millis timeout);
 
-    struct Counters {
-        uint64_t accepted = 0, greeted = 0, dropped_bound = 0, dropped_timeout = 0, dropped_closed = 0;
-        size_t pending = 0;
-    };
-    Counters counters() const;
-
 private:
     void run();
+    void close(Connection& c, const std::string& why);
 
     std::shared_ptr<Endpoint> ep_;
     Options opts_;
-    mutable std::mutex mu_;
-    std::condition_variable ready_cv_;
-    std::deque<Greeted> ready_;
-    Counters counters_;
-    bool stop_ = false;
+    ReadyQueue<Greeted> ready_;
+    std::atomic<bool> stop_{false};
     std::thread thread_;
 };
 

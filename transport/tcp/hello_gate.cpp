@@ -41,7 +41,7 @@ struct Pending {
 }  // namespace
 
 HelloGate::HelloGate(UniqueFd listen_fd, const Options& opts)
-    : listen_fd_(std::move(listen_fd)), opts_(opts), ready_bounds_(opts.pending) {
+    : listen_fd_(std::move(listen_fd)), opts_(opts), ready_(opts.pending) {
     set_blocking(listen_fd_.get(), false);
     int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (efd < 0) throw_errno("eventfd for the tcp listener");
@@ -50,48 +50,25 @@ HelloGate::HelloGate(UniqueFd listen_fd, const Options& opts)
 }
 
 HelloGate::~HelloGate() {
-    {
-        std::lock_guard lk(mu_);
-        stop_ = true;
-    }
+    stop_ = true;
     uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(wake_.get(), &one, sizeof one);
     thread_.join();
 }
 
-std::optional<Greeted> HelloGate::next(Millis timeout) {
-    std::unique_lock lk(mu_);
-    if (!ready_cv_.wait_for(lk, timeout, [&] { return !ready_.empty(); })) return std::nullopt;
-    // Newest first: under a flood the owner's turn goes to whoever just
-    // arrived (a real peer among them), while the flood's backlog ages out.
-    auto [id, g] = std::move(ready_.back());
-    ready_.pop_back();
-    ready_bounds_.remove(id);
-    return std::move(g);
-}
-
-HelloGate::Counters HelloGate::counters() const {
-    std::lock_guard lk(mu_);
-    return counters_;
-}
+std::optional<Greeted> HelloGate::next(Millis timeout) { return ready_.pop_newest(timeout); }
 
 void HelloGate::run() {
     log::Limiter dropped("connections dropped before their hello");
     Admission admission(opts_.pending);
     std::map<uint64_t, Pending> pending;  // by arrival: the admission's ids
     uint64_t next_id = 0;
-    auto count = [&](uint64_t Counters::*c) {
-        std::lock_guard lk(mu_);
-        ++(counters_.*c);
-        counters_.pending = pending.size();
-    };
-    auto drop = [&](uint64_t id, uint64_t Counters::*why, const std::string& what) {
+    auto drop = [&](uint64_t id, const std::string& what) {
         auto it = pending.find(id);
         if (it == pending.end()) return;
         dropped.warn("dropped connection from ", it->second.peer, ": ", what);
         admission.remove(id);
         pending.erase(it);
-        count(why);
     };
     std::function<void(uint64_t)> read_hello;
     auto accept_all = [&] {
@@ -105,7 +82,7 @@ void HelloGate::run() {
                 if (errno == EMFILE || errno == ENFILE) {
                     // Out of descriptors: the oldest pending one makes room.
                     if (pending.empty()) return false;
-                    drop(pending.begin()->first, &Counters::dropped_bound, "out of file descriptors");
+                    drop(pending.begin()->first, "out of file descriptors");
                     continue;
                 }
                 return true;  // EAGAIN, or a connection that died in the queue
@@ -113,11 +90,10 @@ void HelloGate::run() {
             Pending p{UniqueFd(fd), net::peer_name(fd), {}, 0, Clock::now() + opts_.hello_timeout};
             uint64_t id = next_id++;
             for (uint64_t victim : admission.admit(id, peer_address(p.peer)))
-                drop(victim, &Counters::dropped_bound,
+                drop(victim,
                      cat("too many connections waiting to say hello (", admission.limits().total, " in all, ",
                          admission.limits().per_peer, " per address); newer ones go first"));
             pending.emplace(id, std::move(p));
-            count(&Counters::accepted);
             read_hello(id);  // a real peer's hello is usually there already
         }
         return true;
@@ -129,8 +105,7 @@ void HelloGate::run() {
         ssize_t n = ::read(p.fd.get(), p.buf.data() + p.got, p.buf.size() - p.got);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
         if (n <= 0) {
-            drop(id, &Counters::dropped_closed,
-                 cat("connection ended after ", p.got, " of ", p.buf.size(), " hello bytes"));
+            drop(id, cat("connection ended after ", p.got, " of ", p.buf.size(), " hello bytes"));
             return;
         }
         p.got += static_cast<size_t>(n);
@@ -140,28 +115,15 @@ void HelloGate::run() {
         Greeted g{std::move(p.fd), p.buf, std::move(p.peer)};
         admission.remove(id);
         pending.erase(id);
-        std::lock_guard lk(mu_);
-        for (uint64_t victim : ready_bounds_.admit(id, address)) {
-            auto v = std::find_if(ready_.begin(), ready_.end(), [&](const auto& r) { return r.first == victim; });
-            if (v == ready_.end()) continue;
-            dropped.warn("dropped connection from ", v->second.peer, ": the listener's owner fell behind");
-            ready_.erase(v);
-            ++counters_.dropped_bound;
-        }
-        ready_.emplace_back(id, std::move(g));
-        ++counters_.greeted;
-        counters_.pending = pending.size();
-        ready_cv_.notify_one();
+        for (const Greeted& v : ready_.push(std::move(g), address))
+            dropped.warn("dropped connection from ", v.peer, ": the listener's owner fell behind");
     };
 
     std::vector<pollfd> fds;
     std::vector<uint64_t> ids;
     bool accepting = true;
     for (;;) {
-        {
-            std::lock_guard lk(mu_);
-            if (stop_) return;
-        }
+        if (stop_) return;
         auto now = Clock::now();
         std::vector<uint64_t> expired;
         auto wait = Millis(500);
@@ -172,8 +134,7 @@ void HelloGate::run() {
                 wait = std::min(wait, std::chrono::ceil<Millis>(p.deadline - now));
         }
         for (uint64_t id : expired)
-            drop(id, &Counters::dropped_timeout,
-                 cat("no hello within ", opts_.hello_timeout.count(), " ms (", pending.at(id).got, " of ",
+            drop(id, cat("no hello within ", opts_.hello_timeout.count(), " ms (", pending.at(id).got, " of ",
                      wire::kHelloSize, " bytes)"));
         fds.assign({{wake_.get(), POLLIN, 0}, {listen_fd_.get(), short(accepting ? POLLIN : 0), 0}});
         ids.clear();

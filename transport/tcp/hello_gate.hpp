@@ -6,17 +6,14 @@
 // delays anyone else's hello (docs/security.md, "Listeners under a flood").
 #pragma once
 
-#include <condition_variable>
-#include <cstdint>
-#include <deque>
-#include <mutex>
+#include <atomic>
 #include <optional>
 #include <string>
 #include <thread>
 
 #include "common/unique_fd.hpp"
-#include "transport/admission.hpp"
 #include "transport/channel.hpp"
+#include "transport/ready_queue.hpp"
 
 namespace rmig::transport::tcp {
 
@@ -37,29 +34,14 @@ public:
 
     std::optional<Greeted> next(Millis timeout);
 
-    struct Counters {
-        uint64_t accepted = 0, greeted = 0;
-        uint64_t dropped_bound = 0;    // pushed out by newer arrivals
-        uint64_t dropped_timeout = 0;  // no whole hello within hello_timeout
-        uint64_t dropped_closed = 0;   // closed before its hello was whole
-        size_t pending = 0;            // now
-    };
-    Counters counters() const;
-
 private:
     void run();
 
     UniqueFd listen_fd_;
     UniqueFd wake_;  // eventfd: stop
     Options opts_;
-    mutable std::mutex mu_;
-    std::condition_variable ready_cv_;
-    // Whole hellos for the owner. Should it fall behind a flood, the oldest
-    // of the address holding the most goes, as in the pending set.
-    std::deque<std::pair<uint64_t, Greeted>> ready_;
-    Admission ready_bounds_;
-    Counters counters_;
-    bool stop_ = false;
+    ReadyQueue<Greeted> ready_;
+    std::atomic<bool> stop_{false};
     std::thread thread_;
 };
 
