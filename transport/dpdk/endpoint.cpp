@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <functional>
+#include <mutex>
 #include <thread>
 
 #include "common/error.hpp"
@@ -36,6 +38,13 @@ Endpoint::Endpoint(const DpdkUri& uri, const Options& /*opts*/)
         queues_.push_back(std::make_unique<Queue>());
         queues_.back()->tx_batch.reserve(kBurst * 4);
     }
+    // A memif server passes a client's leaving on to memif only while no
+    // poller is inside a burst (memif unmaps the rings on its own thread).
+    port_.set_around_memif_disconnect([this](const std::function<void()>& leave) {
+        std::vector<std::unique_lock<std::mutex>> held;
+        for (auto& q : queues_) held.emplace_back(q->burst);
+        leave();
+    });
     start_pollers();
 }
 
@@ -47,6 +56,7 @@ Endpoint::Endpoint(const DpdkUri& uri, const Options& /*opts*/)
 Endpoint::~Endpoint() {
     stop_pollers();
     if (!queues_.empty()) goodbye();
+    port_.freeze_memif_guard();  // before queues_ (its hook's) go
     std::lock_guard lock(g_registry_mutex);
     auto it = g_registry.find(port_name());
     if (it != g_registry.end() && it->second.expired()) g_registry.erase(it);

@@ -135,6 +135,9 @@ private:
     static constexpr size_t kMaxIncoming = 1024;
 
     struct Queue {
+        // Held across every rx/tx burst on the queue, so that memif's
+        // teardown of a connection can wait until no burst is in its rings.
+        std::mutex burst;
         TxBatch tx_batch;  // owned by this queue's poller
         uint64_t unknown_rst_ns = 0;
         std::atomic<uint64_t> rx_frames{0}, tx_frames{0}, foreign_rx{0};

@@ -54,6 +54,7 @@ void Endpoint::refresh(uint16_t q, PollerView& view) {
 size_t Endpoint::poll_once(uint16_t q, PollerView& view, uint64_t now) {
     size_t work = 0;
     refresh(q, view);
+    std::lock_guard burst(queues_[q]->burst);
     if (uint64_t paused = rx_paused_until_.load()) {
         if (now < paused && link_up()) return 0;
         rx_paused_until_.compare_exchange_strong(paused, 0);
@@ -95,7 +96,10 @@ void Endpoint::poll_loop(uint16_t q) {
         else if (now - idle_since > 100'000)
             std::this_thread::yield();
     }
-    flush_tx(q);
+    {
+        std::lock_guard burst(queues_[q]->burst);
+        flush_tx(q);
+    }
     rte_thread_unregister();
 }
 
@@ -128,6 +132,7 @@ void Endpoint::say_bye() {
     while (!got_bye_ack_ && !peer_said_bye_ && now_ns() - start < 300'000'000) {
         uint64_t now = now_ns();
         if (now - last > 20'000'000) {
+            std::lock_guard burst(queues_[0]->burst);
             send_control(0, bcast, bye);
             flush_tx(0);
             last = now;
@@ -135,7 +140,10 @@ void Endpoint::say_bye() {
         // Only BYE and BYE_ACK matter now; the connections are gone or failing.
         Mbuf rx[kBurst];
         uint16_t n = 0;
-        for (uint16_t q = 0; q < queues_.size() && !n; ++q) n = rx_burst(port_id(), q, rx);
+        for (uint16_t q = 0; q < queues_.size() && !n; ++q) {
+            std::lock_guard burst(queues_[q]->burst);
+            n = rx_burst(port_id(), q, rx);
+        }
         for (uint16_t i = 0; i < n; ++i)
             if (auto f = decode_frame(std::move(rx[i]))) on_frame_while_leaving(*f);
         if (!n) std::this_thread::sleep_for(std::chrono::microseconds(100));
@@ -147,6 +155,7 @@ void Endpoint::on_frame_while_leaving(const Frame& f) {
     if (f.h.type == proto::SegmentType::bye) {
         proto::SegmentHeader ack;
         ack.type = proto::SegmentType::bye_ack;
+        std::lock_guard burst(queues_[0]->burst);
         send_control(0, f.from, ack);
         flush_tx(0);
         peer_said_bye_ = true;

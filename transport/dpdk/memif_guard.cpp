@@ -32,6 +32,8 @@ constexpr size_t kMaxFds = 4;
 constexpr size_t kMaxMessage = 1024;
 // How long a client may wait for memif's backlog (of 1) to take it.
 constexpr std::chrono::milliseconds kWaitForMemif{2000};
+// How long memif may take to tear a connection down on its thread.
+constexpr std::chrono::milliseconds kMemifTeardown{2000};
 
 std::string describe(const UnixName& n) {
     return n.abstract ? cat("abstract socket '@", n.name, "'") : cat("socket '", n.name, "'");
@@ -78,11 +80,16 @@ UniqueFd connect_to(const UnixName& n) {
     return fd;
 }
 
-enum class Moved { message, nothing, from_closed, to_closed };
+enum class Moved { message, leaving, nothing, from_closed, to_closed };
+
+// memif's control message type DISCONNECT (memif.h), in the first 2 bytes.
+constexpr uint16_t kMemifDisconnect = 8;
 
 // Moves one message from `from` to `to` (-1: read and dropped), with the
 // descriptors it carries; ours are closed once the kernel has copied them.
-Moved move_one(int from, int to) {
+// A DISCONNECT is not sent but returned (`leaving`) with its bytes in
+// `held`, for the caller to pass on at the right moment.
+Moved move_one(int from, int to, std::vector<std::byte>* held = nullptr) {
     std::byte buf[kMaxMessage];
     alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int) * kMaxFds)];
     iovec iov{buf, sizeof buf};
@@ -105,6 +112,12 @@ Moved move_one(int from, int to) {
         }
     }
     if (to < 0) return Moved::message;
+    uint16_t type = 0;
+    if (n >= 2) std::memcpy(&type, buf, sizeof type);
+    if (held && type == kMemifDisconnect && fds.empty()) {
+        held->assign(buf, buf + n);
+        return Moved::leaving;
+    }
     iov.iov_len = static_cast<size_t>(n);
     msghdr out{};
     out.msg_iov = &iov;
@@ -128,23 +141,49 @@ Moved move_one(int from, int to) {
     return sent == n ? Moved::message : Moved::to_closed;
 }
 
+// Waits (bounded) until memif has closed its side of `fd`: it does so at the
+// end of its teardown of the connection. What it says meanwhile is dropped.
+void wait_closed_by_memif(int fd) {
+    auto until = std::chrono::steady_clock::now() + kMemifTeardown;
+    while (std::chrono::steady_clock::now() < until) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 20) <= 0) continue;
+        if (move_one(fd, -1) == Moved::from_closed) return;
+    }
+}
+
+}  // namespace
+
 // One client and memif's side of it. memif's side stays open until memif has
 // said hello on it (the send that would otherwise fail and abort); after
 // that, either side closing closes both, which memif sees as a disconnect.
-struct Relay {
+struct MemifGuard::Relay {
     UniqueFd outer, inner;
     bool greeted = false;
 
-    // Forwards what `revents` announced; false when the relay is done.
-    bool on_outer() {
+    // Forwards what the client sent; false when the relay is done.
+    bool on_outer(MemifGuard& g) {
+        std::vector<std::byte> held;
         for (int i = 0; i < 64 && outer; ++i) {
-            Moved m = move_one(outer.get(), inner.get());
+            Moved m = move_one(outer.get(), inner.get(), &held);
             if (m == Moved::nothing) break;
-            if (m == Moved::from_closed) outer.reset();
             if (m == Moved::to_closed) return false;  // memif closed its side itself
+            if (m == Moved::leaving) {
+                g.pass_on_leaving(*this, [&] {
+                    ::send(inner.get(), held.data(), held.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+                });
+                return false;
+            }
+            if (m == Moved::from_closed) {
+                outer.reset();
+                if (!greeted) return true;  // kept for memif's hello
+                g.pass_on_leaving(*this, [&] { ::shutdown(inner.get(), SHUT_WR); });
+                return false;
+            }
         }
         return alive();
     }
+    // Forwards what memif sent; false when the relay is done.
     bool on_inner() {
         for (int i = 0; i < 64 && inner; ++i) {
             Moved m = move_one(inner.get(), outer.get());
@@ -157,6 +196,8 @@ struct Relay {
     }
     bool alive() const { return inner && (outer || !greeted); }
 };
+
+namespace {
 
 std::atomic<unsigned> g_private_names{0};
 
@@ -202,15 +243,41 @@ MemifGuard::MemifGuard(UnixName outer, std::string inner)
 }
 
 MemifGuard::~MemifGuard() {
+    freeze();
+    relays_.clear();
+    if (!outer_.abstract) ::unlink(outer_.name.c_str());
+}
+
+void MemifGuard::set_around_disconnect(Around around) {
+    std::lock_guard lk(around_mu_);
+    around_ = std::move(around);
+}
+
+void MemifGuard::freeze() {
+    if (!thread_.joinable()) return;
     uint64_t one = 1;
     [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);
     thread_.join();
-    if (!outer_.abstract) ::unlink(outer_.name.c_str());
+    set_around_disconnect({});
+}
+
+void MemifGuard::pass_on_leaving(Relay& r, const std::function<void()>& act) {
+    auto pass_on = [&] {
+        act();
+        wait_closed_by_memif(r.inner.get());
+    };
+    std::lock_guard lk(around_mu_);
+    if (around_)
+        around_(pass_on);
+    else
+        pass_on();
+    r.outer.reset();
+    r.inner.reset();
 }
 
 void MemifGuard::run() {
     log::Limiter dropped("memif clients dropped");
-    std::vector<Relay> relays;
+    std::vector<Relay>& relays = relays_;
     // Clients accepted while memif's own backlog (1) was full, retried every
     // few milliseconds for a while, so a burst of strangers does not push a
     // real client out.
@@ -248,7 +315,7 @@ void MemifGuard::run() {
             Relay& r = relays[i];
             bool alive = true;
             if (fds[3 + 2 * i].revents) alive = r.on_inner();
-            if (alive && fds[2 + 2 * i].revents) alive = r.on_outer();
+            if (alive && fds[2 + 2 * i].revents) alive = r.on_outer(*this);
             if (alive) kept.push_back(std::move(r));
         }
         relays = std::move(kept);

@@ -12,9 +12,12 @@
 // it flows in the shared memory the relayed descriptors name.
 #pragma once
 
+#include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/unique_fd.hpp"
 
@@ -46,12 +49,32 @@ public:
     MemifGuard(const MemifGuard&) = delete;
     MemifGuard& operator=(const MemifGuard&) = delete;
 
+    // memif tears a connection down (unmaps its rings) on its own thread when
+    // the client leaves, under the feet of a poller inside an rx or tx burst
+    // (SIGSEGV). The guard passes a client's leaving on (its close, its
+    // DISCONNECT message) inside `around`, which keeps the pollers out of
+    // their bursts, and returns only once memif has finished (it closed its
+    // side). Without one, the leaving is passed on as it comes.
+    using Around = std::function<void(const std::function<void()>&)>;
+    void set_around_disconnect(Around around);
+
+    // Stops relaying (idempotent), holding every connection as it is: what
+    // the port's own teardown needs, as memif must not tear a connection
+    // down on its thread while the port closes it. The destructor closes them.
+    void freeze();
+
+    struct Relay;
+
 private:
     void run();
+    void pass_on_leaving(Relay& r, const std::function<void()>& act);
 
     UnixName outer_;
     std::string inner_;
     UniqueFd listener_, wake_;
+    std::mutex around_mu_;
+    Around around_;
+    std::vector<Relay> relays_;  // the guard thread's until freeze()
     std::thread thread_;
 };
 

@@ -65,6 +65,18 @@ Port::Port(const DpdkUri& uri) : name_(uri.port_name) {
               " payload bytes per frame, ", nq, " queue pair", nq > 1 ? "s" : "");
 }
 
+// memif must not tear a client's connection down on its own thread while
+// this port closes it: the guard stops passing anything on first.
+Port::~Port() { freeze_memif_guard(); }
+
+void Port::set_around_memif_disconnect(MemifGuard::Around around) {
+    if (guard_) guard_->set_around_disconnect(std::move(around));
+}
+
+void Port::freeze_memif_guard() {
+    if (guard_) guard_->freeze();
+}
+
 // The EAL may have created the port from its own arguments (--vdev, -a);
 // otherwise we probe the URI's devargs, and remove the device again at the end.
 void Port::find_or_probe(const DpdkUri& uri) {

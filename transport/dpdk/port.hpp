@@ -23,6 +23,7 @@ namespace rmig::transport::dpdk {
 class Port {
 public:
     explicit Port(const DpdkUri& uri);  // throws Error saying what to check
+    ~Port();
     Port(const Port&) = delete;
     Port& operator=(const Port&) = delete;
 
@@ -34,6 +35,12 @@ public:
     uint32_t mss() const { return mss_; }  // payload bytes per frame
     const rte_ether_addr& mac() const { return mac_; }
     bool link_up() const;
+
+    // A memif server's guard (memif_guard.hpp): how a client's leaving is
+    // passed on to memif, and its end before the port closes. No-ops on
+    // other ports.
+    void set_around_memif_disconnect(MemifGuard::Around around);
+    void freeze_memif_guard();
 
 private:
     void find_or_probe(const DpdkUri& uri);

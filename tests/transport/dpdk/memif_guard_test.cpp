@@ -10,8 +10,11 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <thread>
 
 #include "common/unique_fd.hpp"
 #include "transport/dpdk/memif_guard.hpp"
@@ -50,7 +53,8 @@ bool readable(int fd, int ms) {
     return ::poll(&p, 1, ms) == 1;
 }
 
-// A 128-byte message (memif's size) with an optional descriptor.
+// A 128-byte message (memif's size) with an optional descriptor; its first
+// two bytes are memif's message type.
 ssize_t send_message(int fd, char tag, int with_fd = -1) {
     char buf[128] = {tag};
     iovec iov{buf, sizeof buf};
@@ -160,6 +164,55 @@ TEST(MemifGuard, MemifLeavingClosesTheClient) {
     char b;
     EXPECT_EQ(::recv(client.get(), &b, 1, 0), 0);
 }
+
+// A stand-in for memif tearing a connection down: on the client's leaving
+// (its close, or a DISCONNECT, type 8) it takes a while, then closes its side.
+void leaving_test(bool by_message) {
+    Names n;
+    UniqueFd memif = listen_abstract(n.inner);
+    MemifGuard guard({.name = n.outer, .abstract = true}, n.inner);
+    std::atomic<bool> in_around{false}, left_inside_around{false}, memif_closed{false};
+    std::atomic<int> arounds{0};
+    std::atomic<bool> closed_when_around_returned{false};
+    guard.set_around_disconnect([&](const std::function<void()>& leave) {
+        in_around = true;
+        leave();
+        in_around = false;
+        closed_when_around_returned = memif_closed.load();
+        ++arounds;
+    });
+    UniqueFd client = connect_abstract(n.outer);
+    ASSERT_TRUE(client);
+    ASSERT_TRUE(readable(memif.get(), 2000));
+    UniqueFd cc(::accept4(memif.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    std::thread memif_thread([&] {
+        send_message(cc.get(), 'H');
+        for (int i = 0; i < 100; ++i) {  // bounded: 100 x 2 s
+            char buf[256];
+            if (!readable(cc.get(), 2000)) continue;
+            ssize_t got = ::recv(cc.get(), buf, sizeof buf, 0);
+            if (got == 0 || (got >= 2 && buf[0] == 8 && buf[1] == 0)) break;
+        }
+        left_inside_around = in_around.load();
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));  // unmapping the rings
+        memif_closed = true;
+        cc.reset();
+    });
+    ASSERT_EQ(recv_message(client.get()), 'H');
+    if (by_message)
+        ASSERT_EQ(send_message(client.get(), 8), 128);
+    else
+        client.reset();
+    memif_thread.join();
+    for (int i = 0; i < 300 && arounds == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_EQ(arounds, 1);
+    EXPECT_TRUE(left_inside_around) << "memif learnt of the leaving outside `around`";
+    EXPECT_TRUE(closed_when_around_returned) << "`around` returned before memif's teardown was over";
+}
+
+TEST(MemifGuard, AClientsCloseReachesMemifInsideAroundUntilItsTeardownIsOver) { leaving_test(false); }
+
+TEST(MemifGuard, AClientsDisconnectMessageReachesMemifInsideAroundUntilItsTeardownIsOver) { leaving_test(true); }
 
 TEST(MemifGuard, ASocketTakenIsAClearError) {
     Names n;
