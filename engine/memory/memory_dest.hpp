@@ -28,8 +28,8 @@ struct MemoryDestConfig {
     std::string listen_uri;       // "tcp:0.0.0.0:7070"; port 0 picks one (see on_listening)
     size_t page_size = 4096;
     unsigned workers = 0;         // data channels expected; 0 = whatever the source announces (1..64)
-    std::chrono::milliseconds timeout{300000};       // whole session
-    std::chrono::milliseconds step_timeout{60000};   // accepting, one round, one message
+    std::chrono::milliseconds timeout{300000};       // whole session, and the wait for a source
+    std::chrono::milliseconds step_timeout{60000};   // once a source came: its channels, a round, a message
     transport::Options transport;
     // Authentication / encryption (security::connect/listen); unset: plaintext.
     std::shared_ptr<security::Context> security;

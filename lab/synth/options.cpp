@@ -88,11 +88,11 @@ std::span<const OptionSpec> dest_options() {
          .required = true},
         {.name = "expect-workers", .kind = K::whole, .metavar = "N", .help = "refuse other channel counts",
          .number_default = 0, .default_note = "as announced", .max = 64},
-        {.name = "timeout", .kind = K::real, .metavar = "S", .help = "whole session", .number_default = 600,
+        {.name = "timeout", .kind = K::real, .metavar = "S", .help = "whole session (a destination waits this long for its source)", .number_default = 600,
          .min = 0.001},
         {.name = "step-timeout", .kind = K::real, .metavar = "S",
-         .help = "longest one step may block (accepting, a round, a message): a silent source is given up "
-                 "after it",
+         .help = "longest one step may block once the source came (its data channels, a round, a "
+                 "message): a silent source is given up after it",
          .number_default = 0, .default_note = "the engine's (60)"},
         {.name = "port-file", .metavar = "PATH", .help = "write the listening address there once listening"},
     };
