@@ -41,6 +41,26 @@ std::unique_ptr<transport::Channel> accept_next(transport::Listener& l, std::chr
     return in->accept(r);
 }
 
+// The probe's session as rmig-flood --probe runs it: its control channel,
+// then data channel 1 carrying `bytes` of a known pattern, checked byte by
+// byte, then the ack it waits for. `log` is the flooder's, for failures.
+void receive_probe(transport::Listener& l, uint64_t bytes, const std::string& log) {
+    auto control = accept_next(l, 60s);
+    ASSERT_TRUE(control) << slurp(log);
+    auto data = accept_next(l, 30s);
+    ASSERT_TRUE(data) << slurp(log);
+    EXPECT_EQ(data->peer_hello().channel_id, 1u);
+    uint64_t got = 0, bad = 0;
+    std::vector<std::byte> frame;
+    while (data->recv(frame) == wire::FrameType::data) {
+        for (size_t i = 0; i < frame.size(); ++i) bad += frame[i] != std::byte((got + i) * 131 % 251);
+        got += frame.size();
+    }
+    EXPECT_EQ(got, bytes);
+    EXPECT_EQ(bad, 0u);
+    data->send(wire::FrameType::control, {});  // the probe's ack
+}
+
 }  // namespace
 
 TEST(DpdkListenerFlood, LegitimateSessionGetsThroughASynFloodEveryByteVerified) {
@@ -58,20 +78,7 @@ TEST(DpdkListenerFlood, LegitimateSessionGetsThroughASynFloodEveryByteVerified) 
                    "--connections", "300", "--probe", "--probe-bytes", std::to_string(kBytes), "--psk-file", key,
                    "--seconds", "1", "--json"},
                   {dir.path() + "/flood.json", dir.path() + "/flood.log"});
-    auto control = accept_next(*l, 60s);
-    ASSERT_TRUE(control) << slurp(dir.path() + "/flood.log");
-    auto data = accept_next(*l, 30s);
-    ASSERT_TRUE(data) << slurp(dir.path() + "/flood.log");
-    EXPECT_EQ(data->peer_hello().channel_id, 1u);
-    uint64_t got = 0, bad = 0;
-    std::vector<std::byte> frame;
-    while (data->recv(frame) == wire::FrameType::data) {
-        for (size_t i = 0; i < frame.size(); ++i) bad += frame[i] != std::byte((got + i) * 131 % 251);
-        got += frame.size();
-    }
-    EXPECT_EQ(got, kBytes);
-    EXPECT_EQ(bad, 0u);
-    data->send(wire::FrameType::control, {});  // the probe's ack
+    receive_probe(*l, kBytes, dir.path() + "/flood.log");
     ASSERT_EQ(flood.wait_for(60s).value_or(-1), 0) << slurp(dir.path() + "/flood.log");
     auto j = nlohmann::json::parse(slurp(dir.path() + "/flood.json"));
     std::cout << j.dump() << "\n";
@@ -122,19 +129,7 @@ TEST(DpdkListenerFlood, ClientsThatVanishBeforeTheHelloDoNotKillTheListener) {
                    "--connections", "0", "--probe", "--probe-bytes", std::to_string(kBytes), "--psk-file", key,
                    "--seconds", "1", "--json"},
                   {dir.path() + "/probe.json", dir.path() + "/probe.log"});
-    auto control = accept_next(*l, 60s);
-    ASSERT_TRUE(control) << slurp(dir.path() + "/probe.log");
-    auto data = accept_next(*l, 30s);
-    ASSERT_TRUE(data) << slurp(dir.path() + "/probe.log");
-    uint64_t got = 0, bad = 0;
-    std::vector<std::byte> frame;
-    while (data->recv(frame) == wire::FrameType::data) {
-        for (size_t i = 0; i < frame.size(); ++i) bad += frame[i] != std::byte((got + i) * 131 % 251);
-        got += frame.size();
-    }
-    EXPECT_EQ(got, kBytes);
-    EXPECT_EQ(bad, 0u);
-    data->send(wire::FrameType::control, {});
+    receive_probe(*l, kBytes, dir.path() + "/probe.log");
     ASSERT_EQ(probe.wait_for(60s).value_or(-1), 0) << slurp(dir.path() + "/probe.log");
     auto j = nlohmann::json::parse(slurp(dir.path() + "/probe.json"));
     EXPECT_TRUE(j["probe"]["ok"].get<bool>()) << j.dump(1);
