@@ -54,10 +54,7 @@ void Endpoint::refresh(uint16_t q, PollerView& view) {
 size_t Endpoint::poll_once(uint16_t q, PollerView& view, uint64_t now) {
     size_t work = 0;
     refresh(q, view);
-    // Only a memif server's guard ever waits on this lock (memif_guard.hpp):
-    // other ports' pollers do not take it on their fast path.
-    std::unique_lock burst(queues_[q]->burst, std::defer_lock);
-    if (memif_ && !memif_client_) burst.lock();
+    std::lock_guard burst(queues_[q]->burst);
     if (uint64_t paused = rx_paused_until_.load()) {
         if (now < paused && link_up()) return 0;
         rx_paused_until_.compare_exchange_strong(paused, 0);
