@@ -38,8 +38,8 @@ Endpoint::Endpoint(const DpdkUri& uri, const Options& /*opts*/)
         queues_.push_back(std::make_unique<Queue>());
         queues_.back()->tx_batch.reserve(kBurst * 4);
     }
-    // A memif server passes a client's leaving on to memif only while no
-    // poller is inside a burst (memif unmaps the rings on its own thread).
+    // memif learns of its peer's leaving (through rmig's guard) only while no
+    // poller is inside a burst: it unmaps the rings on its own thread.
     port_.set_around_memif_disconnect([this](const std::function<void()>& leave) {
         std::vector<std::unique_lock<std::mutex>> held;
         for (auto& q : queues_) held.emplace_back(q->burst);

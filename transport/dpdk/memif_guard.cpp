@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -56,19 +57,39 @@ UniqueFd seqpacket_socket(int flags = 0) {
     return fd;
 }
 
-UniqueFd listen_on(const UnixName& n) {
+UniqueFd listen_on(const UnixName& n, MemifRole role) {
     sockaddr_un a;
     socklen_t len = address_of(n, a);
     UniqueFd fd = seqpacket_socket(SOCK_NONBLOCK);
     if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), len) != 0) {
         int e = errno;
+        if (role == MemifRole::client)
+            throw Error(cat("memif client: cannot bind its private ", describe(n), ": ", std::strerror(e)));
         throw Error(cat("memif server: cannot bind ", describe(n), ": ", std::strerror(e),
                         e == EADDRINUSE ? (n.abstract ? " (another memif server on this host uses it: give another socket=)"
                                                       : " (a file is there: another server uses it, or one that died "
                                                         "left it; remove it if none runs)")
                                         : ""));
     }
-    if (::listen(fd.get(), 64) != 0) throw_errno(cat("memif server: listen on ", describe(n)));
+    if (::listen(fd.get(), 64) != 0) throw_errno(cat("memif: listen on ", describe(n)));
+    return fd;
+}
+
+// A client's connection to its server, made up front so that a missing server
+// is an error at once (as it is for memif itself) rather than a link that
+// never comes up. A server's backlog may be full for a moment (memif's is 1).
+UniqueFd connect_to_server(const UnixName& n) {
+    sockaddr_un a;
+    socklen_t len = address_of(n, a);
+    UniqueFd fd = seqpacket_socket();
+    timeval two_seconds{2, 0};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &two_seconds, sizeof two_seconds);
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), len) != 0) {
+        int e = errno;
+        throw Error(cat("memif client: cannot connect to the server's ", describe(n), ": ", std::strerror(e),
+                        " (start the listening side first, with the same socket=",
+                        n.abstract ? "" : " and socket-abstract=no", ")"));
+    }
     return fd;
 }
 
@@ -154,14 +175,16 @@ void wait_closed_by_memif(int fd) {
 
 }  // namespace
 
-// One client and memif's side of it. memif's side stays open until memif has
-// said hello on it (the send that would otherwise fail and abort); after
-// that, either side closing closes both, which memif sees as a disconnect.
+// The peer (a client of our server, or the server our client goes to) and
+// memif's side of it. A server's memif keeps its side open until it has said
+// hello on it (the send that would otherwise fail and abort); a client's
+// memif is greeted rather than greeting, so it needs no such care. Once
+// greeted, either side closing closes both, which memif sees as a disconnect.
 struct MemifGuard::Relay {
     UniqueFd outer, inner;
     bool greeted = false;
 
-    // Forwards what the client sent; false when the relay is done.
+    // Forwards what the peer sent; false when the relay is done.
     bool on_outer(MemifGuard& g) {
         std::vector<std::byte> held;
         for (int i = 0; i < 64 && outer; ++i) {
@@ -203,7 +226,7 @@ std::atomic<unsigned> g_private_names{0};
 
 }  // namespace
 
-std::optional<UnixName> memif_server_socket(const std::string& devargs) {
+std::optional<MemifSocket> memif_socket(const std::string& devargs) {
     if (devargs.rfind("net_memif", 0) != 0) return std::nullopt;
     UnixName n{.name = "/run/memif.sock", .abstract = true};  // memif's defaults
     bool server = true;
@@ -217,8 +240,7 @@ std::optional<UnixName> memif_server_socket(const std::string& devargs) {
         if (key == "socket") n.name = v;
         if (key == "socket-abstract") n.abstract = v != "no";
     }
-    if (!server) return std::nullopt;
-    return n;
+    return MemifSocket{server ? MemifRole::server : MemifRole::client, n};
 }
 
 std::string with_memif_socket(const std::string& devargs, const std::string& inner) {
@@ -234,9 +256,14 @@ std::string private_memif_socket_name() {
     return cat("rmig-memif-", ::getpid(), "-", g_private_names.fetch_add(1));
 }
 
-MemifGuard::MemifGuard(UnixName outer, std::string inner)
-    : outer_(std::move(outer)), inner_(std::move(inner)) {
-    listener_ = listen_on(outer_);
+MemifGuard::MemifGuard(MemifRole role, UnixName outer, std::string inner)
+    : role_(role), outer_(std::move(outer)), inner_(std::move(inner)) {
+    if (role_ == MemifRole::server) {
+        listener_ = listen_on(outer_, role_);
+    } else {
+        server_ = connect_to_server(outer_);
+        listener_ = listen_on({.name = inner_, .abstract = true}, role_);
+    }
     wake_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!wake_) throw_errno("memif guard: eventfd");
     thread_ = std::thread([this] { run(); });
@@ -245,7 +272,7 @@ MemifGuard::MemifGuard(UnixName outer, std::string inner)
 MemifGuard::~MemifGuard() {
     freeze();
     relays_.clear();
-    if (!outer_.abstract) ::unlink(outer_.name.c_str());
+    if (role_ == MemifRole::server && !outer_.abstract) ::unlink(outer_.name.c_str());
 }
 
 void MemifGuard::set_around_disconnect(Around around) {
@@ -288,6 +315,29 @@ void MemifGuard::run() {
     std::deque<Waiting> waiting;
     std::vector<pollfd> fds;
     const UnixName inner{.name = inner_, .abstract = true};
+    // Client: memif connected to the private socket; it goes to the server
+    // through the connection made up front (or a new one, should memif come
+    // again). Only this process may come: the name is not a secret.
+    auto take_memif = [&](UniqueFd memif) {
+        ucred peer{};
+        socklen_t len = sizeof peer;
+        if (::getsockopt(memif.get(), SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 || peer.pid != ::getpid()) {
+            dropped.warn("memif client: a process other than this one (pid ", peer.pid, ") connected to its private ",
+                         describe(inner), "; dropped");
+            return;
+        }
+        if (!relays.empty()) {
+            dropped.warn("memif client: memif connected twice to its private ", describe(inner), "; dropped");
+            return;
+        }
+        UniqueFd server = server_ ? std::move(server_) : connect_to(outer_);
+        if (!server) {
+            log::warn("memif client: cannot reach the server's ", describe(outer_), " again: ", std::strerror(errno),
+                      "; the link stays down");
+            return;
+        }
+        relays.push_back(Relay{std::move(server), std::move(memif), true});
+    };
     auto to_memif = [&](UniqueFd client) {
         UniqueFd fd = connect_to(inner);
         if (!fd) return client;
@@ -334,6 +384,14 @@ void MemifGuard::run() {
             waiting.pop_front();
         }
         if (!fds[1].revents) continue;
+        if (role_ == MemifRole::client) {
+            for (int i = 0; i < 8; ++i) {
+                UniqueFd c(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+                if (!c) break;
+                take_memif(std::move(c));
+            }
+            continue;
+        }
         for (int i = 0; i < 64; ++i) {
             UniqueFd client(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
             if (!client) break;

@@ -82,11 +82,15 @@ void Port::freeze_memif_guard() {
 void Port::find_or_probe(const DpdkUri& uri) {
     if (rte_eth_dev_get_port_by_name(name_.c_str(), &id_) == 0) return;
     std::string devargs = devargs_for(uri);
-    // A memif server listens on a private socket behind rmig's guard
-    // (memif_guard.hpp: memif aborts the process on a client gone too soon).
-    std::optional<UnixName> outer = memif_server_socket(devargs);
-    std::string inner = outer ? private_memif_socket_name() : "";
-    if (outer) devargs = with_memif_socket(devargs, inner);
+    // memif talks to its peer through rmig's guard, on a private socket
+    // (memif_guard.hpp: memif aborts the process on a client gone too soon,
+    // and unmaps the rings under a poller when its peer leaves). A client's
+    // guard connects to the server first: none is an error before probing.
+    std::optional<MemifSocket> memif = memif_socket(devargs);
+    std::string inner = memif ? private_memif_socket_name() : "";
+    if (memif) devargs = with_memif_socket(devargs, inner);
+    if (memif && memif->role == MemifRole::client)
+        guard_ = std::make_unique<MemifGuard>(MemifRole::client, memif->name, inner);
     if (int rc = rte_dev_probe(devargs.c_str()); rc != 0)
         throw Error(cat("dpdk port '", name_, "' not found and probing '", devargs,
                         "' failed: ", rte_strerror(-rc), " (ports present: ", available_ports(),
@@ -95,7 +99,8 @@ void Port::find_or_probe(const DpdkUri& uri) {
     if (rte_eth_dev_get_port_by_name(name_.c_str(), &id_) != 0)
         throw Error(cat("dpdk: probing '", uri.devargs, "' created no port named '", name_,
                         "' (ports present: ", available_ports(), ")"));
-    if (outer) guard_ = std::make_unique<MemifGuard>(*outer, inner);
+    if (memif && memif->role == MemifRole::server)
+        guard_ = std::make_unique<MemifGuard>(MemifRole::server, memif->name, inner);
 }
 
 rte_eth_dev_info Port::device_info() const {

@@ -36,7 +36,7 @@ public:
     const rte_ether_addr& mac() const { return mac_; }
     bool link_up() const;
 
-    // A memif server's guard (memif_guard.hpp): how a client's leaving is
+    // A memif port's guard (memif_guard.hpp): how the peer's leaving is
     // passed on to memif, and its end before the port closes. No-ops on
     // other ports.
     void set_around_memif_disconnect(MemifGuard::Around around);
@@ -60,7 +60,7 @@ private:
 
     // Released in reverse order of declaration: stop, close, remove the
     // device, free the pool (as the port's rx rings may hold its mbufs until
-    // close), and last the guard in front of a memif server's socket.
+    // close), and last the guard in front of memif's socket.
     std::unique_ptr<MemifGuard> guard_;
     Mempool pool_;
     ProbedDevice device_;

@@ -1,14 +1,18 @@
-// The guard in front of a memif server's socket (transport/dpdk/memif_guard),
-// against a stand-in for memif's own listener on plain UNIX sockets: what the
-// guard must do does not need DPDK. memif's side of a client that vanished
-// must still take memif's hello; messages cross both ways with the file
-// descriptors they carry; the devargs are rewritten to the private socket.
+// The guard in front of memif's socket (transport/dpdk/memif_guard), on both
+// sides, against stand-ins for memif and its peer on plain UNIX sockets: what
+// the guard must do does not need DPDK. memif's side of a client that
+// vanished must still take memif's hello; messages cross both ways with the
+// file descriptors they carry; the peer's leaving reaches memif only inside
+// the hook; only this process may take a client memif's place; the devargs
+// are rewritten to the private socket.
 #include <gtest/gtest.h>
 
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -117,7 +121,7 @@ struct Names {
 TEST(MemifGuard, MemifsSideOfAVanishedClientStillTakesItsHello) {
     Names n;
     UniqueFd memif = listen_abstract(n.inner);
-    MemifGuard guard({.name = n.outer, .abstract = true}, n.inner);
+    MemifGuard guard(MemifRole::server, {.name = n.outer, .abstract = true}, n.inner);
     for (int i = 0; i < 20; ++i) {
         ASSERT_TRUE(connect_abstract(n.outer));  // and closed at once
         UniqueFd cc = accept_at_memif(memif.get());
@@ -132,7 +136,7 @@ TEST(MemifGuard, MemifsSideOfAVanishedClientStillTakesItsHello) {
 TEST(MemifGuard, RelaysMessagesAndTheirDescriptorsBothWays) {
     Names n;
     UniqueFd memif = listen_abstract(n.inner);
-    MemifGuard guard({.name = n.outer, .abstract = true}, n.inner);
+    MemifGuard guard(MemifRole::server, {.name = n.outer, .abstract = true}, n.inner);
     UniqueFd client = connect_abstract(n.outer);
     ASSERT_TRUE(client);
     UniqueFd cc = accept_at_memif(memif.get());
@@ -159,7 +163,7 @@ TEST(MemifGuard, RelaysMessagesAndTheirDescriptorsBothWays) {
 TEST(MemifGuard, MemifLeavingClosesTheClient) {
     Names n;
     UniqueFd memif = listen_abstract(n.inner);
-    MemifGuard guard({.name = n.outer, .abstract = true}, n.inner);
+    MemifGuard guard(MemifRole::server, {.name = n.outer, .abstract = true}, n.inner);
     UniqueFd client = connect_abstract(n.outer);
     UniqueFd cc = accept_at_memif(memif.get());
     ASSERT_EQ(send_message(cc.get(), 'D'), 128);  // e.g. "Already connected", then gone
@@ -168,12 +172,10 @@ TEST(MemifGuard, MemifLeavingClosesTheClient) {
     EXPECT_TRUE(closed_by_peer(client.get()));
 }
 
-// A stand-in for memif tearing a connection down: on the client's leaving
-// (its close, or a DISCONNECT, type 8) it takes a while, then closes its side.
-void leaving_test(bool by_message) {
-    Names n;
-    UniqueFd memif = listen_abstract(n.inner);
-    MemifGuard guard({.name = n.outer, .abstract = true}, n.inner);
+// A stand-in for memif tearing a connection down: on the peer's leaving (its
+// close, or a DISCONNECT, type 8) it takes a while, then closes its side.
+// `memif` is memif's end of the relayed connection, `peer` the other end.
+void expect_leaving_inside_around(MemifGuard& guard, UniqueFd memif, UniqueFd peer, bool by_message) {
     std::atomic<bool> in_around{false}, left_inside_around{false}, memif_closed{false};
     std::atomic<int> arounds{0};
     std::atomic<bool> closed_when_around_returned{false};
@@ -184,28 +186,24 @@ void leaving_test(bool by_message) {
         closed_when_around_returned = memif_closed.load();
         ++arounds;
     });
-    UniqueFd client = connect_abstract(n.outer);
-    ASSERT_TRUE(client);
-    UniqueFd cc = accept_at_memif(memif.get());
-    ASSERT_TRUE(cc);
     std::thread memif_thread([&] {
-        send_message(cc.get(), 'H');
+        send_message(memif.get(), 'H');
         for (int i = 0; i < 100; ++i) {  // bounded: 100 x 2 s
             char buf[256];
-            if (!readable(cc.get(), 2000)) continue;
-            ssize_t got = ::recv(cc.get(), buf, sizeof buf, 0);
+            if (!readable(memif.get(), 2000)) continue;
+            ssize_t got = ::recv(memif.get(), buf, sizeof buf, 0);
             if (got == 0 || (got >= 2 && buf[0] == 8 && buf[1] == 0)) break;
         }
         left_inside_around = in_around.load();
         std::this_thread::sleep_for(std::chrono::milliseconds(50));  // unmapping the rings
         memif_closed = true;
-        cc.reset();
+        memif.reset();
     });
-    ASSERT_EQ(recv_message(client.get()), 'H');
+    ASSERT_EQ(recv_message(peer.get()), 'H');
     if (by_message)
-        ASSERT_EQ(send_message(client.get(), 8), 128);
+        ASSERT_EQ(send_message(peer.get(), 8), 128);
     else
-        client.reset();
+        peer.reset();
     memif_thread.join();
     for (int i = 0; i < 300 && arounds == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     EXPECT_EQ(arounds, 1);
@@ -213,36 +211,131 @@ void leaving_test(bool by_message) {
     EXPECT_TRUE(closed_when_around_returned) << "`around` returned before memif's teardown was over";
 }
 
-TEST(MemifGuard, AClientsCloseReachesMemifInsideAroundUntilItsTeardownIsOver) { leaving_test(false); }
+void client_leaving_test(bool by_message) {
+    Names n;
+    UniqueFd memif = listen_abstract(n.inner);
+    MemifGuard guard(MemifRole::server, {.name = n.outer, .abstract = true}, n.inner);
+    UniqueFd client = connect_abstract(n.outer);
+    ASSERT_TRUE(client);
+    UniqueFd cc = accept_at_memif(memif.get());
+    ASSERT_TRUE(cc);
+    expect_leaving_inside_around(guard, std::move(cc), std::move(client), by_message);
+}
 
-TEST(MemifGuard, AClientsDisconnectMessageReachesMemifInsideAroundUntilItsTeardownIsOver) { leaving_test(true); }
+TEST(MemifGuard, AClientsCloseReachesMemifInsideAroundUntilItsTeardownIsOver) { client_leaving_test(false); }
+
+TEST(MemifGuard, AClientsDisconnectMessageReachesMemifInsideAroundUntilItsTeardownIsOver) {
+    client_leaving_test(true);
+}
+
+// The client's side: memif connects to the guard's private socket, the guard
+// to the server.
+struct ClientSide {
+    Names n;
+    UniqueFd server_listener = listen_abstract(n.outer);
+    MemifGuard guard{MemifRole::client, {.name = n.outer, .abstract = true}, n.inner};
+    UniqueFd server = accept_at_memif(server_listener.get());  // the guard connected up front
+};
+
+TEST(MemifGuardClient, NoServerIsAClearErrorAtOnce) {
+    Names n;
+    try {
+        MemifGuard guard(MemifRole::client, {.name = n.outer, .abstract = true}, n.inner);
+        FAIL() << "a client guard came up without a server";
+    } catch (const std::exception& e) {
+        EXPECT_NE(std::string(e.what()).find("start the listening side first"), std::string::npos) << e.what();
+    }
+}
+
+TEST(MemifGuardClient, RelaysMessagesAndTheirDescriptorsBothWays) {
+    ClientSide c;
+    ASSERT_TRUE(c.server);
+    ASSERT_EQ(send_message(c.server.get(), 'H'), 128);  // memif's server greets before memif came
+    UniqueFd memif = connect_abstract(c.n.inner);
+    ASSERT_TRUE(memif);
+    EXPECT_EQ(recv_message(memif.get()), 'H');
+
+    UniqueFd ev(::eventfd(0, EFD_CLOEXEC));
+    ASSERT_EQ(send_message(memif.get(), 'R', ev.get()), 128);  // a region, client to server
+    UniqueFd at_server;
+    EXPECT_EQ(recv_message(c.server.get(), &at_server), 'R');
+    ASSERT_TRUE(at_server);
+    uint64_t v = 9;
+    ASSERT_EQ(::write(at_server.get(), &v, sizeof v), 8);
+    v = 0;
+    ASSERT_EQ(::read(ev.get(), &v, sizeof v), 8);
+    EXPECT_EQ(v, 9u);
+
+    memif.reset();  // memif's own disconnect: the server sees the client go
+    EXPECT_TRUE(closed_by_peer(c.server.get()));
+}
+
+TEST(MemifGuardClient, AServersCloseReachesMemifInsideAroundUntilItsTeardownIsOver) {
+    ClientSide c;
+    UniqueFd memif = connect_abstract(c.n.inner);
+    ASSERT_TRUE(memif);
+    expect_leaving_inside_around(c.guard, std::move(memif), std::move(c.server), false);
+}
+
+TEST(MemifGuardClient, AServersDisconnectMessageReachesMemifInsideAroundUntilItsTeardownIsOver) {
+    ClientSide c;
+    UniqueFd memif = connect_abstract(c.n.inner);
+    ASSERT_TRUE(memif);
+    expect_leaving_inside_around(c.guard, std::move(memif), std::move(c.server), true);
+}
+
+TEST(MemifGuardClient, AnotherProcessCannotTakeMemifsPlace) {
+    ClientSide c;
+    ASSERT_TRUE(c.server);
+    pid_t child = ::fork();
+    if (child == 0) {  // a stranger on this host who knows the private name
+        UniqueFd s = connect_abstract(c.n.inner);
+        char b;
+        bool dropped = s && readable(s.get(), 2000) && ::recv(s.get(), &b, 1, 0) == 0;
+        ::_exit(dropped ? 0 : 1);
+    }
+    ASSERT_GT(child, 0);
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the stranger was not dropped";
+    // memif itself still gets through to the server.
+    UniqueFd memif = connect_abstract(c.n.inner);
+    ASSERT_TRUE(memif);
+    ASSERT_EQ(send_message(memif.get(), 'I'), 128);
+    EXPECT_EQ(recv_message(c.server.get()), 'I');
+}
 
 TEST(MemifGuard, ASocketTakenIsAClearError) {
     Names n;
     UniqueFd memif = listen_abstract(n.inner);
-    MemifGuard first({.name = n.outer, .abstract = true}, n.inner);
+    MemifGuard first(MemifRole::server, {.name = n.outer, .abstract = true}, n.inner);
     try {
-        MemifGuard second({.name = n.outer, .abstract = true}, n.inner);
+        MemifGuard second(MemifRole::server, {.name = n.outer, .abstract = true}, n.inner);
         FAIL() << "bound a socket another guard holds";
     } catch (const std::exception& e) {
         EXPECT_NE(std::string(e.what()).find("another memif server"), std::string::npos) << e.what();
     }
 }
 
-TEST(MemifGuard, FindsAServersSocketInItsDevargs) {
-    auto s = memif_server_socket("net_memif0,role=server,socket=/tmp/x.sock");
+TEST(MemifGuard, FindsTheRoleAndSocketInTheDevargs) {
+    auto s = memif_socket("net_memif0,role=server,socket=/tmp/x.sock");
     ASSERT_TRUE(s);
-    EXPECT_EQ(s->name, "/tmp/x.sock");
-    EXPECT_TRUE(s->abstract);
-    s = memif_server_socket("net_memif3,socket=/tmp/y,socket-abstract=no,id=2");
-    ASSERT_TRUE(s);  // memif's default role is server
-    EXPECT_EQ(s->name, "/tmp/y");
-    EXPECT_FALSE(s->abstract);
-    EXPECT_EQ(memif_server_socket("net_memif0")->name, "/run/memif.sock");
-    EXPECT_TRUE(memif_server_socket("net_memif0,role=master"));
-    EXPECT_FALSE(memif_server_socket("net_memif0,role=client,socket=/tmp/x"));
-    EXPECT_FALSE(memif_server_socket("net_memif0,role=slave"));
-    EXPECT_FALSE(memif_server_socket("net_af_packet0,iface=veth0"));
+    EXPECT_EQ(s->role, MemifRole::server);
+    EXPECT_EQ(s->name.name, "/tmp/x.sock");
+    EXPECT_TRUE(s->name.abstract);
+    s = memif_socket("net_memif3,socket=/tmp/y,socket-abstract=no,id=2");
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->role, MemifRole::server);  // memif's default role
+    EXPECT_EQ(s->name.name, "/tmp/y");
+    EXPECT_FALSE(s->name.abstract);
+    EXPECT_EQ(memif_socket("net_memif0")->name.name, "/run/memif.sock");
+    EXPECT_EQ(memif_socket("net_memif0,role=master")->role, MemifRole::server);
+    s = memif_socket("net_memif0,role=client,socket=/tmp/x");
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->role, MemifRole::client);
+    EXPECT_EQ(s->name.name, "/tmp/x");
+    EXPECT_EQ(memif_socket("net_memif0,role=slave")->role, MemifRole::client);
+    EXPECT_FALSE(memif_socket("net_af_packet0,iface=veth0"));
     EXPECT_EQ(with_memif_socket("net_memif1,role=server,socket=/tmp/x,socket-abstract=no,id=2", "inner-1"),
               "net_memif1,role=server,id=2,socket=inner-1,socket-abstract=yes");
 }
