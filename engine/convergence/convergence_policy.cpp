@@ -37,6 +37,15 @@ void validate(const ConvergenceConfig& c) {
     // ewma_alpha and min_samples are checked by RateEstimator.
 }
 
+// The pages written in the round that dirtied round.pages_dirtied distinct
+// ones, were the writes spread over all of memory (convergence_policy.hpp).
+double written_pages(const RoundStats& round) {
+    const auto d = static_cast<double>(round.pages_dirtied);
+    if (round.total_pages == 0 || round.pages_dirtied == 0) return d;
+    const double share = std::min(d / static_cast<double>(round.total_pages), 1.0 - 1e-6);
+    return std::max(d, -std::log1p(-share) * static_cast<double>(round.total_pages));
+}
+
 }  // namespace
 
 ConvergencePolicy::ConvergencePolicy(ConvergenceConfig config, ThrottleCallback throttle)
@@ -62,7 +71,8 @@ Decision ConvergencePolicy::decide(const RoundStats& round) {
     elapsed_ += round.seconds;
     if (round.seconds > 0) {  // a zero-length round carries no rate information
         bandwidth_.add(static_cast<double>(round.bytes_sent), round.seconds);
-        dirty_.add(static_cast<double>(round.pages_dirtied) * static_cast<double>(config_.page_size), round.seconds);
+        round_time_.add(static_cast<double>(round.bytes_sent), round.seconds);
+        dirty_.add(written_pages(round) * static_cast<double>(config_.page_size), round.seconds);
     }
     const auto remaining = static_cast<double>(round.remaining_bytes);
 
@@ -79,90 +89,167 @@ Decision ConvergencePolicy::decide(const RoundStats& round) {
     if (round.remaining_bytes == 0) {
         d.action = Action::switchover;
         d.predicted_downtime_ms = 0;
+        d.converging = true;
+        d.forecast_seconds = 0;
         d.reason = cat("nothing left to send after round ", rounds_);
         return d;
     }
-    // A zero bandwidth estimate (rounds that sent nothing) cannot predict anything.
-    if (bandwidth_.ready() && bandwidth_.rate() > 0) d.predicted_downtime_ms = remaining / bandwidth_.rate() * 1000.0;
+    const Link l = link();
+    if (l.known()) d.predicted_downtime_ms = l.seconds_for(remaining) * 1000.0;
+    least_predicted_ms_ = std::min(least_predicted_ms_, d.predicted_downtime_ms);
 
     if (d.predicted_downtime_ms <= config_.downtime_budget_ms) {
         d.action = Action::switchover;
+        d.converging = true;
+        d.forecast_seconds = 0;
         d.reason = cat("predicted downtime fits the budget after round ", rounds_, ": ",
                        state_summary(remaining, d.predicted_downtime_ms));
         return d;
     }
-    if (rounds_ >= config_.max_rounds) {
-        d.action = Action::give_up;
-        d.reason = cat("did not converge within ", config_.max_rounds, " rounds: ",
-                       state_summary(remaining, d.predicted_downtime_ms));
-        return d;
-    }
-    if (elapsed_ >= config_.max_total_seconds) {
-        d.action = Action::give_up;
-        d.reason = cat("did not converge within ", format_millis(config_.max_total_seconds * 1000.0), " (",
-                       rounds_, " rounds): ", state_summary(remaining, d.predicted_downtime_ms));
-        return d;
-    }
+    if (rounds_ >= config_.max_rounds)
+        return give_up(cat("did not converge within ", config_.max_rounds, " rounds"), remaining,
+                       d.predicted_downtime_ms);
+    if (elapsed_ >= config_.max_total_seconds)
+        return give_up(cat("did not converge within ", format_millis(config_.max_total_seconds * 1000.0), " (",
+                           rounds_, " rounds)"),
+                       remaining, d.predicted_downtime_ms);
 
-    std::string why = not_converging_reason(remaining);
-    if (why.empty()) {
+    Forecast f = forecast(remaining);
+    d.converging = f.not_converging.empty();
+    d.forecast_seconds = f.seconds;
+    if (d.converging) {
         d.action = Action::next_round;
         d.reason = cat("round ", rounds_, ": ", state_summary(remaining, d.predicted_downtime_ms));
         return d;
     }
     if (throttle_cb_ && throttle_ < config_.throttle_max_percent) {
-        const unsigned next = throttle_ == 0 ? config_.throttle_initial_percent : throttle_ + config_.throttle_step_percent;
-        throttle_ = std::min(next, config_.throttle_max_percent);
+        const unsigned planned = planned_throttle(remaining);
+        throttle_ = next_throttle(remaining);
         throttle_cb_(throttle_);
         // The guest now dirties more slowly: old dirty samples would make the
-        // next round look worse than it is and step the throttle again for nothing.
+        // next round look worse than it is and raise the throttle for nothing.
         dirty_.reset();
         stalled_for_ = 0;
         best_remaining_ = remaining;
         d.action = Action::throttle;
-        d.reason = cat(why, "; throttling the guest to ", throttle_, "%");
+        d.reason = cat(f.not_converging, "; throttling the guest to ", throttle_, "%",
+                       planned == throttle_ ? " (planned to converge)" : "");
         return d;
     }
-    if (config_.stall_rounds > 0 && stalled_for_ >= config_.stall_rounds) {
-        d.action = Action::give_up;
-        d.reason = cat("no progress for ", stalled_for_, " rounds ",
-                       throttle_cb_ ? cat("at the maximum throttle of ", throttle_, "%") : std::string("and no throttle"),
-                       ": ", state_summary(remaining, d.predicted_downtime_ms));
-        return d;
-    }
+    if (config_.stall_rounds > 0 && stalled_for_ >= config_.stall_rounds)
+        return give_up(cat("no progress for ", stalled_for_, " rounds ",
+                           throttle_cb_ ? cat("at the maximum throttle of ", throttle_, "%")
+                                        : std::string("and no throttle")),
+                       remaining, d.predicted_downtime_ms);
     // Not converging but nothing to do about it yet: the hard limits end it if it persists.
     d.action = Action::next_round;
-    d.reason = cat("round ", rounds_, ": ", why);
+    d.reason = cat("round ", rounds_, ": ", f.not_converging);
     return d;
 }
 
-std::string ConvergencePolicy::not_converging_reason(double remaining) const {
-    if (config_.stall_rounds > 0 && stalled_for_ >= config_.stall_rounds)
-        return cat("remaining ", format_bytes(remaining), " has not shrunk for ", stalled_for_, " rounds");
-    if (!bandwidth_.ready() || !dirty_.ready() || bandwidth_.rate() <= 0) return {};
-    const double b = bandwidth_.rate();
-    const double q = dirty_.rate() / b;
-    if (q >= config_.max_dirty_ratio)
-        return cat("dirty rate ", format_rate(dirty_.rate()), " is ", std::lround(q * 100), "% of bandwidth ",
-                   format_rate(b));
-    if (q <= 0) return {};  // nothing gets dirty: the next round sends R and is done
-    const double target = config_.downtime_budget_ms / 1000.0 * b;
-    const double n = std::ceil(std::log(target / remaining) / std::log(q));
+Decision ConvergencePolicy::give_up(std::string why, double remaining, double predicted_ms) const {
+    Decision d;
+    d.action = Action::give_up;
+    d.predicted_downtime_ms = predicted_ms;
+    d.reason = cat(why, ": ", state_summary(remaining, predicted_ms));
+    if (std::isfinite(least_predicted_ms_))
+        d.reason += cat("; a downtime budget of ", format_millis(std::ceil(least_predicted_ms_)),
+                        " would have switched over (the least predicted downtime of this migration)");
+    return d;
+}
+
+// The next throttle (only called below the maximum): the plan, but at least
+// one step up, and half the way to the maximum when R stalled anyway.
+unsigned ConvergencePolicy::next_throttle(double remaining) const {
+    const unsigned max = config_.throttle_max_percent;
+    unsigned least = throttle_ == 0 ? config_.throttle_initial_percent : throttle_ + config_.throttle_step_percent;
+    if (throttle_ > 0 && config_.stall_rounds > 0 && stalled_for_ >= config_.stall_rounds)
+        least = std::max(least, throttle_ + (max - throttle_ + 1) / 2);
+    return std::min(max, std::max(least, planned_throttle(remaining)));
+}
+
+ConvergencePolicy::Link ConvergencePolicy::link() const {
+    if (!bandwidth_.ready() || bandwidth_.rate() <= 0) return {};  // zero: rounds that sent nothing
+    if (round_time_.fitted()) return {round_time_.bandwidth(), round_time_.fixed_seconds()};
+    return {bandwidth_.rate(), 0};
+}
+
+double ConvergencePolicy::target_bytes(const Link& l) const {
+    return (config_.downtime_budget_ms / 1000.0 - l.fixed) * l.bandwidth;
+}
+
+unsigned ConvergencePolicy::planned_throttle(double remaining) const {
+    const Link l = link();
+    if (!l.known() || !dirty_.ready() || dirty_.rate() <= 0 || remaining <= 0) return 0;
+    const double target = target_bytes(l);
+    if (target <= 0) return 0;
+    const double unthrottled = dirty_.rate() / (1.0 - throttle_ / 100.0);
+    const double rounds_left = static_cast<double>(config_.max_rounds - rounds_);
+    const double k = std::clamp(rounds_left - 1.0, 1.0, 4.0);
+    const double q = std::min(0.5, std::pow(std::min(1.0, target / remaining), 1.0 / k));
+    // The rate at which a round's fixed cost alone lets the guest dirty half the target.
+    const double settles = target / 2 / (l.fixed + target / 2 / l.bandwidth);
+    const double p = 1.0 - std::min(q * l.bandwidth, settles) / unthrottled;
+    if (p <= 0) return 0;
+    return static_cast<unsigned>(std::min(99.0, std::ceil(p * 100.0)));
+}
+
+ConvergencePolicy::Forecast ConvergencePolicy::forecast(double remaining) const {
+    Forecast f;
+    if (config_.stall_rounds > 0 && stalled_for_ >= config_.stall_rounds) {
+        f.not_converging = cat("remaining ", format_bytes(remaining), " has not shrunk for ", stalled_for_, " rounds");
+        return f;
+    }
+    const Link l = link();
+    if (!l.known() || !dirty_.ready()) return f;  // converging, as far as known
+    const double b = l.bandwidth, a = l.fixed, w = dirty_.rate();
+    const double q = w / b;
+    if (q >= config_.max_dirty_ratio) {
+        f.not_converging = cat("dirty rate ", format_rate(w), " is ", std::lround(q * 100), "% of bandwidth ",
+                               format_rate(b));
+        return f;
+    }
+    // Rounds shrink towards the size at which the guest redirties, during a
+    // round, what the round sends: R* = w * a / (1 - q), zero without a fixed cost.
+    const double target = target_bytes(l);
+    const double settles = w * a / (1.0 - q);
+    if (settles >= target) {
+        f.not_converging = cat("rounds settle at ", format_bytes(settles), " (each costs ", format_millis(a * 1000.0),
+                               " besides its bytes, while the guest dirties ", format_rate(w), "), above the ",
+                               format_bytes(std::max(0.0, target)), " that fit the budget");
+        return f;
+    }
+    double n = 1;
+    if (q > 0) n = std::max(1.0, std::ceil(std::log((target - settles) / (remaining - settles)) / std::log(q)));
     const double rounds_left = config_.max_rounds - rounds_;
-    if (n > rounds_left)
-        return cat("forecast needs ", n, " more rounds at a dirty rate of ", std::lround(q * 100), "% of bandwidth, only ",
-                   rounds_left, " left");
-    const double seconds = remaining / b * (1.0 - std::pow(q, n)) / (1.0 - q);
-    if (elapsed_ + seconds > config_.max_total_seconds)
-        return cat("forecast needs ", format_millis(seconds * 1000.0), " more, beyond the time limit of ",
-                   format_millis(config_.max_total_seconds * 1000.0));
-    return {};
+    if (n > rounds_left) {
+        f.not_converging = cat("forecast needs ", n, " more rounds at a dirty rate of ", std::lround(q * 100),
+                               "% of bandwidth, only ", rounds_left, " left");
+        return f;
+    }
+    if (throttle_cb_ && n > config_.patient_rounds) {
+        f.not_converging = cat("forecast needs ", n, " more rounds at a dirty rate of ", std::lround(q * 100),
+                               "% of bandwidth, more than the ", config_.patient_rounds, " worth waiting for");
+        return f;
+    }
+    // Round i sends R_i = settles + q^i (R - settles); each takes a + R_i / b.
+    const double geometric = q > 0 ? (1.0 - std::pow(q, n)) / (1.0 - q) : 1.0;
+    const double seconds = n * a + (n * settles + (remaining - settles) * geometric) / b;
+    if (elapsed_ + seconds > config_.max_total_seconds) {
+        f.not_converging = cat("forecast needs ", format_millis(seconds * 1000.0), " more, beyond the time limit of ",
+                               format_millis(config_.max_total_seconds * 1000.0));
+        return f;
+    }
+    f.seconds = seconds;
+    return f;
 }
 
 std::string ConvergencePolicy::state_summary(double remaining, double predicted_ms) const {
+    const Link l = link();
     return cat(format_bytes(remaining), " remaining, predicted downtime ",
                std::isfinite(predicted_ms) ? format_millis(predicted_ms) : std::string("unknown"), " vs budget ",
-               format_millis(config_.downtime_budget_ms), ", bandwidth ", format_rate(bandwidth_.rate()),
+               format_millis(config_.downtime_budget_ms), ", bandwidth ", format_rate(l.known() ? l.bandwidth : 0),
+               l.fixed > 0 ? cat(" + ", format_millis(l.fixed * 1000.0), " per round") : std::string(),
                ", dirty rate ", dirty_.ready() ? format_rate(dirty_.rate()) : std::string("unknown"), ", throttle ",
                throttle_, "%");
 }

@@ -154,6 +154,8 @@ private:
         ConvergenceConfig cc = cfg_.convergence;
         cc.page_size = ps_;
         ConvergencePolicy policy(cc, cfg_.throttle);
+        uint64_t guest_pages = 0;
+        for (const Region& r : cfg_.regions) guest_pages += r.size / ps_;
         for (auto& s : snapshots_) s.fill();  // round 0: every page
 
         for (uint64_t round = 0;; ++round) {
@@ -162,8 +164,9 @@ private:
             uint64_t dirty = 0;
             RoundTotals sent = send_round(round, [&] { dirty = collect(false); });
             double secs = seconds_since(t);
-            Decision d = policy.on_round({sent.bytes, secs, dirty, dirty * ps_});
+            Decision d = policy.on_round({sent.bytes, secs, dirty, dirty * ps_, guest_pages});
             result_.last_decision = d.reason;
+            if (cfg_.on_decision) cfg_.on_decision(d);
             if (d.action == Action::give_up) throw Error(cat("not converging: ", d.reason));
             if (d.action == Action::switchover) break;
         }

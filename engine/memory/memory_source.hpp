@@ -92,6 +92,9 @@ struct MemorySourceConfig {
 
     // Auto-converge: slow the guest to `percent` (optional).
     std::function<void(unsigned percent)> throttle;
+    // After each pre-copy round: the policy's decision (converging or not,
+    // the throttle, the forecast time to switchover). Optional; round thread.
+    std::function<void(const Decision&)> on_decision;
     // Switchover: stop every writer to the regions (vCPUs) and return the
     // device state; nothing may write the regions after it returns. Required.
     std::function<std::vector<std::byte>()> pause;
