@@ -31,6 +31,8 @@ void validate(const ConvergenceConfig& c) {
         bad(cat("throttle_initial_percent ", c.throttle_initial_percent, " must be in 1..throttle_max_percent (",
                 c.throttle_max_percent, ")"));
     if (c.throttle_step_percent == 0) bad("throttle_step_percent must be at least 1");
+    if (!(c.switchover_reserve >= 0 && c.switchover_reserve < 1))
+        bad(cat("switchover_reserve ", c.switchover_reserve, " must be in [0, 1)"));
     if (!(c.max_dirty_ratio > 0)) bad(cat("max_dirty_ratio ", c.max_dirty_ratio, " must be positive"));
     if (!(c.min_progress >= 0 && c.min_progress < 1)) bad(cat("min_progress ", c.min_progress, " must be in [0, 1)"));
     if (c.page_size == 0) bad("page_size must be positive");
@@ -98,7 +100,7 @@ Decision ConvergencePolicy::decide(const RoundStats& round) {
     if (l.known()) d.predicted_downtime_ms = l.seconds_for(remaining) * 1000.0;
     least_predicted_ms_ = std::min(least_predicted_ms_, d.predicted_downtime_ms);
 
-    if (d.predicted_downtime_ms <= config_.downtime_budget_ms) {
+    if (d.predicted_downtime_ms <= pages_budget_ms()) {
         d.action = Action::switchover;
         d.converging = true;
         d.forecast_seconds = 0;
@@ -174,8 +176,12 @@ ConvergencePolicy::Link ConvergencePolicy::link() const {
     return {bandwidth_.rate(), 0};
 }
 
+double ConvergencePolicy::pages_budget_ms() const {
+    return config_.downtime_budget_ms * (1.0 - config_.switchover_reserve);
+}
+
 double ConvergencePolicy::target_bytes(const Link& l) const {
-    return (config_.downtime_budget_ms / 1000.0 - l.fixed) * l.bandwidth;
+    return (pages_budget_ms() / 1000.0 - l.fixed) * l.bandwidth;
 }
 
 unsigned ConvergencePolicy::planned_throttle(double remaining) const {
@@ -248,7 +254,9 @@ std::string ConvergencePolicy::state_summary(double remaining, double predicted_
     const Link l = link();
     return cat(format_bytes(remaining), " remaining, predicted downtime ",
                std::isfinite(predicted_ms) ? format_millis(predicted_ms) : std::string("unknown"), " vs budget ",
-               format_millis(config_.downtime_budget_ms), ", bandwidth ", format_rate(l.known() ? l.bandwidth : 0),
+               format_millis(config_.downtime_budget_ms),
+               config_.switchover_reserve > 0 ? cat(" (", format_millis(pages_budget_ms()), " for pages)") : std::string(),
+               ", bandwidth ", format_rate(l.known() ? l.bandwidth : 0),
                l.fixed > 0 ? cat(" + ", format_millis(l.fixed * 1000.0), " per round") : std::string(),
                ", dirty rate ", dirty_.ready() ? format_rate(dirty_.rate()) : std::string("unknown"), ", throttle ",
                throttle_, "%");

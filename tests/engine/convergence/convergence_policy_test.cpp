@@ -394,6 +394,7 @@ TEST(ConvergencePolicy, ForecastThrottlesWhenRoundsWouldRunOut) {
     ConvergenceConfig cfg;
     cfg.max_rounds = 5;
     cfg.downtime_budget_ms = 10;
+    cfg.switchover_reserve = 0;  // the pages get the whole budget: the numbers below
     std::vector<unsigned> steps;
     ConvergencePolicy p(cfg, [&](unsigned pct) { steps.push_back(pct); });
     // q = 0.8 < max_dirty_ratio, but from 800 MB at 1 GB/s to 10 MB takes
@@ -431,6 +432,8 @@ TEST(ConvergencePolicy, RejectsBadInput) {
     bad([](ConvergenceConfig& c) { c.throttle_initial_percent = 0; });
     bad([](ConvergenceConfig& c) { c.throttle_initial_percent = 50, c.throttle_max_percent = 40; });
     bad([](ConvergenceConfig& c) { c.throttle_step_percent = 0; });
+    bad([](ConvergenceConfig& c) { c.switchover_reserve = 1; });
+    bad([](ConvergenceConfig& c) { c.switchover_reserve = -0.1; });
     bad([](ConvergenceConfig& c) { c.ewma_alpha = 0; });
     bad([](ConvergenceConfig& c) { c.min_samples = 0; });
     bad([](ConvergenceConfig& c) { c.min_progress = 1; });
