@@ -138,7 +138,18 @@ int cmd_migrate(const std::vector<std::string>& argv) {
     o.dest_uri = a.text("to");
     o.settings.multifd_channels = static_cast<uint32_t>(a.whole("multifd"));
     o.settings.max_bandwidth = a.whole("max-bandwidth");
-    o.settings.downtime_limit_ms = a.whole("downtime-limit");
+    // The earlier name, where given (a command line or profile of before), wins.
+    o.settings.downtime_limit_ms = a.whole(a.get("downtime-limit") ? "downtime-limit" : "blackout-budget");
+    o.settings.auto_converge = !a.flag("no-auto-converge");
+    if (a.get("cpu-throttle-initial") || a.get("cpu-throttle-increment")) {
+        if (!o.settings.auto_converge)
+            throw UsageError("--cpu-throttle-initial/--cpu-throttle-increment set auto-converge's throttle; "
+                             "--no-auto-converge turns it off: give one or the other");
+        o.steer_throttle = false;
+        if (a.get("cpu-throttle-initial")) o.settings.cpu_throttle_initial = static_cast<uint32_t>(a.whole("cpu-throttle-initial"));
+        if (a.get("cpu-throttle-increment"))
+            o.settings.cpu_throttle_increment = static_cast<uint32_t>(a.whole("cpu-throttle-increment"));
+    }
     o.settings.multifd_compression = a.text("qemu-compress");
     if (o.settings.multifd_compression != "none" && o.settings.multifd_channels == 0)
         throw UsageError("--qemu-compress needs --multifd N (QEMU compresses in its multifd threads only)");

@@ -65,10 +65,23 @@ std::span<const OptionSpec> migrate_options() {
          .help = "QEMU's bandwidth cap in bytes/s (K/M/G suffixes; QEMU 7.2's own default, 128 MiB/s, is too "
                  "low for busy guests)",
          .number_default = 10.0 * (1ULL << 30), .profile = true},
-        {.name = "downtime-limit", .kind = K::whole, .metavar = "MS",
-         .help = "the longest the guest may stay stopped at switchover (its blackout); QEMU gets what rmig's "
-                 "own drain leaves of it",
+        {.name = "blackout-budget", .kind = K::whole, .metavar = "MS",
+         .help = "the longest the guest may stay stopped at switchover (its blackout): rmig steers QEMU to fit "
+                 "it (QEMU's downtime-limit gets what rmig's own drain leaves of it; auto-converge slows a guest "
+                 "that dirties memory faster than pre-copy can follow, with a throttle rmig plans from the link "
+                 "and dirty rates it measures; docs/convergence.md)",
          .number_default = static_cast<double>(settings.downtime_limit_ms), .profile = true},
+        {.name = "downtime-limit", .kind = K::whole, .metavar = "MS",
+         .help = "the same as --blackout-budget (its earlier name; wins where both are given)",
+         .default_note = "-", .profile = true},
+        {.name = "no-auto-converge", .kind = K::flag,
+         .help = "experts: never slow the guest; a guest that dirties faster than the link may then not converge"},
+        {.name = "cpu-throttle-initial", .kind = K::whole, .metavar = "PERCENT",
+         .help = "experts: QEMU's first auto-converge throttle, fixed (rmig then does not plan it)",
+         .default_note = "planned by rmig", .min = 1, .max = 99},
+        {.name = "cpu-throttle-increment", .kind = K::whole, .metavar = "PERCENT",
+         .help = "experts: QEMU's auto-converge throttle step, fixed (rmig then does not plan it)",
+         .default_note = "planned by rmig", .min = 1, .max = 99},
         {.name = "qemu-downtime-limit", .kind = K::whole, .metavar = "MS",
          .help = "experts: give QEMU exactly this downtime-limit; rmig then neither steers it nor bounds its "
                  "in-flight data, so the blackout may exceed it",

@@ -43,6 +43,13 @@ void ProgressDisplay::update(const qemu::Progress& p) {
     if (p.packed_in && p.packed_wire < p.packed_in)
         extra += cat("  wire x", std::to_string(double(p.packed_wire) / double(p.packed_in)).substr(0, 4));
     if (p.reconnects) extra += cat("  reconnects ", p.reconnects);
+    // Whether pre-copy converges, once rmig has measured the rates.
+    const auto& c = p.convergence;
+    if (c.known)
+        extra += c.converging ? (c.forecast_s > 0 ? cat("  converging, switchover ~", format_millis(c.forecast_s * 1000))
+                                                  : std::string("  converging"))
+                              : std::string("  not converging");
+    if (c.throttle_percent) extra += cat("  throttle ", c.throttle_percent, "%");
     std::strncat(line, extra.c_str(), sizeof line - std::strlen(line) - 1);
     if (mode_ == ProgressMode::tty) {
         std::fprintf(out_, "\r%s\033[K", line);
@@ -94,6 +101,14 @@ void print_summary(const qemu::SourceReport& r, std::FILE* out) {
     std::fprintf(out, "  guest RAM      %s sent of %s, %llu dirty-sync rounds\n",
                  format_bytes(double(q.ram_transferred)).c_str(), format_bytes(double(q.ram_total)).c_str(),
                  static_cast<unsigned long long>(q.dirty_sync_count));
+    const auto& cv = r.convergence;
+    if (!r.settings.auto_converge)
+        std::fprintf(out, "  auto-converge  off\n");
+    else
+        std::fprintf(out, "  auto-converge  %s; vCPU throttle %s (QEMU starts at %u%%, +%u%%%s)\n",
+                     cv.max_throttle ? "the guest was slowed" : "not needed",
+                     cv.max_throttle ? cat("up to ", cv.max_throttle, "%").c_str() : "never applied",
+                     cv.throttle.initial, cv.throttle.increment, cv.steered ? ", planned by rmig" : ", fixed");
     double secs = q.total_time_ms ? double(q.total_time_ms) / 1000.0 : r.wall_s;
     std::fprintf(out, "  over the link  %s on %zu channel%s (%s), %s average, RTT %.2f ms\n",
                  format_bytes(double(sent)).c_str(), r.channels.size(), r.channels.size() == 1 ? "" : "s",

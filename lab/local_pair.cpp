@@ -175,7 +175,7 @@ RunResult LocalPair::migrate_rmig(const RmigRun& run) {
         run.connect_uri.empty() ? addr : run.connect_uri,
         "--multifd", cat(run.settings.multifd_channels),
         "--max-bandwidth", cat(run.settings.max_bandwidth),
-        "--downtime-limit", cat(run.settings.downtime_limit_ms),
+        "--blackout-budget", cat(run.settings.downtime_limit_ms),
         "--timeout", cat(run.timeout_s), "--json", mig_json,
         "--progress", run.show_progress ? "auto" : "line"};
     if (!run.resume) argv.push_back("--no-resume");

@@ -74,6 +74,16 @@ json SourceReport::to_json() const {
             {"timeline", timeline.to_json()},
             {"flows", flow_report},
             {"compression", packing},
+            {"convergence",
+             {{"auto_converge", settings.auto_converge},
+              {"steered", convergence.steered},
+              {"cpu_throttle_initial", convergence.throttle.initial},
+              {"cpu_throttle_increment", convergence.throttle.increment},
+              {"max_throttle_percent", convergence.max_throttle},
+              {"last_converging", convergence.last.known ? json(convergence.last.converging) : json(nullptr)},
+              {"last_forecast_s", convergence.last.forecast_s >= 0 ? json(convergence.last.forecast_s) : json(nullptr)},
+              {"last_dirty_rate_bytes_per_s", convergence.last.dirty_rate},
+              {"link_rate_bytes_per_s", convergence.last.link_rate}}},
             {"downtime_budget",
              {{"limit_ms", settings.downtime_limit_ms},
               {"qemu_limit_ms", budget.qemu_limit_ms},
@@ -195,6 +205,8 @@ private:
         // QEMU's downtime-limit now tracks what rmig's drain leaves of the
         // user's limit; the report keeps the user's.
         report_.budget.qemu_limit_ms = opts_.qemu_downtime_limit_ms.value_or(report_.settings.downtime_limit_ms);
+        report_.convergence.steered = opts_.steer_throttle && report_.settings.auto_converge;
+        report_.convergence.throttle = {report_.settings.cpu_throttle_initial, report_.settings.cpu_throttle_increment};
         was_running_ = src.run_state == "running";
         qmp_->take_events();  // only this migration's STOP counts
 
@@ -439,6 +451,27 @@ private:
         }
     }
 
+    // Measures the link as rmig sends, judges whether QEMU's pre-copy
+    // converges, and hands QEMU's auto-converge the throttle planned from
+    // that (convergence_steering.hpp). Only changes go to QEMU.
+    void steer_throttle(const MigrationStats& st, const Progress& p) {
+        send_meter_.add(p.elapsed_s, p.relay_bytes);
+        link_rate_ = std::max(link_rate_, send_meter_.rate());
+        ConvergenceReport& c = report_.convergence;
+        c.last = steering_.update(st, link_rate_, report_.budget.qemu_limit_ms);
+        c.max_throttle = std::max(c.max_throttle, st.cpu_throttle_percentage);
+        if (!c.steered) return;
+        ThrottlePlan plan = steering_.plan();
+        if (plan == c.throttle) return;
+        try {
+            qmp_->execute("migrate-set-parameters",
+                          {{"cpu-throttle-initial", plan.initial}, {"cpu-throttle-increment", plan.increment}});
+            c.throttle = plan;
+        } catch (const QmpError& e) {
+            log::warn("could not set QEMU's auto-converge throttle: ", e.what());
+        }
+    }
+
     // What rmig holds in flight drains after QEMU's last byte, inside the
     // guest's blackout: keep it to kDrainShare of the user's limit at the
     // measured rate, split over the channels (tcp: their send buffers), but
@@ -520,6 +553,9 @@ private:
             p.channels = relay.expected();
             p.elapsed_s = std::chrono::duration<double>(Clock::now() - start_).count();
             report_.timeline.add(timeline_sample(p.elapsed_s, st, p.relay_bytes));
+            if (answered && st.status == "active") steer_throttle(st, p);
+            p.convergence = report_.convergence.last;
+            p.convergence.throttle_percent = st.cpu_throttle_percentage;
             if (on_progress_) on_progress_(p);
             if (terminal(st.status)) break;
             if (answered && st.status == "active" && !opts_.qemu_downtime_limit_ms) steer_downtime(relay);
@@ -675,6 +711,9 @@ private:
     ClockOffset clock_;
     SwitchoverEvents source_;  // the source QEMU's STOP and MIGRATION "completed"
     RateMeter drain_meter_{0.5};
+    RateMeter send_meter_{1.0};
+    double link_rate_ = 0;       // bytes/s, the best rmig sent at
+    ConvergenceSteering steering_;
     double peak_rate_ = 0;       // bytes/s, the best the destination took in
     double in_flight_peak_ = 0;  // bytes, decaying peak
     bool migration_started_ = false;

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "qemu-plugin/blackout.hpp"
+#include "qemu-plugin/convergence_steering.hpp"
 #include "qemu-plugin/downtime_budget.hpp"
 #include "qemu-plugin/link_tuning.hpp"
 #include "qemu-plugin/migration_settings.hpp"
@@ -56,6 +57,10 @@ struct SourceOptions {
     // rmig neither steers it nor bounds its in-flight data. Unset: QEMU gets
     // what rmig's drain leaves of settings.downtime_limit_ms (docs/blackout.md).
     std::optional<uint64_t> qemu_downtime_limit_ms;
+    // rmig plans QEMU's cpu-throttle-initial/increment from the link and the
+    // dirty rate it measures (convergence_steering.hpp); false keeps the ones
+    // in settings (the user fixed them).
+    bool steer_throttle = true;
     transport::Options transport;
     // The data connections' congestion control: kCongestionAuto (bbr on a
     // long link), kCongestionHost, or a kernel module's name; and whether
@@ -80,6 +85,16 @@ struct Progress {
     // report) and each stream's stats, as summed above.
     std::string session;
     std::vector<ChannelStats> streams;
+    // Whether pre-copy is converging, the forecast time to switchover, QEMU's throttle.
+    ConvergenceView convergence;
+};
+
+// How pre-copy converged (or did not), for the report.
+struct ConvergenceReport {
+    bool steered = false;        // rmig planned QEMU's throttle parameters
+    ThrottlePlan throttle;       // cpu-throttle-initial/increment last given to QEMU
+    unsigned max_throttle = 0;   // the most QEMU throttled the vCPUs, percent
+    ConvergenceView last;        // the last poll's view while QEMU was sending
 };
 
 enum class Outcome {
@@ -102,6 +117,7 @@ struct SourceReport {
     // switchover_stop_s places the blackout's STOP on that clock.
     Timeline timeline;
     DowntimeBudget budget;       // the last plan for QEMU's share of the downtime limit
+    ConvergenceReport convergence;
     uint64_t in_flight_bytes = 0;  // sent but not yet in the destination QEMU, last seen
     uint64_t in_flight_cap = 0;    // per channel, as last set (0: the transport's default)
     double drain_rate = 0;         // bytes/s the destination took in, last measured

@@ -8,7 +8,10 @@ json to_json(const MigrationSettings& s) {
     return {{"multifd_channels", s.multifd_channels},
             {"max_bandwidth", s.max_bandwidth},
             {"downtime_limit_ms", s.downtime_limit_ms},
-            {"multifd_compression", s.multifd_compression}};
+            {"multifd_compression", s.multifd_compression},
+            {"auto_converge", s.auto_converge},
+            {"cpu_throttle_initial", s.cpu_throttle_initial},
+            {"cpu_throttle_increment", s.cpu_throttle_increment}};
 }
 
 MigrationSettings settings_from_json(const json& j) {
@@ -19,6 +22,9 @@ MigrationSettings settings_from_json(const json& j) {
         s.downtime_limit_ms = j.at("downtime_limit_ms").get<uint64_t>();
         // Absent from an rmig before it: QEMU's default.
         s.multifd_compression = j.value("multifd_compression", std::string("none"));
+        s.auto_converge = j.value("auto_converge", false);
+        s.cpu_throttle_initial = j.value("cpu_throttle_initial", 20u);
+        s.cpu_throttle_increment = j.value("cpu_throttle_increment", 10u);
         return s;
     } catch (const json::exception& e) {
         throw ProtocolError(cat("bad migration settings from peer: ", e.what()));
@@ -28,9 +34,10 @@ MigrationSettings settings_from_json(const json& j) {
 void apply_settings(QmpClient& qmp, const MigrationSettings& s, Side side) {
     // "events": QEMU announces each state change (MIGRATION), so rmig wakes
     // on completion instead of polling, and reads its timestamp (blackout).
-    qmp.execute("migrate-set-capabilities",
-                {{"capabilities", json::array({{{"capability", "multifd"}, {"state", s.multifd_channels > 0}},
-                                               {{"capability", "events"}, {"state", true}}})}});
+    json caps = json::array({{{"capability", "multifd"}, {"state", s.multifd_channels > 0}},
+                             {{"capability", "events"}, {"state", true}}});
+    if (side == Side::source) caps.push_back({{"capability", "auto-converge"}, {"state", s.auto_converge}});
+    qmp.execute("migrate-set-capabilities", {{"capabilities", caps}});
     json params = json::object();
     if (s.multifd_channels > 0) {
         params["multifd-channels"] = s.multifd_channels;
@@ -40,6 +47,8 @@ void apply_settings(QmpClient& qmp, const MigrationSettings& s, Side side) {
     if (side == Side::source) {
         params["max-bandwidth"] = s.max_bandwidth;
         params["downtime-limit"] = s.downtime_limit_ms;
+        params["cpu-throttle-initial"] = s.cpu_throttle_initial;
+        params["cpu-throttle-increment"] = s.cpu_throttle_increment;
     }
     if (!params.empty()) qmp.execute("migrate-set-parameters", params);
 }
@@ -47,12 +56,17 @@ void apply_settings(QmpClient& qmp, const MigrationSettings& s, Side side) {
 MigrationSettings read_settings(QmpClient& qmp) {
     MigrationSettings s;
     bool multifd = false;
-    for (auto& c : qmp.execute("query-migrate-capabilities"))
+    s.auto_converge = false;  // unless QEMU lists it on
+    for (auto& c : qmp.execute("query-migrate-capabilities")) {
         if (c.value("capability", "") == "multifd") multifd = c.value("state", false);
+        if (c.value("capability", "") == "auto-converge") s.auto_converge = c.value("state", false);
+    }
     json p = qmp.execute("query-migrate-parameters");
     s.multifd_channels = multifd ? p.value("multifd-channels", 2u) : 0;
     s.max_bandwidth = p.value("max-bandwidth", uint64_t{0});
     s.downtime_limit_ms = p.value("downtime-limit", uint64_t{0});
+    s.cpu_throttle_initial = p.value("cpu-throttle-initial", 20u);
+    s.cpu_throttle_increment = p.value("cpu-throttle-increment", 10u);
     s.multifd_compression = multifd ? p.value("multifd-compression", std::string("none")) : "none";
     return s;
 }

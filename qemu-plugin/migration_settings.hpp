@@ -20,6 +20,15 @@ struct MigrationSettings {
     // QEMU's multifd threads compress straight from guest memory, the
     // cheapest place on a host short of cores (docs/compression.md).
     std::string multifd_compression = "none";
+    // Auto-converge (source only): QEMU slows the vCPUs once a sync period
+    // dirties more than half of what it sent, first to cpu-throttle-initial
+    // percent, then by cpu-throttle-increment. rmig turns it on and plans the
+    // two from its measurements (convergence_steering.hpp) unless the user
+    // fixed them. Off is QEMU's default, and the lab's direct baseline;
+    // `rmig migrate` turns it on unless told --no-auto-converge.
+    bool auto_converge = false;
+    uint32_t cpu_throttle_initial = 20;
+    uint32_t cpu_throttle_increment = 10;
 
     // QEMU opens the main connection, then one per multifd channel.
     uint32_t connections() const { return multifd_channels ? multifd_channels + 1 : 1; }

@@ -212,6 +212,8 @@ MigrationStats parse_migration_stats(const json& qm) {
     s.downtime_ms = opt_u64(qm, "downtime");
     s.expected_downtime_ms = opt_u64(qm, "expected-downtime");
     s.error_desc = opt_str(qm, "error-desc");
+    // Present while auto-converge throttles the vCPUs (top level of the reply).
+    s.cpu_throttle_percentage = static_cast<unsigned>(std::min<uint64_t>(opt_u64(qm, "cpu-throttle-percentage"), 100));
     auto ram = qm.find("ram");
     if (ram != qm.end() && !ram->is_null()) {
         want_obj(*ram, "query-migrate ram");

@@ -65,6 +65,7 @@ struct MigrationStats {
     double mbps = 0;                // throughput in megabits/s
     uint64_t multifd_bytes = 0;     // part of ram_transferred sent over multifd channels
     uint64_t page_size = 0;
+    unsigned cpu_throttle_percentage = 0;  // auto-converge's vCPU throttle now
     std::string error_desc;
 };
 

@@ -112,6 +112,18 @@ TEST(MigrationE2E, ThroughRmigResumedReportsTheGuestsBlackout) {
     EXPECT_EQ(pair.source().qmp().execute("query-migrate-parameters").value("downtime-limit", uint64_t{0}),
               qemu_limit)
         << "QEMU does not have the downtime-limit rmig planned";
+    // Auto-converge on, with the throttle rmig planned (QEMU's defaults
+    // until the guest outruns the link; this one does not).
+    const auto& conv = r.report["convergence"];
+    EXPECT_EQ(conv.value("auto_converge", false), true) << conv;
+    EXPECT_EQ(conv.value("steered", false), true) << conv;
+    bool qemu_auto_converge = false;
+    for (const auto& c : pair.source().qmp().execute("query-migrate-capabilities"))
+        if (c.value("capability", "") == "auto-converge") qemu_auto_converge = c.value("state", false);
+    EXPECT_TRUE(qemu_auto_converge) << "rmig did not turn QEMU's auto-converge on";
+    EXPECT_EQ(pair.source().qmp().execute("query-migrate-parameters").value("cpu-throttle-initial", 0u),
+              conv.value("cpu_throttle_initial", 1u))
+        << "QEMU does not have the throttle rmig planned";
 
     // The timeline: a sample per progress poll, in order, through QEMU's
     // rounds to "completed", with the guest's STOP on its clock.

@@ -114,6 +114,15 @@ TEST(ParseMigrationStats, ActivePrecopy) {
     EXPECT_EQ(s.page_size, 4096u);
     EXPECT_EQ(s.multifd_bytes, 0u);
     EXPECT_EQ(s.error_desc, "");
+    EXPECT_EQ(s.cpu_throttle_percentage, 0u);  // absent: auto-converge not throttling
+}
+
+TEST(ParseMigrationStats, AutoConvergeThrottling) {
+    // QEMU adds the throttle at the top level once auto-converge slows the vCPUs.
+    auto s = parse_migration_stats(json::parse(R"({"status": "active", "cpu-throttle-percentage": 46,
+        "total-time": 9000, "ram": {"total": 67641344, "remaining": 4096, "dirty-sync-count": 9,
+        "dirty-pages-rate": 30000, "page-size": 4096, "transferred": 1, "mbps": 100}})"));
+    EXPECT_EQ(s.cpu_throttle_percentage, 46u);
 }
 
 TEST(ParseMigrationStats, Completed) {
