@@ -13,6 +13,7 @@
 #include "lab/fault_harness.hpp"
 #include "lab/local_pair.hpp"
 #include "lab/memory_soak.hpp"
+#include "lab/converge_bench.hpp"
 #include "lab/wan_bench.hpp"
 
 using namespace rmig;
@@ -328,6 +329,7 @@ int main(int argc, char** argv) {
         std::fputs(kUsage, args.empty() ? stderr : stdout);
         std::fputs(lab::kMemorySoakUsage, args.empty() ? stderr : stdout);
         std::fputs(lab::kWanBenchUsage, args.empty() ? stderr : stdout);
+        std::fputs(lab::kConvergeBenchUsage, args.empty() ? stderr : stdout);
         return args.empty() ? 2 : 0;
     }
     std::vector<std::string> rest(args.begin() + 1, args.end());
@@ -338,6 +340,7 @@ int main(int argc, char** argv) {
         if (args[0] == "bench") return bench(rest);
         if (args[0] == "faults") return faults(rest);
         if (args[0] == "wan") return lab::wan_bench(rest);
+        if (args[0] == "converge") return lab::converge_bench(rest);
         std::fprintf(stderr, "rmig-lab: unknown command '%s'\n%s", args[0].c_str(), kUsage);
         return 2;
     } catch (const UsageError& e) {
