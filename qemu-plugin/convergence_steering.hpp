@@ -3,7 +3,8 @@
 //
 // Each progress poll gives QEMU's dirty rate D (dirty-pages-rate x page size,
 // measured over its last sync period), what is left R (ram remaining), the
-// rate rmig moves bytes at B (its own measurement of the link) and the
+// rate rmig moves bytes at B (its own measurement of the link, over the last
+// 3 s) and the
 // downtime-limit QEMU now has (rmig steers it: downtime_budget.hpp). Then,
 // as in memory mode (docs/convergence.md), with q = D / B and the last
 // round's target T = limit x B:

@@ -455,8 +455,10 @@ private:
     // converges, and hands QEMU's auto-converge the throttle planned from
     // that (convergence_steering.hpp). Only changes go to QEMU.
     void steer_throttle(const MigrationStats& st, const Progress& p) {
+        // The rate over the last seconds, not the best ever seen: the first
+        // second fills socket buffers far faster than a slow link drains them.
         send_meter_.add(p.elapsed_s, p.relay_bytes);
-        link_rate_ = std::max(link_rate_, send_meter_.rate());
+        link_rate_ = send_meter_.rate();
         ConvergenceReport& c = report_.convergence;
         c.last = steering_.update(st, link_rate_, report_.budget.qemu_limit_ms);
         c.max_throttle = std::max(c.max_throttle, st.cpu_throttle_percentage);
@@ -711,8 +713,8 @@ private:
     ClockOffset clock_;
     SwitchoverEvents source_;  // the source QEMU's STOP and MIGRATION "completed"
     RateMeter drain_meter_{0.5};
-    RateMeter send_meter_{1.0};
-    double link_rate_ = 0;       // bytes/s, the best rmig sent at
+    RateMeter send_meter_{3.0};
+    double link_rate_ = 0;       // bytes/s, what rmig sent at lately
     ConvergenceSteering steering_;
     double peak_rate_ = 0;       // bytes/s, the best the destination took in
     double in_flight_peak_ = 0;  // bytes, decaying peak
