@@ -99,6 +99,31 @@ char recv_message(int fd, UniqueFd* got_fd = nullptr) {
     return buf[0];
 }
 
+// An eventfd sent on `from` arrives on `to` as the same eventfd: what is
+// written to the received one is read from the sent one.
+void expect_descriptor_crosses(int from, int to) {
+    UniqueFd ev(::eventfd(0, EFD_CLOEXEC));
+    ASSERT_EQ(send_message(from, 'R', ev.get()), 128);
+    UniqueFd received;
+    EXPECT_EQ(recv_message(to, &received), 'R');
+    ASSERT_TRUE(received);
+    uint64_t v = 7;
+    ASSERT_EQ(::write(received.get(), &v, sizeof v), 8);
+    v = 0;
+    ASSERT_EQ(::read(ev.get(), &v, sizeof v), 8);
+    EXPECT_EQ(v, 7u);
+}
+
+// The error constructing a guard gives ("" if it came up).
+std::string construction_error(MemifRole role, const std::string& outer, const std::string& inner) {
+    try {
+        MemifGuard guard(role, {.name = outer, .abstract = true}, inner);
+        return "";
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+}
+
 // memif's side of the next client the guard brings (invalid if none within 2 s).
 UniqueFd accept_at_memif(int memif) {
     if (!readable(memif, 2000)) return {};
@@ -144,16 +169,7 @@ TEST(MemifGuard, RelaysMessagesAndTheirDescriptorsBothWays) {
     EXPECT_EQ(recv_message(client.get()), 'H');
 
     // A region's or a ring's descriptor, client to memif: the same eventfd.
-    UniqueFd ev(::eventfd(0, EFD_CLOEXEC));
-    ASSERT_EQ(send_message(client.get(), 'R', ev.get()), 128);
-    UniqueFd at_memif;
-    EXPECT_EQ(recv_message(cc.get(), &at_memif), 'R');
-    ASSERT_TRUE(at_memif);
-    uint64_t v = 7;
-    ASSERT_EQ(::write(at_memif.get(), &v, sizeof v), 8);
-    v = 0;
-    ASSERT_EQ(::read(ev.get(), &v, sizeof v), 8);
-    EXPECT_EQ(v, 7u);
+    expect_descriptor_crosses(client.get(), cc.get());
 
     // The client leaving is a disconnect at memif.
     client.reset();
@@ -239,12 +255,9 @@ struct ClientSide {
 
 TEST(MemifGuardClient, NoServerIsAClearErrorAtOnce) {
     Names n;
-    try {
-        MemifGuard guard(MemifRole::client, {.name = n.outer, .abstract = true}, n.inner);
-        FAIL() << "a client guard came up without a server";
-    } catch (const std::exception& e) {
-        EXPECT_NE(std::string(e.what()).find("start the listening side first"), std::string::npos) << e.what();
-    }
+    std::string error = construction_error(MemifRole::client, n.outer, n.inner);
+    EXPECT_NE(error.find("start the listening side first"), std::string::npos)
+        << "a client guard came up without a server: " << error;
 }
 
 TEST(MemifGuardClient, RelaysMessagesAndTheirDescriptorsBothWays) {
@@ -255,16 +268,7 @@ TEST(MemifGuardClient, RelaysMessagesAndTheirDescriptorsBothWays) {
     ASSERT_TRUE(memif);
     EXPECT_EQ(recv_message(memif.get()), 'H');
 
-    UniqueFd ev(::eventfd(0, EFD_CLOEXEC));
-    ASSERT_EQ(send_message(memif.get(), 'R', ev.get()), 128);  // a region, client to server
-    UniqueFd at_server;
-    EXPECT_EQ(recv_message(c.server.get(), &at_server), 'R');
-    ASSERT_TRUE(at_server);
-    uint64_t v = 9;
-    ASSERT_EQ(::write(at_server.get(), &v, sizeof v), 8);
-    v = 0;
-    ASSERT_EQ(::read(ev.get(), &v, sizeof v), 8);
-    EXPECT_EQ(v, 9u);
+    expect_descriptor_crosses(memif.get(), c.server.get());  // a region, client to server
 
     memif.reset();  // memif's own disconnect: the server sees the client go
     EXPECT_TRUE(closed_by_peer(c.server.get()));
@@ -309,12 +313,8 @@ TEST(MemifGuard, ASocketTakenIsAClearError) {
     Names n;
     UniqueFd memif = listen_abstract(n.inner);
     MemifGuard first(MemifRole::server, {.name = n.outer, .abstract = true}, n.inner);
-    try {
-        MemifGuard second(MemifRole::server, {.name = n.outer, .abstract = true}, n.inner);
-        FAIL() << "bound a socket another guard holds";
-    } catch (const std::exception& e) {
-        EXPECT_NE(std::string(e.what()).find("another memif server"), std::string::npos) << e.what();
-    }
+    std::string error = construction_error(MemifRole::server, n.outer, n.inner);
+    EXPECT_NE(error.find("another memif server"), std::string::npos) << "bound a socket another guard holds: " << error;
 }
 
 TEST(MemifGuard, FindsTheRoleAndSocketInTheDevargs) {
