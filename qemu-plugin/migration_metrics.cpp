@@ -93,6 +93,13 @@ void SourceMetrics::start(const std::string& session) {
     throughput_ = s.gauge("rmig_qemu_throughput_bytes_per_second", "QEMU's own migration throughput figure.");
     expected_downtime_ = s.gauge("rmig_qemu_expected_downtime_seconds",
                                  "QEMU's estimate of the switchover downtime from what is left.");
+    throttle_ = s.gauge("rmig_qemu_cpu_throttle_percent",
+                        "How much QEMU's auto-converge slows the guest's vCPUs now, in percent.");
+    converging_ = s.gauge("rmig_migration_converging",
+                          "1 while rmig forecasts that pre-copy fits the blackout budget soon; 0 while not, "
+                          "and before it has measured the rates.");
+    forecast_ = s.gauge("rmig_migration_forecast_switchover_seconds",
+                        "rmig's forecast of the time until QEMU switches over, while converging.");
     elapsed_ = s.gauge("rmig_migration_elapsed_seconds", "Time since the migration started.");
     channels_up_ = s.gauge("rmig_channels_up", "QEMU streams (main and multifd) relayed now.");
     channels_expected_ = s.gauge("rmig_channels_expected", "QEMU streams the migration will have.");
@@ -110,6 +117,11 @@ void SourceMetrics::update(const Progress& p) {
     dirty_rate_->set(double(q.dirty_pages_rate) * double(q.page_size ? q.page_size : 4096));
     throughput_->set(q.mbps * 1e6 / 8);
     expected_downtime_->set(double(q.expected_downtime_ms) / 1000);
+    throttle_->set(p.convergence.throttle_percent);
+    if (p.convergence.known) {
+        converging_->set(p.convergence.converging ? 1 : 0);
+        if (p.convergence.forecast_s >= 0) forecast_->set(p.convergence.forecast_s);
+    }
     elapsed_->set(p.elapsed_s);
     channels_up_->set(p.channels_up);
     channels_expected_->set(p.channels);

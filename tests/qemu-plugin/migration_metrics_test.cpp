@@ -72,6 +72,14 @@ TEST(MigrationMetrics, SourceProgressBecomesSessionAndChannelSeries) {
         EXPECT_EQ(value_of(r, "rmig_relay_sent_bytes_total", with(kSession, {{"channel", "1"}})), 200);
         EXPECT_EQ(value_of(r, "rmig_compression_out_bytes_total", with(kSession, {{"channel", "1"}})), 100);
         EXPECT_EQ(value_of(r, "rmig_relay_flows_up", with(kSession, {{"channel", "0"}})), 1);
+        EXPECT_EQ(value_of(r, "rmig_migration_converging", kSession), 0) << "not measured yet";
+        // rmig's convergence view, as the source's poll loop fills it.
+        Progress p = progress(6000, {stream(0, 100), stream(1, 200)});
+        p.convergence = {.known = true, .converging = true, .forecast_s = 2.5, .throttle_percent = 40};
+        m.update(p);
+        EXPECT_EQ(value_of(r, "rmig_migration_converging", kSession), 1);
+        EXPECT_DOUBLE_EQ(value_of(r, "rmig_migration_forecast_switchover_seconds", kSession), 2.5);
+        EXPECT_EQ(value_of(r, "rmig_qemu_cpu_throttle_percent", kSession), 40);
 
         SourceReport done;
         done.outcome = Outcome::completed;
