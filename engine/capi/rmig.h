@@ -92,10 +92,7 @@
  *   throttle   optional. Auto-converge: slow the guest to `percent` (1..99)
  *              of its CPU time; without it a migration that does not converge
  *              gives up (rmig_source_migrate returns -1, the guest runs on).
- *   round      optional. After each pre-copy round (its dirty log collected
- *              and the convergence policy's decision taken), except the
- *              final, paused one: whether the migration is converging, the
- *              throttle, the forecast time to switchover.
+ *   round      optional. After each pre-copy round's dirty log was collected.
  *
  * RETURN VALUES
  *   Functions returning int give 0 on success and -1 on failure;
@@ -136,11 +133,6 @@ struct rmig_round {
     uint64_t dirty_pages;  /* distinct pages dirtied meanwhile: the next round's */
     double seconds;        /* this round, dirty-log collection included */
     double elapsed;        /* since migration start (tracking start) */
-    /* The convergence policy's decision after this round. */
-    unsigned throttle_percent;    /* throttle in force after it (0: none) */
-    int converging;               /* 1: forecast to fit the downtime budget within the limits */
-    double forecast_seconds;      /* forecast time to switchover; -1 when unknown or not converging */
-    double predicted_downtime_ms; /* were the guest paused now; -1 while unknown */
 };
 
 struct rmig_source_callbacks {

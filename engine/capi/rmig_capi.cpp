@@ -10,12 +10,10 @@
 #include "engine/capi/rmig.h"
 
 #include <bit>
-#include <cmath>
 #include <chrono>
 #include <cstring>
 #include <memory>
 #include <new>
-#include <optional>
 #include <stop_token>
 #include <string>
 #include <vector>
@@ -58,7 +56,6 @@ public:
         }
         round_ = 0;
         next_pages_ = total_pages_;
-        pending_.reset();
         paused_ = false;
         final_pages_ = 0;
     }
@@ -88,18 +85,6 @@ public:
         r.elapsed = seconds_between(start_, now);
         mark_ = now;
         next_pages_ = r.dirty_pages;
-        pending_ = r;
-    }
-
-    // The policy decided on the round collected last: the caller hears of both.
-    void decided(const Decision& d) {
-        if (!pending_) return;
-        rmig_round r = *pending_;
-        pending_.reset();
-        r.throttle_percent = d.throttle_percent;
-        r.converging = d.converging ? 1 : 0;
-        r.forecast_seconds = d.converging && std::isfinite(d.forecast_seconds) ? d.forecast_seconds : -1;
-        r.predicted_downtime_ms = std::isfinite(d.predicted_downtime_ms) ? d.predicted_downtime_ms : -1;
         if (cb_.round) cb_.round(cb_.opaque, &r);
     }
 
@@ -112,7 +97,6 @@ private:
     uint64_t total_pages_ = 0, next_pages_ = 0, final_pages_ = 0;
     unsigned round_ = 0;
     bool paused_ = false;
-    std::optional<rmig_round> pending_;
     Clock::time_point start_{}, mark_{};
 };
 
@@ -443,7 +427,6 @@ int rmig_source_migrate(rmig_source* s) {
                 s->throttle = percent;
                 cb.throttle(cb.opaque, percent);
             };
-        cfg.on_decision = [s](const Decision& d) { s->tracker.decided(d); };
         s->result = migrate_memory(cfg);
         s->sources.clear();  // the engine stopped them; unregister uffd now
         if (!s->result.ok) throw Error(s->result.error);

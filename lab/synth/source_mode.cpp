@@ -104,26 +104,13 @@ void on_round(void* opaque, const rmig_round* r) {
                 {"send_rate", static_cast<double>(r->pages_sent) * ps / secs},
                 {"dirty_rate", static_cast<double>(r->dirty_pages) * ps / secs},
                 {"write_rate", static_cast<double>(writes) * ps / secs},
-                {"throttle_percent", r->throttle_percent},
-                {"converging", r->converging != 0},
-                {"forecast_seconds", r->forecast_seconds >= 0 ? json(r->forecast_seconds) : json(nullptr)},
-                {"predicted_downtime_ms",
-                 r->predicted_downtime_ms >= 0 ? json(r->predicted_downtime_ms) : json(nullptr)}};
-    if (!g->o.quiet) {
-        std::string verdict = r->converging ? (r->forecast_seconds > 0 ? cat("converging, switchover in ~",
-                                                                            format_millis(r->forecast_seconds * 1000))
-                                                                       : std::string("converging"))
-                                            : std::string("not converging");
+                {"throttle_percent", g->writers.throttle_percent()}};
+    if (!g->o.quiet)
         std::cerr << "rmig-synth source: round " << r->round << ": sent " << r->pages_sent << " pages ("
                   << format_bytes(static_cast<double>(r->pages_sent) * ps) << ") in " << format_millis(secs * 1000)
                   << " (" << format_rate(row["send_rate"].get<double>()) << "), dirtied " << r->dirty_pages
                   << " pages (" << format_rate(row["dirty_rate"].get<double>()) << " distinct, writes "
-                  << format_rate(row["write_rate"].get<double>()) << "); " << verdict << ", throttle "
-                  << r->throttle_percent << "%"
-                  << (r->predicted_downtime_ms >= 0 ? cat(", downtime now ", format_millis(r->predicted_downtime_ms))
-                                                    : std::string())
-                  << "\n";
-    }
+                  << format_rate(row["write_rate"].get<double>()) << ")\n";
     g->rounds.push_back(std::move(row));
 }
 

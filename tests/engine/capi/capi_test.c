@@ -86,8 +86,6 @@ struct guest {
     int writer_running;
     int paused, resumed, rounds_seen;
     uint64_t round0_pages;
-    struct rmig_round last_round; /* the last pre-copy round's report */
-    int throttle_mismatch;        /* a round reported a throttle other than the one set */
     char state[64];
     /* cancel cases */
     rmig_source* cancel_in_pause;  /* pause() has another thread cancel this */
@@ -228,8 +226,6 @@ static void on_throttle(void* opaque, unsigned percent) {
 static void on_round(void* opaque, const struct rmig_round* r) {
     struct guest* g = opaque;
     if (r->round == 0) g->round0_pages = r->pages_sent;
-    if (r->throttle_percent != atomic_load(&g->throttle)) g->throttle_mismatch = 1;
-    g->last_round = *r;
     ++g->rounds_seen;
 }
 
@@ -386,12 +382,6 @@ static void migrate_with_writer(enum rmig_dirty_log kind, enum rmig_codec codec,
     CHECK(atomic_load(&g.writes) > 0, "%s: the writer never wrote", what);
     CHECK(st.rounds >= 2 && (unsigned)g.rounds_seen + 1 == st.rounds, "%s: rounds %u, round callbacks %d", what,
           st.rounds, g.rounds_seen);
-    /* The round before the switchover carries the policy's verdict: it fits. */
-    CHECK(g.last_round.converging == 1 && g.last_round.forecast_seconds == 0 &&
-              g.last_round.predicted_downtime_ms >= 0 && g.last_round.predicted_downtime_ms <= 2.0,
-          "%s: last round converging %d, forecast %.3f s, predicted downtime %.3f ms (budget 2 ms)", what,
-          g.last_round.converging, g.last_round.forecast_seconds, g.last_round.predicted_downtime_ms);
-    CHECK(!g.throttle_mismatch, "%s: a round reported another throttle than the one in force", what);
     CHECK(g.round0_pages == total_pages, "%s: round 0 sent %llu of %llu pages", what,
           (unsigned long long)g.round0_pages, (unsigned long long)total_pages);
     CHECK(st.pages_sent >= total_pages && st.zero_pages > 0 && st.bytes_sent > 0, "%s: pages %llu zero %llu",
