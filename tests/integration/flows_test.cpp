@@ -233,7 +233,13 @@ TEST_F(FlowsTest, LinkDownPastTheGraceFailsAndClosesQemusStreams) {
     s.flow.grace = milliseconds(1500);
     start(s);
     auto results = run(s, [&] { proxies[0]->apply(lab::LinkFault::cut, 0); });
+    // The destination's grace may run out first and end the streams; the
+    // source's own then follows (bounded: 3 s).
     auto err = source->streams().error();
+    for (int i = 0; i < 300 && !err; ++i) {
+        std::this_thread::sleep_for(milliseconds(10));
+        err = source->streams().error();
+    }
     ASSERT_TRUE(err);
     EXPECT_NE(err->find("grace"), std::string::npos) << *err;
     size_t broken = 0;
