@@ -126,7 +126,7 @@ Decision ConvergencePolicy::decide(const RoundStats& round) {
     }
     if (throttle_cb_ && throttle_ < config_.throttle_max_percent) {
         const unsigned planned = planned_throttle(remaining);
-        throttle_ = next_throttle(remaining);
+        throttle_ = next_throttle(planned);
         throttle_cb_(throttle_);
         // The guest now dirties more slowly: old dirty samples would make the
         // next round look worse than it is and raise the throttle for nothing.
@@ -162,12 +162,12 @@ Decision ConvergencePolicy::give_up(std::string why, double remaining, double pr
 
 // The next throttle (only called below the maximum): the plan, but at least
 // one step up, and half the way to the maximum when R stalled anyway.
-unsigned ConvergencePolicy::next_throttle(double remaining) const {
+unsigned ConvergencePolicy::next_throttle(unsigned planned) const {
     const unsigned max = config_.throttle_max_percent;
     unsigned least = throttle_ == 0 ? config_.throttle_initial_percent : throttle_ + config_.throttle_step_percent;
     if (throttle_ > 0 && config_.stall_rounds > 0 && stalled_for_ >= config_.stall_rounds)
         least = std::max(least, throttle_ + (max - throttle_ + 1) / 2);
-    return std::min(max, std::max(least, planned_throttle(remaining)));
+    return std::min(max, std::max(least, planned));
 }
 
 ConvergencePolicy::Link ConvergencePolicy::link() const {

@@ -167,7 +167,7 @@ private:
     };
     Decision decide(const RoundStats& round);
     Forecast forecast(double remaining) const;
-    unsigned next_throttle(double remaining) const;
+    unsigned next_throttle(unsigned planned) const;  // the plan, bounded by the step rules
     unsigned planned_throttle(double remaining) const;  // 0: no evidence to plan with
     Decision give_up(std::string why, double remaining, double predicted_ms) const;
     std::string state_summary(double remaining, double predicted_ms) const;
