@@ -27,8 +27,10 @@
 /* The build may shrink the rewritten range (-DPATTERN_END=...) and fill a
  * larger one once first (-DFILL_END=...): rmig-test-guest-hot16m.img has 191 MiB
  * of non-zero memory and a 16 MiB hot working set, so it converges on a
- * 1 Gbit/s link (bench/scripts/blackout_throttled.sh). Only the default image
- * matches guest_check.hpp's verifier. */
+ * 1 Gbit/s link (bench/scripts/blackout_throttled.sh). -DPACE_LOOPS=N spins N
+ * loops after each page write (rmig-test-guest-paced.img: a dirty rate that
+ * scales with the vCPU's share, bench/scripts/convergence_channel.sh). Only
+ * the default image matches guest_check.hpp's verifier. */
 #ifndef PATTERN_END
 #define PATTERN_END   0x06400000 /* 100 MiB, exclusive */
 #endif
@@ -98,10 +100,28 @@ pass:
         movl    $PATTERN_START, %ebx
 page:
         incb    (%ebx)
+#ifdef PACE_LOOPS
+        /* Variant: spin between two page writes, so the guest dirties pages
+         * at a rate proportional to the CPU it gets (as a real workload
+         * does), and QEMU's throttle slows its writes by as much as it slows
+         * the vCPU. The memset-speed default redirties its whole range even
+         * at a 99% throttle. */
+        movl    $PACE_LOOPS, %ecx
+1:      decl    %ecx
+        jnz     1b
+        /* ... and a marker per 4 MiB written instead of one per pass, so a
+         * watcher can time its write rate within a second or two. */
+        testl   $0x003ff000, %ebx
+        jnz     2f
+        outb    %al, %dx
+2:
+#endif
         addl    $PAGE_SIZE, %ebx
         cmpl    $PATTERN_END, %ebx
         jb      page
+#ifndef PACE_LOOPS
         outb    %al, %dx
+#endif
 #ifdef DISK_WRITES
         /* Variant: after each pass, write the pass count to the disk (ATA PIO,
          * LBA28, primary master) so a storage migration has a disk the guest

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <optional>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -28,7 +30,11 @@ const char* const kConvergeBenchUsage = R"(converge migrate the test guest throu
            --variants LIST comma-separated subset (default all three)
            --compress MODE rmig's --compress (default none: the test guest's
                            pages compress to nearly nothing, real ones do not)
-           --json FILE     write every run and the summary there
+           --json FILE     write every run (with rmig's report) and the summary there
+           --marker-mib N  each of the guest's serial markers stands for N MiB
+                           written (the paced guest, rmig-test-guest-paced.img: 4):
+                           time its write rate for 3 s before each run, for the
+                           dirty/link ratio (default 0: QEMU's first dirty rate)
          Run it where the link is slower than the guest dirties its memory
          (bench/scripts/convergence_channel.sh); on plain loopback every
          variant converges at once.
@@ -48,10 +54,46 @@ double median(std::vector<double> v) {
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+// The guest's dirty rate before any throttle against the link: how hard
+// this run was.
+// The link is QEMU's median send rate. The guest's write rate is the lab's
+// own measurement when it has one (`guest_rate`), else QEMU's first dirty
+// rate, which a round longer than the working set takes to rewrite caps.
+std::optional<double> dirty_per_link(const nlohmann::json& report, double guest_rate) {
+    if (!report.is_object() || !report.contains("timeline")) return std::nullopt;
+    const auto& samples = report["timeline"].value("samples", nlohmann::json::array());
+    double dirty = 0;
+    std::vector<double> sent;
+    for (const auto& s : samples) {
+        double d = s.value("dirty_rate_bytes_per_s", 0.0), t = s.value("throughput_bytes_per_s", 0.0);
+        if (dirty == 0 && d > 0) dirty = d;
+        if (t > 0) sent.push_back(t);
+    }
+    double link = median(sent);
+    if (guest_rate > 0) dirty = guest_rate;
+    if (dirty == 0 || link == 0) return std::nullopt;
+    return dirty / link;
+}
+
+// The paced guest writes a serial marker per `marker_mib` MiB: its write
+// rate over 3 s before the migration starts (after its first fill).
+double guest_write_rate(QemuVm& vm, uint64_t marker_mib) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (vm.markers() == 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    size_t before = vm.markers();
+    auto t0 = std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    size_t after = vm.markers();
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return double(after - before) * double(marker_mib << 20) / s;
+}
+
 }  // namespace
 
 int converge_bench(const std::vector<std::string>& argv) {
-    Args a(argv, {"runs", "ram", "blackout-budget", "timeout", "multifd", "variants", "compress", "json"}, {"help"});
+    Args a(argv, {"runs", "ram", "blackout-budget", "timeout", "multifd", "variants", "compress", "json", "marker-mib"},
+           {"help"});
     if (a.flag("help")) {
         std::fputs(kConvergeBenchUsage, stdout);
         return 0;
@@ -63,6 +105,7 @@ int converge_bench(const std::vector<std::string>& argv) {
     // The test guest's pages compress to almost nothing: compressed, it would
     // not load a slow link at all. Real guests' pages do not.
     const std::string compress = a.get_or("compress", "none");
+    const uint64_t marker_mib = a.number("marker-mib", 0);
     VmSpec spec;
     spec.ram_mib = a.number("ram", 256);
     std::vector<Variant> all = {
@@ -81,7 +124,7 @@ int converge_bench(const std::vector<std::string>& argv) {
                 timeout_s, compress.c_str());
     struct Tally {
         int done = 0, runs = 0;
-        std::vector<double> total, blackout;
+        std::vector<double> total, blackout, ratio;
         unsigned max_throttle = 0;
     };
     std::map<std::string, Tally> tally;
@@ -96,6 +139,7 @@ int converge_bench(const std::vector<std::string>& argv) {
             run.timeout_s = timeout_s;
             run.extra_args = v.args;
             run.extra_args.insert(run.extra_args.end(), {"--compress", compress});
+            double guest_rate = marker_mib > 0 ? guest_write_rate(pair.source(), marker_mib) : 0;
             RunResult r = pair.migrate_rmig(run);
             Tally& t = tally[v.name];
             ++t.runs;
@@ -103,6 +147,10 @@ int converge_bench(const std::vector<std::string>& argv) {
             if (r.report.is_object() && r.report.contains("convergence"))
                 throttle = r.report["convergence"].value("max_throttle_percent", 0u);
             t.max_throttle = std::max(t.max_throttle, throttle);
+            auto ratio = dirty_per_link(r.report, guest_rate);
+            if (ratio) t.ratio.push_back(*ratio);
+            char ratio_text[32] = "dirty/link -";
+            if (ratio) std::snprintf(ratio_text, sizeof ratio_text, "dirty/link %.2f", *ratio);
             bool ok = r.ok && r.blackout_ms.has_value();
             if (ok) {
                 ++t.done;
@@ -113,29 +161,33 @@ int converge_bench(const std::vector<std::string>& argv) {
                                {"wall_ms", r.wall_ms},
                                {"blackout_ms", r.blackout_ms ? nlohmann::json(*r.blackout_ms) : nlohmann::json()},
                                {"rounds", r.rounds}, {"max_throttle_percent", throttle},
-                               {"error", ok ? "" : r.error}});
+                               {"dirty_per_link", ratio ? nlohmann::json(*ratio) : nlohmann::json()},
+                               {"guest_write_bytes_per_s", guest_rate},
+                               {"error", ok ? "" : r.error}, {"report", r.report}});
             if (ok)
-                std::printf("  run %d %-13s total %7.0f ms  blackout %6.1f ms  rounds %3llu  throttle up to %u%%\n",
+                std::printf("  run %d %-13s total %7.0f ms  blackout %6.1f ms  rounds %3llu  throttle up to %u%%  %s\n",
                             i + 1, v.name.c_str(), r.total_ms, *r.blackout_ms,
-                            static_cast<unsigned long long>(r.rounds), throttle);
+                            static_cast<unsigned long long>(r.rounds), throttle, ratio_text);
             else {
                 pair.keep();  // its logs say why
-                std::printf("  run %d %-13s not done within %d s (throttle up to %u%%): %s (see %s)\n", i + 1,
-                            v.name.c_str(), timeout_s, throttle, r.error.substr(0, 160).c_str(), pair.dir().c_str());
+                std::printf("  run %d %-13s not done within %d s (throttle up to %u%%, %s): %s (see %s)\n", i + 1,
+                            v.name.c_str(), timeout_s, throttle, ratio_text, r.error.substr(0, 160).c_str(),
+                            pair.dir().c_str());
             }
             std::fflush(stdout);
         }
     }
-    std::printf("\n%-13s %10s %14s %16s %14s\n", "variant", "completed", "median total", "median blackout",
-                "max throttle");
+    std::printf("\n%-13s %10s %14s %16s %14s %12s\n", "variant", "completed", "median total", "median blackout",
+                "max throttle", "dirty/link");
     nlohmann::json summary = nlohmann::json::array();
     for (const auto& v : variants) {
         const Tally& t = tally[v.name];
-        std::printf("%-13s %6d of %d %11.0f ms %13.1f ms %13u%%\n", v.name.c_str(), t.done, t.runs, median(t.total),
-                    median(t.blackout), t.max_throttle);
+        std::printf("%-13s %6d of %d %11.0f ms %13.1f ms %13u%% %12.2f\n", v.name.c_str(), t.done, t.runs,
+                    median(t.total), median(t.blackout), t.max_throttle, median(t.ratio));
         summary.push_back({{"variant", v.name}, {"completed", t.done}, {"runs", t.runs},
                            {"median_total_ms", median(t.total)}, {"median_blackout_ms", median(t.blackout)},
-                           {"max_throttle_percent", t.max_throttle}, {"blackout_budget_ms", budget}});
+                           {"max_throttle_percent", t.max_throttle}, {"blackout_budget_ms", budget},
+                           {"median_dirty_per_link", median(t.ratio)}});
     }
     if (auto j = a.get("json"))
         std::ofstream(*j) << nlohmann::json{{"samples", samples}, {"summary", summary}}.dump(2) << "\n";
