@@ -1,5 +1,5 @@
 /*
- * rmig.h - memory-mode live migration for any VMM (C API, version 2)
+ * rmig.h - memory-mode live migration for any VMM (C API, version 3)
  *
  * SYNOPSIS
  *   #include <rmig.h>                  cc ... $(pkg-config --cflags --libs rmig)
@@ -94,6 +94,17 @@
  *              gives up (rmig_source_migrate returns -1, the guest runs on).
  *   round      optional. After each pre-copy round's dirty log was collected.
  *
+ * DECISIONS (rmig_source_set_on_decision, on the migrate thread)
+ *   fn(opaque, d) after each pre-copy round, once the convergence policy has
+ *   decided what comes next and before it is acted on: another round, a
+ *   throttle (throttle() has just been called with d->throttle_percent), the
+ *   switchover (pause() comes next) or giving up (migrate() then fails and
+ *   its error quotes d->reason). It says why a migration converges, is
+ *   throttled or gives up, and when it is forecast to switch over; the round
+ *   callback fires earlier, at the dirty-log collection, and knows none of
+ *   this. d and d->reason are valid during the call only. Fields may be
+ *   added at the end of struct rmig_decision (only ever passed by pointer).
+ *
  * RETURN VALUES
  *   Functions returning int give 0 on success and -1 on failure;
  *   rmig_source_error() / rmig_dest_error() then say what failed and why (the
@@ -115,8 +126,10 @@ extern "C" {
 #endif
 
 /* 2: security setters (plaintext now needs rmig_*_set_insecure_plaintext on
- * loopback), rmig_source_cancel. */
-#define RMIG_CAPI_VERSION 2
+ * loopback), rmig_source_cancel.
+ * 3: rmig_source_set_on_decision, struct rmig_decision (additions only: the
+ * library stays librmig.so.2, the new function has symbol version RMIG_3). */
+#define RMIG_CAPI_VERSION 3
 #define RMIG_PAGE_SIZE 4096
 
 typedef struct rmig_source rmig_source;
@@ -141,6 +154,28 @@ struct rmig_source_callbacks {
     void (*resume)(void* opaque);
     void (*throttle)(void* opaque, unsigned percent);
     void (*round)(void* opaque, const struct rmig_round* round);
+};
+
+/* What the convergence policy does after a pre-copy round. */
+enum rmig_action {
+    RMIG_ACTION_ROUND = 0,      /* run another pre-copy round */
+    RMIG_ACTION_THROTTLE = 1,   /* slow the guest (throttle() was called), then another round */
+    RMIG_ACTION_SWITCHOVER = 2, /* pause() and send what is left: the final round */
+    RMIG_ACTION_GIVE_UP = 3     /* fail the migration with `reason`; the guest runs on */
+};
+
+/* One decision of the convergence policy (rmig_source_set_on_decision). */
+struct rmig_decision {
+    unsigned round;                /* the pre-copy round it follows (0 = the full first round) */
+    enum rmig_action action;
+    uint64_t remaining_pages;      /* dirty pages still to send after that round */
+    uint64_t remaining_bytes;      /* remaining_pages * RMIG_PAGE_SIZE */
+    double predicted_downtime_ms;  /* sending them at the measured rate; -1 while unknown */
+    unsigned throttle_percent;     /* throttle in force after this decision (0: none) */
+    int converging;                /* 1: forecast to fit the downtime budget within the limits */
+    double forecast_seconds;       /* forecast time to switchover (0 at switchover);
+                                      -1 when unknown or not converging */
+    const char* reason;            /* why, in words (never NULL or empty); valid during the call */
 };
 
 struct rmig_source_stats {
@@ -190,6 +225,8 @@ int rmig_source_set_downtime_ms(rmig_source* s, double budget_ms);           /* 
 int rmig_source_set_limits(rmig_source* s, unsigned max_rounds, double max_seconds); /* 30, 600 */
 int rmig_source_set_dirty_log(rmig_source* s, enum rmig_dirty_log kind, rmig_dirty_log_fn fn, void* opaque);
 int rmig_source_set_callbacks(rmig_source* s, const struct rmig_source_callbacks* cb);
+/* Called after each convergence decision (see DECISIONS); fn NULL: none. */
+int rmig_source_set_on_decision(rmig_source* s, void (*fn)(void* opaque, const struct rmig_decision* d), void* opaque);
 /* Security (see SECURITY): key of at least 16 bytes (copied); identity NULL = "rmig". */
 int rmig_source_set_psk(rmig_source* s, const void* key, size_t len, const char* identity);
 int rmig_source_set_psk_file(rmig_source* s, const char* path, const char* identity);

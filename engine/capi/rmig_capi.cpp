@@ -6,11 +6,14 @@
 // TrackedSource per region): for uffd-wp each wraps its own UffdWpSource,
 // for caller bitmaps it calls the VMM's function. Wrapping lets us observe
 // round boundaries (the engine collects every region's log once per round,
-// in region order) for the round callback and the final-round page count.
+// in region order) for the round callback and the final-round page count,
+// and gives the decision callback its round and remaining pages (the
+// engine's Decision carries neither; it follows the round's collection).
 #include "engine/capi/rmig.h"
 
 #include <bit>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -89,6 +92,9 @@ public:
     }
 
     uint64_t final_pages() const { return final_pages_; }
+    // The last pre-copy round whose log was collected, and the pages it left dirty.
+    unsigned last_round() const { return round_ > 0 ? round_ - 1 : 0; }
+    uint64_t last_dirty_pages() const { return next_pages_; }
 
 private:
     rmig_source_callbacks cb_{};
@@ -158,6 +164,33 @@ private:
     void* opaque_ = nullptr;
     std::vector<uint64_t> words_;
 };
+
+rmig_action action_of(Action a) {
+    switch (a) {
+        case Action::next_round: return RMIG_ACTION_ROUND;
+        case Action::throttle: return RMIG_ACTION_THROTTLE;
+        case Action::switchover: return RMIG_ACTION_SWITCHOVER;
+        case Action::give_up: return RMIG_ACTION_GIVE_UP;
+    }
+    return RMIG_ACTION_ROUND;
+}
+
+// The engine's decision for the round `tracker` collected last, as rmig.h
+// describes it (-1 for what is unknown). Allocates nothing: d.reason is
+// handed out as it is, valid while the callback runs.
+rmig_decision to_c(const Decision& d, const RoundTracker& tracker) {
+    rmig_decision out{};
+    out.round = tracker.last_round();
+    out.action = action_of(d.action);
+    out.remaining_pages = tracker.last_dirty_pages();
+    out.remaining_bytes = out.remaining_pages * RMIG_PAGE_SIZE;
+    out.predicted_downtime_ms = std::isfinite(d.predicted_downtime_ms) ? d.predicted_downtime_ms : -1;
+    out.throttle_percent = d.throttle_percent;
+    out.converging = d.converging ? 1 : 0;
+    out.forecast_seconds = d.converging && std::isfinite(d.forecast_seconds) ? d.forecast_seconds : -1;
+    out.reason = d.reason.empty() ? to_string(d.action) : d.reason.c_str();
+    return out;
+}
 
 template <class Fn>
 int guarded(std::string& error, Fn&& fn) {
@@ -254,6 +287,8 @@ struct rmig_source {
     std::stop_source stop;
     security::Settings security;
     rmig_source_callbacks cb{};
+    void (*on_decision)(void*, const rmig_decision*) = nullptr;
+    void* decision_opaque = nullptr;
     rmig_dirty_log kind = RMIG_DIRTY_UFFD_WP;
     rmig_dirty_log_fn log_fn = nullptr;
     void* log_opaque = nullptr;
@@ -362,6 +397,13 @@ int rmig_source_set_callbacks(rmig_source* s, const rmig_source_callbacks* cb) {
     });
 }
 
+int rmig_source_set_on_decision(rmig_source* s, void (*fn)(void*, const rmig_decision*), void* opaque) {
+    return guarded(s->error, [&] {
+        s->on_decision = fn;
+        s->decision_opaque = opaque;
+    });
+}
+
 int rmig_source_set_psk(rmig_source* s, const void* key, size_t len, const char* identity) {
     return guarded(s->error, [&] { set_psk_bytes(s->security, key, len, identity); });
 }
@@ -426,6 +468,14 @@ int rmig_source_migrate(rmig_source* s) {
             cfg.throttle = [s, cb](unsigned percent) {
                 s->throttle = percent;
                 cb.throttle(cb.opaque, percent);
+            };
+        // After the policy decided, before the engine acts on it. What a C++
+        // caller's function might throw fails the migration, as from the
+        // other callbacks (the engine catches it; guarded() catches the rest).
+        if (s->on_decision)
+            cfg.on_decision = [s](const Decision& d) {
+                const rmig_decision out = to_c(d, s->tracker);
+                s->on_decision(s->decision_opaque, &out);
             };
         s->result = migrate_memory(cfg);
         s->sources.clear();  // the engine stopped them; unregister uffd now

@@ -21,7 +21,11 @@ derived from its index and write count, a --zero-fraction share left zero),
 runs --writers threads rewriting whole pages at --dirty-rate, and migrates it
 to the destination. At switchover the writers stop and the XXH3 hash of every
 page travels as the device state; the destination checks every page against
-it and fails (exit 3) on any mismatch. Progress per round goes to stderr.
+it and fails (exit 3) on any mismatch. Progress per round goes to stderr,
+with the convergence policy's decision after it (round, action, remaining,
+predicted downtime, throttle, converging and the forecast time to
+switchover); the source's --json report has them as "round_log" and
+"decisions" (the last a switchover when the migration switched over).
 
 After a failed migration the source checks that its writers run on and that
 every page is what they last wrote (the report's "after_failure").

@@ -1,6 +1,7 @@
 // rmig-synth source: fill the guest, start the writers, migrate it through the
-// C API (engine/capi/rmig.h) with per-round progress, hand the page hash list
-// over at pause, and report.
+// C API (engine/capi/rmig.h) with per-round progress and the convergence
+// policy's decision after each round, hand the page hash list over at pause,
+// and report.
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -45,6 +46,7 @@ struct Guest {
     Writers& writers;
     DirtyLog* log;
     json rounds = json::array();
+    json decisions = json::array();
     uint64_t writes_at_mark = 0;
     std::vector<std::byte> blob;
     double pause_ms = 0;
@@ -112,6 +114,48 @@ void on_round(void* opaque, const rmig_round* r) {
                   << " pages (" << format_rate(row["dirty_rate"].get<double>()) << " distinct, writes "
                   << format_rate(row["write_rate"].get<double>()) << ")\n";
     g->rounds.push_back(std::move(row));
+}
+
+const char* action_name(rmig_action a) {
+    switch (a) {
+        case RMIG_ACTION_ROUND: return "round";
+        case RMIG_ACTION_THROTTLE: return "throttle";
+        case RMIG_ACTION_SWITCHOVER: return "switchover";
+        case RMIG_ACTION_GIVE_UP: return "give_up";
+    }
+    return "unknown";
+}
+
+// One line per decision on the progress output, one entry in the report's
+// "decisions" (null for what the policy does not know yet).
+void on_decision(void* opaque, const rmig_decision* d) {
+    auto* g = static_cast<Guest*>(opaque);
+    try {
+        const bool forecast = d->forecast_seconds >= 0, predicted = d->predicted_downtime_ms >= 0;
+        json row = {{"round", d->round},
+                    {"action", action_name(d->action)},
+                    {"remaining_pages", d->remaining_pages},
+                    {"remaining_bytes", d->remaining_bytes},
+                    {"predicted_downtime_ms", predicted ? json(d->predicted_downtime_ms) : json(nullptr)},
+                    {"throttle_percent", d->throttle_percent},
+                    {"converging", d->converging != 0},
+                    {"forecast_seconds", forecast ? json(d->forecast_seconds) : json(nullptr)},
+                    {"reason", d->reason ? d->reason : ""}};
+        if (!g->o.quiet) {
+            std::string verdict = !d->converging ? std::string("not converging")
+                                  : d->forecast_seconds > 0
+                                      ? cat("converging, switchover in ~", format_millis(d->forecast_seconds * 1000))
+                                      : std::string("converging");
+            std::cerr << "rmig-synth source: round " << d->round << " decision: " << action_name(d->action)
+                      << "; remaining " << d->remaining_pages << " pages ("
+                      << format_bytes(static_cast<double>(d->remaining_bytes)) << "), downtime now "
+                      << (predicted ? format_millis(d->predicted_downtime_ms) : std::string("unknown")) << ", throttle "
+                      << d->throttle_percent << "%, " << verdict << "\n";
+        }
+        g->decisions.push_back(std::move(row));
+    } catch (const std::exception& e) {  // a report line is not worth failing the migration for
+        std::cerr << "rmig-synth source: decision after round " << d->round << ": " << e.what() << "\n";
+    }
 }
 
 int take_log(void* opaque, unsigned region, uint64_t* words, size_t nwords) {
@@ -227,6 +271,7 @@ int run_source(const Options& o) {
             h.check(rmig_source_set_dirty_log(h.s, RMIG_DIRTY_UFFD_WP, nullptr, nullptr));
         rmig_source_callbacks cb{&g, on_pause, on_resume, on_throttle, on_round};
         h.check(rmig_source_set_callbacks(h.s, &cb));
+        h.check(rmig_source_set_on_decision(h.s, on_decision, &g));
         {
             CancelOnSignal on_signal(h.s);  // before any thread starts: they inherit its signal mask
             if (first) {
@@ -312,7 +357,8 @@ int run_source(const Options& o) {
                 {"hash_at_pause", o.hash_at_pause},
                 {"hash_list_mismatches", list_mismatches},
                 {"session", st.session},
-                {"round_log", g.rounds}};
+                {"round_log", g.rounds},
+                {"decisions", g.decisions}};
     if (!after_failure.is_null()) out["after_failure"] = after_failure;
     if (!retry.is_null()) out["retry"] = retry;
     if (o.json) {

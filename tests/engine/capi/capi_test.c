@@ -4,7 +4,9 @@
  * dirtying them, every byte compared afterwards, authenticated with a
  * pre-shared key (in memory on one side, from a file on the other) and every
  * frame encrypted; once with userfaultfd write-protect tracking, once with
- * caller bitmaps in KVM_GET_DIRTY_LOG form. Then the failure paths: a source
+ * caller bitmaps in KVM_GET_DIRTY_LOG form, each convergence decision checked
+ * as it comes (one per round, in order, the last a switchover). Then the
+ * failure paths: a migration that gives up (its decision says why), a source
  * with another key (refused, its memory untouched; the destination then
  * receives the right source), the plaintext policy, a missing pause callback,
  * a misaligned region, a layout the destination refuses (plaintext, asked for
@@ -84,8 +86,14 @@ struct guest {
     atomic_ulong writes;
     pthread_t writer;
     int writer_running;
-    int paused, resumed, rounds_seen;
+    int paused, resumed, rounds_seen, throttle_calls;
     uint64_t round0_pages;
+    uint64_t round_dirty[64]; /* each round callback's dirty_pages */
+    /* decisions (rmig_source_set_on_decision) */
+    int decisions, throttle_decisions;
+    struct rmig_decision last_decision; /* its reason pointer cleared: valid during the call only */
+    char last_reason[1024];
+    char decision_error[512]; /* the first inconsistency a decision showed */
     char state[64];
     /* cancel cases */
     rmig_source* cancel_in_pause;  /* pause() has another thread cancel this */
@@ -220,13 +228,63 @@ static void on_resume(void* opaque) {
 }
 
 static void on_throttle(void* opaque, unsigned percent) {
-    atomic_store(&((struct guest*)opaque)->throttle, percent);
+    struct guest* g = opaque;
+    atomic_store(&g->throttle, percent);
+    ++g->throttle_calls;
 }
 
 static void on_round(void* opaque, const struct rmig_round* r) {
     struct guest* g = opaque;
     if (r->round == 0) g->round0_pages = r->pages_sent;
+    if (r->round < 64) g->round_dirty[r->round] = r->dirty_pages;
     ++g->rounds_seen;
+}
+
+#define DECISION_ERROR(...)                                                                            \
+    do {                                                                                               \
+        if (!g->decision_error[0]) snprintf(g->decision_error, sizeof g->decision_error, __VA_ARGS__); \
+    } while (0)
+
+/* Each decision against what came before it: one per pre-copy round, in
+ * round order, right after that round's callback; the fields consistent. */
+static void on_decision(void* opaque, const struct rmig_decision* d) {
+    struct guest* g = opaque;
+    const struct rmig_decision* last = g->decisions > 0 ? &g->last_decision : NULL;
+    if (last && d->round < last->round) DECISION_ERROR("round %u decided after round %u", d->round, last->round);
+    if (d->round != (unsigned)g->decisions)
+        DECISION_ERROR("decision %d is for round %u (one per round, from 0)", g->decisions, d->round);
+    if (d->round + 1 != (unsigned)g->rounds_seen)
+        DECISION_ERROR("round %u decided after %d round callbacks", d->round, g->rounds_seen);
+    if (last && (last->action == RMIG_ACTION_SWITCHOVER || last->action == RMIG_ACTION_GIVE_UP))
+        DECISION_ERROR("round %u decided after the final decision", d->round);
+    if (g->paused) DECISION_ERROR("round %u decided after pause()", d->round);
+    if ((int)d->action < (int)RMIG_ACTION_ROUND || (int)d->action > (int)RMIG_ACTION_GIVE_UP)
+        DECISION_ERROR("round %u: action %d", d->round, (int)d->action);
+    if (!d->reason || !d->reason[0]) DECISION_ERROR("round %u: empty reason", d->round);
+    if (d->converging != 0 && d->converging != 1) DECISION_ERROR("round %u: converging %d", d->round, d->converging);
+    if (!d->converging && d->forecast_seconds != -1)
+        DECISION_ERROR("round %u: not converging, yet a forecast of %.3f s", d->round, d->forecast_seconds);
+    if (d->converging && d->forecast_seconds != -1 && !(d->forecast_seconds >= 0 && d->forecast_seconds < 1e6))
+        DECISION_ERROR("round %u: forecast %.3f s", d->round, d->forecast_seconds);
+    if (d->predicted_downtime_ms != -1 && !(d->predicted_downtime_ms >= 0 && d->predicted_downtime_ms < 1e9))
+        DECISION_ERROR("round %u: predicted downtime %.3f ms", d->round, d->predicted_downtime_ms);
+    if (d->remaining_bytes != d->remaining_pages * PAGE)
+        DECISION_ERROR("round %u: %llu bytes for %llu pages", d->round, (unsigned long long)d->remaining_bytes,
+                       (unsigned long long)d->remaining_pages);
+    if (d->round < 64 && d->remaining_pages != g->round_dirty[d->round])
+        DECISION_ERROR("round %u: %llu pages remain, the round callback said %llu dirty", d->round,
+                       (unsigned long long)d->remaining_pages, (unsigned long long)g->round_dirty[d->round]);
+    if (d->throttle_percent != atomic_load(&g->throttle))
+        DECISION_ERROR("round %u: throttle %u%%, %u%% in force", d->round, d->throttle_percent,
+                       atomic_load(&g->throttle));
+    if (d->action == RMIG_ACTION_SWITCHOVER && !(d->converging == 1 && d->forecast_seconds == 0))
+        DECISION_ERROR("round %u: switchover with converging %d, forecast %.3f s", d->round, d->converging,
+                       d->forecast_seconds);
+    if (d->action == RMIG_ACTION_THROTTLE) ++g->throttle_decisions;
+    g->last_decision = *d;
+    g->last_decision.reason = NULL;
+    snprintf(g->last_reason, sizeof g->last_reason, "%s", d->reason ? d->reason : "");
+    ++g->decisions;
 }
 
 /* KVM_GET_DIRTY_LOG: hand over and clear what was logged since the last call. */
@@ -348,6 +406,7 @@ static rmig_source* source_for(struct guest* g, const char* uri, enum sec k) {
     CHECK(rmig_source_set_limits(s, 40, 45) == 0, "%s", rmig_source_error(s));
     struct rmig_source_callbacks cb = {g, on_pause, on_resume, on_throttle, on_round};
     CHECK(rmig_source_set_callbacks(s, &cb) == 0, "%s", rmig_source_error(s));
+    CHECK(rmig_source_set_on_decision(s, on_decision, g) == 0, "%s", rmig_source_error(s));
     return s;
 }
 
@@ -382,6 +441,25 @@ static void migrate_with_writer(enum rmig_dirty_log kind, enum rmig_codec codec,
     CHECK(atomic_load(&g.writes) > 0, "%s: the writer never wrote", what);
     CHECK(st.rounds >= 2 && (unsigned)g.rounds_seen + 1 == st.rounds, "%s: rounds %u, round callbacks %d", what,
           st.rounds, g.rounds_seen);
+    /* The policy's decisions: one per pre-copy round, consistent, the last a
+     * switchover whose prediction fits the 2 ms budget; a throttle decision
+     * for each throttle() call. */
+    CHECK(g.decision_error[0] == 0, "%s: %s", what, g.decision_error);
+    CHECK(g.decisions >= 1 && g.decisions == g.rounds_seen, "%s: %d decisions for %d pre-copy rounds", what,
+          g.decisions, g.rounds_seen);
+    CHECK(g.last_decision.action == RMIG_ACTION_SWITCHOVER && g.last_decision.round + 2 == st.rounds,
+          "%s: last decision %d after round %u of %u", what, (int)g.last_decision.action, g.last_decision.round,
+          st.rounds);
+    CHECK(g.last_decision.converging == 1 && g.last_decision.forecast_seconds == 0 &&
+              g.last_decision.predicted_downtime_ms >= 0 && g.last_decision.predicted_downtime_ms <= 2.0,
+          "%s: switchover converging %d, forecast %.3f s, predicted downtime %.3f ms (budget 2 ms)", what,
+          g.last_decision.converging, g.last_decision.forecast_seconds, g.last_decision.predicted_downtime_ms);
+    CHECK(strlen(g.last_reason) > 0, "%s: the switchover has no reason", what);
+    CHECK(st.final_pages >= g.last_decision.remaining_pages, "%s: final round %llu pages, %llu remained", what,
+          (unsigned long long)st.final_pages, (unsigned long long)g.last_decision.remaining_pages);
+    CHECK(g.throttle_decisions == g.throttle_calls && g.last_decision.throttle_percent == st.throttle_percent,
+          "%s: %d throttle decisions, %d throttle calls, last throttle %u%% / %u%%", what, g.throttle_decisions,
+          g.throttle_calls, g.last_decision.throttle_percent, st.throttle_percent);
     CHECK(g.round0_pages == total_pages, "%s: round 0 sent %llu of %llu pages", what,
           (unsigned long long)g.round0_pages, (unsigned long long)total_pages);
     CHECK(st.pages_sent >= total_pages && st.zero_pages > 0 && st.bytes_sent > 0, "%s: pages %llu zero %llu",
@@ -412,6 +490,7 @@ static void migrate_with_writer(enum rmig_dirty_log kind, enum rmig_codec codec,
     printf("%s: %u rounds, %llu writes, %llu pages sent (%llu in the final round), %.1f ms downtime, %.2f s\n",
            what, st.rounds, (unsigned long long)atomic_load(&g.writes), (unsigned long long)st.pages_sent,
            (unsigned long long)st.final_pages, st.downtime_ms, st.seconds);
+    printf("%s: %d decisions (%d throttles), last: \"%s\"\n", what, g.decisions, g.throttle_decisions, g.last_reason);
     rmig_source_free(s);
     dest_free(&dr, kSizes);
     guest_free(&g);
@@ -427,6 +506,7 @@ static void usage_errors(void) {
     CHECK(rmig_source_set_workers(s, 0) == -1, "0 workers accepted");
     CHECK(rmig_source_set_codec(s, RMIG_CODEC_ZSTD, 1000) == -1, "zstd level 1000 accepted");
     CHECK(rmig_source_set_dirty_log(s, RMIG_DIRTY_CALLER, NULL, NULL) == -1, "caller log without fn accepted");
+    CHECK(rmig_source_set_on_decision(s, NULL, NULL) == 0, "no decision callback: %s", rmig_source_error(s));
     CHECK(rmig_source_add_region(s, g.mem[0], kSizes[0], 0, "ram") == 0, "%s", rmig_source_error(s));
     CHECK(rmig_source_set_uri(s, "tcp:127.0.0.1:9") == 0, "%s", rmig_source_error(s));
     CHECK(rmig_source_set_insecure_plaintext(s, 1) == 0, "%s", rmig_source_error(s));
@@ -455,6 +535,40 @@ static void layout_refused(void) {
     printf("layout refused: source \"%s\"; destination \"%s\"\n", rmig_source_error(s), rmig_dest_error(dr.d));
     rmig_source_free(s);
     dest_free(&dr, other);
+    guest_free(&g);
+}
+
+/* One round allowed and a budget nothing but an empty dirty set fits, with
+ * the writer running: the policy gives up after round 0, and its decision,
+ * seen before migrate() returns, says why, in the words of the error. */
+static void gives_up(void) {
+    struct guest g;
+    guest_init(&g, 0);
+    struct dest_run dr;
+    dest_start(&dr, kSizes, SEC_KEY_A);
+    rmig_source* s = source_for(&g, dr.uri, SEC_KEY_A);
+    CHECK(rmig_source_set_downtime_ms(s, 0.001) == 0, "%s", rmig_source_error(s));
+    CHECK(rmig_source_set_limits(s, 1, 45) == 0, "%s", rmig_source_error(s));
+    guest_start(&g);
+    sleep_us(20000);
+    int rc = rmig_source_migrate(s);
+    guest_stop(&g);
+    dest_join(&dr);
+    CHECK(rc == -1, "gives up: migrated with a 1 us budget and one round");
+    CHECK(strstr(rmig_source_error(s), "not converging") != NULL, "gives up: error %s", rmig_source_error(s));
+    CHECK(g.decision_error[0] == 0, "gives up: %s", g.decision_error);
+    CHECK(g.decisions == 1 && g.last_decision.round == 0 && g.last_decision.action == RMIG_ACTION_GIVE_UP,
+          "gives up: %d decisions, the last %d after round %u", g.decisions, (int)g.last_decision.action,
+          g.last_decision.round);
+    CHECK(g.last_decision.remaining_pages > 0 && g.last_decision.converging == 0,
+          "gives up: %llu pages remain, converging %d", (unsigned long long)g.last_decision.remaining_pages,
+          g.last_decision.converging);
+    CHECK(strlen(g.last_reason) > 0 && strstr(rmig_source_error(s), g.last_reason) != NULL,
+          "gives up: the error \"%s\" lacks the decision's reason \"%s\"", rmig_source_error(s), g.last_reason);
+    CHECK(g.paused == 0 && dr.rc == -1, "gives up: paused %d, destination rc %d", g.paused, dr.rc);
+    printf("gives up: \"%s\"\n", g.last_reason);
+    rmig_source_free(s);
+    dest_free(&dr, kSizes);
     guest_free(&g);
 }
 
@@ -668,6 +782,7 @@ int main(void) {
     security_policy();
     usage_errors();
     layout_refused();
+    gives_up();
     dirty_log_fails();
     dest_cancelled();
     source_cancelled_mid_round();

@@ -1,6 +1,7 @@
 // rmig-synth source and dest as two processes over tcp loopback: a 256 MiB
 // guest migrated while its writers run, in every write pattern and with both
-// dirty logs, every destination page checked against the source's hash list,
+// dirty logs, every destination page checked against the source's hash list
+// and the source's report checked for the convergence policy's decisions,
 // authenticated with a pre-shared key and encrypted (one case plaintext,
 // asked for on loopback); a destination whose size differs, which both sides
 // must refuse; a source with another key, refused; SIGINT cancelling the
@@ -101,6 +102,21 @@ void expect_verified(const Outcome& o) {
     EXPECT_EQ(o.source["round_log"][0]["pages_sent"].get<uint64_t>(), kPages);
     EXPECT_EQ(o.source["session"], o.dest["session"]);
     EXPECT_NE(o.source_log.find("round 0: sent 65536 pages"), std::string::npos) << o.source_log;
+    // The convergence policy's decisions: one per pre-copy round, in order,
+    // each with a reason, the last a switchover; one progress line each.
+    const json& decisions = o.source["decisions"];
+    ASSERT_TRUE(decisions.is_array() && !decisions.empty()) << o.source.dump(1);
+    ASSERT_EQ(decisions.size(), o.source["round_log"].size()) << decisions.dump(1);
+    for (size_t i = 0; i < decisions.size(); ++i) {
+        EXPECT_EQ(decisions[i]["round"].get<size_t>(), i) << decisions.dump(1);
+        EXPECT_FALSE(decisions[i]["reason"].get<std::string>().empty()) << decisions.dump(1);
+        EXPECT_EQ(decisions[i]["remaining_bytes"].get<uint64_t>(),
+                  decisions[i]["remaining_pages"].get<uint64_t>() * 4096);
+    }
+    EXPECT_EQ(decisions.back()["action"], "switchover") << decisions.dump(1);
+    EXPECT_TRUE(decisions.back()["converging"].get<bool>()) << decisions.dump(1);
+    EXPECT_EQ(decisions.back()["forecast_seconds"], 0.0) << decisions.dump(1);
+    EXPECT_NE(o.source_log.find("round 0 decision: "), std::string::npos) << o.source_log;
 }
 
 }  // namespace
