@@ -150,6 +150,17 @@ int cmd_migrate(const std::vector<std::string>& argv) {
         if (a.get("cpu-throttle-increment"))
             o.settings.cpu_throttle_increment = static_cast<uint32_t>(a.whole("cpu-throttle-increment"));
     }
+    o.settings.postcopy = a.flag("postcopy") || a.get("postcopy-after");
+    if (a.get("postcopy-after")) o.postcopy_after = static_cast<uint32_t>(a.whole("postcopy-after"));
+    if (o.settings.postcopy) {
+        if (o.settings.multifd_channels)
+            throw UsageError("--postcopy cannot be combined with --multifd (QEMU 7.2 sends post-copy pages on its "
+                             "main channel only); drop one of them");
+        o.settings.postcopy_preempt = !a.flag("no-postcopy-preempt");
+        // Post-copy instead of a throttle: unless the user fixed one, the
+        // guest is not slowed, and post-copy finishes what pre-copy cannot.
+        if (o.steer_throttle) o.settings.auto_converge = false;
+    }
     o.settings.multifd_compression = a.text("qemu-compress");
     if (o.settings.multifd_compression != "none" && o.settings.multifd_channels == 0)
         throw UsageError("--qemu-compress needs --multifd N (QEMU compresses in its multifd threads only)");

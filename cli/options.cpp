@@ -82,6 +82,18 @@ std::span<const OptionSpec> migrate_options() {
         {.name = "cpu-throttle-increment", .kind = K::whole, .metavar = "PERCENT",
          .help = "experts: QEMU's auto-converge throttle step, fixed (rmig then does not plan it)",
          .default_note = "planned by rmig", .min = 1, .max = 99},
+        {.name = "postcopy", .kind = K::flag,
+         .help = "allow post-copy: once a pass over the guest's RAM shows that pre-copy would not converge "
+                 "within the blackout budget, switch; the guest then runs on the destination at once and its "
+                 "remaining pages follow, those it touches first (auto-converge is off then: the guest is "
+                 "never slowed; docs/postcopy.md). Not with --multifd"},
+        {.name = "postcopy-after", .kind = K::whole, .metavar = "N",
+         .help = "switch to post-copy after N passes over the guest's RAM, whatever pre-copy would do "
+                 "(0: at once); implies --postcopy",
+         .default_note = "when pre-copy would not converge", .max = 1000},
+        {.name = "no-postcopy-preempt", .kind = K::flag,
+         .help = "experts: no separate channel for the pages the destination faults on (QEMU's "
+                 "postcopy-preempt, used where both QEMUs have it)"},
         {.name = "qemu-downtime-limit", .kind = K::whole, .metavar = "MS",
          .help = "experts: give QEMU exactly this downtime-limit; rmig then neither steers it nor bounds its "
                  "in-flight data, so the blackout may exceed it",

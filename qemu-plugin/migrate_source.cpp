@@ -2,11 +2,13 @@
 
 #include <atomic>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "common/temp_dir.hpp"
+#include "common/units.hpp"
 #include "qemu-plugin/control_link.hpp"
 #include "qemu-plugin/downtime_budget.hpp"
 #include "qemu-plugin/source_relay.hpp"
@@ -84,6 +86,16 @@ json SourceReport::to_json() const {
               {"last_forecast_s", convergence.last.forecast_s >= 0 ? json(convergence.last.forecast_s) : json(nullptr)},
               {"last_dirty_rate_bytes_per_s", convergence.last.dirty_rate},
               {"link_rate_bytes_per_s", convergence.last.link_rate}}},
+            {"postcopy",
+             {{"enabled", settings.postcopy},
+              {"preempt", settings.postcopy_preempt},
+              {"switched", postcopy.switched},
+              {"reason", postcopy.reason},
+              {"after_passes", postcopy.after_passes},
+              {"switched_at_s", postcopy.switched ? json(postcopy.switched_at_s) : json(nullptr)},
+              {"phase_s", postcopy.switched ? json(postcopy.phase_s) : json(nullptr)},
+              {"requests", postcopy.requests},
+              {"bytes", postcopy.bytes}}},
             {"downtime_budget",
              {{"limit_ms", settings.downtime_limit_ms},
               {"qemu_limit_ms", budget.qemu_limit_ms},
@@ -175,7 +187,10 @@ private:
         QemuInfo src = probe(*qmp_);
         connect_destination();
         sync_clocks();
-        QemuInfo dst = info_from_json(ask({{"op", "probe"}}).at("info"));
+        json probed = ask({{"op", "probe"}});
+        QemuInfo dst = info_from_json(probed.at("info"));
+        // An rmig before post-copy does not list them: no post-copy there.
+        for (auto& c : probed.value("capabilities", json::array())) dst_caps_.insert(c.get<std::string>());
         report_.checks = check_pair(src, dst);
         auto status = parse_migration_stats(qmp_->execute("query-migrate")).status;
         bool idle = !(status == "setup" || status == "active" || status == "device" ||
@@ -185,6 +200,21 @@ private:
         if (!all_ok(report_.checks)) refuse();
 
         MigrationSettings want = opts_.settings;
+        if (want.postcopy) {
+            if (want.multifd_channels)
+                throw Error("post-copy and multifd do not mix here: QEMU 7.2 sends post-copy pages on its main "
+                            "channel only and takes every later connection for multifd; drop --multifd or "
+                            "--postcopy (nothing was started)");
+            // The preempt channel where both QEMUs have it (7.1+): faulted
+            // pages then overtake the background push.
+            want.postcopy_preempt = want.postcopy_preempt && has_capability(*qmp_, "postcopy-preempt") &&
+                                    dst_caps_.contains("postcopy-preempt");
+            report_.checks.push_back({"post-copy support", dst_caps_.contains("postcopy-ram"),
+                                      dst_caps_.contains("postcopy-ram")
+                                          ? "both QEMUs have postcopy-ram"
+                                          : "the destination QEMU has no postcopy-ram capability"});
+            if (!all_ok(report_.checks)) refuse();
+        }
         // delivery_reports: an rmig before them would take an unasked report
         // for a reply, so the destination sends them only when asked.
         json prepared = ask({{"op", "prepare"},
@@ -201,6 +231,7 @@ private:
             qmp_->execute("migrate-set-parameters", {{"downtime-limit", *opts_.qemu_downtime_limit_ms}});
         MigrationSettings dst_settings = settings_from_json(prepared.at("settings"));
         report_.checks.push_back(check_settings(report_.settings, dst_settings));
+        if (want.postcopy) report_.checks.push_back(check_postcopy(report_.settings, dst_settings));
         if (!all_ok(report_.checks)) refuse();
         // QEMU's downtime-limit now tracks what rmig's drain leaves of the
         // user's limit; the report keeps the user's.
@@ -280,10 +311,22 @@ private:
         report_.channels = relay.streams().stats();
         report_.control_reopened = link_->reopened();
         report_.final_stats = completed_figures(*qmp_, report_.final_stats);
-        report_.blackout = measure_blackout(source_.stop_us, report_.destination.value("loaded_us", int64_t{0}),
-                                            report_.destination.value("resumed_us", int64_t{0}), clock_);
-        add_phases(report_.blackout, source_.stop_us, source_.completed_us,
-                   report_.destination.value("finish_received_us", int64_t{0}), clock_);
+        if (report_.postcopy.switched) {
+            // The guest stopped at the switch and ran again on the
+            // destination once its devices were loaded, long before the
+            // last page: that is its blackout.
+            report_.blackout = measure_blackout(source_.stop_us, postcopy_answer_.value("loaded_us", int64_t{0}),
+                                                postcopy_answer_.value("resumed_us", int64_t{0}), clock_);
+            if (source_.completed_us && postcopy_wall_us_)
+                report_.postcopy.phase_s = double(source_.completed_us - postcopy_wall_us_) / 1e6;
+            report_.postcopy.requests = report_.final_stats.postcopy_requests;
+            report_.postcopy.bytes = report_.final_stats.postcopy_bytes;
+        } else {
+            report_.blackout = measure_blackout(source_.stop_us, report_.destination.value("loaded_us", int64_t{0}),
+                                                report_.destination.value("resumed_us", int64_t{0}), clock_);
+            add_phases(report_.blackout, source_.stop_us, source_.completed_us,
+                       report_.destination.value("finish_received_us", int64_t{0}), clock_);
+        }
         report_.source_state = qmp_->execute("query-status").value("status", "");
         report_.outcome = Outcome::completed;
     }
@@ -410,6 +453,38 @@ private:
         report_.outcome = Outcome::refused;
         report_.error = "pre-migration checks failed: " + failures(report_.checks);
         throw Error(report_.error);
+    }
+
+    // Whether to switch to post-copy now, and why (docs/postcopy.md). QEMU's
+    // dirty-sync-count is 1 once its first pass starts and grows by one per
+    // pass over the guest's RAM.
+    std::optional<std::string> postcopy_reason(const MigrationStats& st) const {
+        uint32_t passes = st.dirty_sync_count > 0 ? static_cast<uint32_t>(st.dirty_sync_count - 1) : 0;
+        if (opts_.postcopy_after) {
+            if (passes < *opts_.postcopy_after) return std::nullopt;
+            return *opts_.postcopy_after == 0 ? std::string("asked for at once (--postcopy-after 0)")
+                                              : cat("asked for after ", *opts_.postcopy_after, " pass",
+                                                    *opts_.postcopy_after == 1 ? "" : "es", " (--postcopy-after)");
+        }
+        const ConvergenceView& v = report_.convergence.last;
+        if (passes < 1 || !v.known || v.converging) return std::nullopt;
+        return cat("pre-copy would not converge within the budget (the guest dirties ", format_rate(v.dirty_rate),
+                   ", the link carries ", format_rate(v.link_rate), ")");
+    }
+
+    // QEMU stops the guest, sends its devices and the pages it still owes
+    // on demand; the destination resumes the guest as soon as its devices
+    // are in (unless told --no-resume), and answers when it runs.
+    void switch_to_postcopy(const MigrationStats& st, const std::string& why, double elapsed_s) {
+        log::info("switching to post-copy: ", why);
+        qmp_->execute("migrate-start-postcopy");
+        PostcopyReport& pc = report_.postcopy;
+        pc.switched = true;
+        pc.reason = why;
+        pc.after_passes = st.dirty_sync_count > 0 ? static_cast<uint32_t>(st.dirty_sync_count - 1) : 0;
+        pc.switched_at_s = elapsed_s;
+        postcopy_wall_us_ = wall_clock_us();
+        postcopy_answer_ = ask({{"op", "postcopy"}, {"resume", opts_.resume_destination}});
     }
 
     // The source guest stops when switchover begins: QEMU's STOP event.
@@ -556,10 +631,20 @@ private:
             p.elapsed_s = std::chrono::duration<double>(Clock::now() - start_).count();
             report_.timeline.add(timeline_sample(p.elapsed_s, st, p.relay_bytes));
             if (answered && st.status == "active") steer_throttle(st, p);
+            if (answered && st.status == "active" && report_.settings.postcopy && !report_.postcopy.switched)
+                if (auto why = postcopy_reason(st)) switch_to_postcopy(st, *why, p.elapsed_s);
+            if (st.status == "postcopy-active") report_.postcopy.requests = st.postcopy_requests;
             p.convergence = report_.convergence.last;
             p.convergence.throttle_percent = st.cpu_throttle_percentage;
             if (on_progress_) on_progress_(p);
             if (terminal(st.status)) break;
+            // Post-copy broke (the link, the destination): both QEMUs wait
+            // for a recovery; cancelling now would lose the guest.
+            if (st.status == "postcopy-paused") {
+                report_.error = cat("post-copy was interrupted (",
+                                    relay.streams().error().value_or("QEMU says postcopy-paused"), ")");
+                break;
+            }
             if (answered && st.status == "active" && !opts_.qemu_downtime_limit_ms) steer_downtime(relay);
             auto now = Clock::now();
             if (relay.streams().error() && relay_failed_at == Clock::time_point::max())
@@ -575,7 +660,7 @@ private:
             // the disks it inactivated for switchover. migrate_cancel only as
             // a last resort: cancelling QEMU 7.2 mid-switchover leaves its
             // disks inactive, and its next migration dies on an assertion.
-            if (now - relay_failed_at > std::chrono::seconds(10)) {
+            if (now - relay_failed_at > std::chrono::seconds(10) && !report_.postcopy.switched) {
                 qmp_->execute("migrate_cancel");
                 cancelled = true;
                 wait_terminal();
@@ -612,6 +697,15 @@ private:
     // After a failure: QEMU resumes a guest that was running when migration
     // started; confirm it, and resume it ourselves if QEMU did not.
     void make_source_safe() {
+        if (report_.postcopy.switched) {
+            // The destination has run the guest since the switch: the
+            // source's memory is stale. Never resume it here.
+            report_.outcome = Outcome::source_at_risk;
+            note_source_state();
+            report_.error += "; the migration had switched to post-copy, so the guest's memory is split between "
+                             "both hosts: the source was NOT resumed (docs/postcopy.md, \"When post-copy breaks\")";
+            return;
+        }
         try {
             wait_terminal();
             auto status = [this] { return qmp_->execute("query-status").value("status", ""); };
@@ -723,6 +817,9 @@ private:
     bool dest_aborted_ = false;
     uint32_t control_reopens_ = 0;  // attempts; the reader thread's (ControlLink::resume_with)  // the destination said it failed or refused (so it runs nothing)
     bool was_running_ = false;
+    std::set<std::string> dst_caps_;  // the destination QEMU's migration capabilities
+    int64_t postcopy_wall_us_ = 0;    // when rmig told QEMU to switch
+    json postcopy_answer_;            // the destination's, once its guest ran
 };
 
 }  // namespace

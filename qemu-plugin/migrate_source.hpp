@@ -61,6 +61,10 @@ struct SourceOptions {
     // dirty rate it measures (convergence_steering.hpp); false keeps the ones
     // in settings (the user fixed them).
     bool steer_throttle = true;
+    // With settings.postcopy: switch to post-copy once QEMU has made this
+    // many passes over the guest's RAM (0: at once); unset: once a pass
+    // shows that pre-copy will not converge (docs/postcopy.md).
+    std::optional<uint32_t> postcopy_after;
     transport::Options transport;
     // The data connections' congestion control: kCongestionAuto (bbr on a
     // long link), kCongestionHost, or a kernel module's name; and whether
@@ -97,6 +101,17 @@ struct ConvergenceReport {
     ConvergenceView last;        // the last poll's view while QEMU was sending
 };
 
+// The switch to post-copy, when there was one.
+struct PostcopyReport {
+    bool switched = false;
+    std::string reason;         // why rmig switched
+    uint32_t after_passes = 0;  // QEMU's completed passes over RAM at the switch
+    double switched_at_s = 0;   // on the report's wall_s clock
+    double phase_s = 0;         // switch -> QEMU completed: the guest ran on the destination, pages following
+    uint64_t requests = 0;      // pages the destination faulted on and asked for
+    uint64_t bytes = 0;         // sent after the switch
+};
+
 enum class Outcome {
     completed,       // guest runs (or waits, with --no-resume) on the destination
     refused,         // a pre-migration check failed; nothing was sent
@@ -118,6 +133,7 @@ struct SourceReport {
     Timeline timeline;
     DowntimeBudget budget;       // the last plan for QEMU's share of the downtime limit
     ConvergenceReport convergence;
+    PostcopyReport postcopy;
     uint64_t in_flight_bytes = 0;  // sent but not yet in the destination QEMU, last seen
     uint64_t in_flight_cap = 0;    // per channel, as last set (0: the transport's default)
     double drain_rate = 0;         // bytes/s the destination took in, last measured

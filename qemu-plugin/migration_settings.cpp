@@ -11,7 +11,9 @@ json to_json(const MigrationSettings& s) {
             {"multifd_compression", s.multifd_compression},
             {"auto_converge", s.auto_converge},
             {"cpu_throttle_initial", s.cpu_throttle_initial},
-            {"cpu_throttle_increment", s.cpu_throttle_increment}};
+            {"cpu_throttle_increment", s.cpu_throttle_increment},
+            {"postcopy", s.postcopy},
+            {"postcopy_preempt", s.postcopy_preempt}};
 }
 
 MigrationSettings settings_from_json(const json& j) {
@@ -25,6 +27,8 @@ MigrationSettings settings_from_json(const json& j) {
         s.auto_converge = j.value("auto_converge", false);
         s.cpu_throttle_initial = j.value("cpu_throttle_initial", 20u);
         s.cpu_throttle_increment = j.value("cpu_throttle_increment", 10u);
+        s.postcopy = j.value("postcopy", false);
+        s.postcopy_preempt = j.value("postcopy_preempt", false);
         return s;
     } catch (const json::exception& e) {
         throw ProtocolError(cat("bad migration settings from peer: ", e.what()));
@@ -37,6 +41,12 @@ void apply_settings(QmpClient& qmp, const MigrationSettings& s, Side side) {
     json caps = json::array({{{"capability", "multifd"}, {"state", s.multifd_channels > 0}},
                              {{"capability", "events"}, {"state", true}}});
     if (side == Side::source) caps.push_back({{"capability", "auto-converge"}, {"state", s.auto_converge}});
+    // Named only when wanted, or when QEMU knows them: a QEMU without
+    // postcopy-preempt refuses a list that names it.
+    if (s.postcopy || has_capability(qmp, "postcopy-ram"))
+        caps.push_back({{"capability", "postcopy-ram"}, {"state", s.postcopy}});
+    if (s.postcopy_preempt || has_capability(qmp, "postcopy-preempt"))
+        caps.push_back({{"capability", "postcopy-preempt"}, {"state", s.postcopy_preempt}});
     qmp.execute("migrate-set-capabilities", {{"capabilities", caps}});
     json params = json::object();
     if (s.multifd_channels > 0) {
@@ -53,6 +63,12 @@ void apply_settings(QmpClient& qmp, const MigrationSettings& s, Side side) {
     if (!params.empty()) qmp.execute("migrate-set-parameters", params);
 }
 
+bool has_capability(QmpClient& qmp, const std::string& name) {
+    for (auto& c : qmp.execute("query-migrate-capabilities"))
+        if (c.value("capability", "") == name) return true;
+    return false;
+}
+
 MigrationSettings read_settings(QmpClient& qmp) {
     MigrationSettings s;
     bool multifd = false;
@@ -60,6 +76,8 @@ MigrationSettings read_settings(QmpClient& qmp) {
     for (auto& c : qmp.execute("query-migrate-capabilities")) {
         if (c.value("capability", "") == "multifd") multifd = c.value("state", false);
         if (c.value("capability", "") == "auto-converge") s.auto_converge = c.value("state", false);
+        if (c.value("capability", "") == "postcopy-ram") s.postcopy = c.value("state", false);
+        if (c.value("capability", "") == "postcopy-preempt") s.postcopy_preempt = c.value("state", false);
     }
     json p = qmp.execute("query-migrate-parameters");
     s.multifd_channels = multifd ? p.value("multifd-channels", 2u) : 0;

@@ -29,9 +29,19 @@ struct MigrationSettings {
     bool auto_converge = false;
     uint32_t cpu_throttle_initial = 20;
     uint32_t cpu_throttle_increment = 10;
+    // Post-copy (docs/postcopy.md): QEMU's postcopy-ram on both sides, so
+    // that rmig may switch the migration to post-copy; and postcopy-preempt
+    // (QEMU 7.1+), a second connection for the pages the destination faults
+    // on, so they do not queue behind the background push.
+    bool postcopy = false;
+    bool postcopy_preempt = false;
 
-    // QEMU opens the main connection, then one per multifd channel.
-    uint32_t connections() const { return multifd_channels ? multifd_channels + 1 : 1; }
+    // QEMU opens the main connection, then one per multifd channel, or the
+    // postcopy-preempt channel (QEMU 7.2 takes every later connection for a
+    // multifd channel when multifd is on: the two do not mix).
+    uint32_t connections() const {
+        return (multifd_channels ? multifd_channels + 1 : 1) + (postcopy_preempt ? 1 : 0);
+    }
     bool operator==(const MigrationSettings&) const = default;
 };
 
@@ -39,8 +49,11 @@ nlohmann::json to_json(const MigrationSettings& s);
 MigrationSettings settings_from_json(const nlohmann::json& j);
 
 enum class Side { source, destination };
-// Sets capabilities and parameters; the destination only needs multifd.
+// Sets capabilities and parameters; the destination only needs multifd and
+// post-copy's.
 void apply_settings(QmpClient& qmp, const MigrationSettings& s, Side side);
+// Whether this QEMU knows a migration capability (query-migrate-capabilities).
+bool has_capability(QmpClient& qmp, const std::string& name);
 // What QEMU now has (query-migrate-capabilities / query-migrate-parameters).
 MigrationSettings read_settings(QmpClient& qmp);
 

@@ -66,6 +66,15 @@ Check check_settings(const MigrationSettings& s, const MigrationSettings& d) {
     return {"multifd", false, cat("source has ", desc(s), ", destination has ", desc(d))};
 }
 
+Check check_postcopy(const MigrationSettings& s, const MigrationSettings& d) {
+    auto desc = [](const MigrationSettings& m) {
+        if (!m.postcopy) return std::string("post-copy off");
+        return std::string(m.postcopy_preempt ? "post-copy with a preempt channel" : "post-copy");
+    };
+    bool ok = s.postcopy && d.postcopy && s.postcopy_preempt == d.postcopy_preempt;
+    return {"post-copy", ok, ok ? desc(s) : cat("source has ", desc(s), ", destination has ", desc(d))};
+}
+
 bool all_ok(const std::vector<Check>& checks) {
     for (auto& c : checks)
         if (!c.ok) return false;

@@ -21,6 +21,8 @@ struct Check {
 
 std::vector<Check> check_pair(const QemuInfo& source, const QemuInfo& dest);
 Check check_settings(const MigrationSettings& source, const MigrationSettings& dest);
+// Both QEMUs have post-copy on, with the same preempt channel (when asked for).
+Check check_postcopy(const MigrationSettings& source, const MigrationSettings& dest);
 bool all_ok(const std::vector<Check>& checks);
 // "version: source 7.2.22, destination 8.0.0; ..." for the failed ones.
 std::string failures(const std::vector<Check>& checks);

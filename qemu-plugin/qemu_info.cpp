@@ -226,6 +226,8 @@ MigrationStats parse_migration_stats(const json& qm) {
         s.mbps = opt_double(*ram, "mbps");
         s.multifd_bytes = opt_u64(*ram, "multifd-bytes");
         s.page_size = opt_u64(*ram, "page-size");
+        s.postcopy_requests = opt_u64(*ram, "postcopy-requests");
+        s.postcopy_bytes = opt_u64(*ram, "postcopy-bytes");
     }
     return s;
 }

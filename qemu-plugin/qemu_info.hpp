@@ -66,6 +66,8 @@ struct MigrationStats {
     uint64_t multifd_bytes = 0;     // part of ram_transferred sent over multifd channels
     uint64_t page_size = 0;
     unsigned cpu_throttle_percentage = 0;  // auto-converge's vCPU throttle now
+    uint64_t postcopy_requests = 0;  // pages the destination faulted on and asked for
+    uint64_t postcopy_bytes = 0;     // sent after the switch to post-copy
     std::string error_desc;
 };
 

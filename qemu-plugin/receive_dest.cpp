@@ -391,7 +391,9 @@ private:
                 if (op == "ping")
                     result = {{"clock_us", wall_clock_us()}};
                 else if (op == "probe")
-                    result = {{"info", to_json(probe(*qmp_))}};
+                    result = {{"info", to_json(probe(*qmp_))}, {"capabilities", migration_capabilities()}};
+                else if (op == "postcopy")
+                    result = postcopy(msg);
                 else if (op == "prepare")
                     result = prepare(msg);
                 else if (op == "finish")
@@ -485,6 +487,49 @@ private:
         return {{"settings", to_json(read_settings(*qmp_))}};
     }
 
+    json migration_capabilities() {
+        json names = json::array();
+        for (auto& c : qmp_->execute("query-migrate-capabilities")) names.push_back(c.value("capability", ""));
+        return names;
+    }
+
+    // The source switched to post-copy: our QEMU loads the devices, then
+    // waits paused (-S) while its pages arrive on demand. Resume it as soon
+    // as it is loaded -- the guest's blackout ends here, long before the
+    // last page -- and answer when it runs.
+    json postcopy(const json& msg) {
+        bool resume = msg.value("resume", true);
+        postcopy_ = true;
+        SwitchoverEvents events;
+        std::string state, incoming;
+        auto until = Clock::now() + patience_;
+        for (;;) {
+            state = ask_qemu("query-status").value("status", "");
+            incoming = parse_migration_stats(ask_qemu("query-migrate")).status;
+            if (state != "inmigrate" || incoming == "failed") break;
+            if (auto err = relay_->streams().error()) throw Error(cat("post-copy: ", *err));
+            if (Clock::now() >= until)
+                throw Error(cat("post-copy: the destination QEMU did not load the guest's devices within ",
+                                std::chrono::duration<double>(patience_).count(), " s"));
+            left();
+            if (auto ev = qmp_->wait_event("MIGRATION", milliseconds(2))) events.note(*ev);
+            working();
+        }
+        if (incoming == "failed") throw Error("post-copy: the destination QEMU failed to load the guest");
+        bool resumed = false;
+        if (resume && state != "running") {
+            resumed_ = true;  // from here on the guest runs here: never stop this QEMU
+            int64_t loaded_us = wall_clock_us();
+            qmp_->execute("cont");
+            resumed = true;
+            if (auto ev = qmp_->wait_event("RESUME", milliseconds(2000))) events.note(*ev);
+            state = ask_qemu("query-status").value("status", "");
+            events.completed_us = loaded_us;  // loaded: when we saw it paused
+        }
+        return {{"state", state}, {"incoming", incoming}, {"resumed", resumed},
+                {"loaded_us", events.completed_us}, {"resumed_us", events.resume_us}};
+    }
+
     // The source's flow settings, within what this side accepts to hold.
     FlowSettings flow_settings(const json& asked) {
         FlowSettings f;
@@ -539,7 +584,10 @@ private:
         std::string why_not;
         for (;;) {
             state = ask_qemu("query-status").value("status", "");
-            if (state != "inmigrate") break;
+            // In post-copy the guest runs (or waits, --no-resume) before
+            // its last page is in: loaded means QEMU says completed.
+            if (postcopy_) incoming = parse_migration_stats(ask_qemu("query-migrate")).status;
+            if (state != "inmigrate" && (!postcopy_ || incoming == "completed" || incoming == "failed")) break;
             if (auto err = relay_->streams().error()) {
                 why_not = *err;
                 break;
@@ -561,7 +609,7 @@ private:
         }
         for (auto& ev : qmp_->take_events()) events.note(ev);
         incoming = parse_migration_stats(ask_qemu("query-migrate")).status;
-        if (state == "inmigrate" || incoming == "failed")
+        if (state == "inmigrate" || incoming == "failed" || (postcopy_ && incoming != "completed"))
             throw Error(cat("destination QEMU did not finish loading the guest (state '", state,
                             "', incoming migration '", incoming, "')", why_not.empty() ? "" : ": " + why_not));
         bool resumed = false;
@@ -605,6 +653,7 @@ private:
     StallGuard* guard_ = nullptr;  // run()'s, while it runs
     milliseconds patience_{};  // the stall timeout, plus the reconnect grace if any
     milliseconds qmp_patience_{10000};  // QMP while a flow reconnects: the grace and then some
+    std::atomic<bool> postcopy_{false};      // the source switched to post-copy
     std::atomic<bool> resumed_{false};         // 'cont' was sent to our QEMU  // the source asked for 'delivered' reports
     std::atomic<bool> finished_{false};      // 'finish' answered: the relay's job is done
     std::atomic<bool> told_source_{false};   // watch_relay() sent our relay's error

@@ -1,0 +1,116 @@
+// Post-copy through rmig with real QEMU (TCG) on both sides (docs/postcopy.md):
+// rmig switches QEMU to post-copy, the destination runs the guest before its
+// last page is in, and every page still arrives. Each case checks the
+// destination's memory: byte for byte against the stopped source where the
+// destination stays paused, the guest's own pattern where it ran meanwhile.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "common/process.hpp"
+#include "guest/guest_check.hpp"
+#include "lab/local_pair.hpp"
+
+using namespace rmig;
+
+namespace {
+
+lab::RunResult migrate(lab::LocalPair& pair, std::vector<std::string> args, bool resume,
+                       uint64_t max_bandwidth = qemu::MigrationSettings{}.max_bandwidth) {
+    lab::RmigRun run;
+    run.settings.max_bandwidth = max_bandwidth;
+    run.resume = resume;
+    run.extra_args = std::move(args);
+    return pair.migrate_rmig(run);
+}
+
+void expect_switched(const lab::RunResult& r, const std::string& reason_part) {
+    const auto& pc = r.report["postcopy"];
+    ASSERT_TRUE(pc.is_object()) << "no post-copy section in the report";
+    EXPECT_TRUE(pc.value("enabled", false)) << pc;
+    EXPECT_TRUE(pc.value("switched", false)) << pc;
+    EXPECT_NE(pc.value("reason", "").find(reason_part), std::string::npos) << pc;
+    EXPECT_TRUE(pc["phase_s"].is_number()) << pc;
+    EXPECT_GT(pc.value("bytes", 0ull), 0ull) << "nothing was sent after the switch: " << pc;
+    EXPECT_EQ(r.report["qemu"].value("status", ""), "completed");
+    std::cout << "post-copy: " << pc.dump() << "\n  blackout: " << r.report["blackout"].dump() << "\n";
+}
+
+}  // namespace
+
+// Every page after the switch: the destination stays paused (--no-resume),
+// QEMU pushes what it still owes, and both memories match byte for byte.
+TEST(PostcopyE2E, FromTheStartEveryPageArrivesByteForByte) {
+    lab::LocalPair pair;
+    lab::RunResult r = migrate(pair, {"--postcopy-after", "0"}, false);
+    ASSERT_TRUE(r.ok) << "exit " << r.exit_code << ": " << r.error << " (see " << pair.dir() << ")";
+    expect_switched(r, "at once");
+    EXPECT_EQ(r.report["postcopy"].value("after_passes", 99u), 0u);
+    // QEMU 7.2 has postcopy-preempt: a second stream for faulted pages.
+    bool preempt = r.report["postcopy"].value("preempt", false);
+    EXPECT_EQ(r.report["channels"].size(), preempt ? 2u : 1u) << r.report["channels"];
+    lab::VerifyResult v = pair.verify();
+    EXPECT_TRUE(v.ok) << v.detail << " (lab dir " << pair.dir() << ")";
+    if (HasFailure()) pair.keep();
+}
+
+// The guest runs on the destination after one pass, faulting on the pages
+// it rewrites before they arrive; rmig reports a blackout that ends when it
+// runs (the lab's own monitors agree), and the guest's memory is whole.
+TEST(PostcopyE2E, AfterOnePassTheGuestRunsOnTheDestinationWhilePagesFollow) {
+    lab::LocalPair pair;
+    // 40 MiB/s: the guest redirties its 99 MiB faster than that, so
+    // pre-copy cannot end by itself before the switch.
+    lab::RunResult r = migrate(pair, {"--postcopy-after", "1"}, true, 40 << 20);
+    ASSERT_TRUE(r.ok) << "exit " << r.exit_code << ": " << r.error << " (see " << pair.dir() << ")";
+    expect_switched(r, "after 1 pass");
+    EXPECT_EQ(r.report["postcopy"].value("after_passes", 0u), 1u);
+    // The guest rewrites its 99 MiB in milliseconds, far faster than the
+    // pages it dirtied during the first pass can be pushed: it faults.
+    EXPECT_GT(r.report["postcopy"].value("requests", 0ull), 0ull) << r.report["postcopy"];
+    const auto& b = r.report["blackout"];
+    ASSERT_TRUE(b["ms"].is_number() && r.blackout_ms) << b;
+    EXPECT_NEAR(b["ms"].get<double>(), *r.blackout_ms, b.value("uncertainty_ms", 0.0) + 0.05);
+    EXPECT_EQ(pair.destination().state(), "running");
+    EXPECT_TRUE(pair.destination().keeps_running()) << "the guest makes no progress on the destination";
+    // Whole memory: stop it and check its own pattern.
+    pair.destination().qmp().execute("stop");
+    std::string dump = pair.dir() + "/destination.mem";
+    pair.destination().dump_memory(dump);
+    auto pattern = guest::check_pattern(guest::load_dump(dump));
+    EXPECT_TRUE(pattern) << pattern.detail;
+    if (HasFailure()) pair.keep();
+}
+
+// A link slower than the guest dirties its memory: pre-copy cannot converge,
+// and with --postcopy rmig switches by itself after the first pass instead
+// of slowing the guest.
+TEST(PostcopyE2E, SwitchesByItselfWhenPreCopyWouldNotConverge) {
+    lab::LocalPair pair;
+    lab::RunResult r = migrate(pair, {"--postcopy"}, false, 40 << 20);
+    ASSERT_TRUE(r.ok) << "exit " << r.exit_code << ": " << r.error << " (see " << pair.dir() << ")";
+    expect_switched(r, "would not converge");
+    EXPECT_EQ(r.report["convergence"].value("auto_converge", true), false) << "post-copy instead of a throttle";
+    EXPECT_EQ(r.report["convergence"].value("max_throttle_percent", 1u), 0u);
+    lab::VerifyResult v = pair.verify();
+    EXPECT_TRUE(v.ok) << v.detail << " (lab dir " << pair.dir() << ")";
+    if (HasFailure()) pair.keep();
+}
+
+// Post-copy and multifd do not mix in QEMU 7.2: refused before anything
+// moves, and the source guest keeps running.
+TEST(PostcopyE2E, WithMultifdIsRefusedAndTheSourceRunsOn) {
+    lab::LocalPair pair;
+    std::string log = pair.dir() + "/migrate-refused.log";
+    Process rmig({lab::rmig_binary(), "migrate", "--qmp", pair.source().qmp_path(), "--to", "tcp:127.0.0.1:9",
+                  "--postcopy", "--multifd", "2", "--insecure-plaintext"},
+                 {log, "=stdout"});
+    EXPECT_EQ(rmig.wait_for(std::chrono::seconds(30)), std::optional<int>(2)) << "not a usage error";
+    std::stringstream said;
+    said << std::ifstream(log).rdbuf();
+    EXPECT_NE(said.str().find("--postcopy cannot be combined with --multifd"), std::string::npos) << said.str();
+    EXPECT_EQ(pair.source().state(), "running");
+    EXPECT_EQ(pair.source().qmp().execute("query-migrate").value("status", "none"), "none") << "something started";
+}
