@@ -487,6 +487,24 @@ private:
         postcopy_answer_ = ask({{"op", "postcopy"}, {"resume", opts_.resume_destination}});
     }
 
+    // migrate-pause, then up to 5 s for QEMU to say postcopy-paused.
+    void pause_postcopy() {
+        try {
+            qmp_->execute("migrate-pause");
+        } catch (const std::exception& e) {
+            log::warn("migrate-pause on the source QEMU: ", e.what());
+        }
+        for (int i = 0; i < 50; ++i) {
+            try {
+                report_.final_stats = parse_migration_stats(qmp_->execute("query-migrate"));
+            } catch (const std::exception&) {
+                break;
+            }
+            if (report_.final_stats.status != "postcopy-active") break;
+            std::this_thread::sleep_for(milliseconds(100));
+        }
+    }
+
     // The source guest stops when switchover begins: QEMU's STOP event.
     void note_events(const std::vector<json>& events) {
         for (const auto& ev : events) source_.note(ev);
@@ -660,6 +678,15 @@ private:
             // the disks it inactivated for switchover. migrate_cancel only as
             // a last resort: cancelling QEMU 7.2 mid-switchover leaves its
             // disks inactive, and its next migration dies on an assertion.
+            // Past the switch QEMU 7.2 may never notice a broken relay by
+            // itself (its migration thread waits for the return path to
+            // close, which now never does): pause it, so that it waits in
+            // postcopy-paused, where a recovery can pick it up.
+            if (report_.postcopy.switched && relay.streams().error()) {
+                report_.error = cat("post-copy was interrupted: ", *relay.streams().error());
+                pause_postcopy();
+                break;
+            }
             if (now - relay_failed_at > std::chrono::seconds(10) && !report_.postcopy.switched) {
                 qmp_->execute("migrate_cancel");
                 cancelled = true;

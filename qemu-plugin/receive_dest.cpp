@@ -221,6 +221,20 @@ private:
     // must never be resumed from a partial (or abandoned) copy. Quit it.
     void give_up_incoming() {
         if (!prepared_ || !qmp_) return;
+        if (postcopy_) {
+            // Past the switch the source holds no runnable guest either:
+            // what is here is needed by a recovery (docs/postcopy.md).
+            log::warn("post-copy was interrupted: leaving the destination QEMU paused (postcopy-paused) for a "
+                      "recovery");
+            try {
+                // It may not notice by itself (a silent link): pause it, so
+                // that it waits where migrate-recover can take it up.
+                qmp_->execute("migrate-pause", {}, kAfterFailure);
+            } catch (const std::exception& e) {
+                log::debug("migrate-pause on the destination QEMU: ", e.what());
+            }
+            return;
+        }
         try {
             std::string state = qmp_->execute("query-status", {}, kAfterFailure).value("status", "");
             if (state == "running") {

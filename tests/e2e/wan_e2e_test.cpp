@@ -124,6 +124,27 @@ TEST(WanE2E, AnOutageWithinTheGraceIsOnlyAPause) {
                 static_cast<unsigned long long>(r.report["flows"].value("resent_bytes", uint64_t{0})));
 }
 
+// Post-copy from the start: the outage lands while QEMU pushes the pages it
+// owes (the guest would be waiting on the destination for those it
+// touches). rmig's resumable flows hide it: QEMU sees a pause, no
+// postcopy-paused, and every page arrives (docs/postcopy.md).
+TEST(WanE2E, AnOutageWithinTheGraceDuringPostcopyIsOnlyAPause) {
+    if (auto why = why_not_here(); !why.empty()) GTEST_SKIP() << why;
+    lab::LocalPair pair;
+    WanLink link(link_name(), {"--delay", "10ms", "--rate", "200mbit", "--outage", "1+3"});
+    auto run = over(link, {"--compress", "none", "--reconnect-grace", "30", "--stall-timeout", "10",
+                           "--postcopy-after", "0"});
+    run.settings.multifd_channels = 0;  // post-copy does not mix with multifd
+    auto r = pair.migrate_rmig(run);
+    expect_completed_and_verified(pair, r);
+    const auto& pc = r.report["postcopy"];
+    EXPECT_TRUE(pc.value("switched", false)) << pc;
+    // The switch came at once; the outage (1 s to 4 s) inside the post-copy phase.
+    EXPECT_LT(pc.value("switched_at_s", 99.0), 1.0) << pc;
+    EXPECT_GT(pc.value("phase_s", 0.0), 3.0) << pc;
+    EXPECT_GT(r.report["flows"].value("reconnects", 0), 0) << r.report["flows"];
+}
+
 // What kills QEMU's own migration: after the outage the path has forgotten
 // every connection (a stateful firewall failing over without its table) and
 // resets each one that sends (rmig-wan `:reset`). rmig reopens its flows and
@@ -166,4 +187,34 @@ TEST(WanE2E, LinkDownPastTheGraceFailsAndTheSourceKeepsRunning) {
     EXPECT_EQ(r.exit_code, 1) << r.error << " (see " << pair.dir() << ")";
     EXPECT_EQ(pair.source().state(), "running");
     EXPECT_TRUE(pair.source().keeps_running());
+}
+
+// Past the switch to post-copy neither host holds the whole guest: a link
+// down past the grace must not resume the source (its memory is stale once
+// the destination ran), nor quit the destination (a recovery needs it).
+// rmig says so and exits 4; both QEMUs wait in postcopy-paused.
+TEST(WanE2E, LinkDownPastTheGraceDuringPostcopyLeavesBothQemusForARecovery) {
+    if (auto why = why_not_here(); !why.empty()) GTEST_SKIP() << why;
+    lab::LocalPair pair;
+    WanLink link(link_name(), {"--delay", "10ms", "--rate", "200mbit", "--outage", "1+60"});
+    auto run = over(link, {"--compress", "none", "--reconnect-grace", "3", "--stall-timeout", "5",
+                           "--postcopy-after", "0"});
+    run.settings.multifd_channels = 0;
+    run.resume = true;
+    auto r = pair.migrate_rmig(run);
+    EXPECT_FALSE(r.ok);
+    EXPECT_EQ(r.exit_code, 4) << r.error << " (see " << pair.dir() << ")";
+    if (r.exit_code != 4) pair.keep();
+    auto pc = r.report.value("postcopy", nlohmann::json::object());
+    EXPECT_TRUE(pc.value("switched", false)) << pc;
+    EXPECT_NE(r.error.find("post-copy"), std::string::npos) << r.error;
+    EXPECT_NE(pair.source().state(), "running") << "the source was resumed from a stale copy";
+    // postcopy-paused, or (QEMU 7.2, a break after QEMU wrote its last
+    // page) stuck in postcopy-active: its completion waits for a return
+    // path that never closes, and migrate-pause cannot move it (docs/postcopy.md).
+    std::string src_status = pair.source().qmp().execute("query-migrate").value("status", "");
+    EXPECT_TRUE(src_status == "postcopy-paused" || src_status == "postcopy-active") << src_status;
+    ASSERT_TRUE(pair.destination().alive()) << "the destination QEMU was quit: nothing left to recover";
+    EXPECT_EQ(pair.destination().qmp().execute("query-migrate").value("status", ""), "postcopy-paused");
+    if (HasFailure()) pair.keep();
 }
