@@ -248,6 +248,13 @@ private:
         rc.flows = opts_.flows;
         rc.session = session_;
         rc.channels = report_.settings.connections();
+        // Draining after a failure is for multifd streams, which QEMU
+        // closes by itself. A postcopy-preempt stream drained would swallow
+        // the pages QEMU still sends, as if they had arrived.
+        if (report_.settings.postcopy) rc.multifd_drain = milliseconds(0);
+        // With post-copy, a page QEMU sends for a fault may queue behind
+        // what sits in the relay's socket: keep that small too.
+        if (report_.settings.postcopy) rc.qemu_socket_buffer_bytes = 256 << 10;
         rc.flow = flow_settings();
         report_.flows = std::max<uint32_t>(rc.flows, static_cast<uint32_t>(rc.dest_uris.size()));
         report_.paths = rc.dest_uris;
@@ -475,8 +482,10 @@ private:
     // QEMU stops the guest, sends its devices and the pages it still owes
     // on demand; the destination resumes the guest as soon as its devices
     // are in (unless told --no-resume), and answers when it runs.
-    void switch_to_postcopy(const MigrationStats& st, const std::string& why, double elapsed_s) {
+    void switch_to_postcopy(const SourceRelay& relay, const MigrationStats& st, const std::string& why,
+                            double elapsed_s) {
         log::info("switching to post-copy: ", why);
+        bound_postcopy_queue(relay);
         qmp_->execute("migrate-start-postcopy");
         PostcopyReport& pc = report_.postcopy;
         pc.switched = true;
@@ -485,6 +494,16 @@ private:
         pc.switched_at_s = elapsed_s;
         postcopy_wall_us_ = wall_clock_us();
         postcopy_answer_ = ask({{"op", "postcopy"}, {"resume", opts_.resume_destination}});
+    }
+
+    // After the switch, what rmig holds in flight is the guest's wait:
+    // without a preempt channel a faulted page queues behind all of it.
+    // So keep two round trips at the link rate, at least 1 MiB.
+    void bound_postcopy_queue(const SourceRelay& relay) {
+        double bdp = std::max(link_rate_, 0.0) * report_.link_rtt_ms / 1000.0;
+        auto per = std::max<uint64_t>(1 << 20, static_cast<uint64_t>(kWindowRoundTrips * bdp));
+        relay.streams().bound_windows(per);
+        if (relay.streams().limit_in_flight(per)) report_.in_flight_cap = per;
     }
 
     // migrate-pause, then up to 5 s for QEMU to say postcopy-paused.
@@ -650,7 +669,7 @@ private:
             report_.timeline.add(timeline_sample(p.elapsed_s, st, p.relay_bytes));
             if (answered && st.status == "active") steer_throttle(st, p);
             if (answered && st.status == "active" && report_.settings.postcopy && !report_.postcopy.switched)
-                if (auto why = postcopy_reason(st)) switch_to_postcopy(st, *why, p.elapsed_s);
+                if (auto why = postcopy_reason(st)) switch_to_postcopy(relay, st, *why, p.elapsed_s);
             if (st.status == "postcopy-active") report_.postcopy.requests = st.postcopy_requests;
             p.convergence = report_.convergence.last;
             p.convergence.throttle_percent = st.cpu_throttle_percentage;

@@ -73,7 +73,8 @@ void SourceRelay::accept_loop() {
 
 bool SourceRelay::carry_next(UniqueFd qemu) {
     if (carried_ >= cfg_.channels) return false;
-    net::tune_stream_socket(qemu.get(), cfg_.transport.socket_buffer_bytes);
+    net::tune_stream_socket(qemu.get(), cfg_.qemu_socket_buffer_bytes ? cfg_.qemu_socket_buffer_bytes
+                                                                      : cfg_.transport.socket_buffer_bytes);
     uint32_t id = ++carried_;
     openers_.emplace_back([this, id, q = std::move(qemu)]() mutable { carry(id, std::move(q)); });
     return true;

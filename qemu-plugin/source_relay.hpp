@@ -37,6 +37,10 @@ struct RelayConfig {
     // How long a multifd stream drains QEMU's writes after a failure before
     // closing on it (FlowSettings::drain_on_abort).
     std::chrono::milliseconds multifd_drain{10000};
+    // The socket buffers of QEMU's connections to the relay; 0: the link's
+    // (transport.socket_buffer_bytes). Post-copy keeps them small: what QEMU
+    // has written there it takes for sent.
+    int qemu_socket_buffer_bytes = 0;
     transport::Options transport;
     // Authentication / encryption (security::connect/listen); unset: plaintext.
     std::shared_ptr<security::Context> security;

@@ -214,6 +214,8 @@ TEST(WanE2E, LinkDownPastTheGraceDuringPostcopyLeavesBothQemusForARecovery) {
     // path that never closes, and migrate-pause cannot move it (docs/postcopy.md).
     std::string src_status = pair.source().qmp().execute("query-migrate").value("status", "");
     EXPECT_TRUE(src_status == "postcopy-paused" || src_status == "postcopy-active") << src_status;
+    std::printf("[ info ] source QEMU after the failure: %s\n", src_status.c_str());
+    if (std::getenv("RMIG_KEEP_LAB")) pair.keep();
     ASSERT_TRUE(pair.destination().alive()) << "the destination QEMU was quit: nothing left to recover";
     EXPECT_EQ(pair.destination().qmp().execute("query-migrate").value("status", ""), "postcopy-paused");
     if (HasFailure()) pair.keep();
