@@ -120,7 +120,14 @@ RunResult LocalPair::migrate_direct(const qemu::MigrationSettings& s, int timeou
                                           : "tcp:" + tcp_address;
     dst_->qmp().execute("migrate-incoming", {{"uri", uri}});
     src_->qmp().execute("migrate", {{"uri", uri}});
+    // Post-copy at once: every page after the switch.
+    double switch_ms = 0;
+    if (s.postcopy) {
+        src_->qmp().execute("migrate-start-postcopy");
+        switch_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    }
     RunResult r = wait_source(timeout_s);
+    if (s.postcopy && r.ok) r.postcopy_phase_ms = r.total_ms - switch_ms;
     // The destination has finished loading once it leaves "inmigrate".
     for (int i = 0; i < 200 && r.ok && dst_->state() == "inmigrate"; ++i)
         std::this_thread::sleep_for(milliseconds(20));

@@ -34,6 +34,10 @@ struct RunResult {
     double wall_ms = 0;
     uint64_t ram_bytes = 0;
     uint64_t rounds = 0;
+    // Post-copy (MigrationSettings::postcopy): the switch to QEMU's
+    // completed, i.e. until the destination has every page. Direct runs
+    // switch at once; rmig runs report theirs (--postcopy-after).
+    std::optional<double> postcopy_phase_ms;
     nlohmann::json report;      // rmig migrate --json (rmig runs only)
 };
 

@@ -498,10 +498,16 @@ private:
 
     // After the switch, what rmig holds in flight is the guest's wait:
     // without a preempt channel a faulted page queues behind all of it.
-    // So keep two round trips at the link rate, at least 1 MiB.
+    // So keep two round trips at the link rate (before the link was
+    // measured: the socket buffer sized for its round trip), at least 1 MiB.
     void bound_postcopy_queue(const SourceRelay& relay) {
-        double bdp = std::max(link_rate_, 0.0) * report_.link_rtt_ms / 1000.0;
-        auto per = std::max<uint64_t>(1 << 20, static_cast<uint64_t>(kWindowRoundTrips * bdp));
+        double bdp = link_rate_ * report_.link_rtt_ms / 1000.0;
+        auto per = static_cast<uint64_t>(link_rate_ > 0 ? kWindowRoundTrips * bdp
+                                                         : double(report_.link_tuning.socket_buffer));
+        per = std::max<uint64_t>(per, 1 << 20);
+        // Act on real changes only (a quarter), as bound_in_flight does.
+        if (postcopy_queue_ && per * 4 > postcopy_queue_ * 3 && per * 4 < postcopy_queue_ * 5) return;
+        postcopy_queue_ = per;
         relay.streams().bound_windows(per);
         if (relay.streams().limit_in_flight(per)) report_.in_flight_cap = per;
     }
@@ -670,7 +676,12 @@ private:
             if (answered && st.status == "active") steer_throttle(st, p);
             if (answered && st.status == "active" && report_.settings.postcopy && !report_.postcopy.switched)
                 if (auto why = postcopy_reason(st)) switch_to_postcopy(relay, st, *why, p.elapsed_s);
-            if (st.status == "postcopy-active") report_.postcopy.requests = st.postcopy_requests;
+            if (st.status == "postcopy-active") {
+                report_.postcopy.requests = st.postcopy_requests;
+                send_meter_.add(p.elapsed_s, p.relay_bytes);
+                link_rate_ = send_meter_.rate();
+                bound_postcopy_queue(relay);
+            }
             p.convergence = report_.convergence.last;
             p.convergence.throttle_percent = st.cpu_throttle_percentage;
             if (on_progress_) on_progress_(p);
@@ -865,6 +876,7 @@ private:
     bool was_running_ = false;
     std::set<std::string> dst_caps_;  // the destination QEMU's migration capabilities
     int64_t postcopy_wall_us_ = 0;    // when rmig told QEMU to switch
+    uint64_t postcopy_queue_ = 0;     // per stream, as last bounded after the switch
     json postcopy_answer_;            // the destination's, once its guest ran
 };
 

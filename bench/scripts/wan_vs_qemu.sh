@@ -22,6 +22,11 @@
 #   outage     1 Gbit/s, 150 ms RTT, 10 s outage at 8 s that resets every
 #              connection (a firewall failing over)   goal: rmig completes, QEMU fails
 #   2paths     0.5 + 1 Gbit/s paths, 50 ms RTT        goal: rmig >= 0.9 of the summed rate
+#   postcopy   1 Gbit/s, 150 ms RTT; modes direct-postcopy (QEMU's own
+#              post-copy from the start) and rmig-postcopy (--postcopy-after 0,
+#              the wan-1g-150ms profile's link options without multifd): the
+#              post-copy phase, switch until the paused destination has every
+#              page (issue 14); not in the default --shapes
 #
 # usage: bench/scripts/wan_vs_qemu.sh [BUILD_DIR] [options]
 #   --shapes LIST   (default 50ms,150ms-loss,outage,2paths)
@@ -37,7 +42,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$root/build
 if [[ $# -gt 0 && $1 != --* ]]; then build=$1; shift; fi
 shapes=50ms,150ms-loss,outage,2paths ram=2048 modes="" json="" host=stock timeout=600
-usage() { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
     case $1 in
     --shapes) shapes=$2; shift 2 ;;
@@ -106,12 +111,17 @@ for shape in ${shapes//,/ }; do
         up --delay 25ms --rate 1gbit --path2 "delay=25ms,rate=500mbit"
         mbit=1500
         rmig_args="--profile wan-1g-50ms --flows 4 --path tcp:10.201.1.2:7411" ;;
-    *) die "unknown shape $shape (50ms, 150ms-loss, outage, 2paths)" ;;
+    postcopy)
+        up --delay 75ms --rate 1gbit
+        rmig_args="--flows 2 --chunk 1M --socket-buffer 32M --window 64M --compress auto --reconnect-grace 30"
+        extra_modes=direct-postcopy,rmig-postcopy ;;
+    *) die "unknown shape $shape (50ms, 150ms-loss, outage, 2paths, postcopy)" ;;
     esac
     echo
     echo "== $shape ($host host TCP)"
     args=(wan --link "$link" --ram "$ram" --rmig-args "$rmig_args" --link-mbit "$mbit" --timeout "$timeout")
-    [[ -n $modes ]] && args+=(--modes "$modes")
+    run_modes=${modes:-$extra_modes}
+    [[ -n $run_modes ]] && args+=(--modes "$run_modes")
     [[ -n $json ]] && args+=(--json "$json/$shape.json")
     if [[ $shape == outage ]]; then
         each=${modes:-direct-1,direct-mf4,direct-mf8,direct-mf8-zstd,rmig}
