@@ -252,9 +252,9 @@ private:
         // closes by itself. A postcopy-preempt stream drained would swallow
         // the pages QEMU still sends, as if they had arrived.
         if (report_.settings.postcopy) rc.multifd_drain = milliseconds(0);
-        // With post-copy, a page QEMU sends for a fault may queue behind
-        // what sits in the relay's socket: keep that small too.
-        if (report_.settings.postcopy) rc.qemu_socket_buffer_bytes = 256 << 10;
+        // Without a preempt channel a page QEMU sends for a fault queues
+        // behind what sits in the relay's socket: keep that small too.
+        if (report_.settings.postcopy && !report_.settings.postcopy_preempt) rc.qemu_socket_buffer_bytes = 256 << 10;
         rc.flow = flow_settings();
         report_.flows = std::max<uint32_t>(rc.flows, static_cast<uint32_t>(rc.dest_uris.size()));
         report_.paths = rc.dest_uris;
@@ -496,11 +496,14 @@ private:
         postcopy_answer_ = ask({{"op", "postcopy"}, {"resume", opts_.resume_destination}});
     }
 
-    // After the switch, what rmig holds in flight is the guest's wait:
-    // without a preempt channel a faulted page queues behind all of it.
+    // After the switch, without a preempt channel, what rmig holds in
+    // flight is the guest's wait: a faulted page queues behind all of it.
     // So keep two round trips at the link rate (before the link was
     // measured: the socket buffer sized for its round trip), at least 1 MiB.
     void bound_postcopy_queue(const SourceRelay& relay) {
+        // With a preempt channel faulted pages overtake the queue: leave it
+        // deep, the background push needs it on a long link.
+        if (report_.settings.postcopy_preempt) return;
         double bdp = link_rate_ * report_.link_rtt_ms / 1000.0;
         auto per = static_cast<uint64_t>(link_rate_ > 0 ? kWindowRoundTrips * bdp
                                                          : double(report_.link_tuning.socket_buffer));
