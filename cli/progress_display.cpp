@@ -50,6 +50,8 @@ void ProgressDisplay::update(const qemu::Progress& p) {
                                                   : std::string("  converging"))
                               : std::string("  not converging");
     if (c.throttle_percent) extra += cat("  throttle ", c.throttle_percent, "%");
+    // Post-copy: the guest runs on the destination; pages it touched first.
+    if (q.status == "postcopy-active") extra += cat("  faulted pages ", q.postcopy_requests);
     std::strncat(line, extra.c_str(), sizeof line - std::strlen(line) - 1);
     if (mode_ == ProgressMode::tty) {
         std::fprintf(out_, "\r%s\033[K", line);
@@ -109,6 +111,19 @@ void print_summary(const qemu::SourceReport& r, std::FILE* out) {
                      cv.max_throttle ? "the guest was slowed" : "not needed",
                      cv.max_throttle ? cat("up to ", cv.max_throttle, "%").c_str() : "never applied",
                      cv.throttle.initial, cv.throttle.increment, cv.steered ? ", planned by rmig" : ", fixed");
+    if (r.settings.postcopy) {
+        const auto& pc = r.postcopy;
+        if (!pc.switched)
+            std::fprintf(out, "  post-copy      allowed, not used (pre-copy %s)\n",
+                         r.outcome == qemu::Outcome::completed ? "converged" : "did not get that far");
+        else
+            std::fprintf(out, "  post-copy      after %u pass%s, %.1f s in: %s; then %s until the destination had every "
+                              "page (%llu pages faulted, %s sent)%s\n",
+                         pc.after_passes, pc.after_passes == 1 ? "" : "es", pc.switched_at_s, pc.reason.c_str(),
+                         format_millis(pc.phase_s * 1000).c_str(), static_cast<unsigned long long>(pc.requests),
+                         format_bytes(double(pc.bytes)).c_str(),
+                         r.settings.postcopy_preempt ? ", faulted pages on their own channel" : "");
+    }
     double secs = q.total_time_ms ? double(q.total_time_ms) / 1000.0 : r.wall_s;
     std::fprintf(out, "  over the link  %s on %zu channel%s (%s), %s average, RTT %.2f ms\n",
                  format_bytes(double(sent)).c_str(), r.channels.size(), r.channels.size() == 1 ? "" : "s",
