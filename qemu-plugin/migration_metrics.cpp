@@ -85,6 +85,8 @@ void SourceMetrics::start(const std::string& session) {
     multifd_ = s.counter("rmig_qemu_multifd_bytes_total", "Of those, bytes QEMU sent over its multifd channels.");
     rounds_ = s.counter("rmig_qemu_dirty_sync_rounds_total",
                         "QEMU's dirty-bitmap syncs (dirty_sync_count): the pre-copy rounds begun.");
+    postcopy_requests_ = s.counter("rmig_qemu_postcopy_requests_total",
+                                   "Pages the destination faulted on and asked for after the switch to post-copy.");
     errors_ = s.counter("rmig_migration_errors_total", "Failures of the migration (0 or 1 for one session).");
     remaining_ = s.gauge("rmig_qemu_remaining_bytes", "RAM bytes QEMU still has to send in this round.");
     ram_ = s.gauge("rmig_qemu_ram_bytes", "The guest's RAM as QEMU migrates it.");
@@ -112,6 +114,7 @@ void SourceMetrics::update(const Progress& p) {
     transferred_->advance_to(q.ram_transferred);
     multifd_->advance_to(q.multifd_bytes);
     rounds_->advance_to(q.dirty_sync_count);
+    postcopy_requests_->advance_to(q.postcopy_requests);
     remaining_->set(double(q.ram_remaining));
     ram_->set(double(q.ram_total));
     dirty_rate_->set(double(q.dirty_pages_rate) * double(q.page_size ? q.page_size : 4096));

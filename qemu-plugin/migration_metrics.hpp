@@ -71,7 +71,7 @@ private:
     std::unique_ptr<metrics::Scope> scope_;
     std::unique_ptr<ChannelMetrics> channels_;
     std::unique_ptr<metrics::StateSet> state_;
-    std::shared_ptr<metrics::Counter> transferred_, multifd_, rounds_, errors_;
+    std::shared_ptr<metrics::Counter> transferred_, multifd_, rounds_, postcopy_requests_, errors_;
     std::shared_ptr<metrics::Gauge> remaining_, ram_, dirty_rate_, throughput_, expected_downtime_, elapsed_,
         channels_up_, channels_expected_, throttle_, converging_, forecast_;
 };

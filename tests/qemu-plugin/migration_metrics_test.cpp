@@ -80,6 +80,12 @@ TEST(MigrationMetrics, SourceProgressBecomesSessionAndChannelSeries) {
         EXPECT_EQ(value_of(r, "rmig_migration_converging", kSession), 1);
         EXPECT_DOUBLE_EQ(value_of(r, "rmig_migration_forecast_switchover_seconds", kSession), 2.5);
         EXPECT_EQ(value_of(r, "rmig_qemu_cpu_throttle_percent", kSession), 40);
+        // After the switch to post-copy: QEMU's state, and the pages faulted on.
+        p.qemu.status = "postcopy-active";
+        p.qemu.postcopy_requests = 17;
+        m.update(p);
+        EXPECT_EQ(value_of(r, "rmig_migration_state", with(kSession, {{"state", "postcopy-active"}})), 1);
+        EXPECT_EQ(value_of(r, "rmig_qemu_postcopy_requests_total", kSession), 17);
 
         SourceReport done;
         done.outcome = Outcome::completed;
