@@ -116,6 +116,11 @@ void print_summary(const qemu::SourceReport& r, std::FILE* out) {
         if (!pc.switched)
             std::fprintf(out, "  post-copy      allowed, not used (pre-copy %s)\n",
                          r.outcome == qemu::Outcome::completed ? "converged" : "did not get that far");
+        else if (r.outcome != qemu::Outcome::completed)
+            std::fprintf(out, "  post-copy      after %u pass%s, %.1f s in: %s; interrupted (%llu pages faulted, %s sent "
+                              "after the switch)\n",
+                         pc.after_passes, pc.after_passes == 1 ? "" : "es", pc.switched_at_s, pc.reason.c_str(),
+                         static_cast<unsigned long long>(pc.requests), format_bytes(double(pc.bytes)).c_str());
         else
             std::fprintf(out, "  post-copy      after %u pass%s, %.1f s in: %s; then %s until the destination had every "
                               "page (%llu pages faulted, %s sent)%s\n",

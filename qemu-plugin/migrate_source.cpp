@@ -209,10 +209,14 @@ private:
             // pages then overtake the background push.
             want.postcopy_preempt = want.postcopy_preempt && has_capability(*qmp_, "postcopy-preempt") &&
                                     dst_caps_.contains("postcopy-preempt");
-            report_.checks.push_back({"post-copy support", dst_caps_.contains("postcopy-ram"),
-                                      dst_caps_.contains("postcopy-ram")
-                                          ? "both QEMUs have postcopy-ram"
-                                          : "the destination QEMU has no postcopy-ram capability"});
+            bool src_ok = has_capability(*qmp_, "postcopy-ram"), dst_ok = dst_caps_.contains("postcopy-ram");
+            report_.checks.push_back(
+                {"post-copy support", src_ok && dst_ok,
+                 src_ok && dst_ok ? "both QEMUs have postcopy-ram"
+                 : !src_ok        ? "the source QEMU has no postcopy-ram capability"
+                 : dst_caps_.empty()
+                     ? "the destination's rmig does not report its QEMU's capabilities: update it to use post-copy"
+                     : "the destination QEMU has no postcopy-ram capability"});
             if (!all_ok(report_.checks)) refuse();
         }
         // delivery_reports: an rmig before them would take an unasked report
@@ -318,21 +322,29 @@ private:
         report_.channels = relay.streams().stats();
         report_.control_reopened = link_->reopened();
         report_.final_stats = completed_figures(*qmp_, report_.final_stats);
-        if (report_.postcopy.switched) {
+        // A switch and its whole post-copy phase between two polls: QEMU's
+        // figures tell (the destination's 'finish' then resumes the guest).
+        if (postcopy_requested_ && !report_.postcopy.switched && report_.final_stats.postcopy_bytes > 0)
+            report_.postcopy.switched = true;
+        if (postcopy_requested_ && !report_.postcopy.switched)
+            report_.postcopy.reason += "; asked for, but QEMU finished in pre-copy first";
+        if (report_.postcopy.switched && postcopy_answer_.is_object()) {
             // The guest stopped at the switch and ran again on the
             // destination once its devices were loaded, long before the
             // last page: that is its blackout.
             report_.blackout = measure_blackout(source_.stop_us, postcopy_answer_.value("loaded_us", int64_t{0}),
                                                 postcopy_answer_.value("resumed_us", int64_t{0}), clock_);
-            if (source_.completed_us && postcopy_wall_us_)
-                report_.postcopy.phase_s = double(source_.completed_us - postcopy_wall_us_) / 1e6;
-            report_.postcopy.requests = report_.final_stats.postcopy_requests;
-            report_.postcopy.bytes = report_.final_stats.postcopy_bytes;
         } else {
             report_.blackout = measure_blackout(source_.stop_us, report_.destination.value("loaded_us", int64_t{0}),
                                                 report_.destination.value("resumed_us", int64_t{0}), clock_);
             add_phases(report_.blackout, source_.stop_us, source_.completed_us,
                        report_.destination.value("finish_received_us", int64_t{0}), clock_);
+        }
+        if (report_.postcopy.switched) {
+            if (source_.completed_us && postcopy_wall_us_)
+                report_.postcopy.phase_s = double(source_.completed_us - postcopy_wall_us_) / 1e6;
+            report_.postcopy.requests = report_.final_stats.postcopy_requests;
+            report_.postcopy.bytes = report_.final_stats.postcopy_bytes;
         }
         report_.source_state = qmp_->execute("query-status").value("status", "");
         report_.outcome = Outcome::completed;
@@ -465,7 +477,7 @@ private:
     // Whether to switch to post-copy now, and why (docs/postcopy.md). QEMU's
     // dirty-sync-count is 1 once its first pass starts and grows by one per
     // pass over the guest's RAM.
-    std::optional<std::string> postcopy_reason(const MigrationStats& st) const {
+    std::optional<std::string> postcopy_reason(const MigrationStats& st) {
         uint32_t passes = st.dirty_sync_count > 0 ? static_cast<uint32_t>(st.dirty_sync_count - 1) : 0;
         if (opts_.postcopy_after) {
             if (passes < *opts_.postcopy_after) return std::nullopt;
@@ -474,7 +486,12 @@ private:
                                                     *opts_.postcopy_after == 1 ? "" : "es", " (--postcopy-after)");
         }
         const ConvergenceView& v = report_.convergence.last;
-        if (passes < 1 || !v.known || v.converging) return std::nullopt;
+        if (passes < 1 || !v.known || v.converging) {
+            not_converging_polls_ = 0;
+            return std::nullopt;
+        }
+        // Twice in a row: one poll's rates can be a blip (a short stall).
+        if (++not_converging_polls_ < 2) return std::nullopt;
         return cat("pre-copy would not converge within the budget (the guest dirties ", format_rate(v.dirty_rate),
                    ", the link carries ", format_rate(v.link_rate), ")");
     }
@@ -482,17 +499,26 @@ private:
     // QEMU stops the guest, sends its devices and the pages it still owes
     // on demand; the destination resumes the guest as soon as its devices
     // are in (unless told --no-resume), and answers when it runs.
-    void switch_to_postcopy(const SourceRelay& relay, const MigrationStats& st, const std::string& why,
-                            double elapsed_s) {
+    void switch_to_postcopy(const MigrationStats& st, const std::string& why, double elapsed_s) {
         log::info("switching to post-copy: ", why);
-        bound_postcopy_queue(relay);
         qmp_->execute("migrate-start-postcopy");
+        // QEMU only takes note: it switches at its next iteration (its
+        // MIGRATION event wakes the poll loop, which then calls
+        // on_switched), or finishes in pre-copy if what is left fits its
+        // limit by then. Only a switch QEMU made counts.
+        postcopy_requested_ = true;
         PostcopyReport& pc = report_.postcopy;
-        pc.switched = true;
         pc.reason = why;
         pc.after_passes = st.dirty_sync_count > 0 ? static_cast<uint32_t>(st.dirty_sync_count - 1) : 0;
         pc.switched_at_s = elapsed_s;
         postcopy_wall_us_ = wall_clock_us();
+    }
+
+    // QEMU has switched: the destination loads the devices and resumes the
+    // guest (unless told --no-resume), and answers when it runs.
+    void on_switched(const SourceRelay& relay) {
+        report_.postcopy.switched = true;
+        bound_postcopy_queue(relay);
         postcopy_answer_ = ask({{"op", "postcopy"}, {"resume", opts_.resume_destination}});
     }
 
@@ -509,7 +535,9 @@ private:
                                                          : double(report_.link_tuning.socket_buffer));
         per = std::max<uint64_t>(per, 1 << 20);
         // Act on real changes only (a quarter), as bound_in_flight does.
-        if (postcopy_queue_ && per * 4 > postcopy_queue_ * 3 && per * 4 < postcopy_queue_ * 5) return;
+        if (postcopy_queue_ && postcopy_queue_ == report_.in_flight_cap && per * 4 > postcopy_queue_ * 3 &&
+            per * 4 < postcopy_queue_ * 5)
+            return;
         postcopy_queue_ = per;
         relay.streams().bound_windows(per);
         if (relay.streams().limit_in_flight(per)) report_.in_flight_cap = per;
@@ -677,8 +705,13 @@ private:
             p.elapsed_s = std::chrono::duration<double>(Clock::now() - start_).count();
             report_.timeline.add(timeline_sample(p.elapsed_s, st, p.relay_bytes));
             if (answered && st.status == "active") steer_throttle(st, p);
-            if (answered && st.status == "active" && report_.settings.postcopy && !report_.postcopy.switched)
-                if (auto why = postcopy_reason(st)) switch_to_postcopy(relay, st, *why, p.elapsed_s);
+            // Never onto a link that is down or being reopened: the switch
+            // would turn a pre-copy failure (source resumed) into a split guest.
+            bool link_ok = !relay.streams().error() && !relay.streams().reconnecting();
+            if (answered && st.status == "active" && report_.settings.postcopy && !postcopy_requested_ && link_ok)
+                if (auto why = postcopy_reason(st)) switch_to_postcopy(st, *why, p.elapsed_s);
+            if (postcopy_requested_ && !report_.postcopy.switched && st.status.rfind("postcopy", 0) == 0)
+                on_switched(relay);
             if (st.status == "postcopy-active") {
                 report_.postcopy.requests = st.postcopy_requests;
                 send_meter_.add(p.elapsed_s, p.relay_bytes);
@@ -696,12 +729,21 @@ private:
                                     relay.streams().error().value_or("QEMU says postcopy-paused"), ")");
                 break;
             }
-            if (answered && st.status == "active" && !opts_.qemu_downtime_limit_ms) steer_downtime(relay);
+            if (answered && st.status == "active" && !opts_.qemu_downtime_limit_ms && !report_.postcopy.switched)
+                steer_downtime(relay);
             auto now = Clock::now();
             if (relay.streams().error() && relay_failed_at == Clock::time_point::max())
                 relay_failed_at = now;
             // Past the deadline: break the relay like any other failure.
-            if (now >= deadline && !relay.streams().error()) {
+            // Not after the switch: the guest runs on the destination and
+            // waits on these pages; breaking the relay would freeze it. A
+            // dead link is still caught by the stall watchdog.
+            if (now >= deadline && report_.postcopy.switched && !deadline_warned_) {
+                deadline_warned_ = true;
+                log::warn("--timeout (", opts_.timeout.count(), " s) passed during post-copy: not cancelling, "
+                          "the guest runs on the destination and needs the rest of its pages");
+            }
+            if (now >= deadline && !relay.streams().error() && !report_.postcopy.switched) {
                 report_.error = cat("migration did not finish within ", opts_.timeout.count(),
                                     " s (see --timeout); cancelled");
                 relay.abort(report_.error);
@@ -757,9 +799,26 @@ private:
     // After a failure: QEMU resumes a guest that was running when migration
     // started; confirm it, and resume it ourselves if QEMU did not.
     void make_source_safe() {
+        // Asked for and made by QEMU although rmig did not see it yet: the
+        // destination may be running the guest all the same.
+        if (postcopy_requested_ && !report_.postcopy.switched) {
+            try {
+                if (qmp_ && parse_migration_stats(qmp_->execute("query-migrate")).status.rfind("postcopy", 0) == 0)
+                    report_.postcopy.switched = true;
+            } catch (const std::exception&) {
+                report_.postcopy.switched = true;  // cannot tell: assume the worst, never resume
+            }
+        }
         if (report_.postcopy.switched) {
             // The destination has run the guest since the switch: the
-            // source's memory is stale. Never resume it here.
+            // source's memory is stale. Never resume it here; pause its
+            // migration where a recovery can take it up.
+            try {
+                if (qmp_ && parse_migration_stats(qmp_->execute("query-migrate")).status == "postcopy-active")
+                    pause_postcopy();
+            } catch (const std::exception& e) {
+                log::warn("checking the source QEMU after the failed post-copy: ", e.what());
+            }
             report_.outcome = Outcome::source_at_risk;
             note_source_state();
             report_.error += "; the migration had switched to post-copy, so the guest's memory is split between "
@@ -880,6 +939,9 @@ private:
     std::set<std::string> dst_caps_;  // the destination QEMU's migration capabilities
     int64_t postcopy_wall_us_ = 0;    // when rmig told QEMU to switch
     uint64_t postcopy_queue_ = 0;     // per stream, as last bounded after the switch
+    bool postcopy_requested_ = false;  // migrate-start-postcopy was sent
+    int not_converging_polls_ = 0;    // in a row, after the first pass
+    bool deadline_warned_ = false;
     json postcopy_answer_;            // the destination's, once its guest ran
 };
 

@@ -221,7 +221,16 @@ private:
     // must never be resumed from a partial (or abandoned) copy. Quit it.
     void give_up_incoming() {
         if (!prepared_ || !qmp_) return;
-        if (postcopy_) {
+        bool in_postcopy = postcopy_.load();
+        if (!in_postcopy) {
+            try {
+                in_postcopy = parse_migration_stats(qmp_->execute("query-migrate", {}, kAfterFailure))
+                                  .status.rfind("postcopy", 0) == 0;
+            } catch (const std::exception&) {
+                // Gone or wedged: the checks below handle it.
+            }
+        }
+        if (in_postcopy) {
             // Past the switch the source holds no runnable guest either:
             // what is here is needed by a recovery (docs/postcopy.md).
             log::warn("post-copy was interrupted: leaving the destination QEMU paused (postcopy-paused) for a "
@@ -513,13 +522,16 @@ private:
     // last page -- and answer when it runs.
     json postcopy(const json& msg) {
         bool resume = msg.value("resume", true);
-        postcopy_ = true;
+        if (!relay_) throw Error("'postcopy' before 'prepare': no migration to switch");
         SwitchoverEvents events;
         std::string state, incoming;
         auto until = Clock::now() + patience_;
         for (;;) {
             state = ask_qemu("query-status").value("status", "");
             incoming = parse_migration_stats(ask_qemu("query-migrate")).status;
+            // From here our QEMU holds part of a guest whose rest only the
+            // source has: keep it whatever happens (give_up_incoming).
+            if (incoming.rfind("postcopy", 0) == 0) postcopy_ = true;
             if (state != "inmigrate" || incoming == "failed") break;
             if (auto err = relay_->streams().error()) throw Error(cat("post-copy: ", *err));
             if (Clock::now() >= until)
@@ -602,6 +614,10 @@ private:
             // its last page is in: loaded means QEMU says completed.
             if (postcopy_) incoming = parse_migration_stats(ask_qemu("query-migrate")).status;
             if (state != "inmigrate" && (!postcopy_ || incoming == "completed" || incoming == "failed")) break;
+            if (postcopy_ && incoming == "postcopy-paused") {
+                why_not = "post-copy is paused (the link or the source broke)";
+                break;
+            }
             if (auto err = relay_->streams().error()) {
                 why_not = *err;
                 break;

@@ -137,11 +137,13 @@ TEST(WanE2E, AnOutageWithinTheGraceDuringPostcopyIsOnlyAPause) {
     run.settings.multifd_channels = 0;  // post-copy does not mix with multifd
     auto r = pair.migrate_rmig(run);
     expect_completed_and_verified(pair, r);
-    const auto& pc = r.report["postcopy"];
-    EXPECT_TRUE(pc.value("switched", false)) << pc;
-    // The switch came at once; the outage (1 s to 4 s) inside the post-copy phase.
-    EXPECT_LT(pc.value("switched_at_s", 99.0), 1.0) << pc;
-    EXPECT_GT(pc.value("phase_s", 0.0), 3.0) << pc;
+    auto pc = r.report.value("postcopy", nlohmann::json::object());
+    ASSERT_TRUE(pc.value("switched", false) && pc["switched_at_s"].is_number() && pc["phase_s"].is_number()) << pc;
+    // The switch came before the outage (1 s to 4 s) and the post-copy
+    // phase ended after it: the outage fell inside.
+    double at = pc["switched_at_s"].get<double>(), phase = pc["phase_s"].get<double>();
+    EXPECT_LT(at, 1.0) << pc;
+    EXPECT_GT(at + phase, 4.0) << pc;
     EXPECT_GT(r.report["flows"].value("reconnects", 0), 0) << r.report["flows"];
 }
 
