@@ -4,6 +4,17 @@ namespace rmig::qemu {
 
 using nlohmann::json;
 
+namespace {
+
+// Whether a query-migrate-capabilities reply names this capability.
+bool lists(const json& capabilities, const std::string& name) {
+    for (auto& c : capabilities)
+        if (c.value("capability", "") == name) return true;
+    return false;
+}
+
+}  // namespace
+
 json to_json(const MigrationSettings& s) {
     return {{"multifd_channels", s.multifd_channels},
             {"max_bandwidth", s.max_bandwidth},
@@ -43,9 +54,10 @@ void apply_settings(QmpClient& qmp, const MigrationSettings& s, Side side) {
     if (side == Side::source) caps.push_back({{"capability", "auto-converge"}, {"state", s.auto_converge}});
     // Named only when wanted, or when QEMU knows them: a QEMU without
     // postcopy-preempt refuses a list that names it.
-    if (s.postcopy || has_capability(qmp, "postcopy-ram"))
-        caps.push_back({{"capability", "postcopy-ram"}, {"state", s.postcopy}});
-    if (s.postcopy_preempt || has_capability(qmp, "postcopy-preempt"))
+    json known = qmp.execute("query-migrate-capabilities");  // once, not per capability
+    auto knows = [&known](const std::string& name) { return lists(known, name); };
+    if (s.postcopy || knows("postcopy-ram")) caps.push_back({{"capability", "postcopy-ram"}, {"state", s.postcopy}});
+    if (s.postcopy_preempt || knows("postcopy-preempt"))
         caps.push_back({{"capability", "postcopy-preempt"}, {"state", s.postcopy_preempt}});
     qmp.execute("migrate-set-capabilities", {{"capabilities", caps}});
     json params = json::object();
@@ -64,9 +76,7 @@ void apply_settings(QmpClient& qmp, const MigrationSettings& s, Side side) {
 }
 
 bool has_capability(QmpClient& qmp, const std::string& name) {
-    for (auto& c : qmp.execute("query-migrate-capabilities"))
-        if (c.value("capability", "") == name) return true;
-    return false;
+    return lists(qmp.execute("query-migrate-capabilities"), name);
 }
 
 MigrationSettings read_settings(QmpClient& qmp) {
