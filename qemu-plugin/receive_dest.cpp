@@ -622,7 +622,7 @@ private:
                 why_not = *err;
                 break;
             }
-            incoming = parse_migration_stats(ask_qemu("query-migrate")).status;
+            if (!postcopy_) incoming = parse_migration_stats(ask_qemu("query-migrate")).status;  // asked above otherwise
             if (incoming == "failed") break;
             uint64_t now_delivered = delivered_bytes();
             if (now_delivered != last) {
