@@ -600,14 +600,19 @@ private:
         }
     }
 
+    // What rmig sent at over the last seconds (send_meter_'s window).
+    void measure_link(const Progress& p) {
+        send_meter_.add(p.elapsed_s, p.relay_bytes);
+        link_rate_ = send_meter_.rate();
+    }
+
     // Measures the link as rmig sends, judges whether QEMU's pre-copy
     // converges, and hands QEMU's auto-converge the throttle planned from
     // that (convergence_steering.hpp). Only changes go to QEMU.
     void steer_throttle(const MigrationStats& st, const Progress& p) {
         // The rate over the last seconds, not the best ever seen: the first
         // second fills socket buffers far faster than a slow link drains them.
-        send_meter_.add(p.elapsed_s, p.relay_bytes);
-        link_rate_ = send_meter_.rate();
+        measure_link(p);
         ConvergenceReport& c = report_.convergence;
         c.last = steering_.update(st, link_rate_, report_.budget.qemu_limit_ms);
         c.max_throttle = std::max(c.max_throttle, st.cpu_throttle_percentage);
@@ -714,8 +719,7 @@ private:
                 on_switched(relay);
             if (st.status == "postcopy-active") {
                 report_.postcopy.requests = st.postcopy_requests;
-                send_meter_.add(p.elapsed_s, p.relay_bytes);
-                link_rate_ = send_meter_.rate();
+                measure_link(p);
                 bound_postcopy_queue(relay);
             }
             p.convergence = report_.convergence.last;
