@@ -75,6 +75,14 @@ lab::RmigRun over(const WanLink& link, std::vector<std::string> extra) {
     return run;
 }
 
+// Post-copy from the start, no multifd (the two do not mix).
+lab::RmigRun postcopy_over(const WanLink& link, const std::string& grace_s, const std::string& stall_s) {
+    auto run = over(link, {"--compress", "none", "--reconnect-grace", grace_s, "--stall-timeout", stall_s,
+                           "--postcopy-after", "0"});
+    run.settings.multifd_channels = 0;
+    return run;
+}
+
 void expect_completed_and_verified(lab::LocalPair& pair, const lab::RunResult& r) {
     if (!r.ok) pair.keep();
     ASSERT_TRUE(r.ok) << "exit " << r.exit_code << ": " << r.error << " (see " << pair.dir() << ")";
@@ -132,9 +140,7 @@ TEST(WanE2E, AnOutageWithinTheGraceDuringPostcopyIsOnlyAPause) {
     if (auto why = why_not_here(); !why.empty()) GTEST_SKIP() << why;
     lab::LocalPair pair;
     WanLink link(link_name(), {"--delay", "10ms", "--rate", "200mbit", "--outage", "1+3"});
-    auto run = over(link, {"--compress", "none", "--reconnect-grace", "30", "--stall-timeout", "10",
-                           "--postcopy-after", "0"});
-    run.settings.multifd_channels = 0;  // post-copy does not mix with multifd
+    auto run = postcopy_over(link, "30", "10");
     auto r = pair.migrate_rmig(run);
     expect_completed_and_verified(pair, r);
     auto pc = r.report.value("postcopy", nlohmann::json::object());
@@ -199,9 +205,7 @@ TEST(WanE2E, LinkDownPastTheGraceDuringPostcopyLeavesBothQemusForARecovery) {
     if (auto why = why_not_here(); !why.empty()) GTEST_SKIP() << why;
     lab::LocalPair pair;
     WanLink link(link_name(), {"--delay", "10ms", "--rate", "200mbit", "--outage", "1+60"});
-    auto run = over(link, {"--compress", "none", "--reconnect-grace", "3", "--stall-timeout", "5",
-                           "--postcopy-after", "0"});
-    run.settings.multifd_channels = 0;
+    auto run = postcopy_over(link, "3", "5");
     run.resume = true;
     auto r = pair.migrate_rmig(run);
     EXPECT_FALSE(r.ok);
