@@ -76,6 +76,20 @@ public:
     // e.g. userfaultfd write-protect tracking starts). Writes register lazily
     // without it.
     virtual void register_local(const void* base, size_t size) { (void)base, (void)size; }
+
+    // One-sided reads (memory mode's post-copy: the destination fetches a
+    // faulted page straight from the source's memory, no source CPU on the
+    // path). Where can_read() is false (dpdk), the other two throw Error.
+    virtual bool can_read() const { return false; }
+    // Registers [base, base+size) for the peer's reads on this channel; send
+    // the result to the peer. Done before any dirty tracking starts, like
+    // register_local().
+    virtual RemoteRegion expose_for_read(void* base, size_t size);
+    // Reads `len` bytes at `offset` of the peer's region `from` into `local`
+    // (registered lazily, as writes do) and returns once they have arrived.
+    // Throws Error past the region's end, LinkError on a lost peer. May run on
+    // one thread while others send or receive on the channel.
+    virtual void read(const RemoteRegion& from, uint64_t offset, void* local, size_t len);
 };
 
 // The payload of a frame being received, read piece by piece straight where
