@@ -10,6 +10,8 @@
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "engine/memory/page_placer.hpp"
+#include "engine/memory/postcopy_placer.hpp"
+#include "engine/memory/postcopy_wire.hpp"
 #include "engine/memory/round_watchdog.hpp"
 #include "engine/memory/worker_placement.hpp"
 #include "transport/control_channel.hpp"
@@ -35,6 +37,7 @@ public:
     ~DestSession() {
         shutdown_all();
         join_receivers();
+        stop_fault_thread();
     }
 
     MemoryDestResult run() {
@@ -121,6 +124,10 @@ private:
                 end_round(msg);
             } else if (op == "device_state") {
                 device_state(msg);
+                return;
+            } else if (op == "postcopy") {
+                start_postcopy(msg);
+                run_postcopy();
                 return;
             } else {
                 throw ProtocolError(cat("unknown operation '", op, "'"));
@@ -232,7 +239,7 @@ private:
                 // then every payload straight into its page (raw) or a
                 // scratch buffer (compressed), with one scattered read.
                 auto type = ch.recv_into([&](wire::FrameType t, size_t len, transport::PayloadReader& r) {
-                    if (t != wire::FrameType::data) {
+                    if (t != wire::FrameType::data || postcopy_active_.load()) {
                         buf.resize(len);
                         r.read(std::span<const std::span<std::byte>>(std::array{std::span(buf)}));
                         return;
@@ -240,6 +247,9 @@ private:
                     pages += place_batch(len, r, placer, buf, packed, pieces);
                 });
                 if (type == wire::FrameType::data) {
+                    // In post-copy the batch was read whole and is placed
+                    // page by page (atomically: the guest is running).
+                    if (postcopy_active_.load()) pages += place_postcopy_batch(buf, placer, packed, false);
                     continue;
                 } else if (type == wire::FrameType::control) {
                     std::string text(reinterpret_cast<const char*>(buf.data()), buf.size());
@@ -324,7 +334,7 @@ private:
         return b.pages.size();
     }
 
-    void end_round(const json& msg) {
+    void end_round(const json& msg, const std::function<void()>& before_reply = {}) {
         const uint64_t round = msg.value("round", ~uint64_t{0});
         if (round != result_.rounds)
             throw ProtocolError(cat("round_end for round ", round, ", expected ", result_.rounds));
@@ -345,10 +355,199 @@ private:
         if (msg.value("pages", ~uint64_t{0}) != pages)
             throw ProtocolError(cat("round ", round, ": source sent ", msg.value("pages", ~uint64_t{0}),
                                     " pages, ", pages, " arrived"));
-        transport::send_message(*control_, {{"ok", true}, {"op", "round_done"}, {"round", round}});
+        if (before_reply) before_reply();
+        send_control({{"ok", true}, {"op", "round_done"}, {"round", round}});
         result_.rounds = static_cast<unsigned>(round + 1);
         result_.pages_placed += pages;
         if (cfg_.on_round_done) cfg_.on_round_done(round, pages);
+    }
+
+    // ---- post-copy (docs/memory-mode.md, "Post-copy") ----
+
+    // {"op":"postcopy","round","pending","bitmap_bytes","device_state"[,"reads"]},
+    // then the pending bitmap and the device state as DATA frames. The
+    // pending pages are dropped and caught from here on; the caller starts
+    // the guest; the reply ends the source's downtime.
+    void start_postcopy(const json& msg) {
+        watchdog_.arm(step(), "the switch to post-copy");
+        if (msg.value("round", ~uint64_t{0}) != result_.rounds)
+            throw ProtocolError(cat("post-copy announced as round ", msg.value("round", ~uint64_t{0}), ", expected ",
+                                    result_.rounds));
+        const uint64_t bitmap_bytes = msg.value("bitmap_bytes", ~uint64_t{0});
+        if (bitmap_bytes != pending_bytes(cfg_.regions, ps_))
+            throw ProtocolError(cat("post-copy: a pending bitmap of ", bitmap_bytes, " bytes announced, our regions need ",
+                                    pending_bytes(cfg_.regions, ps_)));
+        std::vector<std::byte> bitmap(bitmap_bytes);
+        read_pieces(bitmap, "the pending-page bitmap");
+        const uint64_t want = msg.value("device_state", ~uint64_t{0});
+        if (want > kMaxDeviceState)
+            throw ProtocolError(cat("device state of ", want, " bytes announced, the limit is ", kMaxDeviceState));
+        if (device_state_.size() < want) device_state_.resize(want);
+        read_pieces(std::span(device_state_).first(want), "the device state");
+        device_state_.resize(want);
+        // Refused only once everything announced was read: the source then
+        // gets the reason, not a broken pipe.
+        if (!cfg_.on_postcopy_start) {
+            send_control({{"ok", false}, {"error", "this destination does not take post-copy (no on_postcopy_start)"}});
+            throw Error("the source switched to post-copy, which this destination does not take");
+        }
+        std::vector<DirtyBitmap> pending = decode_pending(bitmap, cfg_.regions, ps_);
+        uint64_t count = 0;
+        for (const auto& b : pending) count += b.count();
+        if (count != msg.value("pending", ~uint64_t{0}))
+            throw ProtocolError(cat("post-copy: ", msg.value("pending", ~uint64_t{0}), " pending pages announced, the bitmap has ",
+                                    count));
+        transport::OneSided* os = control_->one_sided();
+        if (msg.contains("reads") && os && os->can_read()) reads_ = parse_read_regions(msg["reads"], cfg_.regions);
+        postcopy_ = std::make_unique<PostcopyPlacer>(cfg_.regions, ps_, pending);
+        DestPostcopy& pc = result_.postcopy;
+        pc.switched = true;
+        pc.pending_pages = count;
+        pc.rdma_reads = !reads_.empty();
+        postcopy_active_ = true;
+        fault_thread_ = std::thread([this] { serve_faults(); });
+        postcopy_t0_ = Clock::now();
+        {
+            std::lock_guard lock(mu_);
+            postcopy_started_ = true;  // a failure from here calls on_postcopy_failed
+        }
+        cfg_.on_postcopy_start(std::span<const std::byte>(device_state_));
+        send_control({{"ok", true}, {"op", "postcopy_started"}, {"rdma_reads", pc.rdma_reads}});
+        log::info(cat("post-copy: the guest runs here; ", count, " pages to come",
+                      pc.rdma_reads ? " (faults read one-sided)" : ""));
+    }
+
+    // The control channel in post-copy: pages fetched on request (page
+    // batches), then round_end for the push; round_done once every pending
+    // page is in.
+    void run_postcopy() {
+        PagePlacer placer;
+        std::vector<std::byte> buf, scratch;
+        for (;;) {
+            watchdog_.arm(step(), "post-copy");
+            auto type = control_->recv(buf);
+            check_stopped();
+            if (type == wire::FrameType::data) {
+                place_postcopy_batch(buf, placer, scratch, true);
+                continue;
+            }
+            std::string text(reinterpret_cast<const char*>(buf.data()), buf.size());
+            if (type == wire::FrameType::abort) throw Error(cat("source aborted: ", text));
+            if (type != wire::FrameType::control)
+                throw ProtocolError(cat("post-copy: unexpected ", wire::to_string(type), " frame on the control channel"));
+            json m = json::parse(text, nullptr, false);
+            if (!m.is_object() || m.value("op", "") != "round_end")
+                throw ProtocolError(cat("post-copy: expected round_end or pages, got ", text));
+            end_round(m, [&] {
+                if (uint64_t left = postcopy_->missing(); left != 0)
+                    throw ProtocolError(cat("post-copy: the push ended with ", left, " pages still missing"));
+                stop_fault_thread();
+                postcopy_->release();
+                DestPostcopy& pc = result_.postcopy;
+                pc.phase_s = std::chrono::duration<double>(Clock::now() - postcopy_t0_).count();
+                postcopy_->fill(pc);
+                std::lock_guard lock(mu_);
+                confirmed_ = true;  // every page is here; the source ends its channels next
+            });
+            result_.device_state = std::move(device_state_);
+            log::info(cat("post-copy done in ", result_.postcopy.phase_s, " s: ", result_.postcopy.faults, " faults, ",
+                          result_.postcopy.fetched_pages, " pages fetched on demand, fault p50 ",
+                          result_.postcopy.fault_p50_us, " us, p99 ", result_.postcopy.fault_p99_us, " us"));
+            watchdog_.arm(milliseconds(5000), "closing");
+            join_receivers();
+            watchdog_.disarm();
+            return;
+        }
+    }
+
+    // The guest's faults: each page is read one-sided from the source where
+    // it exposed its memory (rdma), else asked for on the control channel,
+    // ahead of the push on the data channels.
+    void serve_faults() {
+        try {
+            std::vector<std::byte> staging(ps_);
+            transport::OneSided* os = reads_.empty() ? nullptr : control_->one_sided();
+            while (!fault_stop_.load()) {
+                std::vector<PageRef> faults = postcopy_->next_faults(milliseconds(100));
+                if (os) {
+                    for (PageRef f : faults) {
+                        os->read(reads_[f.region], f.page * ps_, staging.data(), ps_);
+                        postcopy_->place(f, staging, true);
+                    }
+                    continue;
+                }
+                // Grouped by region, in order of arrival.
+                for (size_t i = 0; i < faults.size();) {
+                    std::vector<uint64_t> pages;
+                    const uint32_t region = faults[i].region;
+                    for (; i < faults.size() && faults[i].region == region && pages.size() < kMaxFetchPages; ++i)
+                        pages.push_back(faults[i].page);
+                    send_control(fetch_request(region, pages));
+                }
+            }
+        } catch (const std::exception& e) {
+            {
+                std::lock_guard lock(mu_);
+                if (receiver_error_.empty()) receiver_error_ = cat("serving post-copy faults: ", e.what());
+            }
+            cv_.notify_all();
+            shutdown_all();
+        }
+    }
+
+    void stop_fault_thread() {
+        fault_stop_ = true;
+        if (postcopy_) postcopy_->wake_reader();
+        if (fault_thread_.joinable() && fault_thread_.get_id() != std::this_thread::get_id()) fault_thread_.join();
+    }
+
+    // A post-copy page batch (read whole: the guest runs, so every page is
+    // placed atomically); returns its page count.
+    size_t place_postcopy_batch(std::span<const std::byte> bytes, PagePlacer& placer, std::vector<std::byte>& scratch,
+                                bool fetched) {
+        PageBatch b = decode_page_batch(bytes, layout_);
+        scratch.resize(ps_);
+        for (const auto& e : b.pages) {
+            PageRef at{b.region, e.page_index};
+            if (e.kind == PageKind::zero) {
+                postcopy_->place(at, {}, fetched);
+            } else if (e.kind == PageKind::raw) {
+                postcopy_->place(at, e.payload, fetched);
+            } else {
+                placer.place(e, scratch);
+                postcopy_->place(at, scratch, fetched);
+            }
+        }
+        return b.pages.size();
+    }
+
+    // Consecutive DATA frames on the control channel filling `into` exactly.
+    void read_pieces(std::span<std::byte> into, const char* what) {
+        std::vector<std::byte> other;
+        size_t at = 0;
+        do {
+            auto type = control_->recv_into([&](wire::FrameType t, size_t len, transport::PayloadReader& r) {
+                using Pieces = std::span<const std::span<std::byte>>;
+                if (t != wire::FrameType::data || len > into.size() - at) {
+                    other.resize(len);
+                    r.read(Pieces(std::array{std::span(other)}));
+                    if (t == wire::FrameType::data)
+                        throw ProtocolError(cat(what, ": more than the ", into.size(), " bytes announced arrived"));
+                    return;
+                }
+                r.read(Pieces(std::array{into.subspan(at, len)}));
+                at += len;
+            });
+            if (type == wire::FrameType::abort)
+                throw Error(cat("source aborted: ", std::string(reinterpret_cast<const char*>(other.data()), other.size())));
+            if (type != wire::FrameType::data)
+                throw ProtocolError(cat("expected ", what, ", got a ", wire::to_string(type), " frame"));
+        } while (at < into.size());
+    }
+
+    void send_control(const json& msg) {
+        std::lock_guard lock(control_send_mu_);
+        transport::send_message(*control_, msg);
     }
 
     // The blob comes as one DATA frame on the control channel right after
@@ -432,12 +631,33 @@ private:
         if (control) {
             try {
                 auto text = result_.error;
+                std::lock_guard lock(control_send_mu_);
                 control->send(wire::FrameType::abort, std::as_bytes(std::span(text.data(), text.size())));
             } catch (const std::exception&) {
             }
         }
         shutdown_all();
         join_receivers();
+        bool started;
+        {
+            std::lock_guard lock(mu_);
+            started = postcopy_started_;
+        }
+        if (started) {
+            // The guest ran here on pages that will not all come: its threads
+            // must stop before faults stop being caught.
+            result_.error += "; post-copy had started the guest here and not every page arrived "
+                             "(docs/memory-mode.md, \"When post-copy breaks\")";
+            if (cfg_.on_postcopy_failed) {
+                try {
+                    cfg_.on_postcopy_failed(result_.error);
+                } catch (const std::exception&) {
+                }
+            }
+        }
+        stop_fault_thread();
+        if (postcopy_) postcopy_->fill(result_.postcopy);
+        postcopy_.reset();
     }
 
     const MemoryDestConfig& cfg_;
@@ -459,6 +679,16 @@ private:
     std::vector<std::byte> device_state_;
     bool confirmed_ = false;
     bool stopped_ = false;
+
+    // Post-copy.
+    std::mutex control_send_mu_;  // the fault thread and the control thread both send
+    std::unique_ptr<PostcopyPlacer> postcopy_;
+    std::atomic<bool> postcopy_active_{false};  // receivers place atomically, through postcopy_
+    bool postcopy_started_ = false;             // on_postcopy_start was called (guarded by mu_)
+    std::vector<transport::RemoteRegion> reads_;  // the source's regions, for one-sided reads
+    std::atomic<bool> fault_stop_{false};
+    std::thread fault_thread_;
+    Clock::time_point postcopy_t0_;
 
     WorkerPlacement placement_;
     std::vector<std::thread> receivers_;

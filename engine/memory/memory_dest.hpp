@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <stop_token>
 #include <string>
 #include <vector>
@@ -38,9 +39,30 @@ struct MemoryDestConfig {
     std::string nic;
     std::function<void(const std::string& address)> on_listening;
     std::function<void(uint64_t round, uint64_t pages)> on_round_done;  // after replying round_done
+    // Post-copy (docs/memory-mode.md): the source switched and the guest is
+    // to run here now, with this device state. Pages not here yet are
+    // missing; a guest thread touching one blocks until it is placed. Without
+    // this callback the destination refuses post-copy. Control thread.
+    std::function<void(std::span<const std::byte> device_state)> on_postcopy_start;
+    // Post-copy broke after on_postcopy_start: neither host holds the whole
+    // guest. Called before the destination stops catching faults (a missing
+    // page reads as zeros after that): stop the guest's threads here.
+    std::function<void(const std::string& why)> on_postcopy_failed;
     // Requesting a stop ends the session at once (channels shut down), as a
     // failure; the source sees its peer vanish.
     std::stop_token stop;
+};
+
+// The post-copy phase, as the destination saw it.
+struct DestPostcopy {
+    bool switched = false;
+    uint64_t pending_pages = 0;  // pages missing at the switch
+    uint64_t faults = 0;         // distinct missing pages the guest touched before they were pushed
+    uint64_t fetched_pages = 0;  // of those, fetched on demand (request or rdma read) rather than pushed
+    bool rdma_reads = false;     // faulted pages were read one-sided from the source's memory
+    double phase_s = 0;          // guest started -> every page placed
+    // Fault to page placed, in microseconds (over `faults`; 0 without faults).
+    double fault_p50_us = 0, fault_p99_us = 0, fault_max_us = 0;
 };
 
 struct MemoryDestResult {
@@ -52,6 +74,7 @@ struct MemoryDestResult {
     std::vector<std::byte> device_state;  // the blob pause() returned on the source
     bool one_sided = false;               // regions were exposed for the source's rdma writes
     std::string placement;                // where the receivers ran and why
+    DestPostcopy postcopy;
 };
 
 MemoryDestResult receive_memory(const MemoryDestConfig& config);

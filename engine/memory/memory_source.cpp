@@ -1,6 +1,7 @@
 #include "engine/memory/memory_source.hpp"
 
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -12,6 +13,7 @@
 #include "engine/dirty/shard.hpp"
 #include "engine/dirty/uffd_wp_source.hpp"
 #include "engine/memory/batch_sender.hpp"
+#include "engine/memory/postcopy_wire.hpp"
 #include "engine/memory/round_watchdog.hpp"
 #include "engine/memory/worker_placement.hpp"
 #include "numa/binding.hpp"
@@ -28,6 +30,14 @@ namespace {
 
 double seconds_since(Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Milliseconds since `mark`, which moves to now.
+double ms_since(Clock::time_point& mark) {
+    auto now = Clock::now();
+    double ms = std::chrono::duration<double, std::milli>(now - mark).count();
+    mark = now;
+    return ms;
 }
 
 // Thrown inside a worker when another worker already failed (or the caller
@@ -107,6 +117,7 @@ public:
     ~SourceSession() {
         stop_tracking();
         shutdown_all();
+        if (server_.joinable()) server_.join();
     }
 
     MemorySourceResult run() {
@@ -148,16 +159,24 @@ private:
         watchdog_.arm(cfg_.step_timeout, "layout exchange");
         exchange_layout();
         watchdog_.disarm();
+        if (cfg_.postcopy.enabled) expose_for_reads();
         throw_if_cancelled();
         set_up_tracking();
 
         ConvergenceConfig cc = cfg_.convergence;
         cc.page_size = ps_;
-        ConvergencePolicy policy(cc, cfg_.throttle);
+        // Post-copy switching by itself replaces the throttle: the policy's
+        // wish to throttle is the sign that pre-copy will not fit the budget.
+        const bool postcopy_auto = cfg_.postcopy.enabled && cfg_.postcopy.after_rounds == 0;
+        bool wants_throttle = false;
+        ThrottleCallback throttle = cfg_.throttle;
+        if (postcopy_auto) throttle = [&](unsigned) { wants_throttle = true; };
+        ConvergencePolicy policy(cc, throttle);
         uint64_t guest_pages = 0;
         for (const Region& r : cfg_.regions) guest_pages += r.size / ps_;
         for (auto& s : snapshots_) s.fill();  // round 0: every page
 
+        std::string postcopy_reason;
         for (uint64_t round = 0;; ++round) {
             throw_if_cancelled();
             auto t = Clock::now();
@@ -167,19 +186,25 @@ private:
             Decision d = policy.on_round({sent.bytes, secs, dirty, dirty * ps_, guest_pages});
             result_.last_decision = d.reason;
             if (cfg_.on_decision) cfg_.on_decision(d);
-            if (d.action == Action::give_up) throw Error(cat("not converging: ", d.reason));
+            if (cfg_.postcopy.enabled) {
+                // A count given is forced, even where pre-copy would switch over.
+                if (!postcopy_auto && round + 1 >= cfg_.postcopy.after_rounds) {
+                    postcopy_reason = cat("after ", round + 1, round == 0 ? " round" : " rounds");
+                } else if (d.action == Action::give_up || (postcopy_auto && wants_throttle)) {
+                    postcopy_reason = cat("pre-copy would not fit the budget: ", d.reason);
+                }
+                if (!postcopy_reason.empty()) {
+                    run_postcopy(postcopy_reason);
+                    return;
+                }
+            }
             if (d.action == Action::switchover) break;
+            if (d.action == Action::give_up) throw Error(cat("not converging: ", d.reason));
         }
 
         // Switchover: from here the guest is stopped and the clock is downtime.
         throw_if_cancelled();  // not paused yet: nothing to resume
         const auto paused_at = Clock::now();
-        auto ms_since = [](Clock::time_point& mark) {
-            auto now = Clock::now();
-            double ms = std::chrono::duration<double, std::milli>(now - mark).count();
-            mark = now;
-            return ms;
-        };
         auto mark = paused_at;
         SwitchoverTimes& sw = result_.switchover;
         result_.paused = true;
@@ -221,23 +246,198 @@ private:
         }
     }
 
+    // ---- post-copy (docs/memory-mode.md, "Post-copy") ----
+
+    // Over a transport with one-sided reads the destination reads faulted
+    // pages straight from our regions, exposed on the control channel before
+    // tracking starts (registering pins pages, see exchange_layout).
+    void expose_for_reads() {
+        transport::OneSided* os = control_->one_sided();
+        if (!os || !os->can_read()) return;
+        for (const auto& r : cfg_.regions) read_regions_.push_back(os->expose_for_read(r.base, r.size));
+    }
+
+    // The switch: the guest paused, the pending set and the device state
+    // sent, the guest started on the destination (the downtime ends there);
+    // then the pending pages go as one more round while a server thread
+    // answers the destination's requests for faulted pages first.
+    void run_postcopy(const std::string& reason) {
+        throw_if_cancelled();  // not paused yet: nothing to resume
+        SourcePostcopy& pc = result_.postcopy;
+        pc.reason = reason;
+        SwitchoverTimes& sw = result_.switchover;
+        const auto paused_at = Clock::now();
+        auto mark = paused_at;
+        result_.paused = true;
+        std::vector<std::byte> blob = cfg_.pause();
+        sw.pause_ms = ms_since(mark);
+        throw_if_cancelled();
+        if (blob.size() > kMaxDeviceState)
+            throw Error(cat("device state of ", blob.size(), " bytes exceeds the ", kMaxDeviceState,
+                            "-byte limit"));
+        pc.pending_pages = collect(true);
+        sw.collect_ms = ms_since(mark);
+        stop_tracking();  // paused for good: nothing writes the regions any more
+        const std::vector<std::byte> pending = encode_pending(snapshots_);
+        json req = {{"op", "postcopy"},     {"round", result_.rounds},      {"pending", pc.pending_pages},
+                    {"bitmap_bytes", pending.size()}, {"device_state", blob.size()}};
+        if (!read_regions_.empty()) req["reads"] = read_regions_to_json(read_regions_);
+        log::info(cat("switching to post-copy (", reason, "): ", pc.pending_pages, " pages pending"));
+        for (const auto& r : cfg_.regions) served_.emplace_back(r.size / ps_, ps_);
+        watchdog_.arm(cfg_.step_timeout, "the switch to post-copy");
+        transport::send_message(*control_, req);
+        send_pieces(pending, false);
+        // The guest may fault before its start is confirmed: requests are
+        // served from the moment the destination can send them.
+        server_ = std::thread([this] { serve_postcopy(); });
+        send_pieces(blob, true);
+        sw.device_state_ms = ms_since(mark);
+        json reply = await_reply();
+        if (!reply.value("ok", false) || reply.value("op", "") != "postcopy_started")
+            throw Error(cat("destination did not start the guest in post-copy: ",
+                            reply.value("error", std::string("unexpected reply ") + reply.dump())));
+        watchdog_.disarm();
+        postcopy_started_ = true;
+        sw.confirm_ms = ms_since(mark);
+        result_.downtime_ms = seconds_since(paused_at) * 1000.0;
+        pc.switched = true;
+        pc.rdma_reads = reply.value("rdma_reads", false);
+        log::info(cat("post-copy: the guest runs on the destination after a ", result_.downtime_ms,
+                      " ms blackout; pushing ", pc.pending_pages, " pages"));
+
+        const auto phase_t0 = Clock::now();
+        postcopy_phase_ = true;
+        RoundTotals pushed = send_round(result_.rounds, [] {});
+        server_.join();
+        pc.phase_s = seconds_since(phase_t0);
+        pc.pushed_bytes = pushed.bytes;
+        pc.served_pages = served_count_.load();
+        log::info(cat("post-copy done in ", pc.phase_s, " s: ", pushed.pages, " pages pushed, ", pc.served_pages,
+                      " served on request"));
+        try {
+            for (auto& ch : data_) ch->send(wire::FrameType::end, {});
+            control_->send(wire::FrameType::end, {});
+        } catch (const std::exception&) {
+        }
+    }
+
+    // Post-copy's reader of the control channel: page requests are answered
+    // at once on the control channel itself (never behind the push on the
+    // data channels); other messages are replies for the migrate thread:
+    // postcopy_started, then the push round's round_done (or a refusal),
+    // the last of the phase.
+    void serve_postcopy() {
+        try {
+            std::vector<std::byte> buf;
+            PageBatchEncoder enc(std::min(kDefaultBatchBudget, control_->max_frame_payload()));
+            for (;;) {
+                auto type = control_->recv(buf);
+                std::string text(reinterpret_cast<const char*>(buf.data()), buf.size());
+                if (type == wire::FrameType::abort) throw Error(cat("destination aborted: ", text));
+                if (type != wire::FrameType::control)
+                    throw ProtocolError(cat("post-copy: unexpected ", wire::to_string(type),
+                                            " frame on the control channel"));
+                json m = json::parse(text, nullptr, false);
+                if (!m.is_object()) throw ProtocolError(cat("post-copy: malformed message ", text));
+                if (m.value("op", "") == "fetch") {
+                    serve_fetch(parse_fetch(m, cfg_.regions, ps_), enc);
+                    continue;
+                }
+                const bool started = m.value("ok", false) && m.value("op", "") == "postcopy_started";
+                deliver_reply(std::move(m), {}, false);
+                if (!started) return;
+            }
+        } catch (const std::exception& e) {
+            deliver_reply({}, e.what(), dynamic_cast<const LinkError*>(&e) != nullptr);
+        }
+    }
+
+    void serve_fetch(const Fetch& f, PageBatchEncoder& enc) {
+        auto* base = static_cast<const std::byte*>(cfg_.regions[f.region].base);
+        auto send = [&] {
+            auto bytes = enc.finish();
+            {
+                std::lock_guard lock(control_send_mu_);
+                control_->send(wire::FrameType::data, bytes);
+            }
+            enc.reset(f.region);
+        };
+        enc.reset(f.region);
+        for (uint64_t p : f.pages) {
+            std::span<const std::byte> page(base + p * ps_, ps_);
+            const bool zero = is_zero_page(page.data(), ps_);
+            const PageKind kind = zero ? PageKind::zero : PageKind::raw;
+            if (!enc.add(p, kind, zero ? std::span<const std::byte>() : page)) {
+                send();
+                enc.add(p, kind, zero ? std::span<const std::byte>() : page);
+            }
+        }
+        if (!enc.empty()) send();
+        // Marked after it went out: a push that skips a served page does so
+        // behind it on the control channel, so round_end follows it there.
+        for (uint64_t p : f.pages)
+            if (!served_[f.region].test(p)) {
+                served_[f.region].set(p);
+                ++served_count_;
+            }
+    }
+
+    void deliver_reply(json m, std::string error, bool link_lost) {
+        {
+            std::lock_guard lock(reply_mu_);
+            reply_ = std::move(m);
+            reply_error_ = std::move(error);
+            reply_link_lost_ = link_lost;
+            replied_ = true;
+        }
+        reply_cv_.notify_all();
+    }
+
+    // The reply to round_end in post-copy, from the server thread. Bounded by
+    // the round's watchdog: it shuts the channel, which ends the server.
+    json await_reply() {
+        std::unique_lock lock(reply_mu_);
+        reply_cv_.wait(lock, [&] { return replied_; });
+        replied_ = false;
+        if (!reply_error_.empty()) {
+            if (reply_link_lost_) throw LinkError(reply_error_);
+            throw Error(reply_error_);
+        }
+        return reply_;
+    }
+
+    void send_control(const json& msg) {
+        std::lock_guard lock(control_send_mu_);
+        transport::send_message(*control_, msg);
+    }
+
+    // `bytes` as DATA frames of at most one batch each (an empty one is one
+    // empty frame). With `commit_last`, the commit point comes before the
+    // last piece: from there a cancel is too late.
+    void send_pieces(std::span<const std::byte> bytes, bool commit_last) {
+        const size_t piece = std::min(control_->max_frame_payload(), kDefaultBatchBudget);
+        size_t at = 0;
+        do {
+            size_t n = std::min(piece, bytes.size() - at);
+            if (commit_last && at + n == bytes.size()) {
+                commit();
+            } else {
+                throw_if_cancelled();
+            }
+            {
+                std::lock_guard lock(control_send_mu_);
+                control_->send(wire::FrameType::data, bytes.subspan(at, n));
+            }
+            at += n;
+        } while (at < bytes.size());
+    }
+
     // {"op": "device_state", "bytes": N}, then the blob in pieces of at most
     // one batch, so it is not bound by the frame limit and the destination
     // copies while the rest arrives.
     void send_device_state(std::span<const std::byte> blob) {
         transport::send_message(*control_, {{"op", "device_state"}, {"bytes", blob.size()}});
-        const size_t piece = std::min(control_->max_frame_payload(), kDefaultBatchBudget);
-        size_t at = 0;
-        do {  // an empty blob is one empty frame, as the destination expects
-            size_t n = std::min(piece, blob.size() - at);
-            if (at + n == blob.size()) {
-                commit();  // the last piece: the destination may confirm from now on
-            } else {
-                throw_if_cancelled();
-            }
-            control_->send(wire::FrameType::data, blob.subspan(at, n));
-            at += n;
-        } while (at < blob.size());
+        send_pieces(blob, true);  // the last piece: the destination may confirm from then on
     }
 
     void open_channels() {
@@ -409,9 +609,9 @@ private:
             sum.bytes += t.bytes;
             sum.one_sided += t.one_sided;
         }
-        transport::send_message(*control_, {{"op", "round_end"}, {"round", round}, {"pages", sum.pages}});
+        send_control({{"op", "round_end"}, {"round", round}, {"pages", sum.pages}});
         meanwhile();
-        json reply = transport::recv_message(*control_);
+        json reply = postcopy_phase_ ? await_reply() : transport::recv_message(*control_);
         if (!reply.value("ok", false))
             throw Error(cat("destination refused 'round_end': ", reply.value("error", std::string("no reason given"))));
         if (reply.value("op", "") != "round_done" || reply.value("round", ~uint64_t{0}) != round)
@@ -430,7 +630,9 @@ private:
     // then the barrier that tells the destination the shard is complete.
     RoundTotals send_shard(uint64_t round, unsigned w, const std::vector<std::vector<PageRange>>& shards,
                            const std::atomic<bool>& cancel) {
-        if (one_sided_) return write_shard(round, w, shards, cancel);
+        // Post-copy's push goes as batches: the destination places each page
+        // atomically (UFFDIO_COPY), which a one-sided write cannot do.
+        if (one_sided_ && !postcopy_phase_) return write_shard(round, w, shards, cancel);
         transport::Channel& ch = *data_[w];
         PageBatchBuilder& b = builders_[w];
         Compressor& comp = compressors_[w];
@@ -463,6 +665,7 @@ private:
             bool open = false;  // a batch was started (on the region's first page)
             snapshots_[ri].for_each_set(shards[ri][w].begin, shards[ri][w].end, [&](size_t p) {
                 if (stopping(cancel)) throw Cancelled{};
+                if (postcopy_phase_ && served_[ri].test(p)) return;  // sent on request already
                 if (open && b.full()) {
                     flush();
                     open = false;
@@ -644,7 +847,12 @@ private:
             await_abort_echo();
         }
         shutdown_all();
-        if (result_.paused && cfg_.on_failure_resume) {
+        if (server_.joinable()) server_.join();
+        if (postcopy_started_) {
+            // The guest ran on the destination: this copy is stale.
+            result_.error += "; post-copy had started the guest on the destination, so the source's copy is "
+                             "stale and was not resumed (docs/memory-mode.md, \"When post-copy breaks\")";
+        } else if (result_.paused && cfg_.on_failure_resume) {
             try {
                 cfg_.on_failure_resume();
             } catch (const std::exception& e) {
@@ -676,6 +884,20 @@ private:
     std::atomic<bool> cancel_flag_{false};    // the caller stopped us (before the commit point)
     bool committed_ = false;                  // the last device-state piece is going out
     RoundWatchdog cancel_deadline_;           // after a stop: shuts everything once the grace is over
+    // Post-copy.
+    std::vector<transport::RemoteRegion> read_regions_;  // ours, exposed for the destination's reads
+    bool postcopy_started_ = false;         // the destination runs the guest: never resume ours
+    std::atomic<bool> postcopy_phase_{false};  // the push round: batches only, served pages skipped
+    std::vector<DirtyBitmap> served_;       // per region: pages sent on request
+    std::atomic<uint64_t> served_count_{0};
+    std::mutex control_send_mu_;            // the server and the round both send on control_
+    std::thread server_;                    // serve_postcopy()
+    std::mutex reply_mu_;
+    std::condition_variable reply_cv_;
+    json reply_;
+    std::string reply_error_;
+    bool reply_link_lost_ = false;
+    bool replied_ = false;
     RoundWatchdog watchdog_;  // last member: destroyed first, before the channels it shuts
 };
 

@@ -90,6 +90,20 @@ struct MemorySourceConfig {
     bool numa = true;
     std::string nic;
 
+    // Post-copy (docs/memory-mode.md, "Post-copy"): at the switch the guest
+    // is paused as for a switchover, but only its device state and the list
+    // of pages not sent yet go to the destination, which starts the guest at
+    // once; those pages follow, the ones its guest faults on first. Off by
+    // default.
+    struct Postcopy {
+        bool enabled = false;
+        // Switch once this many pre-copy rounds were sent (1: after the full
+        // first round). 0: when the convergence policy finds pre-copy will not
+        // fit the downtime budget (it would throttle or give up): post-copy
+        // then replaces the throttle, which is never called.
+        unsigned after_rounds = 0;
+    } postcopy;
+
     // Auto-converge: slow the guest to `percent` (optional).
     std::function<void(unsigned percent)> throttle;
     // After each pre-copy round: the policy's decision (converging or not,
@@ -121,6 +135,17 @@ struct SwitchoverTimes {
     double confirm_ms = 0;       // until it confirmed, device state received
 };
 
+// The post-copy phase, as the source saw it.
+struct SourcePostcopy {
+    bool switched = false;
+    std::string reason;         // why it switched ("after 2 rounds", the policy's reason)
+    uint64_t pending_pages = 0; // pages the destination did not have at the switch
+    uint64_t served_pages = 0;  // pages the destination asked for and the source sent first
+    bool rdma_reads = false;    // faulted pages were read one-sided from the source (no requests)
+    double phase_s = 0;         // guest started on the destination -> it had every page
+    uint64_t pushed_bytes = 0;  // page batch bytes of the background push
+};
+
 struct MemorySourceResult {
     bool ok = false;
     std::string error;          // why it failed (empty on success)
@@ -141,6 +166,9 @@ struct MemorySourceResult {
     uint64_t one_sided_pages = 0;  // pages written one-sided (counted in pages_sent and bytes_sent too)
     std::string placement;         // where the workers ran and why (WorkerPlacement::summary)
     SwitchoverTimes switchover;    // set once pause() was called
+    // Set when it switched to post-copy: downtime_ms then ends when the
+    // destination started the guest, and `switchover` has no final round.
+    SourcePostcopy postcopy;
 };
 
 MemorySourceResult migrate_memory(const MemorySourceConfig& config);

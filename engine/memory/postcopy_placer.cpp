@@ -1,0 +1,128 @@
+#include "engine/memory/postcopy_placer.hpp"
+
+#include <algorithm>
+
+#include "common/error.hpp"
+
+namespace rmig::engine {
+
+namespace {
+
+std::vector<std::span<std::byte>> ranges_of(const std::vector<Region>& regions) {
+    std::vector<std::span<std::byte>> out;
+    for (const auto& r : regions) out.emplace_back(static_cast<std::byte*>(r.base), r.size);
+    return out;
+}
+
+// Drops the pending pages, run by run, so that touching one faults.
+std::vector<std::span<std::byte>> discard_pending(const std::vector<Region>& regions, size_t ps,
+                                                  const std::vector<DirtyBitmap>& pending) {
+    for (size_t i = 0; i < regions.size(); ++i) {
+        auto* base = static_cast<std::byte*>(regions[i].base);
+        size_t run_start = 0, run_len = 0;
+        auto flush = [&] {
+            if (run_len) MissingPages::discard(base + run_start * ps, run_len * ps);
+            run_len = 0;
+        };
+        pending[i].for_each_set(0, pending[i].pages(), [&](size_t p) {
+            if (run_len && p == run_start + run_len) {
+                ++run_len;
+                return;
+            }
+            flush();
+            run_start = p;
+            run_len = 1;
+        });
+        flush();
+    }
+    return ranges_of(regions);
+}
+
+double percentile(std::vector<double> v, double q) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    size_t i = static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
+    return v[std::min(i, v.size() - 1)];
+}
+
+}  // namespace
+
+PostcopyPlacer::PostcopyPlacer(const std::vector<Region>& regions, size_t page_size,
+                               const std::vector<DirtyBitmap>& pending)
+    : regions_(regions), ps_(page_size), ranges_(discard_pending(regions, page_size, pending)), uffd_(ranges_) {
+    for (size_t i = 0; i < regions.size(); ++i) {
+        const size_t pages = regions[i].size / ps_;
+        auto& b = pending_.emplace_back(pages);
+        placed_.emplace_back(pages);
+        faulted_.emplace_back(pages);
+        pending[i].for_each_set(0, pages, [&](size_t p) { b.set(p); });
+        missing_ += pending[i].count();
+    }
+}
+
+bool PostcopyPlacer::place(PageRef at, std::span<const std::byte> data, bool fetched) {
+    auto* dst = static_cast<std::byte*>(regions_[at.region].base) + at.page * ps_;
+    if (placed_[at.region].test(at.page)) return false;
+    const bool now = data.empty() ? uffd_.zero(dst, ps_) : uffd_.copy(dst, data.data(), ps_);
+    if (!now) return false;  // placed by the other path meanwhile, or never missing
+    if (!placed_[at.region].set(at.page)) return false;
+    if (pending_[at.region].test(at.page)) --missing_;
+    if (fetched) ++fetched_;
+    if (waiting_.load() > 0) {
+        std::lock_guard lock(mu_);
+        if (auto it = fault_at_.find(key(at)); it != fault_at_.end()) {
+            latency_us_.push_back(std::chrono::duration<double, std::micro>(Clock::now() - it->second).count());
+            fault_at_.erase(it);
+            --waiting_;
+        }
+    }
+    return true;
+}
+
+std::vector<PageRef> PostcopyPlacer::next_faults(std::chrono::milliseconds timeout) {
+    std::vector<PageRef> out;
+    for (uintptr_t a : uffd_.next_faults(timeout)) {
+        PageRef r;
+        bool found = false;
+        for (size_t i = 0; i < regions_.size(); ++i) {
+            auto base = reinterpret_cast<uintptr_t>(regions_[i].base);
+            if (a >= base && a < base + regions_[i].size) {
+                r = {static_cast<uint32_t>(i), (a - base) / ps_};
+                found = true;
+                break;
+            }
+        }
+        if (!found) throw Error(cat("post-copy: a fault at ", a, " outside every guest region"));
+        // Placed meanwhile (the copy woke the thread), or already asked for.
+        if (placed_[r.region].test(r.page) || !faulted_[r.region].set(r.page)) continue;
+        {
+            std::lock_guard lock(mu_);
+            fault_at_[key(r)] = Clock::now();
+            ++faults_;
+            ++waiting_;
+        }
+        // The push may have placed it between the test and the clock: then no
+        // one waits and no latency is counted for it.
+        if (placed_[r.region].test(r.page)) {
+            std::lock_guard lock(mu_);
+            if (fault_at_.erase(key(r))) {
+                --waiting_;
+                --faults_;
+            }
+            continue;
+        }
+        out.push_back(r);
+    }
+    return out;
+}
+
+void PostcopyPlacer::fill(DestPostcopy& out) const {
+    std::lock_guard lock(mu_);
+    out.faults = faults_;
+    out.fetched_pages = fetched_.load();
+    out.fault_p50_us = percentile(latency_us_, 0.50);
+    out.fault_p99_us = percentile(latency_us_, 0.99);
+    out.fault_max_us = latency_us_.empty() ? 0 : *std::max_element(latency_us_.begin(), latency_us_.end());
+}
+
+}  // namespace rmig::engine

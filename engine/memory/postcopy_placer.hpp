@@ -1,0 +1,79 @@
+// The destination's pages during memory-mode post-copy: which are still
+// missing, placing each exactly once (pushed or fetched, whichever comes
+// first), and the guest's faults on them with how long each waited.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "engine/dirty/dirty_bitmap.hpp"
+#include "engine/memory/memory_layout.hpp"
+#include "engine/memory/missing_pages.hpp"
+#include "engine/memory/memory_dest.hpp"
+
+namespace rmig::engine {
+
+struct PageRef {
+    uint32_t region = 0;
+    uint64_t page = 0;
+};
+
+class PostcopyPlacer {
+public:
+    // Drops every pending page from `regions` and catches the faults on them
+    // from here on (MissingPages). Call before the guest starts.
+    PostcopyPlacer(const std::vector<Region>& regions, size_t page_size, const std::vector<DirtyBitmap>& pending);
+
+    // Places one page (`data`: page-size bytes, or empty for a zero page);
+    // true if it was missing until now. `fetched`: it came on request.
+    bool place(PageRef at, std::span<const std::byte> data, bool fetched);
+
+    // The guest's new faults on missing pages (each page once), within `timeout`.
+    std::vector<PageRef> next_faults(std::chrono::milliseconds timeout);
+    void wake_reader() { uffd_.wake_reader(); }
+
+    uint64_t missing() const { return missing_.load(); }
+    // Stops catching faults; only once missing() is 0, or after a failure.
+    void release() { uffd_.release(); }
+
+    // faults, fetched pages and the fault latency percentiles.
+    void fill(DestPostcopy& out) const;
+
+private:
+    using Clock = std::chrono::steady_clock;
+    struct Bits {
+        explicit Bits(size_t pages) : words((pages + 63) / 64), w(new std::atomic<uint64_t>[(pages + 63) / 64]()) {}
+        size_t words;
+        std::unique_ptr<std::atomic<uint64_t>[]> w;
+        // Sets the bit; true if it was clear.
+        bool set(uint64_t p) {
+            const uint64_t bit = uint64_t{1} << (p % 64);
+            return !(w[p / 64].fetch_or(bit) & bit);
+        }
+        bool test(uint64_t p) const { return (w[p / 64].load() >> (p % 64)) & 1U; }
+    };
+    static uint64_t key(PageRef r) { return (uint64_t{r.region} << 48) | r.page; }
+
+    const std::vector<Region>& regions_;
+    const size_t ps_;
+    std::vector<std::span<std::byte>> ranges_;
+    MissingPages uffd_;
+    std::vector<Bits> pending_, placed_, faulted_;
+    std::atomic<uint64_t> missing_{0};
+    std::atomic<uint64_t> waiting_{0};  // faults whose page is not placed yet
+    std::atomic<uint64_t> fetched_{0};
+    mutable std::mutex mu_;
+    std::unordered_map<uint64_t, Clock::time_point> fault_at_;
+    std::vector<double> latency_us_;
+    uint64_t faults_ = 0;
+};
+
+}  // namespace rmig::engine
