@@ -1,5 +1,5 @@
 /*
- * rmig.h - memory-mode live migration for any VMM (C API, version 3)
+ * rmig.h - memory-mode live migration for any VMM (C API, version 4)
  *
  * SYNOPSIS
  *   #include <rmig.h>                  cc ... $(pkg-config --cflags --libs rmig)
@@ -88,7 +88,8 @@
  *              buffer must stay valid until rmig_source_migrate() returns.
  *              Nothing may write the regions after pause() returns. At most
  *              256 MiB. Return nonzero to fail the migration.
- *   resume     optional. A failure after pause(): run the guest again.
+ *   resume     optional. A failure after pause(): run the guest again (not
+ *              after a switch to post-copy, see POST-COPY).
  *   throttle   optional. Auto-converge: slow the guest to `percent` (1..99)
  *              of its CPU time; without it a migration that does not converge
  *              gives up (rmig_source_migrate returns -1, the guest runs on).
@@ -104,6 +105,39 @@
  *   callback fires earlier, at the dirty-log collection, and knows none of
  *   this. d and d->reason are valid during the call only. Fields may be
  *   added at the end of struct rmig_decision (only ever passed by pointer).
+ *
+ * POST-COPY (rmig_source_set_postcopy, rmig_dest_set_on_postcopy)
+ *   Off by default. rmig_source_set_postcopy(s, 1, n) lets the source switch
+ *   to post-copy: after n pre-copy rounds (n >= 1; 1 = right after the full
+ *   first round), whatever the policy decided then, or with n = 0 once the
+ *   convergence policy finds pre-copy will not fit the downtime budget
+ *   (where it would throttle or give up; throttle() is then never called).
+ *   A pre-copy that converges sooner (n = 0: at all) ends in an ordinary
+ *   switchover. The decision callback still gets the policy's decision; the
+ *   switch may follow it instead of its action (a switchover, a throttle
+ *   whose throttle_percent was never applied, a give-up).
+ *   At the switch pause() is called as for a switchover; the device state
+ *   and the list of pages not sent yet go to the destination, which drops
+ *   those pages from its regions, catches touches of them with userfaultfd
+ *   (MISSING) and calls start(opaque, state, len) on its receive thread: the
+ *   VMM starts its guest there and returns (state is valid during the call;
+ *   rmig_dest_device_state() has it too once receive() returned). A guest
+ *   thread touching a missing page blocks until it is placed: the pages
+ *   faulted on are fetched first, the rest pushed in the background.
+ *   rmig_source_migrate() and rmig_dest_receive() return 0 once the
+ *   destination has placed every page. A destination without a start
+ *   callback refuses post-copy when the source switches (the migration
+ *   fails, the source resumes its guest). Memory the kernel touches on the
+ *   guest's behalf (KVM, vhost) faults only where the process may catch
+ *   kernel faults (root, or vm.unprivileged_userfaultfd=1).
+ *   After the switch a failure is final: the guest has run on the
+ *   destination, the source's copy is stale and resume() is NOT called; the
+ *   destination calls failed(opaque, why), on its receive thread, before it
+ *   stops catching faults (missing pages would then read as zeros): stop
+ *   the guest there. Neither host then holds the whole guest.
+ *   rmig_source_get_postcopy() and rmig_dest_get_postcopy() describe the
+ *   phase once migrate() / receive() returned (all 0 when it did not
+ *   switch).
  *
  * RETURN VALUES
  *   Functions returning int give 0 on success and -1 on failure;
@@ -128,8 +162,11 @@ extern "C" {
 /* 2: security setters (plaintext now needs rmig_*_set_insecure_plaintext on
  * loopback), rmig_source_cancel.
  * 3: rmig_source_set_on_decision, struct rmig_decision (additions only: the
- * library stays librmig.so.2, the new function has symbol version RMIG_3). */
-#define RMIG_CAPI_VERSION 3
+ * library stays librmig.so.2, the new function has symbol version RMIG_3).
+ * 4: post-copy: rmig_source_set_postcopy, rmig_source_get_postcopy,
+ * rmig_dest_set_on_postcopy, rmig_dest_get_postcopy and their structs
+ * (additions only, symbol version RMIG_4). */
+#define RMIG_CAPI_VERSION 4
 #define RMIG_PAGE_SIZE 4096
 
 typedef struct rmig_source rmig_source;
@@ -214,6 +251,31 @@ struct rmig_dest_stats {
     char session[40];
 };
 
+/* The post-copy phase as the source saw it (rmig_source_get_postcopy). */
+struct rmig_source_postcopy {
+    int switched;            /* 1: the guest was started on the destination before it had every page */
+    uint64_t pending_pages;  /* pages the destination did not have at the switch */
+    uint64_t served_pages;   /* of those, sent first because the destination's guest touched them */
+    int rdma_reads;          /* 1: faulted pages were read one-sided from the source's memory */
+    double phase_s;          /* guest started on the destination -> it had every page */
+    uint64_t pushed_bytes;   /* page batch bytes of the background push */
+    const char* reason;      /* why it switched ("after 1 round", the policy's reason; "" when it did
+                                not); never NULL, valid until the handle is freed */
+};
+
+/* The post-copy phase as the destination saw it (rmig_dest_get_postcopy). */
+struct rmig_dest_postcopy {
+    int switched;            /* 1: start() was called */
+    uint64_t pending_pages;  /* pages missing at the switch */
+    uint64_t faults;         /* distinct missing pages the guest touched before they were pushed */
+    uint64_t fetched_pages;  /* of those, fetched on demand rather than pushed */
+    int rdma_reads;          /* 1: faulted pages were read one-sided from the source's memory */
+    double phase_s;          /* guest started -> every page placed */
+    double fault_p50_us;     /* fault -> page placed, over `faults` (0 without faults) */
+    double fault_p99_us;
+    double fault_max_us;
+};
+
 /* Source */
 rmig_source* rmig_source_new(void);
 void rmig_source_free(rmig_source* s);  /* NULL is fine */
@@ -227,6 +289,8 @@ int rmig_source_set_dirty_log(rmig_source* s, enum rmig_dirty_log kind, rmig_dir
 int rmig_source_set_callbacks(rmig_source* s, const struct rmig_source_callbacks* cb);
 /* Called after each convergence decision (see DECISIONS); fn NULL: none. */
 int rmig_source_set_on_decision(rmig_source* s, void (*fn)(void* opaque, const struct rmig_decision* d), void* opaque);
+/* Post-copy (see POST-COPY): enable 0/1; after_rounds 0 = when pre-copy will not converge. */
+int rmig_source_set_postcopy(rmig_source* s, int enable, unsigned after_rounds);
 /* Security (see SECURITY): key of at least 16 bytes (copied); identity NULL = "rmig". */
 int rmig_source_set_psk(rmig_source* s, const void* key, size_t len, const char* identity);
 int rmig_source_set_psk_file(rmig_source* s, const char* path, const char* identity);
@@ -238,6 +302,7 @@ int rmig_source_migrate(rmig_source* s);  /* blocks; once per handle */
 void rmig_source_cancel(rmig_source* s);  /* any thread: migrate() fails, see CANCEL */
 int rmig_source_get_stats(const rmig_source* s, struct rmig_source_stats* out);
 int rmig_source_get_switchover(const rmig_source* s, struct rmig_switchover* out);
+int rmig_source_get_postcopy(const rmig_source* s, struct rmig_source_postcopy* out);
 int rmig_source_cancelled(const rmig_source* s);  /* 1 if migrate() ended by rmig_source_cancel */
 const char* rmig_source_error(const rmig_source* s);  /* "" when none */
 
@@ -252,6 +317,10 @@ int rmig_dest_set_timeout_ms(rmig_dest* d, uint64_t session_ms, uint64_t step_ms
 int rmig_dest_set_on_listening(rmig_dest* d, void (*fn)(void* opaque, const char* uri), void* opaque);
 /* Called after each round's pages are all placed (receiver thread). */
 int rmig_dest_set_on_round(rmig_dest* d, void (*fn)(void* opaque, unsigned round, uint64_t pages), void* opaque);
+/* Accept post-copy (see POST-COPY): start (required) runs the guest here, on the
+ * receive thread; failed (optional) is told post-copy broke. start NULL: refuse it. */
+int rmig_dest_set_on_postcopy(rmig_dest* d, void (*start)(void* opaque, const void* device_state, size_t len),
+                              void (*failed)(void* opaque, const char* why), void* opaque);
 /* Security, as for the source (see SECURITY). */
 int rmig_dest_set_psk(rmig_dest* d, const void* key, size_t len, const char* identity);
 int rmig_dest_set_psk_file(rmig_dest* d, const char* path, const char* identity);
@@ -263,6 +332,7 @@ int rmig_dest_receive(rmig_dest* d);  /* blocks until confirmed (0) or failed (-
 void rmig_dest_cancel(rmig_dest* d);  /* any thread: receive() fails at once */
 const void* rmig_dest_device_state(const rmig_dest* d, size_t* len);  /* valid until free */
 int rmig_dest_get_stats(const rmig_dest* d, struct rmig_dest_stats* out);
+int rmig_dest_get_postcopy(const rmig_dest* d, struct rmig_dest_postcopy* out);
 const char* rmig_dest_error(const rmig_dest* d);
 
 #ifdef __cplusplus

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <span>
 #include <stop_token>
 #include <string>
 #include <vector>
@@ -312,6 +313,9 @@ struct rmig_dest {
     void* listening_opaque = nullptr;
     void (*on_round)(void*, unsigned, uint64_t) = nullptr;
     void* round_opaque = nullptr;
+    void (*postcopy_start)(void*, const void*, size_t) = nullptr;
+    void (*postcopy_failed)(void*, const char*) = nullptr;
+    void* postcopy_opaque = nullptr;
     bool used = false;
     double seconds = 0;
     MemoryDestResult result;
@@ -401,6 +405,13 @@ int rmig_source_set_on_decision(rmig_source* s, void (*fn)(void*, const rmig_dec
     return guarded(s->error, [&] {
         s->on_decision = fn;
         s->decision_opaque = opaque;
+    });
+}
+
+int rmig_source_set_postcopy(rmig_source* s, int enable, unsigned after_rounds) {
+    return guarded(s->error, [&] {
+        s->cfg.postcopy.enabled = enable != 0;
+        s->cfg.postcopy.after_rounds = enable ? after_rounds : 0;
     });
 }
 
@@ -495,7 +506,9 @@ int rmig_source_get_stats(const rmig_source* s, struct rmig_source_stats* out) {
     out->zero_pages = r.zero_pages;
     out->compressed_pages = r.compressed_pages;
     out->bytes_sent = r.bytes_sent;
-    out->final_pages = s->tracker.final_pages();
+    // After a switch to post-copy nothing is sent while paused: the pages
+    // collected at pause are the post-copy phase's (rmig_source_get_postcopy).
+    out->final_pages = r.postcopy.switched ? 0 : s->tracker.final_pages();
     out->seconds = r.seconds;
     out->downtime_ms = r.downtime_ms;
     out->throttle_percent = s->throttle;
@@ -507,6 +520,20 @@ int rmig_source_get_switchover(const rmig_source* s, struct rmig_switchover* out
     if (!s || !out) return -1;
     const SwitchoverTimes& t = s->result.switchover;
     *out = {t.pause_ms, t.collect_ms, t.final_round_ms, t.device_state_ms, t.placed_ms, t.confirm_ms, t.final_pages};
+    return 0;
+}
+
+int rmig_source_get_postcopy(const rmig_source* s, struct rmig_source_postcopy* out) {
+    if (!s || !out) return -1;
+    const SourcePostcopy& p = s->result.postcopy;
+    *out = {};
+    out->switched = p.switched ? 1 : 0;
+    out->pending_pages = p.pending_pages;
+    out->served_pages = p.served_pages;
+    out->rdma_reads = p.rdma_reads ? 1 : 0;
+    out->phase_s = p.phase_s;
+    out->pushed_bytes = p.pushed_bytes;
+    out->reason = p.reason.c_str();  // the result is set once per handle: valid until it is freed
     return 0;
 }
 
@@ -565,6 +592,16 @@ int rmig_dest_set_on_round(rmig_dest* d, void (*fn)(void*, unsigned, uint64_t), 
     });
 }
 
+int rmig_dest_set_on_postcopy(rmig_dest* d, void (*start)(void*, const void*, size_t),
+                              void (*failed)(void*, const char*), void* opaque) {
+    return guarded(d->error, [&] {
+        if (!start && failed) throw Error("set_on_postcopy: a failed callback needs a start callback");
+        d->postcopy_start = start;
+        d->postcopy_failed = failed;
+        d->postcopy_opaque = opaque;
+    });
+}
+
 int rmig_dest_set_psk(rmig_dest* d, const void* key, size_t len, const char* identity) {
     return guarded(d->error, [&] { set_psk_bytes(d->security, key, len, identity); });
 }
@@ -600,6 +637,16 @@ int rmig_dest_receive(rmig_dest* d) {
             d->cfg.on_round_done = [d](uint64_t round, uint64_t pages) {
                 d->on_round(d->round_opaque, static_cast<unsigned>(round), pages);
             };
+        // Without a start callback the engine refuses post-copy.
+        if (d->postcopy_start) {
+            d->cfg.on_postcopy_start = [d](std::span<const std::byte> state) {
+                d->postcopy_start(d->postcopy_opaque, state.data(), state.size());
+            };
+            if (d->postcopy_failed)
+                d->cfg.on_postcopy_failed = [d](const std::string& why) {
+                    d->postcopy_failed(d->postcopy_opaque, why.c_str());
+                };
+        }
         auto t0 = Clock::now();
         d->result = receive_memory(d->cfg);
         d->seconds = seconds_between(t0, Clock::now());
@@ -625,6 +672,22 @@ int rmig_dest_get_stats(const rmig_dest* d, struct rmig_dest_stats* out) {
     out->device_state_bytes = d->result.device_state.size();
     out->seconds = d->seconds;
     copy_session(out->session, d->result.session);
+    return 0;
+}
+
+int rmig_dest_get_postcopy(const rmig_dest* d, struct rmig_dest_postcopy* out) {
+    if (!d || !out) return -1;
+    const DestPostcopy& p = d->result.postcopy;
+    *out = {};
+    out->switched = p.switched ? 1 : 0;
+    out->pending_pages = p.pending_pages;
+    out->faults = p.faults;
+    out->fetched_pages = p.fetched_pages;
+    out->rdma_reads = p.rdma_reads ? 1 : 0;
+    out->phase_s = p.phase_s;
+    out->fault_p50_us = p.fault_p50_us;
+    out->fault_p99_us = p.fault_p99_us;
+    out->fault_max_us = p.fault_max_us;
     return 0;
 }
 

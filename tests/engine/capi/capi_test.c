@@ -5,8 +5,11 @@
  * pre-shared key (in memory on one side, from a file on the other) and every
  * frame encrypted; once with userfaultfd write-protect tracking, once with
  * caller bitmaps in KVM_GET_DIRTY_LOG form, each convergence decision checked
- * as it comes (one per round, in order, the last a switchover). Then the
- * failure paths: a migration that gives up (its decision says why), a source
+ * as it comes (one per round, in order, the last a switchover). Post-copy
+ * after round 1 with the writer busy: the destination's start callback runs
+ * a reader thread as its guest (faulting on missing pages, every page read
+ * equal to the source's), every byte compared afterwards, the phase's
+ * statistics checked. Then the failure paths: a migration that gives up (its decision says why), a source
  * with another key (refused, its memory untouched; the destination then
  * receives the right source), the plaintext policy, a missing pause callback,
  * a misaligned region, a layout the destination refuses (plaintext, asked for
@@ -84,6 +87,7 @@ struct guest {
     atomic_bool stop;
     atomic_uint throttle;
     atomic_ulong writes;
+    unsigned burst; /* page writes per ms (16 unless a case wants more) */
     pthread_t writer;
     int writer_running;
     int paused, resumed, rounds_seen, throttle_calls;
@@ -99,6 +103,7 @@ struct guest {
     rmig_source* cancel_in_pause;  /* pause() has another thread cancel this */
     struct timespec cancelled_at;
     unsigned char* copy[NREG];     /* the regions as pause() left them */
+    int copy_at_pause;             /* pause() takes that copy */
     int intact_at_resume;          /* resume() found them unchanged */
 };
 
@@ -114,12 +119,12 @@ static void* writer_main(void* arg) {
     struct guest* g = arg;
     uint64_t rng = 0x9e3779b97f4a7c15u, seq = 0;
     while (!atomic_load(&g->stop)) {
-        for (int k = 0; k < 16; ++k) { /* ~16 pages per ms: ~64 MB/s of dirty pages */
+        for (unsigned k = 0; k < g->burst; ++k) { /* ~16 pages per ms: ~64 MB/s of dirty pages */
             unsigned r = (xorshift(&rng) % 4 == 0) ? 1u : 0u;
             size_t page = xorshift(&rng) % g->pages[r];
             write_page(g, r, page, ++seq);
         }
-        atomic_fetch_add(&g->writes, 16);
+        atomic_fetch_add(&g->writes, g->burst);
         sleep_us(1000 * 100 / (100 - (long)atomic_load(&g->throttle)));
     }
     return NULL;
@@ -137,6 +142,7 @@ static void guest_init(struct guest* g, int with_log) {
     atomic_init(&g->stop, 0);
     atomic_init(&g->throttle, 0);
     atomic_init(&g->writes, 0);
+    g->burst = 16;
 }
 
 static void guest_start(struct guest* g) {
@@ -205,6 +211,7 @@ static int on_pause(void* opaque, const void** state, size_t* len) {
     struct guest* g = opaque;
     guest_stop(g);
     g->paused = 1;
+    if (g->copy_at_pause) take_copy(g);
     if (g->cancel_in_pause) { /* the VMM's control thread cancels while the vCPUs are stopped */
         take_copy(g);
         struct canceller c = {g->cancel_in_pause, 0, {0, 0}, 0, NULL};
@@ -302,9 +309,12 @@ static int failing_dirty_log(void* opaque, unsigned region, uint64_t* words, siz
 
 /* ---- destination in a thread ---- */
 
+struct pc_guest;
+
 struct dest_run {
     rmig_dest* d;
     unsigned char* mem[NREG];
+    struct pc_guest* postcopy; /* set: the destination accepts post-copy and runs this guest */
     int rc;
     char uri[128];
     pthread_mutex_t mu;
@@ -362,9 +372,68 @@ static void write_key_file(void) {
     fclose(f);
 }
 
+/* ---- post-copy: the guest that runs on the destination ---- */
+
+/* Started by the destination's post-copy start callback: a reader thread that
+ * plays the guest's vCPU, touching pages in random order (a missing one
+ * faults and blocks it until placed) and comparing each with the source's
+ * page, which stands still once pause() stopped the writer (both sides live
+ * in this process). */
+struct pc_guest {
+    unsigned char* dst[NREG];
+    unsigned char* src[NREG];
+    size_t pages[NREG];
+    atomic_bool stop;
+    atomic_ulong reads, mismatches;
+    int started, failed, reader_running;
+    size_t state_len;
+    char state[64];
+    char why[512];
+    pthread_t reader;
+};
+
+static void* pc_reader_main(void* arg) {
+    struct pc_guest* p = arg;
+    uint64_t rng = 0x853c49e6748fea9bu;
+    const size_t total = p->pages[0] + p->pages[1];
+    while (!atomic_load(&p->stop)) {
+        size_t page = xorshift(&rng) % total;
+        unsigned r = page < p->pages[0] ? 0u : 1u;
+        if (r == 1) page -= p->pages[0];
+        int differs = memcmp(p->dst[r] + page * PAGE, p->src[r] + page * PAGE, PAGE) != 0;
+        if (atomic_load(&p->stop)) break; /* after failed(): the page may not have come */
+        if (differs) atomic_fetch_add(&p->mismatches, 1);
+        atomic_fetch_add(&p->reads, 1);
+    }
+    return NULL;
+}
+
+static void on_postcopy_start(void* opaque, const void* state, size_t len) {
+    struct pc_guest* p = opaque;
+    p->started = 1;
+    p->state_len = len;
+    memcpy(p->state, state, len < sizeof p->state ? len : sizeof p->state);
+    if (pthread_create(&p->reader, NULL, pc_reader_main, p) != 0) exit(2);
+    p->reader_running = 1;
+}
+
+static void on_postcopy_failed(void* opaque, const char* why) {
+    struct pc_guest* p = opaque;
+    p->failed = 1;
+    snprintf(p->why, sizeof p->why, "%s", why ? why : "(null)");
+    atomic_store(&p->stop, 1);
+}
+
+static void pc_stop(struct pc_guest* p) {
+    atomic_store(&p->stop, 1);
+    if (p->reader_running) pthread_join(p->reader, NULL);
+    p->reader_running = 0;
+}
+
 /* Starts a destination with regions of the given sizes; returns its URI in dr->uri. */
-static void dest_start(struct dest_run* dr, const size_t* sizes, enum sec k) {
+static void dest_start_with(struct dest_run* dr, const size_t* sizes, enum sec k, struct pc_guest* pc) {
     memset(dr, 0, sizeof *dr);
+    dr->postcopy = pc;
     pthread_mutex_init(&dr->mu, NULL);
     pthread_cond_init(&dr->cv, NULL);
     dr->d = rmig_dest_new();
@@ -377,10 +446,22 @@ static void dest_start(struct dest_run* dr, const size_t* sizes, enum sec k) {
     CHECK(rmig_dest_set_timeout_ms(dr->d, 60000, 20000) == 0, "%s", rmig_dest_error(dr->d));
     dest_security(dr->d, k);
     rmig_dest_set_on_listening(dr->d, on_listening, dr);
+    if (pc) {
+        for (unsigned r = 0; r < NREG; ++r) {
+            pc->dst[r] = dr->mem[r];
+            pc->pages[r] = sizes[r] / PAGE;
+        }
+        CHECK(rmig_dest_set_on_postcopy(dr->d, on_postcopy_start, on_postcopy_failed, pc) == 0, "%s",
+              rmig_dest_error(dr->d));
+    }
     pthread_create(&dr->thread, NULL, dest_main, dr);
     pthread_mutex_lock(&dr->mu);
     while (dr->uri[0] == 0) pthread_cond_wait(&dr->cv, &dr->mu);
     pthread_mutex_unlock(&dr->mu);
+}
+
+static void dest_start(struct dest_run* dr, const size_t* sizes, enum sec k) {
+    dest_start_with(dr, sizes, k, NULL);
 }
 
 static void dest_join(struct dest_run* dr) {
@@ -496,6 +577,129 @@ static void migrate_with_writer(enum rmig_dirty_log kind, enum rmig_codec codec,
     guest_free(&g);
 }
 
+/* Post-copy after round 1 while the writer dirties ~1 GB/s of pages: pause()
+ * stops it, the destination's start callback gets the device state and
+ * starts a reader thread (the guest running there), whose touches of missing
+ * pages fault; every page it reads equals the source's, and afterwards every
+ * byte of destination memory equals the paused source memory. resume() is
+ * never called; the statistics say switched, with pages pending and faults. */
+static void postcopy_after_one_round(void) {
+    const char* what = "post-copy after 1 round";
+    struct guest g;
+    guest_init(&g, 0);
+    g.burst = 256; /* most pages dirty again by the end of round 0 */
+    struct pc_guest pc;
+    memset(&pc, 0, sizeof pc);
+    atomic_init(&pc.stop, 0);
+    atomic_init(&pc.reads, 0);
+    atomic_init(&pc.mismatches, 0);
+    for (unsigned r = 0; r < NREG; ++r) pc.src[r] = g.mem[r];
+    struct dest_run dr;
+    dest_start_with(&dr, kSizes, SEC_KEY_A, &pc);
+    rmig_source* s = source_for(&g, dr.uri, SEC_KEY_A);
+    CHECK(rmig_source_set_postcopy(s, 1, 1) == 0, "%s", rmig_source_error(s));
+    guest_start(&g);
+    sleep_us(20000);
+    int rc = rmig_source_migrate(s);
+    guest_stop(&g);
+    dest_join(&dr);
+    unsigned long reads_at_end = atomic_load(&pc.reads);
+    pc_stop(&pc);
+    CHECK(rc == 0, "%s: source failed: %s", what, rmig_source_error(s));
+    CHECK(dr.rc == 0, "%s: destination failed: %s", what, rmig_dest_error(dr.d));
+    CHECK(pc.started == 1 && pc.failed == 0, "%s: start called %d, failed called %d (%s)", what, pc.started,
+          pc.failed, pc.why);
+    CHECK(g.paused == 1 && g.resumed == 0, "%s: paused %d resumed %d", what, g.paused, g.resumed);
+    CHECK(pc.state_len == strlen(g.state) + 1 && memcmp(pc.state, g.state, pc.state_len) == 0,
+          "%s: the start callback's device state differs (%zu bytes)", what, pc.state_len);
+    CHECK(g.decision_error[0] == 0, "%s: %s", what, g.decision_error);
+    CHECK(g.decisions == 1 && g.last_decision.round == 0, "%s: %d decisions, the last after round %u", what,
+          g.decisions, g.last_decision.round);
+
+    struct rmig_source_stats st;
+    struct rmig_source_postcopy sp;
+    struct rmig_dest_postcopy dp;
+    struct rmig_dest_stats ds;
+    CHECK(rmig_source_get_stats(s, &st) == 0 && rmig_source_get_postcopy(s, &sp) == 0, "stats");
+    CHECK(rmig_dest_get_stats(dr.d, &ds) == 0 && rmig_dest_get_postcopy(dr.d, &dp) == 0, "stats");
+    CHECK(st.ok == 1 && st.paused == 1 && ds.ok == 1, "%s: ok %d/%d paused %d", what, st.ok, ds.ok, st.paused);
+    CHECK(st.final_pages == 0, "%s: %llu pages sent while paused", what, (unsigned long long)st.final_pages);
+    CHECK(sp.switched == 1 && dp.switched == 1, "%s: switched %d / %d", what, sp.switched, dp.switched);
+    CHECK(sp.reason && strstr(sp.reason, "after 1 round") != NULL, "%s: reason \"%s\"", what,
+          sp.reason ? sp.reason : "(null)");
+    const uint64_t total_pages = g.pages[0] + g.pages[1];
+    CHECK(sp.pending_pages > 0 && sp.pending_pages <= total_pages && dp.pending_pages == sp.pending_pages,
+          "%s: pending %llu (source) / %llu (destination)", what, (unsigned long long)sp.pending_pages,
+          (unsigned long long)dp.pending_pages);
+    CHECK(dp.faults > 0 && dp.faults <= dp.pending_pages && dp.fetched_pages <= dp.faults,
+          "%s: %llu faults, %llu fetched, %llu pending", what, (unsigned long long)dp.faults,
+          (unsigned long long)dp.fetched_pages, (unsigned long long)dp.pending_pages);
+    CHECK(sp.served_pages <= sp.pending_pages, "%s: served %llu of %llu pending", what,
+          (unsigned long long)sp.served_pages, (unsigned long long)sp.pending_pages);
+    CHECK(dp.fault_p50_us > 0 && dp.fault_p50_us <= dp.fault_p99_us && dp.fault_p99_us <= dp.fault_max_us,
+          "%s: fault latency p50 %.1f p99 %.1f max %.1f us", what, dp.fault_p50_us, dp.fault_p99_us,
+          dp.fault_max_us);
+    CHECK(sp.phase_s > 0 && dp.phase_s > 0 && sp.rdma_reads == 0 && dp.rdma_reads == 0,
+          "%s: phase %.3f / %.3f s, rdma reads %d / %d", what, sp.phase_s, dp.phase_s, sp.rdma_reads,
+          dp.rdma_reads);
+    CHECK(reads_at_end > 0 && atomic_load(&pc.mismatches) == 0, "%s: the guest read %lu pages, %lu differed",
+          what, reads_at_end, atomic_load(&pc.mismatches));
+    size_t len = 0;
+    const char* state = rmig_dest_device_state(dr.d, &len);
+    CHECK(len == strlen(g.state) + 1 && memcmp(state, g.state, len) == 0, "%s: device state differs", what);
+    for (unsigned r = 0; r < NREG; ++r)
+        for (size_t p = 0; p < g.pages[r]; ++p)
+            if (memcmp(g.mem[r] + p * PAGE, dr.mem[r] + p * PAGE, PAGE) != 0) {
+                CHECK(0, "%s: region %s page %zu differs", what, kNames[r], p);
+                break;
+            }
+    printf("%s: %llu pending (\"%s\"), %llu faults (%llu fetched, %llu served), fault p50 %.0f us p99 %.0f us "
+           "max %.0f us, phase %.1f ms, %.1f ms downtime; the guest read %lu pages meanwhile\n",
+           what, (unsigned long long)sp.pending_pages, sp.reason, (unsigned long long)dp.faults,
+           (unsigned long long)dp.fetched_pages, (unsigned long long)sp.served_pages, dp.fault_p50_us,
+           dp.fault_p99_us, dp.fault_max_us, dp.phase_s * 1e3, st.downtime_ms, reads_at_end);
+    rmig_source_free(s);
+    dest_free(&dr, kSizes);
+    guest_free(&g);
+}
+
+/* Post-copy forced after round 1 to a destination that did not accept it
+ * (no rmig_dest_set_on_postcopy): it refuses at the switch, both sides fail,
+ * and the source, whose guest never ran elsewhere, resumes it (the memory as
+ * pause() left it); no post-copy statistics. */
+static void postcopy_refused(void) {
+    struct guest g;
+    guest_init(&g, 0);
+    struct dest_run dr;
+    dest_start(&dr, kSizes, SEC_KEY_A);
+    rmig_source* s = source_for(&g, dr.uri, SEC_KEY_A);
+    CHECK(rmig_source_set_postcopy(s, 1, 1) == 0, "%s", rmig_source_error(s));
+    g.copy_at_pause = 1;
+    guest_start(&g);
+    sleep_us(20000);
+    int rc = rmig_source_migrate(s);
+    dest_join(&dr);
+    CHECK(rc == -1, "post-copy refused: migrated");
+    CHECK(strstr(rmig_source_error(s), "does not take post-copy") != NULL, "post-copy refused: source error %s",
+          rmig_source_error(s));
+    CHECK(dr.rc == -1, "post-copy refused: the destination succeeded");
+    CHECK(g.paused == 1 && g.resumed == 1 && g.intact_at_resume == 1,
+          "post-copy refused: paused %d resumed %d intact %d", g.paused, g.resumed, g.intact_at_resume);
+    unsigned long writes = atomic_load(&g.writes);
+    sleep_us(50000);
+    CHECK(atomic_load(&g.writes) > writes, "post-copy refused: the guest does not run after resume()");
+    struct rmig_source_postcopy sp;
+    struct rmig_dest_postcopy dp;
+    CHECK(rmig_source_get_postcopy(s, &sp) == 0 && rmig_dest_get_postcopy(dr.d, &dp) == 0, "postcopy stats");
+    CHECK(sp.switched == 0 && dp.switched == 0 && sp.reason != NULL, "post-copy refused: switched %d / %d",
+          sp.switched, dp.switched);
+    guest_stop(&g);
+    printf("post-copy refused: \"%s\"\n", rmig_source_error(s));
+    rmig_source_free(s);
+    dest_free(&dr, kSizes);
+    guest_free(&g);
+}
+
 static void usage_errors(void) {
     struct guest g;
     guest_init(&g, 0);
@@ -507,6 +711,8 @@ static void usage_errors(void) {
     CHECK(rmig_source_set_codec(s, RMIG_CODEC_ZSTD, 1000) == -1, "zstd level 1000 accepted");
     CHECK(rmig_source_set_dirty_log(s, RMIG_DIRTY_CALLER, NULL, NULL) == -1, "caller log without fn accepted");
     CHECK(rmig_source_set_on_decision(s, NULL, NULL) == 0, "no decision callback: %s", rmig_source_error(s));
+    CHECK(rmig_source_set_postcopy(s, 1, 0) == 0 && rmig_source_set_postcopy(s, 0, 0) == 0, "set_postcopy: %s",
+          rmig_source_error(s));
     CHECK(rmig_source_add_region(s, g.mem[0], kSizes[0], 0, "ram") == 0, "%s", rmig_source_error(s));
     CHECK(rmig_source_set_uri(s, "tcp:127.0.0.1:9") == 0, "%s", rmig_source_error(s));
     CHECK(rmig_source_set_insecure_plaintext(s, 1) == 0, "%s", rmig_source_error(s));
@@ -662,6 +868,8 @@ static void security_policy(void) {
     rmig_dest* d = rmig_dest_new();
     rmig_dest_add_region(d, g.mem[0], kSizes[0], 0, "ram");
     rmig_dest_set_uri(d, "tcp:0.0.0.0:0");
+    CHECK(rmig_dest_set_on_postcopy(d, NULL, on_postcopy_failed, NULL) == -1, "a failed callback without start");
+    CHECK(rmig_dest_set_on_postcopy(d, NULL, NULL, NULL) == 0, "%s", rmig_dest_error(d));
     rmig_dest_set_insecure_plaintext(d, 1);
     CHECK(rmig_dest_receive(d) == -1 && strstr(rmig_dest_error(d), "only on loopback") != NULL,
           "plaintext listener on all addresses: %s", rmig_dest_error(d));
@@ -778,6 +986,8 @@ int main(void) {
     write_key_file();
     migrate_with_writer(RMIG_DIRTY_UFFD_WP, RMIG_CODEC_NONE, SEC_KEY_A, SEC_FILE_A);
     migrate_with_writer(RMIG_DIRTY_CALLER, RMIG_CODEC_LZ4, SEC_FILE_A, SEC_FILE_A);
+    postcopy_after_one_round();
+    postcopy_refused();
     wrong_key_refused();
     security_policy();
     usage_errors();
