@@ -1,8 +1,12 @@
 // rmig-synth dest: receive the guest through the C API, then check every
-// page against the hash list that came as the device state.
+// page against the hash list that came as the device state. In post-copy the
+// guest starts here before its pages are all in: --guest-readers threads run
+// it (GuestReaders), checking every page they read, until the session ends.
 #include <chrono>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -11,6 +15,7 @@
 #include "engine/capi/rmig.h"
 #include "lab/synth/security_setup.hpp"
 #include "lab/synth/guest_memory.hpp"
+#include "lab/synth/guest_readers.hpp"
 #include "lab/synth/hash_blob.hpp"
 #include "lab/synth/verify.hpp"
 #include "lab/synth/modes.hpp"
@@ -54,6 +59,34 @@ void on_round(void* opaque, unsigned round, uint64_t pages) {
     if (!l->o.quiet) std::cerr << "rmig-synth dest: round " << round << " placed (" << pages << " pages)\n";
 }
 
+// Post-copy: the guest runs here from start() on.
+struct Postcopy {
+    const Options& o;
+    GuestReaders readers;
+    std::string start_error;  // the device state did not describe this guest
+    std::string failed_why;   // on_postcopy_failed
+};
+
+void on_postcopy_start(void* opaque, const void* state, size_t len) {
+    auto* p = static_cast<Postcopy*>(opaque);
+    try {
+        p->readers.start(decode_hash_blob({static_cast<const std::byte*>(state), len}));
+        if (!p->o.quiet)
+            std::cerr << "rmig-synth dest: post-copy: the guest runs here now (" << p->readers.readers()
+                      << " reader threads); its missing pages follow\n";
+    } catch (const std::exception& e) {
+        p->start_error = e.what();
+        std::cerr << "rmig-synth dest: post-copy start: " << e.what() << "\n";
+    }
+}
+
+void on_postcopy_failed(void* opaque, const char* why) {
+    auto* p = static_cast<Postcopy*>(opaque);
+    p->readers.abandon();  // before rmig stops catching faults: what is read from now on may be zeros
+    p->failed_why = why ? why : "";
+    if (!p->o.quiet) std::cerr << "rmig-synth dest: post-copy failed: " << p->failed_why << "; the guest stops\n";
+}
+
 }  // namespace
 
 int run_dest(const Options& o) {
@@ -70,11 +103,19 @@ int run_dest(const Options& o) {
                    rmig_dest_set_encrypt, rmig_dest_set_insecure_plaintext);
     h.check(rmig_dest_set_on_listening(h.d, on_listening, &l));
     h.check(rmig_dest_set_on_round(h.d, on_round, &l));
+    Postcopy pcg{o, GuestReaders(mem, o.guest_readers, o.guest_read_pages_per_second), {}, {}};
+    h.check(rmig_dest_set_on_postcopy(h.d, on_postcopy_start, on_postcopy_failed, &pcg));
 
     int rc = rmig_dest_receive(h.d);
+    pcg.readers.stop();  // the session is over: the guest's readers end here
     std::string error = rc == 0 ? l.error : rmig_dest_error(h.d);
+    if (error.empty() && !pcg.start_error.empty()) error = pcg.start_error;
     rmig_dest_stats st{};
     rmig_dest_get_stats(h.d, &st);
+    rmig_dest_postcopy pc{};
+    rmig_dest_get_postcopy(h.d, &pc);
+    const GuestReaders::Stats guest = pcg.readers.stats();
+    const double push_rate = pc.phase_s > 0 ? static_cast<double>(pc.pending_pages) * kPageSize / pc.phase_s : 0;
     json out = {{"role", "dest"}, {"size", o.size}, {"rounds", st.rounds}, {"pages_placed", st.pages_placed},
                 {"seconds", st.seconds}, {"session", st.session},
                 {"security", security::describe(o.security)}};
@@ -101,18 +142,52 @@ int run_dest(const Options& o) {
     out["first_mismatches"] = v.first_bad;
     out["zero_pages"] = v.zero;
     out["verify_ms"] = verify_ms;
+    // What the guest's readers saw while it ran here: a page that was not
+    // the source's is as bad as a mismatch after the migration.
+    if (guest.invalid && error.empty())
+        error = cat(guest.invalid, " of ", guest.checked, " pages the guest read during post-copy were not the source's");
+    out["postcopy"] = {{"switched", pc.switched != 0},
+                       {"pending_pages", pc.pending_pages},
+                       {"faults", pc.faults},
+                       {"fetched_pages", pc.fetched_pages},
+                       {"rdma_reads", pc.rdma_reads != 0},
+                       {"phase_s", pc.phase_s},
+                       {"push_rate", push_rate},
+                       {"fault_p50_us", pc.fault_p50_us},
+                       {"fault_p99_us", pc.fault_p99_us},
+                       {"fault_max_us", pc.fault_max_us},
+                       {"guest_readers", o.guest_readers},
+                       {"guest_started", pcg.readers.started()},
+                       {"pages_checked", guest.checked},
+                       {"invalid_pages", guest.invalid},
+                       {"zero_pages_read", guest.zero},
+                       {"first_invalid", guest.first_invalid},
+                       {"failed", pcg.failed_why}};
     out["ok"] = error.empty();
     out["error"] = error;
+    std::string pc_line;
+    if (pc.switched) {
+        std::ostringstream line;
+        line << "post-copy: " << pc.pending_pages << " pages pending at the switch, " << pc.faults << " faults ("
+             << pc.fetched_pages << " fetched" << (pc.rdma_reads ? " by rdma reads" : "") << "), fault latency p50 "
+             << std::fixed << std::setprecision(0) << pc.fault_p50_us << " us p99 " << pc.fault_p99_us
+             << " us, phase " << std::defaultfloat << format_millis(pc.phase_s * 1000) << ", " << std::fixed
+             << std::setprecision(1) << push_rate / 1e6 << " MB/s over the phase; the guest read "
+             << guest.checked << " pages, " << guest.invalid << " invalid\n";
+        pc_line = line.str();
+    }
     if (o.json) {
+        if (!o.quiet && !pc_line.empty()) std::cerr << "rmig-synth dest: " << pc_line;
         std::cout << out.dump() << "\n";
     } else {
         std::cout << "dest " << (error.empty() ? "ok" : "FAILED") << ": " << st.rounds << " rounds, "
                   << st.pages_placed << " pages placed in " << format_millis(st.seconds * 1000) << "; verified "
                   << v.verified << " pages (" << v.zero << " zero), " << v.mismatches << " mismatches\n";
+        std::cout << pc_line;
         if (!error.empty()) std::cout << "error: " << error << "\n";
     }
     if (!migrated) return exit_code::kFailed;
-    return v.mismatches ? kExitMismatch : (error.empty() ? exit_code::kOk : exit_code::kFailed);
+    return v.mismatches || guest.invalid ? kExitMismatch : (error.empty() ? exit_code::kOk : exit_code::kFailed);
 }
 
 }  // namespace rmig::synth

@@ -40,6 +40,22 @@ void fill_page(std::byte* dst, uint64_t page, uint64_t version) noexcept {
     std::memcpy(dst, w, kPageSize);
 }
 
+PageContent classify_page(const std::byte* page, uint64_t index) noexcept {
+    uint64_t head[3];
+    std::memcpy(head, page, sizeof head);
+    if (head[0] == index && head[1] >= 1 && head[2] == kMagic) {
+        alignas(64) std::byte expect[kPageSize];
+        fill_page(expect, index, head[1]);
+        return std::memcmp(expect, page, kPageSize) == 0 ? PageContent::synth : PageContent::invalid;
+    }
+    for (size_t off = 0; off < kPageSize; off += sizeof(uint64_t)) {
+        uint64_t w;
+        std::memcpy(&w, page + off, sizeof w);
+        if (w != 0) return PageContent::invalid;
+    }
+    return PageContent::zero;
+}
+
 uint64_t page_hash(const std::byte* page) noexcept {
     return XXH3_64bits(page, kPageSize);
 }

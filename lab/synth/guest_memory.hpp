@@ -21,6 +21,12 @@ void fill_page(std::byte* dst, uint64_t page, uint64_t version) noexcept;
 
 uint64_t page_hash(const std::byte* page) noexcept;  // XXH3-64 of one page
 
+// What a page holds, seen without the source: all zero, what fill_page()
+// wrote for page `index` at some version >= 1, or neither (another page's
+// content, a torn or corrupted page).
+enum class PageContent { zero, synth, invalid };
+PageContent classify_page(const std::byte* page, uint64_t index) noexcept;
+
 class Mapping {
 public:
     // Anonymous private mapping of `bytes`, populated (MAP_POPULATE). Throws Error.

@@ -27,8 +27,21 @@ predicted downtime, throttle, converging and the forecast time to
 switchover); the source's --json report has them as "round_log" and
 "decisions" (the last a switchover when the migration switched over).
 
+With --postcopy (or --postcopy-after N) the source may switch to post-copy:
+pause() stops the writers as for a switchover, but the guest starts on the
+destination at once, where --guest-readers threads act as its vCPUs and read
+pages in random order, checking each (a page not there yet blocks its reader
+until rmig places it: a fault); the pages still missing follow, those
+faulted on first. One progress line marks the switch on each side and one
+summary line ends it (pages pending, faults, fetched, fault latency p50/p99,
+the phase's time and push rate); both --json reports carry "postcopy". Every
+page is still checked against the hash list once the destination has them
+all.
+
 After a failed migration the source checks that its writers run on and that
-every page is what they last wrote (the report's "after_failure").
+every page is what they last wrote (the report's "after_failure"); after a
+failure past the switch to post-copy the guest stays paused (it ran on the
+destination: the source's copy is stale) and nothing is retried.
 
 Exit: 0 ok, 1 migration failed, 2 usage, 3 destination pages differ.
 )";
@@ -82,6 +95,15 @@ std::span<const OptionSpec> source_options() {
                  "guest there (the report's \"retry\"); the fault soak uses it to show the source survived"},
         {.name = "retry-wait", .kind = K::real, .metavar = "S", .help = "how long to wait for --retry-uri-file",
          .number_default = 60},
+        {.name = "postcopy", .kind = K::flag,
+         .help = "allow post-copy: once the convergence policy finds pre-copy will not fit the downtime budget "
+                 "(instead of throttling the writers), pause them and start the guest on the destination at "
+                 "once; its missing pages follow, those its readers touch first (a pre-copy that converges "
+                 "first still switches over as usual)"},
+        {.name = "postcopy-after", .kind = K::whole, .metavar = "N",
+         .help = "switch to post-copy after N pre-copy rounds (1: after the full first round), whatever "
+                 "pre-copy would do; implies --postcopy",
+         .default_note = "when pre-copy will not converge", .min = 1, .max = 100000},
     };
     return kOptions;
 }
@@ -99,6 +121,16 @@ std::span<const OptionSpec> dest_options() {
                  "message): a silent source is given up after it",
          .number_default = 0, .default_note = "the engine's (60)"},
         {.name = "port-file", .metavar = "PATH", .help = "write the listening address there once listening"},
+        {.name = "guest-readers", .kind = K::whole, .metavar = "N",
+         .help = "post-copy (the destination always accepts it): threads that run the guest here from the "
+                 "switch until the session ends, reading pages in random order (a missing page blocks the "
+                 "reader until rmig places it) and checking each against its index and the source's hash "
+                 "list; a bad page is exit 3",
+         .number_default = 2, .max = 64},
+        {.name = "guest-read-rate", .metavar = "RATE",
+         .help = "pages each guest reader reads per second, as bytes/s (\"100M\") or pages/s (\"20000p\"); 0: as "
+                 "fast as it can",
+         .text_default = "20000p"},
     };
     return kOptions;
 }
@@ -121,15 +153,16 @@ std::span<const OptionSpec> both_options() {
 constexpr std::string_view kBothHeading =
     "both (security: the same options and policy as `rmig migrate/receive`, below)";
 
-double dirty_rate(const std::string& r) {
+// A rate of pages as bytes/s ("200M") or pages/s ("50000p"), in bytes/s.
+double page_rate(const std::string& r, const std::string& option) {
     if (!r.empty() && r.back() == 'p') {
-        OptionSpec pages{.name = "dirty-rate", .kind = K::real};
+        OptionSpec pages{.name = option, .kind = K::real};
         std::string n = r.substr(0, r.size() - 1);
         check_option_value(pages, n);
         return option_number(pages, n) * kPageSize;
     }
     try {
-        return static_cast<double>(parse_size(r, "--dirty-rate"));
+        return static_cast<double>(parse_size(r, "--" + option));
     } catch (const Error& e) {
         throw UsageError(cat(e.what(), " (or pages/s, like 50000p)"));
     }
@@ -175,7 +208,7 @@ bool parse_options(int argc, char** argv, Options& o) {
     o.security = security::settings_from_args(a);
     if (o.source) {
         o.uri = a.text("to");
-        o.dirty_bytes_per_second = dirty_rate(a.text("dirty-rate"));
+        o.dirty_bytes_per_second = page_rate(a.text("dirty-rate"), "dirty-rate");
         o.writer.pattern = parse_pattern(a.text("pattern"));
         o.writer.hot_fraction = a.real("hot-fraction");
         o.writer.hot_writes = a.real("hot-writes");
@@ -193,12 +226,16 @@ bool parse_options(int argc, char** argv, Options& o) {
         o.pause_hold_ms = a.real("pause-hold-ms");
         o.retry_uri_file = a.text("retry-uri-file");
         o.retry_wait_s = a.real("retry-wait");
+        o.postcopy = a.flag("postcopy") || a.get("postcopy-after").has_value();
+        o.postcopy_after = a.get("postcopy-after") ? static_cast<unsigned>(a.whole("postcopy-after")) : 0;
     } else {
         o.uri = a.text("listen");
         o.expect_workers = static_cast<unsigned>(a.whole("expect-workers"));
         o.timeout_s = a.real("timeout");
         o.step_timeout_s = a.real("step-timeout");
         o.port_file = a.text("port-file");
+        o.guest_readers = static_cast<unsigned>(a.whole("guest-readers"));
+        o.guest_read_pages_per_second = page_rate(a.text("guest-read-rate"), "guest-read-rate") / kPageSize;
     }
     if (o.size % kPageSize != 0) throw UsageError(cat("--size must be a positive multiple of ", kPageSize));
     if (o.size > max_guest_bytes())

@@ -40,11 +40,15 @@ struct Options {
     double pause_hold_ms = 0;    // extra time inside pause() (a slow device save)
     std::string retry_uri_file;  // after a failure, migrate again to the URI written there
     double retry_wait_s = 0;     // how long to wait for that file
+    bool postcopy = false;       // may switch to post-copy (--postcopy, --postcopy-after)
+    unsigned postcopy_after = 0; // after that many rounds; 0: when pre-copy will not converge
     // dest
     unsigned expect_workers = 0;
     double timeout_s = 0;
     double step_timeout_s = 0;  // 0: the engine's default
     std::string port_file;
+    unsigned guest_readers = 0;        // post-copy: threads that run the guest here
+    double guest_read_pages_per_second = 0;  // each; 0: unpaced
     // both
     security::Settings security;  // --psk-file etc., the rmig command's options and policy
     unsigned threads = 0;  // fill / hash / verify threads

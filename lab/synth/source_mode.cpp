@@ -5,8 +5,10 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -52,12 +54,29 @@ struct Guest {
     double pause_ms = 0;
     uint64_t writes_at_pause = 0;
     std::vector<unsigned> throttles;
+    // The decisions of this attempt and the last one's action: pause() comes
+    // as the switch to post-copy after the --postcopy-after'th decision
+    // whatever it was, or (by itself) after any decision but a switchover.
+    unsigned decisions_seen = 0;
+    int last_action = -1;
+
+    bool pausing_for_postcopy() const {
+        if (!o.postcopy) return false;
+        if (o.postcopy_after > 0) return decisions_seen >= o.postcopy_after;
+        return last_action != RMIG_ACTION_SWITCHOVER;
+    }
 };
 
 int on_pause(void* opaque, const void** state, size_t* len) {
     auto* g = static_cast<Guest*>(opaque);
     auto t = Clock::now();
-    if (!g->o.quiet) std::cerr << "rmig-synth source: pausing (switchover)\n";
+    if (!g->o.quiet) {
+        if (g->pausing_for_postcopy())
+            std::cerr << "rmig-synth source: pausing (post-copy: the guest starts on the destination now, its "
+                         "missing pages follow)\n";
+        else
+            std::cerr << "rmig-synth source: pausing (switchover)\n";
+    }
     try {
         g->writers.stop();
         g->writes_at_pause = g->writers.writes();
@@ -130,6 +149,8 @@ const char* action_name(rmig_action a) {
 // "decisions" (null for what the policy does not know yet).
 void on_decision(void* opaque, const rmig_decision* d) {
     auto* g = static_cast<Guest*>(opaque);
+    g->last_action = d->action;
+    ++g->decisions_seen;
     try {
         const bool forecast = d->forecast_seconds >= 0, predicted = d->predicted_downtime_ms >= 0;
         json row = {{"round", d->round},
@@ -252,6 +273,8 @@ int run_source(const Options& o) {
         rmig_switchover sw{};
         int cancelled_by = 0;
         uint64_t writes_before = 0;
+        rmig_source_postcopy pc{};
+        std::string pc_reason;  // pc.reason lives with the handle
     };
     auto attempt = [&](const std::string& uri, bool first) {
         Attempt r;
@@ -272,6 +295,9 @@ int run_source(const Options& o) {
         rmig_source_callbacks cb{&g, on_pause, on_resume, on_throttle, on_round};
         h.check(rmig_source_set_callbacks(h.s, &cb));
         h.check(rmig_source_set_on_decision(h.s, on_decision, &g));
+        h.check(rmig_source_set_postcopy(h.s, o.postcopy ? 1 : 0, o.postcopy_after));
+        g.last_action = -1;
+        g.decisions_seen = 0;
         {
             CancelOnSignal on_signal(h.s);  // before any thread starts: they inherit its signal mask
             if (first) {
@@ -285,6 +311,9 @@ int run_source(const Options& o) {
         r.error = r.rc == 0 ? "" : rmig_source_error(h.s);
         rmig_source_get_stats(h.s, &r.st);
         rmig_source_get_switchover(h.s, &r.sw);
+        rmig_source_get_postcopy(h.s, &r.pc);
+        r.pc_reason = r.pc.reason ? r.pc.reason : "";
+        r.pc.reason = nullptr;
         return r;
     };
 
@@ -299,9 +328,16 @@ int run_source(const Options& o) {
     const uint64_t writes_before = a.writes_before;
     const uint64_t writes_at_pause = g.writes_at_pause;
     const double pause_ms = g.pause_ms;
+    const rmig_source_postcopy& pc = a.pc;
     json after_failure;
     json retry;
-    if (rc != 0) {
+    if (rc != 0 && pc.switched) {
+        // Past the switch to post-copy the guest ran on the destination: the
+        // source's copy is stale, so it stays paused (resume() never came).
+        after_failure = {{"postcopy", true}, {"writers_running", false}};
+        if (!o.quiet)
+            std::cerr << "rmig-synth source: post-copy failed after the switch; the guest stays paused here\n";
+    } else if (rc != 0) {
         // The promise after a failure: the guest runs on (its writers still,
         // or again, writing) and its memory is exactly what they made it.
         after_failure = check_after_failure(mem, writers, o);
@@ -322,6 +358,19 @@ int run_source(const Options& o) {
     }
     uint64_t writes = writes_at_pause ? writes_at_pause - writes_before : writers.writes() - writes_before;
     double mig_secs = st.seconds > 0 ? st.seconds : wall;
+    // The pages that followed the switch, over the phase they took.
+    const double push_rate =
+        pc.phase_s > 0 ? static_cast<double>(pc.pending_pages) * kPageSize / pc.phase_s : 0;
+    json postcopy = {{"enabled", o.postcopy},
+                     {"after_rounds", o.postcopy_after},
+                     {"switched", pc.switched != 0},
+                     {"reason", a.pc_reason},
+                     {"pending_pages", pc.pending_pages},
+                     {"served_pages", pc.served_pages},
+                     {"pushed_bytes", pc.pushed_bytes},
+                     {"rdma_reads", pc.rdma_reads != 0},
+                     {"phase_s", pc.phase_s},
+                     {"push_rate", push_rate}};
     json out = {{"role", "source"},
                 {"ok", rc == 0 && error.empty()},
                 {"error", error},
@@ -358,9 +407,21 @@ int run_source(const Options& o) {
                 {"hash_list_mismatches", list_mismatches},
                 {"session", st.session},
                 {"round_log", g.rounds},
-                {"decisions", g.decisions}};
+                {"decisions", g.decisions},
+                {"postcopy", postcopy}};
     if (!after_failure.is_null()) out["after_failure"] = after_failure;
     if (!retry.is_null()) out["retry"] = retry;
+    // The post-copy summary: with the report on stdout, or on stderr beside the JSON.
+    std::string pc_line;
+    if (pc.switched) {
+        std::ostringstream line;
+        line << "post-copy (" << a.pc_reason << "): " << pc.pending_pages << " pages pending at the switch, "
+             << pc.served_pages << " served on request" << (pc.rdma_reads ? " (rdma reads)" : "") << ", phase "
+             << format_millis(pc.phase_s * 1000) << ", " << std::fixed << std::setprecision(1) << push_rate / 1e6
+             << " MB/s over the phase" << (rc == 0 ? "" : " (failed)") << "\n";
+        pc_line = line.str();
+    }
+    if (o.json && !o.quiet && !pc_line.empty()) std::cerr << "rmig-synth source: " << pc_line;
     if (o.json) {
         std::cout << out.dump() << "\n";
     } else {
@@ -370,6 +431,7 @@ int run_source(const Options& o) {
                   << format_millis(st.seconds * 1000) << " total, " << format_millis(st.downtime_ms)
                   << " downtime (pause " << format_millis(g.pause_ms) << ", final round " << st.final_pages
                   << " pages), writes " << format_rate(out["write_rate"].get<double>()) << "\n";
+        std::cout << pc_line;
         if (!error.empty()) std::cout << "error: " << error << "\n";
         if (!after_failure.is_null()) std::cout << "after the failure: " << after_failure.dump() << "\n";
         if (!retry.is_null()) std::cout << "retry: " << retry.dump() << "\n";

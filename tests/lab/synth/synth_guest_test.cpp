@@ -5,7 +5,10 @@
 // authenticated with a pre-shared key and encrypted (one case plaintext,
 // asked for on loopback); a destination whose size differs, which both sides
 // must refuse; a source with another key, refused; SIGINT cancelling the
-// source mid-round; the command-line policy.
+// source mid-round; the command-line policy. Post-copy: forced after round 1
+// with the writers busy, and switched by itself when pre-copy cannot fit the
+// budget; the destination's guest readers run it from the switch, checking
+// every page they touch, and every page is verified at the end.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -47,13 +50,14 @@ std::vector<std::string> security_args(const TempDir& dir, const std::string& ki
 // Starts the destination, waits for its address, runs the source, collects both JSON reports.
 Outcome migrate(const std::vector<std::string>& source_args, const std::string& dest_size = "256M",
                 const std::string& dest_security = "psk", const std::string& source_security = "psk",
-                const std::string& dest_timeout = "50") {
+                const std::string& dest_timeout = "50", const std::vector<std::string>& dest_args = {}) {
     TempDir dir("synth-test");
     const std::string port = dir.path() + "/port";
     Outcome o;
     std::vector<std::string> dargv = {kSynth,   "dest", "--size",   dest_size, "--listen", "tcp:127.0.0.1:0",
                                       "--port-file", port, "--timeout", dest_timeout, "--json"};
     for (auto& a : security_args(dir, dest_security)) dargv.push_back(a);
+    dargv.insert(dargv.end(), dest_args.begin(), dest_args.end());
     Process dest(dargv, {dir.path() + "/dest.json", dir.path() + "/dest.log"});
     auto deadline = std::chrono::steady_clock::now() + 20s;
     while (!std::ifstream(port) && std::chrono::steady_clock::now() < deadline && dest.running())
@@ -117,6 +121,59 @@ void expect_verified(const Outcome& o) {
     EXPECT_TRUE(decisions.back()["converging"].get<bool>()) << decisions.dump(1);
     EXPECT_EQ(decisions.back()["forecast_seconds"], 0.0) << decisions.dump(1);
     EXPECT_NE(o.source_log.find("round 0 decision: "), std::string::npos) << o.source_log;
+}
+
+// A migration that switched to post-copy: both sides say so and agree on the
+// pages pending; the destination's readers ran the guest (faulting on pages
+// not there yet) and read only the source's pages; every page verified.
+void expect_postcopy_verified(const Outcome& o) {
+    ASSERT_EQ(o.source_exit, 0) << o.source.dump(1) << "\n" << o.source_log << "\n" << o.dest_log;
+    ASSERT_EQ(o.dest_exit, 0) << o.dest.dump(1) << "\n" << o.dest_log;
+    EXPECT_TRUE(o.source["ok"].get<bool>());
+    EXPECT_TRUE(o.dest["ok"].get<bool>());
+    EXPECT_EQ(o.dest["verified"].get<uint64_t>(), kPages);
+    EXPECT_EQ(o.dest["mismatches"].get<uint64_t>(), 0u);
+    EXPECT_EQ(o.source["hash_list_mismatches"].get<int64_t>(), 0);
+    EXPECT_GT(o.dest["source_writes"].get<uint64_t>(), 0u);
+    EXPECT_EQ(o.source["session"], o.dest["session"]);
+    const json& sp = o.source["postcopy"];
+    const json& dp = o.dest["postcopy"];
+    ASSERT_TRUE(sp.is_object() && dp.is_object()) << o.source.dump(1) << o.dest.dump(1);
+    EXPECT_TRUE(sp["enabled"].get<bool>());
+    ASSERT_TRUE(sp["switched"].get<bool>()) << sp.dump(1) << "\n" << o.source_log;
+    EXPECT_TRUE(dp["switched"].get<bool>()) << dp.dump(1);
+    EXPECT_FALSE(sp["reason"].get<std::string>().empty());
+    const uint64_t pending = sp["pending_pages"].get<uint64_t>();
+    EXPECT_GT(pending, 0u);
+    EXPECT_LE(pending, kPages);
+    EXPECT_EQ(dp["pending_pages"].get<uint64_t>(), pending);
+    EXPECT_LE(sp["served_pages"].get<uint64_t>(), pending);
+    EXPECT_GT(dp["faults"].get<uint64_t>(), 0u) << dp.dump(1);
+    EXPECT_LE(dp["faults"].get<uint64_t>(), pending);
+    EXPECT_LE(dp["fetched_pages"].get<uint64_t>(), dp["faults"].get<uint64_t>());
+    EXPECT_GT(dp["fault_p50_us"].get<double>(), 0.0);
+    EXPECT_LE(dp["fault_p50_us"].get<double>(), dp["fault_p99_us"].get<double>());
+    EXPECT_LE(dp["fault_p99_us"].get<double>(), dp["fault_max_us"].get<double>());
+    EXPECT_GT(sp["phase_s"].get<double>(), 0.0);
+    EXPECT_GT(dp["phase_s"].get<double>(), 0.0);
+    EXPECT_GT(dp["push_rate"].get<double>(), 0.0);
+    EXPECT_TRUE(dp["guest_started"].get<bool>());
+    EXPECT_EQ(dp["guest_readers"].get<unsigned>(), 2u);
+    EXPECT_GT(dp["pages_checked"].get<uint64_t>(), 0u);
+    EXPECT_EQ(dp["invalid_pages"].get<uint64_t>(), 0u) << dp.dump(1);
+    EXPECT_EQ(dp["failed"], "");
+    // Nothing is sent while paused; the guest never resumed on the source.
+    EXPECT_EQ(o.source["final_pages"].get<uint64_t>(), 0u);
+    EXPECT_FALSE(o.source.contains("after_failure"));
+    // The progress lines: the switch on both sides, the summaries.
+    EXPECT_NE(o.source_log.find("pausing (post-copy"), std::string::npos) << o.source_log;
+    EXPECT_NE(o.source_log.find("pages pending at the switch"), std::string::npos) << o.source_log;
+    EXPECT_NE(o.dest_log.find("post-copy: the guest runs here now (2 reader threads)"), std::string::npos)
+        << o.dest_log;
+    EXPECT_NE(o.dest_log.find("MB/s over the phase"), std::string::npos) << o.dest_log;
+    // The policy's decisions up to the switch.
+    const json& decisions = o.source["decisions"];
+    ASSERT_TRUE(decisions.is_array() && !decisions.empty()) << o.source.dump(1);
 }
 
 }  // namespace
@@ -241,4 +298,40 @@ TEST(SynthGuest, DestinationOfAnotherSizeRefusesAndNothingIsVerified) {
     EXPECT_FALSE(o.source["ok"].get<bool>());
     EXPECT_NE(o.source["error"].get<std::string>().find("layout"), std::string::npos) << o.source["error"];
     EXPECT_EQ(o.dest["verified"].get<uint64_t>(), 0u);
+}
+
+// Post-copy forced after round 1 while the writers dirty 200 MiB/s: the
+// guest starts on the destination after the full first round, whatever the
+// policy decided then (a switchover too), its readers fault on the pages
+// dirtied meanwhile, every page checked.
+TEST(SynthGuest, PostcopyAfterOneRoundWithWritersRunning) {
+    Outcome o = migrate({"--pattern", "uniform", "--dirty-rate", "200M", "--writers", "2", "--postcopy-after", "1",
+                         "--downtime-ms", "50"});
+    expect_postcopy_verified(o);
+    EXPECT_EQ(o.source["postcopy"]["after_rounds"].get<unsigned>(), 1u);
+    EXPECT_EQ(o.source["postcopy"]["reason"], "after 1 round") << o.source["postcopy"].dump(1);
+    ASSERT_EQ(o.source["decisions"].size(), 1u) << o.source["decisions"].dump(1);
+    EXPECT_EQ(o.source["decisions"][0]["round"].get<unsigned>(), 0u);
+    EXPECT_EQ(o.source["round_log"][0]["pages_sent"].get<uint64_t>(), kPages);
+}
+
+// --postcopy alone: writers rewriting a hot set (a fifth of memory) at up to
+// 400 MiB/s against a 1 us budget, which no dirty set but an empty one fits,
+// so pre-copy can never converge however many pages the loaded machine lets
+// the writers dirty; the policy's wish to throttle (or to give up) becomes
+// the switch (the writers are never throttled) and the report says why. The
+// destination's readers run unpaced, so they touch pending pages for sure.
+TEST(SynthGuest, PostcopySwitchesByItselfWhenPreCopyCannotConverge) {
+    Outcome o = migrate({"--pattern", "hot", "--hot-fraction", "0.2", "--hot-writes", "0.95", "--dirty-rate", "400M",
+                         "--writers", "2", "--postcopy", "--downtime-ms", "0.001"},
+                        "256M", "psk", "psk", "50", {"--guest-read-rate", "0"});
+    expect_postcopy_verified(o);
+    EXPECT_EQ(o.source["postcopy"]["after_rounds"].get<unsigned>(), 0u);
+    const std::string reason = o.source["postcopy"]["reason"].get<std::string>();
+    EXPECT_NE(reason.find("would not fit the budget"), std::string::npos) << reason;
+    EXPECT_EQ(o.source["throttle_percent"].get<unsigned>(), 0u);
+    EXPECT_EQ(o.source_log.find("throttling writers"), std::string::npos) << o.source_log;
+    const json& last = o.source["decisions"].back();
+    EXPECT_FALSE(last["converging"].get<bool>()) << o.source["decisions"].dump(1);
+    EXPECT_NE(last["action"], "switchover") << o.source["decisions"].dump(1);
 }

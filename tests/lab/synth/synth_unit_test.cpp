@@ -1,6 +1,7 @@
-// The synthetic guest's pieces: page content, the hash-list device state,
-// page verification (it must catch a single flipped byte), writer pacing and
-// the three write patterns.
+// The synthetic guest's pieces: page content (and telling a valid page from
+// a wrong one without the source), the hash-list device state, page
+// verification (it must catch a single flipped byte), the post-copy guest's
+// readers, writer pacing and the three write patterns.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -9,6 +10,7 @@
 
 #include "common/error.hpp"
 #include "lab/synth/guest_memory.hpp"
+#include "lab/synth/guest_readers.hpp"
 #include "lab/synth/hash_blob.hpp"
 #include "lab/synth/verify.hpp"
 #include "lab/synth/writers.hpp"
@@ -42,6 +44,65 @@ TEST(SynthPage, ContentNamesPageAndVersionAndIsNotZero) {
     EXPECT_NE(page_hash(a.data()), page_hash(b.data()));
     std::vector<std::byte> zero(kPageSize);
     EXPECT_NE(std::memcmp(a.data(), zero.data(), kPageSize), 0);
+}
+
+TEST(SynthPage, ClassifiedWithoutTheSource) {
+    std::vector<std::byte> page(kPageSize);
+    EXPECT_EQ(classify_page(page.data(), 3), PageContent::zero);
+    fill_page(page.data(), 3, 1);
+    EXPECT_EQ(classify_page(page.data(), 3), PageContent::synth);
+    fill_page(page.data(), 3, 77);
+    EXPECT_EQ(classify_page(page.data(), 3), PageContent::synth);
+    EXPECT_EQ(classify_page(page.data(), 4), PageContent::invalid);  // another page's content
+    page[2000] ^= std::byte{1};
+    EXPECT_EQ(classify_page(page.data(), 3), PageContent::invalid);
+    std::vector<std::byte> torn(kPageSize);
+    fill_page(torn.data(), 3, 77);
+    std::memset(torn.data() + 2048, 0, 2048);  // half placed
+    EXPECT_EQ(classify_page(torn.data(), 3), PageContent::invalid);
+    std::vector<std::byte> stray(kPageSize);
+    stray[4095] = std::byte{9};
+    EXPECT_EQ(classify_page(stray.data(), 0), PageContent::invalid);
+}
+
+// Without post-copy underneath: the readers check random pages of a copy of
+// the guest against its hash list, flag the one corrupted page, and the
+// count stops growing once they are stopped.
+TEST(SynthGuestReaders, CheckPagesAgainstTheListAndFlagABadOne) {
+    GuestMemory src(kPages * kPageSize, 0.25, 2);
+    for (size_t p = 0; p < kPages; p += 3) src.write(p);
+    Mapping dst(kPages * kPageSize);
+    std::memcpy(dst.data(), src.mapping().data(), dst.size());
+    HashList list = decode_hash_blob(encode_hash_blob(kPageSize, 0, src.hashes()));
+    {
+        GuestReaders r(dst, 2, 0);
+        EXPECT_FALSE(r.started());
+        r.start(list);
+        std::this_thread::sleep_for(100ms);
+        r.stop();
+        auto s = r.stats();
+        EXPECT_GT(s.checked, kPages);
+        EXPECT_EQ(s.invalid, 0u);
+        EXPECT_GT(s.zero, 0u);
+        EXPECT_EQ(r.stats().checked, s.checked);
+    }
+    dst.page(77)[100] ^= std::byte{0x40};
+    GuestReaders r(dst, 1, 200000);  // paced: 200k pages/s
+    r.start(list);
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 3000 && r.stats().invalid == 0; ++i) std::this_thread::sleep_for(1ms);
+    r.abandon();
+    r.stop();
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    auto s = r.stats();
+    ASSERT_GE(s.invalid, 1u);
+    EXPECT_EQ(s.first_invalid[0], 77u);
+    EXPECT_LE(static_cast<double>(s.checked), 200000 * secs + 2);
+    EXPECT_TRUE(r.abandoned());
+    GuestReaders wrong(dst, 1, 0);
+    list.hashes.pop_back();
+    EXPECT_THROW(wrong.start(list), Error);
+    EXPECT_FALSE(wrong.started());
 }
 
 TEST(SynthGuest, ZeroFractionAndHashesMatchMemory) {
