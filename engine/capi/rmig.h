@@ -198,7 +198,8 @@ enum rmig_action {
     RMIG_ACTION_ROUND = 0,      /* run another pre-copy round */
     RMIG_ACTION_THROTTLE = 1,   /* slow the guest (throttle() was called), then another round */
     RMIG_ACTION_SWITCHOVER = 2, /* pause() and send what is left: the final round */
-    RMIG_ACTION_GIVE_UP = 3     /* fail the migration with `reason`; the guest runs on */
+    RMIG_ACTION_GIVE_UP = 3,    /* fail the migration with `reason`; the guest runs on */
+    RMIG_ACTION_POSTCOPY = 4    /* (API 4) pause() and switch to post-copy: the guest starts on the destination */
 };
 
 /* One decision of the convergence policy (rmig_source_set_on_decision). */

@@ -172,6 +172,7 @@ rmig_action action_of(Action a) {
         case Action::throttle: return RMIG_ACTION_THROTTLE;
         case Action::switchover: return RMIG_ACTION_SWITCHOVER;
         case Action::give_up: return RMIG_ACTION_GIVE_UP;
+        case Action::postcopy: return RMIG_ACTION_POSTCOPY;
     }
     return RMIG_ACTION_ROUND;
 }

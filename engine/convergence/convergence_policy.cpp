@@ -14,6 +14,7 @@ const char* to_string(Action a) noexcept {
         case Action::switchover: return "switchover";
         case Action::throttle: return "throttle";
         case Action::give_up: return "give_up";
+        case Action::postcopy: return "postcopy";
     }
     return "unknown";
 }

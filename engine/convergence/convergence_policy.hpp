@@ -113,6 +113,9 @@ enum class Action {
     switchover,  // pause the guest and send the remaining bytes
     throttle,    // the callback was called with throttle_percent; run another round
     give_up,     // abort the migration (reason says why); the guest keeps running on the source
+    // Never the policy's: the engine's switch to post-copy (its reason says
+    // why), reported in place of the decision it overrode.
+    postcopy,
 };
 
 const char* to_string(Action a) noexcept;

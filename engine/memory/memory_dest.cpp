@@ -89,6 +89,11 @@ private:
             transport::send_message(*control_, {{"ok", false}, {"error", e.what()}});
             throw;
         }
+        if (msg.value("postcopy", false) && !cfg_.on_postcopy_start) {
+            transport::send_message(*control_, {{"ok", false},
+                                                {"error", "this destination does not take post-copy (no on_postcopy_start)"}});
+            throw Error("the source wants post-copy, which this destination does not take");
+        }
         json reply = {{"ok", true}};
         if (msg.value("one_sided", false)) {
             if (json exposed = expose_regions(); !exposed.is_null()) reply["one_sided"] = std::move(exposed);
@@ -656,7 +661,10 @@ private:
             }
         }
         stop_fault_thread();
-        if (postcopy_) postcopy_->fill(result_.postcopy);
+        if (postcopy_) {
+            postcopy_->fill(result_.postcopy);
+            result_.postcopy.phase_s = std::chrono::duration<double>(Clock::now() - postcopy_t0_).count();
+        }
         postcopy_.reset();
     }
 

@@ -10,6 +10,7 @@
 
 #include "common/error.hpp"
 #include "common/log.hpp"
+#include "common/units.hpp"
 #include "engine/dirty/shard.hpp"
 #include "engine/dirty/uffd_wp_source.hpp"
 #include "engine/memory/batch_sender.hpp"
@@ -184,19 +185,28 @@ private:
             RoundTotals sent = send_round(round, [&] { dirty = collect(false); });
             double secs = seconds_since(t);
             Decision d = policy.on_round({sent.bytes, secs, dirty, dirty * ps_, guest_pages});
-            result_.last_decision = d.reason;
-            if (cfg_.on_decision) cfg_.on_decision(d);
             if (cfg_.postcopy.enabled) {
                 // A count given is forced, even where pre-copy would switch over.
                 if (!postcopy_auto && round + 1 >= cfg_.postcopy.after_rounds) {
                     postcopy_reason = cat("after ", round + 1, round == 0 ? " round" : " rounds");
-                } else if (d.action == Action::give_up || (postcopy_auto && wants_throttle)) {
-                    postcopy_reason = cat("pre-copy would not fit the budget: ", d.reason);
+                } else if (d.action == Action::give_up) {
+                    postcopy_reason = cat("pre-copy gave up: ", d.reason);
+                } else if (postcopy_auto && wants_throttle) {
+                    postcopy_reason = cat("pre-copy would not fit the ", cc.downtime_budget_ms,
+                                          " ms budget: it would need the guest throttled (",
+                                          dirty, " pages dirtied in a ", format_millis(secs * 1000), " round)");
                 }
                 if (!postcopy_reason.empty()) {
-                    run_postcopy(postcopy_reason);
-                    return;
+                    d.action = Action::postcopy;
+                    d.reason = postcopy_reason;
+                    if (postcopy_auto) d.throttle_percent = 0;  // never applied
                 }
+            }
+            result_.last_decision = d.reason;
+            if (cfg_.on_decision) cfg_.on_decision(d);
+            if (d.action == Action::postcopy) {
+                run_postcopy(postcopy_reason);
+                return;
             }
             if (d.action == Action::switchover) break;
             if (d.action == Action::give_up) throw Error(cat("not converging: ", d.reason));
@@ -277,7 +287,6 @@ private:
                             "-byte limit"));
         pc.pending_pages = collect(true);
         sw.collect_ms = ms_since(mark);
-        stop_tracking();  // paused for good: nothing writes the regions any more
         const std::vector<std::byte> pending = encode_pending(snapshots_);
         json req = {{"op", "postcopy"},     {"round", result_.rounds},      {"pending", pc.pending_pages},
                     {"bitmap_bytes", pending.size()}, {"device_state", blob.size()}};
@@ -291,11 +300,17 @@ private:
         // served from the moment the destination can send them.
         server_ = std::thread([this] { serve_postcopy(); });
         send_pieces(blob, true);
+        // The destination may start the guest from here on: only its
+        // refusal lets the source resume ours after a failure.
+        postcopy_sent_ = true;
         sw.device_state_ms = ms_since(mark);
         json reply = await_reply();
-        if (!reply.value("ok", false) || reply.value("op", "") != "postcopy_started")
-            throw Error(cat("destination did not start the guest in post-copy: ",
-                            reply.value("error", std::string("unexpected reply ") + reply.dump())));
+        if (!reply.value("ok", false)) {
+            postcopy_sent_ = false;  // refused: it runs nothing
+            throw Error(cat("destination refused post-copy: ", reply.value("error", std::string("no reason given"))));
+        }
+        if (reply.value("op", "") != "postcopy_started")
+            throw ProtocolError(cat("expected postcopy_started, got ", reply.dump()));
         watchdog_.disarm();
         postcopy_started_ = true;
         sw.confirm_ms = ms_since(mark);
@@ -304,6 +319,7 @@ private:
         pc.rdma_reads = reply.value("rdma_reads", false);
         log::info(cat("post-copy: the guest runs on the destination after a ", result_.downtime_ms,
                       " ms blackout; pushing ", pc.pending_pages, " pages"));
+        stop_tracking();  // the guest is paused for good; after the blackout, as it takes a while (uffd-wp)
 
         const auto phase_t0 = Clock::now();
         postcopy_phase_ = true;
@@ -472,6 +488,8 @@ private:
         const bool want = capable && cfg_.codec == Codec::none;
         json req = {{"op", "layout"}, {"layout", layout_to_json(cfg_.regions, ps_)}};
         if (want) req["one_sided"] = true;
+        // A destination that cannot take post-copy says so now, not at the switch.
+        if (cfg_.postcopy.enabled) req["postcopy"] = true;
         json reply = transport::request(*control_, req);
         result_.page_path = "page batches";
         if (capable && !want)
@@ -848,10 +866,11 @@ private:
         }
         shutdown_all();
         if (server_.joinable()) server_.join();
-        if (postcopy_started_) {
-            // The guest ran on the destination: this copy is stale.
-            result_.error += "; post-copy had started the guest on the destination, so the source's copy is "
-                             "stale and was not resumed (docs/memory-mode.md, \"When post-copy breaks\")";
+        if (postcopy_started_ || postcopy_sent_) {
+            // The guest ran on the destination (or may have): this copy is stale.
+            result_.error += cat("; post-copy ", postcopy_started_ ? "had started" : "may have started",
+                                 " the guest on the destination, so the source's copy is stale and was not "
+                                 "resumed (docs/postcopy.md, \"Memory mode\")");
         } else if (result_.paused && cfg_.on_failure_resume) {
             try {
                 cfg_.on_failure_resume();
@@ -887,6 +906,7 @@ private:
     // Post-copy.
     std::vector<transport::RemoteRegion> read_regions_;  // ours, exposed for the destination's reads
     bool postcopy_started_ = false;         // the destination runs the guest: never resume ours
+    bool postcopy_sent_ = false;            // ... or may run it: the switch went out, not refused
     std::atomic<bool> postcopy_phase_{false};  // the push round: batches only, served pages skipped
     std::vector<DirtyBitmap> served_;       // per region: pages sent on request
     std::atomic<uint64_t> served_count_{0};

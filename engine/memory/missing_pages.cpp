@@ -87,11 +87,18 @@ MissingPages::~MissingPages() {
     }
 }
 
-void MissingPages::discard(void* base, size_t len) {
+void MissingPages::discard(void* base, size_t len, Kind& kind) {
     // MADV_REMOVE frees shared memory's backing pages (MADV_DONTNEED would
     // only unmap them, and the next touch would find the old data instead of
     // faulting); private memory does not take it and takes MADV_DONTNEED.
-    if (::madvise(base, len, MADV_REMOVE) == 0) return;
+    if (kind != Kind::private_) {
+        if (::madvise(base, len, MADV_REMOVE) == 0) {
+            kind = Kind::shared;
+            return;
+        }
+        if (kind == Kind::shared) throw_errno(cat("madvise(MADV_REMOVE) of ", base, " + ", len, " B before post-copy"));
+        kind = Kind::private_;
+    }
     if (::madvise(base, len, MADV_DONTNEED) < 0)
         throw_errno(cat("madvise(MADV_DONTNEED) of ", base, " + ", len, " B before post-copy"));
 }

@@ -30,7 +30,10 @@ public:
 
     // Drops pages so that the next touch faults (MADV_REMOVE for shared
     // memory, MADV_DONTNEED for private). Call before the guest runs.
-    static void discard(void* base, size_t len);
+    // `shared` caches which one the mapping took (unknown at first), so a
+    // region dropped run by run costs one call per run.
+    enum class Kind { unknown, shared, private_ };
+    static void discard(void* base, size_t len, Kind& kind);
 
     // Places `src` (len bytes) at `dst`; false if the page was there already.
     bool copy(void* dst, const void* src, size_t len);

@@ -20,8 +20,9 @@ std::vector<std::span<std::byte>> discard_pending(const std::vector<Region>& reg
     for (size_t i = 0; i < regions.size(); ++i) {
         auto* base = static_cast<std::byte*>(regions[i].base);
         size_t run_start = 0, run_len = 0;
+        MissingPages::Kind kind = MissingPages::Kind::unknown;
         auto flush = [&] {
-            if (run_len) MissingPages::discard(base + run_start * ps, run_len * ps);
+            if (run_len) MissingPages::discard(base + run_start * ps, run_len * ps, kind);
             run_len = 0;
         };
         pending[i].for_each_set(0, pending[i].pages(), [&](size_t p) {

@@ -54,17 +54,12 @@ struct Guest {
     double pause_ms = 0;
     uint64_t writes_at_pause = 0;
     std::vector<unsigned> throttles;
-    // The decisions of this attempt and the last one's action: pause() comes
-    // as the switch to post-copy after the --postcopy-after'th decision
-    // whatever it was, or (by itself) after any decision but a switchover.
+    // The decisions of this attempt and the last one's action: the engine
+    // announces its switch to post-copy as a decision of its own.
     unsigned decisions_seen = 0;
     int last_action = -1;
 
-    bool pausing_for_postcopy() const {
-        if (!o.postcopy) return false;
-        if (o.postcopy_after > 0) return decisions_seen >= o.postcopy_after;
-        return last_action != RMIG_ACTION_SWITCHOVER;
-    }
+    bool pausing_for_postcopy() const { return last_action == RMIG_ACTION_POSTCOPY; }
 };
 
 int on_pause(void* opaque, const void** state, size_t* len) {
@@ -141,6 +136,7 @@ const char* action_name(rmig_action a) {
         case RMIG_ACTION_THROTTLE: return "throttle";
         case RMIG_ACTION_SWITCHOVER: return "switchover";
         case RMIG_ACTION_GIVE_UP: return "give_up";
+        case RMIG_ACTION_POSTCOPY: return "postcopy";
     }
     return "unknown";
 }

@@ -328,10 +328,11 @@ TEST(SynthGuest, PostcopySwitchesByItselfWhenPreCopyCannotConverge) {
     expect_postcopy_verified(o);
     EXPECT_EQ(o.source["postcopy"]["after_rounds"].get<unsigned>(), 0u);
     const std::string reason = o.source["postcopy"]["reason"].get<std::string>();
-    EXPECT_NE(reason.find("would not fit the budget"), std::string::npos) << reason;
+    EXPECT_TRUE(reason.find("would not fit the") != std::string::npos || reason.find("gave up") != std::string::npos)
+        << reason;
     EXPECT_EQ(o.source["throttle_percent"].get<unsigned>(), 0u);
     EXPECT_EQ(o.source_log.find("throttling writers"), std::string::npos) << o.source_log;
     const json& last = o.source["decisions"].back();
     EXPECT_FALSE(last["converging"].get<bool>()) << o.source["decisions"].dump(1);
-    EXPECT_NE(last["action"], "switchover") << o.source["decisions"].dump(1);
+    EXPECT_EQ(last["action"], "postcopy") << o.source["decisions"].dump(1);
 }
