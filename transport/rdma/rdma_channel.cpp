@@ -25,6 +25,24 @@ constexpr uint32_t kImmRingDesc = 2u << 30; // the next slot holds the writer's 
 constexpr uint32_t kImmValue = (1u << 30) - 1;
 
 constexpr uint64_t kRegChunk = 64u << 20;  // registration cache granularity
+constexpr size_t kMaxReadWr = size_t{1} << 30;  // bytes per READ work request (devices take up to 2 GiB)
+// Receives carry this id, so that a failed completion tells them from sends
+// (numbered from 0, never this far).
+constexpr uint64_t kRecvWrId = ~uint64_t{0};
+
+// Failures of a read that say the read itself was wrong (key, bounds, local
+// buffer), as opposed to the link or the peer going away.
+bool read_was_refused(ibv_wc_status s) {
+    switch (s) {
+    case IBV_WC_REM_ACCESS_ERR:
+    case IBV_WC_REM_INV_REQ_ERR:
+    case IBV_WC_REM_OP_ERR:
+    case IBV_WC_LOC_PROT_ERR:
+    case IBV_WC_LOC_ACCESS_ERR:
+    case IBV_WC_LOC_LEN_ERR: return true;
+    default: return false;
+    }
+}
 
 }  // namespace
 
@@ -73,14 +91,15 @@ RdmaChannel::RdmaChannel(EventChannel events, CmId id, const RdmaOptions& opts, 
     ::fcntl(comp_->fd, F_SETFL, ::fcntl(comp_->fd, F_GETFL) | O_NONBLOCK);
     sq_depth_ = opts_.ring_slots + 2 * opts_.signal_every + 8;
     uint32_t rq_depth = 2 * opts_.ring_slots + 8;
-    cq_.reset(ibv_create_cq(cm->verbs, static_cast<int>(sq_depth_ + rq_depth), nullptr, comp_.get(), 0));
+    cq_.reset(ibv_create_cq(cm->verbs, static_cast<int>(sq_depth_ + kReadDepth + rq_depth), nullptr,
+                            comp_.get(), 0));
     if (!cq_) throw_errno(cat("ibv_create_cq on ", device_name(cm)));
 
     ibv_qp_init_attr attr{};
     attr.send_cq = cq_.get();
     attr.recv_cq = cq_.get();
     attr.qp_type = IBV_QPT_RC;
-    attr.cap.max_send_wr = sq_depth_;
+    attr.cap.max_send_wr = sq_depth_ + kReadDepth;  // reads never take the writes' entries
     attr.cap.max_recv_wr = rq_depth;
     attr.cap.max_send_sge = 1;
     attr.cap.max_recv_sge = 1;
@@ -88,7 +107,7 @@ RdmaChannel::RdmaChannel(EventChannel events, CmId id, const RdmaOptions& opts, 
     if (rdma_create_qp(cm, pd_.get(), &attr) != 0) {
         attr.cap.max_inline_data = 0;  // the device may not inline at all
         if (rdma_create_qp(cm, pd_.get(), &attr) != 0)
-            throw_errno(cat("rdma_create_qp on ", device_name(cm), " (", sq_depth_, " send / ",
+            throw_errno(cat("rdma_create_qp on ", device_name(cm), " (", attr.cap.max_send_wr, " send / ",
                             rq_depth, " receive work requests)"));
     }
     max_inline_ = attr.cap.max_inline_data;
@@ -126,6 +145,11 @@ void RdmaChannel::established(const wire::Hello& peer_hello, std::string name,
         remote_ = remote_ring;
         credits_ = remote_ring->slots;
     }
+    // How many RDMA READs this side may have outstanding, as the connection
+    // settled it (the acceptor may have lowered what the connector asked).
+    ibv_qp_attr qa{};
+    ibv_qp_init_attr qi{};
+    read_depth_ = ibv_query_qp(id_->qp, &qa, IBV_QP_MAX_QP_RD_ATOMIC, &qi) == 0 ? qa.max_rd_atomic : 0;
 }
 
 void RdmaChannel::post_recv(uint64_t count) {
@@ -133,7 +157,7 @@ void RdmaChannel::post_recv(uint64_t count) {
         ibv_recv_wr wrs[16]{};
         auto n = static_cast<int>(std::min<uint64_t>(count, 16));
         for (int i = 0; i < n; ++i) {
-            wrs[i].wr_id = 0;
+            wrs[i].wr_id = kRecvWrId;
             wrs[i].num_sge = 0;  // WRITE WITH IMMEDIATE places no data through a receive
             wrs[i].next = i + 1 < n ? &wrs[i + 1] : nullptr;
         }
@@ -184,12 +208,16 @@ void RdmaChannel::throw_failure() const { throw LinkError(*error_); }
 
 void RdmaChannel::on_completion(const ibv_wc& wc) {
     if (wc.status != IBV_WC_SUCCESS) {
-        fail(wc_error(wc));
+        std::string why = wc_error(wc);
+        // The first failure puts the queue pair in error; what follows are flushes.
+        if (!error_ && wc.wr_id != kRecvWrId) failed_wr_ = FailedWr{wc.wr_id, wc.status, why};
+        fail(why);
         return;
     }
-    if (wc.opcode == IBV_WC_RDMA_WRITE) {
+    if (wc.opcode == IBV_WC_RDMA_WRITE || wc.opcode == IBV_WC_RDMA_READ) {
         // Send-queue completions arrive in order: this one covers every earlier request.
         wr_done_ = wc.wr_id + 1;
+        if (wc.opcode == IBV_WC_RDMA_READ) --reads_in_flight_;  // reads are all signaled
         while (!inflight_data_.empty() && inflight_data_.front().first <= wc.wr_id) {
             send_done_ = inflight_data_.front().second;
             inflight_data_.pop_front();
@@ -248,7 +276,7 @@ void RdmaChannel::check_cm_events() {
     }
 }
 
-template <class Pred> void RdmaChannel::wait(Lock& lk, Pred ready, const char* what) {
+template <class Pred> void RdmaChannel::wait(Lock& lk, Pred ready, std::string_view what) {
     uint32_t idle = 0;
     while (!ready()) {
         if (error_) throw LinkError(cat(*error_, " (while ", what, ")"));
@@ -326,6 +354,8 @@ void RdmaChannel::send_filled(wire::FrameType type, size_t length, const Payload
         std::memcpy(dst, header.data(), header.size());
         Lock lk(mu_);
         if (error_) throw_failure();
+        // The room seen above may have gone meanwhile (a credit return, reads).
+        wait(lk, [&] { return wr_posted_ - wr_done_ < sq_depth_; }, "posting a frame");
         auto len = static_cast<uint32_t>(header.size() + n);
         ibv_sge sge{reinterpret_cast<uintptr_t>(dst), len, send_mr_->lkey};
         uint64_t raddr = remote_->addr + (remote_head_ % remote_->slots) * remote_->slot_bytes;
@@ -532,6 +562,73 @@ void RdmaChannel::write(const RemoteRegion& to, std::span<const RegionWrite> pie
             post_write(&sge, 1, to.addr + first.offset, to.rkey, std::nullopt, false, false);
         }
         i = j;
+    }
+}
+
+RemoteRegion RdmaChannel::expose_for_read(void* base, size_t size) {
+    // LOCAL_WRITE although only the peer reads: the kernel then pins the pages
+    // for writing, breaking copy-on-write (and the shared zero page of memory
+    // never touched) now. A read-only pin could leave the region on a page
+    // the process later replaces by writing, and the peer would read stale bytes.
+    auto mr = register_memory(pd_.get(), base, size, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ,
+                              "a region exposed for remote reads");
+    RemoteRegion r{reinterpret_cast<uintptr_t>(base), size, mr->rkey};
+    std::lock_guard lk(mu_);
+    exposed_.push_back(std::move(mr));
+    return r;
+}
+
+uint64_t RdmaChannel::post_read(void* local, uint32_t len, uint32_t lkey, uint64_t raddr, uint32_t rkey) {
+    uint64_t idx = wr_posted_;
+    ibv_sge sge{reinterpret_cast<uintptr_t>(local), len, lkey};
+    ibv_send_wr wr{};
+    wr.wr_id = idx;
+    wr.sg_list = &sge;
+    wr.num_sge = 1;
+    wr.opcode = IBV_WR_RDMA_READ;
+    wr.send_flags = IBV_SEND_SIGNALED;  // its caller waits for exactly this completion
+    wr.wr.rdma.remote_addr = raddr;
+    wr.wr.rdma.rkey = rkey;
+    ibv_send_wr* bad = nullptr;
+    if (int rc = ibv_post_send(id_->qp, &wr, &bad); rc != 0) {
+        fail(cat(name_, ": ibv_post_send (RDMA READ): ", std::strerror(rc)));
+        throw_failure();
+    }
+    ++wr_posted_;
+    ++reads_in_flight_;
+    return idx;
+}
+
+void RdmaChannel::read(const RemoteRegion& from, uint64_t offset, void* local, size_t len) {
+    if (offset > from.size || len > from.size - offset)
+        throw Error(cat(name_, ": one-sided read of ", len, " bytes at offset ", offset,
+                        " runs past the peer's ", from.size, "-byte region"));
+    if (len > 0 && read_depth_ == 0)
+        throw Error(cat(name_, ": the connection allows no RDMA READs (the device or the peer "
+                               "granted no read depth)"));
+    auto* dst = static_cast<std::byte*>(local);
+    for (size_t done = 0; done < len;) {
+        auto n = static_cast<uint32_t>(std::min(len - done, kMaxReadWr));
+        uint64_t at = offset + done;
+        std::string what = cat("reading ", n, " bytes at offset ", at, " of the peer's memory");
+        Lock lk(mu_);
+        if (error_) throw LinkError(cat(*error_, " (before ", what, ")"));
+        uint32_t lkey = lkey_for(dst + done, n);
+        // Reads have kReadDepth send queue entries of their own; the writes' room
+        // is checked against everything outstanding, reads included.
+        wait(lk, [&] { return reads_in_flight_ < kReadDepth && wr_posted_ - wr_done_ < sq_depth_ + kReadDepth; },
+             what);
+        uint64_t idx = post_read(dst + done, n, lkey, from.addr + at, from.rkey);
+        wait(lk, [&] { return wr_done_ > idx || (failed_wr_ && failed_wr_->wr_id == idx); }, what);
+        if (wr_done_ <= idx) {
+            // This read broke the queue pair (and so the channel) itself.
+            std::string msg = cat(name_, ": one-sided read of ", n, " bytes at offset ", at, " of the peer's ",
+                                  from.size, "-byte region (rkey 0x", std::hex, from.rkey, std::dec,
+                                  ") failed: ", failed_wr_->why);
+            if (read_was_refused(failed_wr_->status)) throw Error(msg);
+            throw LinkError(msg);
+        }
+        done += n;
     }
 }
 

@@ -11,7 +11,9 @@
 // receiver stalls the sender instead of growing a queue.
 //
 // One-sided path (memory mode): RDMA WRITE from registered local memory into a
-// region the peer exposed, tracked so flush() returns once all have landed.
+// region the peer exposed, tracked so flush() returns once all have landed;
+// RDMA READ out of a region the peer exposed for reads (post-copy page
+// fetches), each signaled and waited for by its caller.
 //
 // Completions are busy-polled for a while, then waited for on the completion
 // channel; whichever thread polls serves both (a sender waiting for credits and
@@ -25,6 +27,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/unique_fd.hpp"
@@ -33,6 +36,12 @@
 #include "transport/rdma/verbs_raii.hpp"
 
 namespace rmig::transport::rdma {
+
+// RDMA READs: how many each side may have outstanding towards the other
+// (initiator_depth) and serves for it (responder_resources), asked for at
+// connection setup (rdma_transport.cpp, bounded by the device), and the send
+// queue entries set aside for them beyond the writes' sq_depth_.
+inline constexpr uint32_t kReadDepth = 16;
 
 // Where a receiver's ring lives; sent to the peer during connection setup.
 struct RingDesc {
@@ -69,6 +78,7 @@ public:
 
     RingDesc local_ring() const;
     // Called once the connection is established.
+    // Also learns the negotiated read depth from the queue pair.
     void established(const wire::Hello& peer_hello, std::string name,
                      std::optional<RingDesc> remote_ring);
     // The connecting side tells the acceptor where its own ring is.
@@ -99,6 +109,10 @@ public:
     void write(const RemoteRegion& to, std::span<const RegionWrite> pieces) override;
     void flush() override;
     void register_local(const void* base, size_t size) override;
+    // True once the connection lets this side have RDMA READs outstanding.
+    bool can_read() const override { return read_depth_ > 0; }
+    RemoteRegion expose_for_read(void* base, size_t size) override;
+    void read(const RemoteRegion& from, uint64_t offset, void* local, size_t len) override;
 
 private:
     using Lock = std::unique_lock<std::mutex>;
@@ -107,7 +121,7 @@ private:
         uint32_t bytes;
     };
 
-    template <class Pred> void wait(Lock& lk, Pred ready, const char* what);
+    template <class Pred> void wait(Lock& lk, Pred ready, std::string_view what);
     int poll_completions();  // with mu_ held
     void on_completion(const ibv_wc& wc);
     void check_cm_events();
@@ -115,6 +129,8 @@ private:
     // Posts one WRITE (WITH IMMEDIATE if imm) of sge to remote; with mu_ held.
     uint64_t post_write(ibv_sge* sge, int nsge, uint64_t raddr, uint32_t rkey,
                         std::optional<uint32_t> imm, bool data_slot, bool force_signal);
+    // Posts one signaled READ of `len` bytes at raddr into `local`; with mu_ held.
+    uint64_t post_read(void* local, uint32_t len, uint32_t lkey, uint64_t raddr, uint32_t rkey);
     void return_credits_if_due(Lock& lk);
     // The next filled receive slot, its frame header checked; then release_slot().
     std::pair<const std::byte*, wire::FrameHeader> next_slot();
@@ -135,10 +151,11 @@ private:
     AlignedBuffer recv_ring_, send_ring_;
     MemoryRegion recv_mr_, send_mr_;
     std::map<uintptr_t, MemoryRegion> reg_cache_;  // by start address; chunk-aligned
-    std::vector<MemoryRegion> exposed_;
+    std::vector<MemoryRegion> exposed_;  // for writes and for reads, kept for the channel's life
     UniqueFd wake_fd_;  // eventfd: shutdown() wakes a thread sleeping on completions
     uint32_t max_inline_ = 0;
-    uint32_t sq_depth_ = 0;
+    uint32_t sq_depth_ = 0;   // send queue entries for writes; the queue has kReadDepth more for reads
+    uint32_t read_depth_ = 0;  // the queue pair's max_rd_atomic once established (0: no reads)
 
     std::mutex send_mutex_, recv_mutex_;
     mutable std::mutex mu_;  // everything below
@@ -152,6 +169,15 @@ private:
     uint64_t send_done_ = 0;         // data frames whose write completed locally
     uint64_t wr_posted_ = 0;         // all send work requests
     uint64_t wr_done_ = 0;
+    uint32_t reads_in_flight_ = 0;   // READs posted, not completed
+    // The send work request whose failed completion broke the channel (read()
+    // tells its own failure from another's) and what the completion said.
+    struct FailedWr {
+        uint64_t wr_id;
+        ibv_wc_status status;
+        std::string why;
+    };
+    std::optional<FailedWr> failed_wr_;
     std::deque<std::pair<uint64_t, uint64_t>> inflight_data_;  // (wr index, data frame index + 1)
     uint64_t recv_tail_ = 0;         // slots filled by the peer, in order
     std::deque<Slot> ready_;         // filled slots not yet consumed

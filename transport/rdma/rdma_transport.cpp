@@ -52,14 +52,36 @@ std::string addr_str(sockaddr* sa) {
     return sa->sa_family == AF_INET6 ? cat('[', host, "]:", serv) : cat(host, ':', serv);
 }
 
-// Both sides: one outstanding RDMA READ each way is plenty (we only write);
-// retry forever on RNR (cannot happen with credits), 7 times on loss.
-rdma_conn_param conn_param(std::span<const std::byte> private_data) {
+// RDMA READ depth of a connection: initiator_depth, the READs this side may
+// have outstanding towards the peer; responder_resources, those it serves for
+// the peer at once. Memory mode's post-copy destination fetches faulted pages
+// with one READ each (RdmaChannel::read), several in a row and from several
+// threads, each a full round trip: kReadDepth (16) keeps them from queueing
+// behind one another in the NIC without holding much per-QP responder state.
+// The device caps both (max_qp_init_rd_atom, max_qp_rd_atom: rdma_connect and
+// rdma_accept refuse more), and an acceptor takes no more than the connector
+// offered (a READ beyond the peer's responder resources would be an error).
+struct ReadDepth {
+    uint8_t responder_resources = 1;
+    uint8_t initiator_depth = 1;
+};
+
+ReadDepth read_depth(rdma_cm_id* id) {
+    ReadDepth d;
+    ibv_device_attr attr{};
+    if (!id->verbs || ibv_query_device(id->verbs, &attr) != 0) return d;  // 1 each: what always works
+    d.responder_resources = static_cast<uint8_t>(std::clamp<int>(attr.max_qp_rd_atom, 0, int(kReadDepth)));
+    d.initiator_depth = static_cast<uint8_t>(std::clamp<int>(attr.max_qp_init_rd_atom, 0, int(kReadDepth)));
+    return d;
+}
+
+// Retry forever on RNR (cannot happen with credits), 7 times on loss.
+rdma_conn_param conn_param(std::span<const std::byte> private_data, ReadDepth depth) {
     rdma_conn_param p{};
     p.private_data = private_data.data();
     p.private_data_len = static_cast<uint8_t>(private_data.size());
-    p.responder_resources = 1;
-    p.initiator_depth = 1;
+    p.responder_resources = depth.responder_resources;
+    p.initiator_depth = depth.initiator_depth;
     p.retry_count = 7;  // ignored when accepting
     p.rnr_retry_count = 7;
     return p;
@@ -89,8 +111,10 @@ CmEvent expect_event(rdma_event_channel* ch, rdma_cm_event_type want, int timeou
 
 class RdmaIncoming final : public Incoming {
 public:
-    RdmaIncoming(CmId id, const wire::Hello& hello, std::string peer, const Options& opts)
-        : id_(std::move(id)), hello_(hello), peer_(std::move(peer)), opts_(opts) {}
+    // `offered`: the connect request's read depth, from this side's view
+    // (initiator_depth = the connector's responder resources, and vice versa).
+    RdmaIncoming(CmId id, const wire::Hello& hello, std::string peer, const Options& opts, ReadDepth offered)
+        : id_(std::move(id)), hello_(hello), peer_(std::move(peer)), opts_(opts), offered_(offered) {}
 
     const wire::Hello& hello() const override { return hello_; }
     const std::string& peer() const override { return peer_; }
@@ -105,7 +129,10 @@ public:
         auto h = wire::encode_hello_compact(r, true);
         std::memcpy(pd.data(), h.data(), h.size());
         ch->local_ring().encode(pd.data() + h.size());
-        rdma_conn_param param = conn_param(pd);
+        ReadDepth depth = read_depth(ch->id());
+        depth.responder_resources = std::min(depth.responder_resources, offered_.responder_resources);
+        depth.initiator_depth = std::min(depth.initiator_depth, offered_.initiator_depth);
+        rdma_conn_param param = conn_param(pd, depth);
         if (rdma_accept(ch->id(), &param) != 0) throw_errno(cat("rdma_accept from ", peer_));
         // In slices, so that a listener can drop a connection request that
         // never completes (cancel()) without waiting out the whole timeout.
@@ -140,6 +167,7 @@ private:
     wire::Hello hello_;
     std::string peer_;
     Options opts_;
+    ReadDepth offered_;
     std::atomic<bool> cancelled_{false};
 };
 
@@ -175,10 +203,11 @@ public:
             std::vector<std::byte> pd(static_cast<const std::byte*>(ev->param.conn.private_data),
                                       static_cast<const std::byte*>(ev->param.conn.private_data) +
                                           ev->param.conn.private_data_len);
+            ReadDepth offered{ev->param.conn.responder_resources, ev->param.conn.initiator_depth};
             ev.reset();
             try {
                 wire::Hello h = wire::decode_hello_compact(pd, false, peer);
-                auto incoming = std::make_unique<RdmaIncoming>(std::move(id), h, peer, opts_);
+                auto incoming = std::make_unique<RdmaIncoming>(std::move(id), h, peer, opts_, offered);
                 if (h.version != wire::kProtocolVersion) {
                     log::warn("refusing ", peer, ": it speaks wire version ", h.version);
                     incoming->refuse(wire::HelloStatus::bad_version);
@@ -232,7 +261,7 @@ std::unique_ptr<Channel> connect(const std::string& host_port, const wire::Hello
 
     auto ch = std::make_unique<RdmaChannel>(std::move(events), std::move(id), rdma_options(opts.tuning), peer);
     auto h = wire::encode_hello_compact(hello, false);
-    rdma_conn_param param = conn_param(h);
+    rdma_conn_param param = conn_param(h, read_depth(ch->id()));
     if (rdma_connect(ch->id(), &param) != 0) throw_errno(cat("rdma_connect to ", peer));
     CmEvent ev = next_cm_event(ch->events(), static_cast<int>(opts.connect_timeout.count()));
     if (!ev) throw LinkError(cat("connecting to ", peer, " over RDMA: no answer within ",
