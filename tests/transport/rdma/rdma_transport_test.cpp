@@ -2,7 +2,9 @@
 // (tests/rdma/vm/run-in-vm.sh), or real hardware. RMIG_RDMA_ADDR names the IP
 // of the device's interface (the VM's rxe0 sits on 10.11.12.1). What only rdma
 // has: bulk over four channels, credits, one-sided writes over 32 MiB of
-// mmap'd memory (registration cache), rkey errors, rdma_cm private data,
+// mmap'd memory (registration cache), rkey errors, one-sided reads (pages at
+// any offset, past the end, next to frames both ways, bad keys, a peer gone),
+// rdma_cm private data,
 // memlock, killed peers, port down. What every Channel must do (handshake,
 // refusals, frame sizes, order, both directions, shutdown) is the conformance
 // suite's (tests/transport/conformance, channel_conformance_in_softroce_vm).
@@ -217,6 +219,197 @@ TEST_F(RdmaTest, RemoteAccessErrorIsNamed) {
         client->one_sided()->flush();
     });
     EXPECT_NE(msg.find("rejected the remote address or key"), std::string::npos) << msg;
+}
+
+namespace {
+
+// mmap'd like guest memory; never touched until the caller writes it.
+struct Mapping {
+    explicit Mapping(size_t n) : size(n) {
+        void* m = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) throw Error("mmap failed");
+        p = static_cast<std::byte*>(m);
+    }
+    ~Mapping() { ::munmap(p, size); }
+    std::byte* p;
+    size_t size;
+};
+
+// What `fn` threw: "Error: ...", "LinkError: ...", or "(no error)".
+template <class F> std::string kind_of_error(F fn) {
+    try {
+        fn();
+    } catch (const LinkError& e) {
+        return cat("LinkError: ", e.what());
+    } catch (const Error& e) {
+        return cat("Error: ", e.what());
+    }
+    return "(no error)";
+}
+
+}  // namespace
+
+TEST_F(RdmaTest, OneSidedReadsFetchPagesAtAnyOffset) {
+    auto [client, server] = pair();
+    ASSERT_TRUE(client->one_sided()->can_read());
+    ASSERT_TRUE(server->one_sided()->can_read());
+    constexpr size_t kSize = 8u << 20, kPage = 4096;
+    Mapping src(kSize);
+    // Exposed before a byte of it is written: the registration must follow the
+    // pages the process then writes (no stale zero page).
+    RemoteRegion region = server->one_sided()->expose_for_read(src.p, kSize);
+    EXPECT_EQ(region.size, kSize);
+    fill(src.p, kSize, 3, 0);
+    OneSided& os = *client->one_sided();
+    // One page per fault, into the same staging buffer, as post-copy does.
+    std::vector<std::byte> page(kPage);
+    for (size_t pg : {size_t{0}, size_t{1}, size_t{7}, size_t{1000}, kSize / kPage / 2, kSize / kPage - 1}) {
+        std::fill(page.begin(), page.end(), std::byte{0xee});
+        os.read(region, pg * kPage, page.data(), kPage);
+        ASSERT_EQ(std::memcmp(page.data(), src.p + pg * kPage, kPage), 0) << "page " << pg;
+    }
+    // Several pages at once, and an unaligned piece.
+    std::vector<std::byte> run(64 << 10), odd(100);
+    os.read(region, 300 * kPage, run.data(), run.size());
+    EXPECT_EQ(std::memcmp(run.data(), src.p + 300 * kPage, run.size()), 0);
+    os.read(region, 12345, odd.data(), odd.size());
+    EXPECT_EQ(std::memcmp(odd.data(), src.p + 12345, odd.size()), 0);
+    // A page rewritten after registration reads back new.
+    std::memset(src.p + 42 * kPage, 0x5c, kPage);
+    os.read(region, 42 * kPage, page.data(), kPage);
+    EXPECT_EQ(page, std::vector<std::byte>(kPage, std::byte{0x5c}));
+    // Past the end: refused before anything is posted; the channel goes on.
+    for (auto [off, len] : {std::pair<uint64_t, size_t>{kSize - kPage + 1, kPage}, {kSize, 1},
+                            {kSize + kPage, kPage}, {~uint64_t{0} - 10, kPage}}) {
+        auto msg = kind_of_error([&] { os.read(region, off, page.data(), len); });
+        EXPECT_EQ(msg.rfind("Error: ", 0), 0u) << msg;
+        EXPECT_NE(msg.find("runs past the peer's"), std::string::npos) << msg;
+        EXPECT_NE(msg.find(cat("offset ", off)), std::string::npos) << msg;
+    }
+    os.read(region, kSize, page.data(), 0);  // empty, at the end: nothing to do
+    client->send(FrameType::control, {});
+    std::vector<std::byte> got;
+    EXPECT_EQ(server->recv(got), FrameType::control);
+    os.read(region, (kSize / kPage - 1) * kPage, page.data(), kPage);
+    EXPECT_EQ(std::memcmp(page.data(), src.p + kSize - kPage, kPage), 0);
+}
+
+TEST_F(RdmaTest, ReadsRunWhileFramesFlowBothWays) {
+    auto [client, server] = pair();
+    constexpr size_t kSize = 16u << 20, kPage = 4096, kReads = 600, kFrames = 200, kFrame = 64 << 10;
+    Mapping src(kSize);
+    fill(src.p, kSize, 4, 0);
+    // The acceptor reads here (the destination of memory mode usually accepts).
+    RemoteRegion region = client->one_sided()->expose_for_read(src.p, kSize);
+    auto reader = [&, region](uint64_t seed) -> std::string {
+        std::vector<std::byte> page(kPage);
+        for (size_t i = 0; i < kReads; ++i) {
+            size_t pg = ((i + seed) * 2654435761u) % (kSize / kPage);
+            server->one_sided()->read(region, pg * kPage, page.data(), kPage);
+            if (std::memcmp(page.data(), src.p + pg * kPage, kPage) != 0) return cat("page ", pg, " differs");
+        }
+        return "";
+    };
+    auto stream = [&](Channel& from, Channel& to, uint32_t tag) {
+        auto rx = std::async(std::launch::async, [&to, tag]() -> std::string {
+            std::vector<std::byte> got, want(kFrame);
+            for (size_t i = 0; i < kFrames; ++i) {
+                if (to.recv(got) != FrameType::data) return "not a data frame";
+                fill(want.data(), want.size(), tag, i);
+                if (got != want) return cat("frame ", i, " differs");
+            }
+            return "";
+        });
+        auto tx = std::async(std::launch::async, [&from, tag] {
+            std::vector<std::byte> buf(kFrame);
+            for (size_t i = 0; i < kFrames; ++i) {
+                fill(buf.data(), buf.size(), tag, i);
+                from.send(FrameType::data, buf);
+            }
+        });
+        return std::make_pair(std::move(tx), std::move(rx));
+    };
+    auto r1 = std::async(std::launch::async, reader, 1);
+    auto r2 = std::async(std::launch::async, reader, 77);
+    auto up = stream(*client, *server, 1);
+    auto down = stream(*server, *client, 2);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(240);
+    bool hung = false;
+    for (auto* f : {&r1, &r2, &up.second, &down.second})
+        hung = hung || f->wait_until(deadline) != std::future_status::ready;
+    for (auto* f : {&up.first, &down.first})  // a receiver that gave up leaves its sender stalled
+        hung = hung || f->wait_for(std::chrono::seconds(5)) != std::future_status::ready;
+    if (hung) {  // free every blocked thread, then fail
+        client->shutdown();
+        server->shutdown();
+        FAIL() << "reads or frames hang";
+    }
+    EXPECT_EQ(r1.get(), "");
+    EXPECT_EQ(r2.get(), "");
+    EXPECT_EQ(up.second.get(), "");
+    EXPECT_EQ(down.second.get(), "");
+    up.first.get();
+    down.first.get();
+}
+
+TEST_F(RdmaTest, ReadWithAWrongKeyIsAnErrorNamingTheOffset) {
+    {
+        auto [client, server] = pair();
+        std::vector<std::byte> src(1 << 20, std::byte{9}), page(4096);
+        RemoteRegion region = server->one_sided()->expose_for_read(src.data(), src.size());
+        region.rkey ^= 0x5a5a;  // a key the peer never handed out
+        auto msg = kind_of_error([&] { client->one_sided()->read(region, 8192, page.data(), page.size()); });
+        std::cout << "bad rkey: " << msg << "\n";
+        EXPECT_EQ(msg.rfind("Error: rdma channel", 0), 0u) << msg;
+        EXPECT_NE(msg.find("at offset 8192"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("rejected the remote address or key"), std::string::npos) << msg;
+        // The failed READ took the queue pair down: the channel says so after.
+        auto after = kind_of_error([&] { client->send(FrameType::control, {}); });
+        EXPECT_EQ(after.rfind("LinkError: ", 0), 0u) << after;
+        auto again = kind_of_error([&] { client->one_sided()->read(region, 0, page.data(), page.size()); });
+        EXPECT_EQ(again.rfind("LinkError: ", 0), 0u) << again;
+        // What the side that refused the read sees (rxe puts its queue pair in
+        // error too, which flushes its receives); informational.
+        auto peer = std::async(std::launch::async, [&] {
+            std::vector<std::byte> got;
+            return kind_of_error([&] { server->recv(got); });
+        });
+        if (peer.wait_for(std::chrono::seconds(10)) != std::future_status::ready) server->shutdown();
+        std::cout << "the refusing peer's recv: " << peer.get() << "\n";
+    }
+    {
+        // A region exposed for writes only is not readable.
+        auto [client, server] = pair();
+        std::vector<std::byte> dst(1 << 20), page(4096);
+        RemoteRegion region = server->one_sided()->expose(dst.data(), dst.size());
+        auto msg = kind_of_error([&] { client->one_sided()->read(region, 0, page.data(), page.size()); });
+        std::cout << "write-only region: " << msg << "\n";
+        EXPECT_EQ(msg.rfind("Error: rdma channel", 0), 0u) << msg;
+        EXPECT_NE(msg.find("at offset 0"), std::string::npos) << msg;
+    }
+}
+
+TEST_F(RdmaTest, ReadFromAPeerThatWentAwayIsALinkError) {
+    auto [client, server] = pair();
+    std::vector<std::byte> src(1 << 20, std::byte{1}), page(4096);
+    RemoteRegion region = server->one_sided()->expose_for_read(src.data(), src.size());
+    client->one_sided()->read(region, 0, page.data(), page.size());
+    server.reset();
+    auto t0 = std::chrono::steady_clock::now();
+    auto res = std::async(std::launch::async, [&] {
+        return kind_of_error([&] {
+            for (int i = 0; i < 100000; ++i) client->one_sided()->read(region, 4096, page.data(), page.size());
+        });
+    });
+    if (res.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+        client->shutdown();  // frees the reader
+        FAIL() << "the reader hangs";
+    }
+    auto msg = res.get();
+    std::cout << "reader saw after "
+              << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s: " << msg
+              << "\n";
+    EXPECT_EQ(msg.rfind("LinkError: ", 0), 0u) << msg;
 }
 
 TEST_F(RdmaTest, BadPrivateDataIsRefusedAndTheListenerGoesOn) {
