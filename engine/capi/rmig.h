@@ -275,6 +275,10 @@ struct rmig_dest_postcopy {
     double fault_p50_us;     /* fault -> page placed, over `faults` (0 without faults) */
     double fault_p99_us;
     double fault_max_us;
+    /* Missing pages are dropped from memory before the guest starts: most
+     * while the source's guest still runs, the rest in the blackout. */
+    uint64_t dropped_early_pages, dropped_in_blackout_pages;
+    double drop_early_ms, drop_in_blackout_ms;
 };
 
 /* Source */

@@ -689,6 +689,10 @@ int rmig_dest_get_postcopy(const rmig_dest* d, struct rmig_dest_postcopy* out) {
     out->fault_p50_us = p.fault_p50_us;
     out->fault_p99_us = p.fault_p99_us;
     out->fault_max_us = p.fault_max_us;
+    out->dropped_early_pages = p.dropped_early;
+    out->dropped_in_blackout_pages = p.dropped_in_blackout;
+    out->drop_early_ms = p.drop_early_ms;
+    out->drop_in_blackout_ms = p.drop_in_blackout_ms;
     return 0;
 }
 

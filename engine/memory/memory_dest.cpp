@@ -130,6 +130,8 @@ private:
             } else if (op == "device_state") {
                 device_state(msg);
                 return;
+            } else if (op == "postcopy_prepare") {
+                prepare_postcopy(msg);
             } else if (op == "postcopy") {
                 start_postcopy(msg);
                 run_postcopy();
@@ -369,6 +371,29 @@ private:
 
     // ---- post-copy (docs/memory-mode.md, "Post-copy") ----
 
+    // {"op":"postcopy_prepare","bitmap_bytes"} and the bitmap of the pages
+    // known stale before the source pauses its guest: dropped now, while that
+    // guest still runs, so the blackout only drops what was dirtied since.
+    void prepare_postcopy(const json& msg) {
+        watchdog_.arm(step(), "preparing post-copy");
+        const uint64_t bitmap_bytes = msg.value("bitmap_bytes", ~uint64_t{0});
+        if (bitmap_bytes != pending_bytes(cfg_.regions, ps_))
+            throw ProtocolError(cat("post-copy: a stale-page bitmap of ", bitmap_bytes, " bytes announced, our regions need ",
+                                    pending_bytes(cfg_.regions, ps_)));
+        std::vector<std::byte> bitmap(bitmap_bytes);
+        read_pieces(bitmap, "the stale-page bitmap");
+        if (!cfg_.on_postcopy_start) {
+            send_control({{"ok", false}, {"error", "this destination does not take post-copy (no on_postcopy_start)"}});
+            throw Error("the source prepares post-copy, which this destination does not take");
+        }
+        dropped_ = decode_pending(bitmap, cfg_.regions, ps_);
+        const auto t0 = Clock::now();
+        result_.postcopy.dropped_early = drop_pages(cfg_.regions, ps_, dropped_);
+        result_.postcopy.drop_early_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        send_control({{"ok", true}, {"op", "postcopy_prepared"}});
+        watchdog_.disarm();
+    }
+
     // {"op":"postcopy","round","pending","bitmap_bytes","device_state"[,"reads"]},
     // then the pending bitmap and the device state as DATA frames. The
     // pending pages are dropped and caught from here on; the caller starts
@@ -404,6 +429,9 @@ private:
                                     count));
         transport::OneSided* os = control_->one_sided();
         if (msg.contains("reads") && os && os->can_read()) reads_ = parse_read_regions(msg["reads"], cfg_.regions);
+        const auto drop_t0 = Clock::now();
+        result_.postcopy.dropped_in_blackout = drop_pages(cfg_.regions, ps_, pending, dropped_.empty() ? nullptr : &dropped_);
+        result_.postcopy.drop_in_blackout_ms = std::chrono::duration<double, std::milli>(Clock::now() - drop_t0).count();
         postcopy_ = std::make_unique<PostcopyPlacer>(cfg_.regions, ps_, pending);
         DestPostcopy& pc = result_.postcopy;
         pc.switched = true;
@@ -694,6 +722,7 @@ private:
     std::atomic<bool> postcopy_active_{false};  // receivers place atomically, through postcopy_
     bool postcopy_started_ = false;             // on_postcopy_start was called (guarded by mu_)
     std::vector<transport::RemoteRegion> reads_;  // the source's regions, for one-sided reads
+    std::vector<DirtyBitmap> dropped_;            // dropped by postcopy_prepare, before the blackout
     std::atomic<bool> fault_stop_{false};
     std::thread fault_thread_;
     Clock::time_point postcopy_t0_;

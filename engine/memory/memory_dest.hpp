@@ -61,6 +61,11 @@ struct DestPostcopy {
     uint64_t fetched_pages = 0;  // of those, fetched on demand (request or rdma read) rather than pushed
     bool rdma_reads = false;     // faulted pages were read one-sided from the source's memory
     double phase_s = 0;          // guest started -> every page placed
+    // Pending pages are dropped from memory before the guest starts: most
+    // while the source's guest still runs (the set known before its pause),
+    // the rest in the blackout.
+    uint64_t dropped_early = 0, dropped_in_blackout = 0;
+    double drop_early_ms = 0, drop_in_blackout_ms = 0;
     // Fault to page placed, in microseconds (over `faults`; 0 without faults).
     double fault_p50_us = 0, fault_p99_us = 0, fault_max_us = 0;
 };

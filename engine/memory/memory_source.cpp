@@ -275,6 +275,23 @@ private:
         throw_if_cancelled();  // not paused yet: nothing to resume
         SourcePostcopy& pc = result_.postcopy;
         pc.reason = reason;
+        // The pages known stale now (this round's dirty set) are dropped on
+        // the destination while our guest still runs: dropping costs a call
+        // per run of pages, and only what is dirtied from here on is left
+        // for the blackout.
+        {
+            watchdog_.arm(cfg_.step_timeout, "preparing post-copy");
+            const std::vector<std::byte> stale = encode_pending(snapshots_);
+            transport::send_message(*control_, {{"op", "postcopy_prepare"}, {"bitmap_bytes", stale.size()}});
+            send_pieces(stale, false);
+            json reply = transport::recv_message(*control_);
+            if (!reply.value("ok", false))
+                throw Error(cat("destination refused post-copy: ", reply.value("error", std::string("no reason given"))));
+            if (reply.value("op", "") != "postcopy_prepared")
+                throw ProtocolError(cat("expected postcopy_prepared, got ", reply.dump()));
+            watchdog_.disarm();
+            throw_if_cancelled();
+        }
         SwitchoverTimes& sw = result_.switchover;
         const auto paused_at = Clock::now();
         auto mark = paused_at;

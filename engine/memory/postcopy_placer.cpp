@@ -14,18 +14,29 @@ std::vector<std::span<std::byte>> ranges_of(const std::vector<Region>& regions) 
     return out;
 }
 
-// Drops the pending pages, run by run, so that touching one faults.
-std::vector<std::span<std::byte>> discard_pending(const std::vector<Region>& regions, size_t ps,
-                                                  const std::vector<DirtyBitmap>& pending) {
+double percentile(std::vector<double> v, double q) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    size_t i = static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
+    return v[std::min(i, v.size() - 1)];
+}
+
+}  // namespace
+
+uint64_t drop_pages(const std::vector<Region>& regions, size_t ps, const std::vector<DirtyBitmap>& pages,
+                    const std::vector<DirtyBitmap>* already) {
+    uint64_t dropped = 0;
     for (size_t i = 0; i < regions.size(); ++i) {
         auto* base = static_cast<std::byte*>(regions[i].base);
         size_t run_start = 0, run_len = 0;
         MissingPages::Kind kind = MissingPages::Kind::unknown;
         auto flush = [&] {
             if (run_len) MissingPages::discard(base + run_start * ps, run_len * ps, kind);
+            dropped += run_len;
             run_len = 0;
         };
-        pending[i].for_each_set(0, pending[i].pages(), [&](size_t p) {
+        pages[i].for_each_set(0, pages[i].pages(), [&](size_t p) {
+            if (already && (*already)[i].test(p)) return;
             if (run_len && p == run_start + run_len) {
                 ++run_len;
                 return;
@@ -36,21 +47,12 @@ std::vector<std::span<std::byte>> discard_pending(const std::vector<Region>& reg
         });
         flush();
     }
-    return ranges_of(regions);
+    return dropped;
 }
-
-double percentile(std::vector<double> v, double q) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    size_t i = static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
-    return v[std::min(i, v.size() - 1)];
-}
-
-}  // namespace
 
 PostcopyPlacer::PostcopyPlacer(const std::vector<Region>& regions, size_t page_size,
                                const std::vector<DirtyBitmap>& pending)
-    : regions_(regions), ps_(page_size), ranges_(discard_pending(regions, page_size, pending)), uffd_(ranges_) {
+    : regions_(regions), ps_(page_size), ranges_(ranges_of(regions)), uffd_(ranges_) {
     for (size_t i = 0; i < regions.size(); ++i) {
         const size_t pages = regions[i].size / ps_;
         auto& b = pending_.emplace_back(pages);

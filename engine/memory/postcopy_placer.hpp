@@ -26,10 +26,16 @@ struct PageRef {
     uint64_t page = 0;
 };
 
+// Drops `pages` from `regions` so that touching one faults once caught
+// (MissingPages::discard, one call per run), skipping those set in
+// `already` (dropped before). Returns how many pages it dropped.
+uint64_t drop_pages(const std::vector<Region>& regions, size_t page_size, const std::vector<DirtyBitmap>& pages,
+                    const std::vector<DirtyBitmap>* already = nullptr);
+
 class PostcopyPlacer {
 public:
-    // Drops every pending page from `regions` and catches the faults on them
-    // from here on (MissingPages). Call before the guest starts.
+    // Catches the faults on the pending pages from here on (MissingPages);
+    // they must have been dropped (drop_pages). Call before the guest starts.
     PostcopyPlacer(const std::vector<Region>& regions, size_t page_size, const std::vector<DirtyBitmap>& pending);
 
     // Places one page (`data`: page-size bytes, or empty for a zero page);
