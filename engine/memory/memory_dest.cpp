@@ -9,6 +9,7 @@
 
 #include "common/error.hpp"
 #include "common/log.hpp"
+#include "common/thread_priority.hpp"
 #include "engine/memory/page_placer.hpp"
 #include "engine/memory/postcopy_placer.hpp"
 #include "engine/memory/postcopy_wire.hpp"
@@ -386,10 +387,16 @@ private:
             send_control({{"ok", false}, {"error", "this destination does not take post-copy (no on_postcopy_start)"}});
             throw Error("the source prepares post-copy, which this destination does not take");
         }
-        dropped_ = decode_pending(bitmap, cfg_.regions, ps_);
+        std::vector<DirtyBitmap> stale = decode_pending(bitmap, cfg_.regions, ps_);
         const auto t0 = Clock::now();
-        result_.postcopy.dropped_early = drop_pages(cfg_.regions, ps_, dropped_);
-        result_.postcopy.drop_early_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        result_.postcopy.dropped_early += drop_pages(cfg_.regions, ps_, stale, dropped_.empty() ? nullptr : &dropped_);
+        result_.postcopy.drop_early_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        if (dropped_.empty()) {
+            dropped_ = std::move(stale);
+        } else {
+            for (size_t i = 0; i < stale.size(); ++i)
+                stale[i].for_each_set(0, stale[i].pages(), [&](size_t p) { dropped_[i].set(p); });
+        }
         send_control({{"ok", true}, {"op", "postcopy_prepared"}});
         watchdog_.disarm();
     }
@@ -497,6 +504,7 @@ private:
     // it exposed its memory (rdma), else asked for on the control channel,
     // ahead of the push on the data channels.
     void serve_faults() {
+        raise_priority();  // a guest thread waits on every fault this thread serves
         try {
             std::vector<std::byte> staging(ps_);
             transport::OneSided* os = reads_.empty() ? nullptr : control_->one_sided();
@@ -540,16 +548,28 @@ private:
                                 bool fetched) {
         PageBatch b = decode_page_batch(bytes, layout_);
         scratch.resize(ps_);
-        for (const auto& e : b.pages) {
+        for (size_t i = 0; i < b.pages.size();) {
+            const PageEntry& e = b.pages[i];
             PageRef at{b.region, e.page_index};
+            if (e.kind == PageKind::raw) {
+                // Raw pages with consecutive indexes lie back to back in the
+                // batch: placed as one run.
+                size_t n = 1;
+                while (i + n < b.pages.size() && b.pages[i + n].kind == PageKind::raw &&
+                       b.pages[i + n].page_index == e.page_index + n &&
+                       b.pages[i + n].payload.data() == e.payload.data() + n * ps_)
+                    ++n;
+                postcopy_->place_run(at, std::span(e.payload.data(), n * ps_), fetched);
+                i += n;
+                continue;
+            }
             if (e.kind == PageKind::zero) {
                 postcopy_->place(at, {}, fetched);
-            } else if (e.kind == PageKind::raw) {
-                postcopy_->place(at, e.payload, fetched);
             } else {
                 placer.place(e, scratch);
                 postcopy_->place(at, scratch, fetched);
             }
+            ++i;
         }
         return b.pages.size();
     }

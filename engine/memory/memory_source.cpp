@@ -10,6 +10,7 @@
 
 #include "common/error.hpp"
 #include "common/log.hpp"
+#include "common/thread_priority.hpp"
 #include "common/units.hpp"
 #include "engine/dirty/shard.hpp"
 #include "engine/dirty/uffd_wp_source.hpp"
@@ -31,6 +32,30 @@ namespace {
 
 double seconds_since(Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Passes that drop stale pages on the destination before the pause, and
+// the count of newly dirtied pages below which another pass is not worth it.
+constexpr int kDropPasses = 3;
+constexpr uint64_t kDropEnough = 1024;
+
+std::vector<DirtyBitmap> copy_of(const std::vector<DirtyBitmap>& from) {
+    std::vector<DirtyBitmap> out;
+    for (const auto& b : from) {
+        auto& c = out.emplace_back(b.pages(), b.page_size());
+        std::vector<uint64_t> words(b.words());
+        for (size_t w = 0; w < words.size(); ++w) words[w] = b.word(w);
+        c.merge_from(words.data(), words.size());
+    }
+    return out;
+}
+
+void or_into(std::vector<DirtyBitmap>& into, const std::vector<DirtyBitmap>& from) {
+    for (size_t i = 0; i < into.size(); ++i) {
+        std::vector<uint64_t> words(from[i].words());
+        for (size_t w = 0; w < words.size(); ++w) words[w] = from[i].word(w);
+        into[i].merge_from(words.data(), words.size());
+    }
 }
 
 // Milliseconds since `mark`, which moves to now.
@@ -277,11 +302,15 @@ private:
         pc.reason = reason;
         // The pages known stale now (this round's dirty set) are dropped on
         // the destination while our guest still runs: dropping costs a call
-        // per run of pages, and only what is dirtied from here on is left
-        // for the blackout.
-        {
+        // per run of pages, so the blackout should only drop what is dirtied
+        // after the last of these passes. A pass sends what the guest dirtied
+        // during the one before, until that is little.
+        std::vector<DirtyBitmap> dropped;
+        for (const auto& s : snapshots_) dropped.emplace_back(s.pages(), ps_);
+        std::vector<DirtyBitmap> fresh = copy_of(snapshots_);
+        for (int pass = 0;; ++pass) {
             watchdog_.arm(cfg_.step_timeout, "preparing post-copy");
-            const std::vector<std::byte> stale = encode_pending(snapshots_);
+            const std::vector<std::byte> stale = encode_pending(fresh);
             transport::send_message(*control_, {{"op", "postcopy_prepare"}, {"bitmap_bytes", stale.size()}});
             send_pieces(stale, false);
             json reply = transport::recv_message(*control_);
@@ -291,7 +320,22 @@ private:
                 throw ProtocolError(cat("expected postcopy_prepared, got ", reply.dump()));
             watchdog_.disarm();
             throw_if_cancelled();
+            or_into(dropped, fresh);
+            if (pass + 1 == kDropPasses) break;
+            // What the guest dirtied meanwhile, less what is dropped already.
+            collect(false);
+            uint64_t more = 0;
+            for (size_t i = 0; i < snapshots_.size(); ++i) {
+                fresh[i].clear_all();
+                snapshots_[i].for_each_set(0, snapshots_[i].pages(), [&](size_t p) {
+                    if (!dropped[i].test(p)) fresh[i].set(p);
+                });
+                more += fresh[i].count();
+            }
+            if (more < kDropEnough) break;
         }
+        // Pending from here: whatever was dropped, and all dirtied since.
+        or_into(snapshots_, dropped);
         SwitchoverTimes& sw = result_.switchover;
         const auto paused_at = Clock::now();
         auto mark = paused_at;
@@ -360,6 +404,7 @@ private:
     // postcopy_started, then the push round's round_done (or a refusal),
     // the last of the phase.
     void serve_postcopy() {
+        raise_priority();  // the destination's guest waits on every page this thread serves
         try {
             std::vector<std::byte> buf;
             PageBatchEncoder enc(std::min(kDefaultBatchBudget, control_->max_frame_payload()));

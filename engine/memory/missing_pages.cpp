@@ -122,6 +122,23 @@ bool MissingPages::copy(void* dst, const void* src, size_t len) {
     throw Error(cat("UFFDIO_COPY to ", dst, ": address space kept changing (EAGAIN)"));
 }
 
+size_t MissingPages::copy_run(void* dst, const void* src, size_t len) {
+    uffdio_copy c{};
+    c.dst = reinterpret_cast<uintptr_t>(dst);
+    c.src = reinterpret_cast<uintptr_t>(src);
+    c.len = len;
+    for (int i = 0; i < kEagainRetries; ++i) {
+        if (::ioctl(uffd_.get(), UFFDIO_COPY, &c) == 0) return len;
+        if (errno == EEXIST) return 0;
+        if (errno != EAGAIN) throw_errno(cat("UFFDIO_COPY of ", len, " B to ", dst));
+        // Partly placed: the kernel stopped at a page that exists, or the
+        // address space changed; the caller goes on from there.
+        if (c.copy > 0) return static_cast<size_t>(c.copy);
+        c.copy = 0;
+    }
+    throw Error(cat("UFFDIO_COPY to ", dst, ": address space kept changing (EAGAIN)"));
+}
+
 bool MissingPages::zero(void* dst, size_t len) {
     uffdio_zeropage z{};
     z.range.start = reinterpret_cast<uintptr_t>(dst);

@@ -37,6 +37,10 @@ public:
 
     // Places `src` (len bytes) at `dst`; false if the page was there already.
     bool copy(void* dst, const void* src, size_t len);
+    // Places consecutive pages from `src` at `dst`, in one call where it can;
+    // returns the bytes placed before the first page that was there already
+    // (all of `len` if none was).
+    size_t copy_run(void* dst, const void* src, size_t len);
     // Places zero-filled pages at `dst`; false if they were there already.
     bool zero(void* dst, size_t len);
 

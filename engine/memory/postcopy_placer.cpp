@@ -69,6 +69,35 @@ bool PostcopyPlacer::place(PageRef at, std::span<const std::byte> data, bool fet
     const bool now = data.empty() ? uffd_.zero(dst, ps_) : uffd_.copy(dst, data.data(), ps_);
     if (!now) return false;  // placed by the other path meanwhile, or never missing
     if (!placed_[at.region].set(at.page)) return false;
+    placed(at, fetched);
+    return true;
+}
+
+size_t PostcopyPlacer::place_run(PageRef first, std::span<const std::byte> data, bool fetched) {
+    const size_t n = data.size() / ps_;
+    auto* base = static_cast<std::byte*>(regions_[first.region].base) + first.page * ps_;
+    Bits& placed_bits = placed_[first.region];
+    size_t count = 0;
+    for (size_t i = 0; i < n;) {
+        if (placed_bits.test(first.page + i)) {
+            ++i;
+            continue;
+        }
+        size_t end = i + 1;
+        while (end < n && !placed_bits.test(first.page + end)) ++end;
+        const size_t done = uffd_.copy_run(base + i * ps_, data.data() + i * ps_, (end - i) * ps_) / ps_;
+        for (size_t k = i; k < i + done; ++k)
+            if (placed_bits.set(first.page + k)) {
+                placed({first.region, first.page + k}, fetched);
+                ++count;
+            }
+        // Stopped at a page the other path placed meanwhile: past it.
+        i += done < end - i ? done + 1 : done;
+    }
+    return count;
+}
+
+void PostcopyPlacer::placed(PageRef at, bool fetched) {
     if (pending_[at.region].test(at.page)) --missing_;
     if (fetched) ++fetched_;
     if (waiting_.load() > 0) {
@@ -79,7 +108,6 @@ bool PostcopyPlacer::place(PageRef at, std::span<const std::byte> data, bool fet
             --waiting_;
         }
     }
-    return true;
 }
 
 std::vector<PageRef> PostcopyPlacer::next_faults(std::chrono::milliseconds timeout) {

@@ -41,6 +41,10 @@ public:
     // Places one page (`data`: page-size bytes, or empty for a zero page);
     // true if it was missing until now. `fetched`: it came on request.
     bool place(PageRef at, std::span<const std::byte> data, bool fetched);
+    // Places `data.size() / page size` consecutive pages from `first` on,
+    // runs of missing ones in one call each (the push sends pages in order,
+    // so a batch is mostly such runs); returns how many it placed.
+    size_t place_run(PageRef first, std::span<const std::byte> data, bool fetched);
 
     // The guest's new faults on missing pages (each page once), within `timeout`.
     std::vector<PageRef> next_faults(std::chrono::milliseconds timeout);
@@ -67,6 +71,7 @@ private:
         bool test(uint64_t p) const { return (w[p / 64].load() >> (p % 64)) & 1U; }
     };
     static uint64_t key(PageRef r) { return (uint64_t{r.region} << 48) | r.page; }
+    void placed(PageRef at, bool fetched);  // its bit was clear: count it, time its fault
 
     const std::vector<Region>& regions_;
     const size_t ps_;
