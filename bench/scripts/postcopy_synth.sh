@@ -18,6 +18,9 @@
 #               rdma:ADDR:0 inside the Soft-RoCE VM, with LINK=none)
 #   DIRTY       dirty rate as a multiple of the link (default 2)
 #   PATTERN     writer pattern (default uniform)
+#   DIRTY_LOG   bitmap (default: the writers keep a KVM_GET_DIRTY_LOG-style
+#               log, as a KVM VMM would) or uffd (userfaultfd write-protect,
+#               which caps the writers far below 2x a fast link)
 #   CASES       which runs, in order (default "precopy postcopy after1"):
 #               precopy  pre-copy with auto-converge (the engine throttles),
 #               postcopy the switch by itself where the policy would throttle,
@@ -44,6 +47,7 @@ LINK=${LINK:-2gbit}
 URI=${URI:-tcp:127.0.0.1:0}
 DIRTY=${DIRTY:-2}
 PATTERN=${PATTERN:-uniform}
+DIRTY_LOG=${DIRTY_LOG:-bitmap}
 CASES=${CASES:-precopy postcopy after1}
 REPEATS=${REPEATS:-1}
 READERS=${READERS:-2}
@@ -83,7 +87,7 @@ if [[ $LINK != none ]]; then
     IN=(ip netns exec "$ns")
 fi
 
-echo "postcopy_synth: SIZE=$SIZE LINK=$LINK URI=$URI DIRTY=${DIRTY}x PATTERN=$PATTERN CASES='$CASES'" \
+echo "postcopy_synth: SIZE=$SIZE LINK=$LINK URI=$URI DIRTY=${DIRTY}x PATTERN=$PATTERN DIRTY_LOG=$DIRTY_LOG CASES='$CASES'" \
      "REPEATS=$REPEATS READERS=$READERS@$READ_RATE cores=$(nproc) load=$(cut -d' ' -f1 /proc/loadavg) out=$OUT"
 
 # ---- 1. the raw link, where the runs go ----
@@ -111,7 +115,7 @@ run() {
     local rc=0
     timeout $((MAX_SECONDS + 60)) "${IN[@]}" "$SYNTH" source --size "$SIZE" --to "$(cat "$port")" --json \
         --max-seconds "$MAX_SECONDS" --insecure-plaintext --dirty-rate "$dirty_bps" --pattern "$PATTERN" \
-        --writers 2 --workers "$WORKERS" --downtime-ms "$DOWNTIME_MS" --max-rounds 1000 "$@" \
+        --dirty-log "$DIRTY_LOG" --writers 2 --workers "$WORKERS" --downtime-ms "$DOWNTIME_MS" --max-rounds 1000 "$@" \
         > "$OUT/$name.source.json" 2> "$OUT/$name.source.log" || rc=$?
     local drc=0
     wait "$dest_pid" || drc=$?

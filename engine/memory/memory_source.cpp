@@ -195,15 +195,28 @@ private:
         // wish to throttle is the sign that pre-copy will not fit the budget.
         const bool postcopy_auto = cfg_.postcopy.enabled && cfg_.postcopy.after_rounds == 0;
         bool wants_throttle = false;
+        unsigned applied_throttle = 0;
+        uint64_t round = 0;
         ThrottleCallback throttle = cfg_.throttle;
-        if (postcopy_auto) throttle = [&](unsigned) { wants_throttle = true; };
+        // A forced switch after its round: the guest is paused next, so a
+        // throttle then would only mislead the report.
+        if (postcopy_auto || (cfg_.postcopy.enabled && cfg_.throttle))
+            throttle = [&](unsigned percent) {
+                const bool last = !postcopy_auto && round + 1 >= cfg_.postcopy.after_rounds;
+                if (postcopy_auto || last)
+                    wants_throttle = true;
+                else if (cfg_.throttle) {
+                    cfg_.throttle(percent);
+                    applied_throttle = percent;
+                }
+            };
         ConvergencePolicy policy(cc, throttle);
         uint64_t guest_pages = 0;
         for (const Region& r : cfg_.regions) guest_pages += r.size / ps_;
         for (auto& s : snapshots_) s.fill();  // round 0: every page
 
         std::string postcopy_reason;
-        for (uint64_t round = 0;; ++round) {
+        for (;; ++round) {
             throw_if_cancelled();
             auto t = Clock::now();
             uint64_t dirty = 0;
@@ -224,7 +237,7 @@ private:
                 if (!postcopy_reason.empty()) {
                     d.action = Action::postcopy;
                     d.reason = postcopy_reason;
-                    if (postcopy_auto) d.throttle_percent = 0;  // never applied
+                    d.throttle_percent = applied_throttle;  // the policy's last step was not applied
                 }
             }
             result_.last_decision = d.reason;
