@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <sstream>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -129,6 +130,44 @@ std::unique_ptr<metrics::HttpExporter> serve_metrics(const Args& a) {
     return metrics::serve_process_metrics(a.get("metrics"));
 }
 
+// A post-copy that broke leaves both QEMUs paused with the guest split
+// between them. Resume it over new sessions until `within` is over: the
+// other side's rmig waits for one (or is started again), the link comes back.
+// A source QEMU that did not pause (QEMU 7.2 can hang in post-copy) or a
+// refusal ends the tries.
+template <class Run>
+qemu::SourceReport recover_postcopy(qemu::SourceReport report, const qemu::SourceOptions& o,
+                                    std::chrono::seconds within, Run&& run) {
+    // A failed recovery (the other rmig not back yet) is tried again too.
+    const bool broken = report.outcome == qemu::Outcome::source_at_risk ||
+                        (report.outcome == qemu::Outcome::failed && report.postcopy.recovered);
+    if (!broken || !report.postcopy.switched || within.count() == 0) return report;
+    const std::string broke = report.error;
+    const auto deadline = std::chrono::steady_clock::now() + within;
+    qemu::SourceOptions ro = o;
+    ro.recover_only = true;
+    for (uint32_t attempt = 1; std::chrono::steady_clock::now() < deadline; ++attempt) {
+        log::warn("post-copy broke (", broke, "); resuming it over a new session, attempt ", attempt,
+                  " (--postcopy-recover ", within.count(), ")");
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        auto left = std::chrono::duration_cast<std::chrono::seconds>(deadline - std::chrono::steady_clock::now());
+        ro.timeout = std::max(std::chrono::seconds(10), std::min(o.timeout, left + std::chrono::seconds(60)));
+        qemu::SourceReport next = run(ro);
+        next.postcopy.recovery_attempts = attempt;
+        next.postcopy.broke = broke;
+        if (next.outcome == qemu::Outcome::completed) {
+            log::info("post-copy resumed and completed after ", attempt, attempt == 1 ? " try" : " tries");
+            return next;
+        }
+        log::warn("recovery attempt ", attempt, ": ", next.error);
+        report.postcopy.recovery_attempts = attempt;
+        report.postcopy.broke = broke;
+        report.error = cat(broke, "; recovery: ", next.error);
+        if (next.outcome == qemu::Outcome::refused) break;  // e.g. the source QEMU is not postcopy-paused
+    }
+    return report;
+}
+
 int cmd_migrate(const std::vector<std::string>& argv) {
     auto parsed = parse("migrate", argv);
     if (!parsed) return exit_code::kOk;
@@ -181,15 +220,20 @@ int cmd_migrate(const std::vector<std::string>& argv) {
     auto mode = cli::progress_mode(a.text("progress"));
     std::FILE* out = a.get("json") == "-" ? stderr : stdout;
 
-    cli::ProgressDisplay display(mode, stderr);
     auto exporter = serve_metrics(a);
     qemu::SourceMetrics source_metrics;
-    auto report = qemu::migrate(o, [&](const qemu::Progress& p) {
-        display.update(p);
-        if (exporter) source_metrics.update(p);
-    });
+    auto run = [&](const qemu::SourceOptions& opts) {
+        cli::ProgressDisplay display(mode, stderr);
+        auto r = qemu::migrate(opts, [&](const qemu::Progress& p) {
+            display.update(p);
+            if (exporter) source_metrics.update(p);
+        });
+        display.finish();
+        return r;
+    };
+    auto report = run(o);
+    report = recover_postcopy(report, o, std::chrono::seconds(a.whole("postcopy-recover")), run);
     if (exporter) source_metrics.finish(report);
-    display.finish();
     if (!a.flag("quiet") || report.outcome != qemu::Outcome::completed) cli::print_summary(report, out);
     cli::ProfileHint hint;
     if (report.outcome == qemu::Outcome::completed) {
@@ -227,7 +271,9 @@ int cmd_receive(const std::vector<std::string>& argv) {
     auto exporter = serve_metrics(a);
     qemu::DestMetrics dest_metrics;
     if (exporter) o.on_progress = [&](const qemu::DestProgress& p) { dest_metrics.update(p); };
-    auto report = qemu::receive(o, [&](const std::string& addr) {
+    std::string bound;
+    auto on_listening = [&](const std::string& addr) {
+        bound = addr;
         log::info("listening on ", addr);
         if (!address_file.empty()) {
             // Written whole then renamed, so a watcher never reads half an address.
@@ -235,7 +281,25 @@ int cmd_receive(const std::vector<std::string>& argv) {
             std::ofstream(tmp) << addr << "\n";
             std::rename(tmp.c_str(), address_file.c_str());
         }
-    });
+    };
+    auto report = qemu::receive(o, on_listening);
+    // A broken post-copy left our QEMU paused: wait on the same address for
+    // the source's rmig to resume it over a new session.
+    const auto recover = std::chrono::seconds(a.whole("postcopy-recover"));
+    const auto deadline = std::chrono::steady_clock::now() + recover;
+    const std::string broke = report.error;
+    while (!report.ok && report.postcopy_paused && recover.count() > 0 && !bound.empty() &&
+           std::chrono::steady_clock::now() < deadline) {
+        log::warn("post-copy broke (", broke, "); waiting up to ", recover.count(),
+                  " s on ", bound, " for the source to resume it (--postcopy-recover)");
+        qemu::DestOptions ro = o;
+        ro.listen_uri = bound;
+        ro.timeout = std::chrono::duration_cast<std::chrono::seconds>(deadline - std::chrono::steady_clock::now()) +
+                     std::chrono::seconds(1);
+        qemu::DestReport next = qemu::receive(ro, on_listening);
+        if (!next.ok) next.error = cat(broke, "; recovery: ", next.error);
+        report = next;
+    }
     if (exporter) dest_metrics.finish(report);
     if (auto j = a.get("json")) write_json(*j, report.to_json());
     if (!report.ok) {

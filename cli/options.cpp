@@ -143,6 +143,12 @@ std::span<const OptionSpec> session_options() {
         {.name = "stall-timeout", .kind = K::whole, .metavar = "S",
          .help = "give up (migrate: cancel) when no byte moves on the link for S seconds",
          .number_default = seconds(qemu::kDefaultStallTimeout), .min = 1, .max = 86400},
+        {.name = "postcopy-recover", .kind = K::whole, .metavar = "S",
+         .help = "after a post-copy broke (the link down past the reconnect grace, or the other side's rmig "
+                 "gone), keep trying for S seconds to resume it over a new session (QEMU's migrate-recover), "
+                 "the guest going on on the destination; 0: stop at once and leave both QEMUs paused for a "
+                 "later `rmig migrate`/`rmig receive`, which resume it (docs/postcopy.md)",
+         .number_default = 120, .max = 86400, .profile = true},
         {.name = "json", .metavar = "FILE", .help = "write a JSON report to FILE ('-' for stdout)"},
         {.name = "metrics", .metavar = "ADDR:PORT",
          .help = "serve the migration's Prometheus metrics at http://ADDR:PORT/metrics while it runs "

@@ -196,15 +196,46 @@ RunResult LocalPair::migrate_rmig(const RmigRun& run) {
     auto deadline = Clock::now() + std::chrono::seconds(run.timeout_s + 30);
     std::optional<int> code;
     bool frozen = false;
-    while (!(code = migrator.wait_for(milliseconds(20)))) {
+    std::optional<Clock::time_point> receiver_killed, migrator_killed;
+    bool receiver_kill_done = false, migrator_kill_done = false;  // once each
+    auto moved = [&] { return qemu::parse_migration_stats(src_->qmp().execute("query-migrate")).ram_transferred; };
+    for (;;) {
+        code = migrator.wait_for(milliseconds(20));
+        if (code && migrator_killed && run.restart_killed_after) {
+            // The killed `rmig migrate` again, as an operator would start it.
+            std::this_thread::sleep_for(*run.restart_killed_after);
+            Process::Options again = out;
+            if (!again.stdout_path.empty()) again.stdout_path = cat(dir_, "/migrate-", tag, "-again.log");
+            migrator = Process(argv, again);
+            migrator_killed.reset();
+            code.reset();
+            continue;
+        }
+        if (code) break;
         if (Clock::now() > deadline) {
             r.error = "rmig migrate did not exit in time";
             migrator.stop();
             break;
         }
-        if (run.kill_receiver_after && receiver.running()) {
-            auto st = qemu::parse_migration_stats(src_->qmp().execute("query-migrate"));
-            if (st.ram_transferred >= *run.kill_receiver_after) receiver.signal(SIGKILL);
+        if (run.kill_migrator_after && !migrator_kill_done && moved() >= *run.kill_migrator_after) {
+            migrator.signal(SIGKILL);
+            migrator_killed = Clock::now();
+            migrator_kill_done = true;
+        }
+        if (run.kill_receiver_after && !receiver_kill_done && receiver.running() && moved() >= *run.kill_receiver_after) {
+            receiver.signal(SIGKILL);
+            receiver_killed = Clock::now();
+            receiver_kill_done = true;
+        }
+        if (receiver_killed && run.restart_killed_after && Clock::now() - *receiver_killed >= *run.restart_killed_after) {
+            receiver.wait_for(milliseconds(2000));
+            std::vector<std::string> again = recv_argv;
+            for (size_t i = 0; i + 1 < again.size(); ++i) {
+                if (again[i] == "--listen") again[i + 1] = addr;  // the same port: the source retries there
+                if (again[i] == "--address-file") again[i + 1] = addr_file + ".again";
+            }
+            receiver = Process(again, {cat(dir_, "/receive-", tag, "-again.log"), "=stdout"});
+            receiver_killed.reset();
         }
         if (run.freeze_destination_after && !frozen) {
             auto st = qemu::parse_migration_stats(src_->qmp().execute("query-migrate"));

@@ -4,6 +4,7 @@
 // over TCP on loopback. verify() proves the guest arrived whole and runs.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -46,8 +47,15 @@ struct RmigRun {
     bool show_progress = false;          // rmig's progress display on this terminal
     std::vector<std::string> extra_args; // more `rmig migrate` options
     std::vector<std::string> receive_extra_args;  // more `rmig receive` options
-    // Fault injection: SIGKILL `rmig receive` once this many RAM bytes have moved.
+    // Fault injection: SIGKILL `rmig receive` (or `rmig migrate`) once this
+    // many RAM bytes have moved.
     std::optional<uint64_t> kill_receiver_after;
+    std::optional<uint64_t> kill_migrator_after;
+    // After such a kill, start the killed rmig again this long after, with
+    // the same arguments (`rmig receive` on the address it had): a broken
+    // post-copy resumed by a new process (docs/postcopy.md). The result is
+    // then the new process's.
+    std::optional<std::chrono::milliseconds> restart_killed_after;
     // SIGSTOP the destination QEMU once this many RAM bytes have moved: a
     // destination whose monitor stops answering (as QEMU 7.2's can, wedged
     // after a broken multifd channel).

@@ -95,7 +95,10 @@ json SourceReport::to_json() const {
               {"switched_at_s", postcopy.switched ? json(postcopy.switched_at_s) : json(nullptr)},
               {"phase_s", postcopy.switched ? json(postcopy.phase_s) : json(nullptr)},
               {"requests", postcopy.requests},
-              {"bytes", postcopy.bytes}}},
+              {"bytes", postcopy.bytes},
+              {"recovered", postcopy.recovered},
+              {"recovery_attempts", postcopy.recovery_attempts},
+              {"broke", postcopy.broke}}},
             {"downtime_budget",
              {{"limit_ms", settings.downtime_limit_ms},
               {"qemu_limit_ms", budget.qemu_limit_ms},
@@ -135,6 +138,11 @@ bool terminal(const std::string& status) {
     return status == "completed" || status == "failed" || status == "cancelled";
 }
 
+// How long a resumed post-copy may still say postcopy-paused: QEMU's
+// resume handshake (the destination's received-page bitmaps, then its ack)
+// over the new connection.
+constexpr milliseconds kResumeHandshake{10000};
+
 // Pings before the migration: the fastest gives the round trip and the
 // destination's clock offset (blackout.hpp).
 constexpr int kClockPings = 5;
@@ -171,7 +179,7 @@ public:
                 if (report_.error.find(*reason) == std::string::npos)
                     report_.error += cat("; the destination reports: ", *reason);
             }
-            if (migration_started_)
+            if (migration_started_ || report_.postcopy.recovered)  // a recovery: never resume
                 make_source_safe();
             else
                 note_source_state();
@@ -185,6 +193,12 @@ private:
     void execute() {
         qmp_ = connect_qmp(opts_.qmp_path, "source");
         QemuInfo src = probe(*qmp_);
+        // A broken post-copy waits here: from now on this run is its
+        // recovery, and a failure never resumes the guest.
+        if (parse_migration_stats(qmp_->execute("query-migrate")).status == "postcopy-paused") {
+            report_.postcopy.switched = true;
+            report_.postcopy.recovered = true;
+        }
         connect_destination();
         sync_clocks();
         json probed = ask({{"op", "probe"}});
@@ -193,8 +207,18 @@ private:
         for (auto& c : probed.value("capabilities", json::array())) dst_caps_.insert(c.get<std::string>());
         report_.checks = check_pair(src, dst);
         auto status = parse_migration_stats(qmp_->execute("query-migrate")).status;
+        if (status == "postcopy-paused") return recover(src);
+        if (opts_.recover_only) {
+            report_.checks.push_back({"source migration", false,
+                                      cat("'", status, "', not postcopy-paused: nothing to recover",
+                                          status == "postcopy-active"
+                                              ? " (QEMU did not pause its broken post-copy; QEMU 7.2 can hang "
+                                                "there for good, docs/postcopy.md)"
+                                              : "")});
+            refuse();
+        }
         bool idle = !(status == "setup" || status == "active" || status == "device" ||
-                      status == "pre-switchover" || status == "cancelling");
+                      status == "pre-switchover" || status == "cancelling" || status.rfind("postcopy", 0) == 0);
         report_.checks.push_back({"source migration", idle,
                                   idle ? status : cat("a migration is already '", status, "'")});
         if (!all_ok(report_.checks)) refuse();
@@ -244,7 +268,54 @@ private:
         report_.convergence.throttle = {report_.settings.cpu_throttle_initial, report_.settings.cpu_throttle_increment};
         was_running_ = src.run_state == "running";
         qmp_->take_events();  // only this migration's STOP counts
+        run_relay();
+    }
 
+    // A broken post-copy (docs/postcopy.md, "When post-copy breaks"): our
+    // QEMU waits in postcopy-paused, the destination's too. A new session:
+    // the destination puts its QEMU on migrate-recover, ours migrates with
+    // resume over a new relay, and the rest is a post-copy like any other.
+    // The guest runs on the destination: ours is never resumed.
+    void recover(const QemuInfo& src) {
+        recovering_ = true;
+        postcopy_requested_ = true;
+        report_.postcopy.switched = true;
+        report_.postcopy.recovered = true;
+        report_.postcopy.reason = "resuming a broken post-copy (QEMU's postcopy-paused)";
+        // The run states are those of a paused post-copy (the source QEMU
+        // in finish-migrate); the destination checks its own QEMU is in
+        // postcopy-paused.
+        std::erase_if(report_.checks,
+                      [](const Check& c) { return c.name == "destination state" || c.name == "source state"; });
+        report_.checks.push_back({"source migration", true, "postcopy-paused: resuming it over a new session"});
+        if (!all_ok(report_.checks)) refuse();
+        MigrationSettings now = read_settings(*qmp_);
+        json prepared = ask({{"op", "prepare"},
+                             {"recover", true},
+                             {"settings", to_json(now)},
+                             {"delivery_reports", true},
+                             {"flows", {{"window_bytes", opts_.window_bytes},
+                                        {"grace_ms", opts_.reconnect_grace.count()}}}});
+        if (!prepared.value("recovering", false))
+            throw Error("the destination's rmig does not know post-copy recovery: update it");
+        if (opts_.reconnect_grace.count() > 0) link_->resume_with([this] { return reopen_control(); }, opts_.reconnect_grace);
+        report_.settings = now;
+        MigrationSettings dst_settings = settings_from_json(prepared.at("settings"));
+        report_.checks.push_back(check_settings(report_.settings, dst_settings));
+        report_.checks.push_back(check_postcopy(report_.settings, dst_settings));
+        if (!all_ok(report_.checks)) refuse();
+        report_.budget.qemu_limit_ms = report_.settings.downtime_limit_ms;
+        was_running_ = false;  // the guest runs on the destination
+        (void)src;
+        qmp_->take_events();
+        postcopy_wall_us_ = wall_clock_us();
+        report_.postcopy.switched_at_s = std::chrono::duration<double>(Clock::now() - start_).count();
+        run_relay();
+    }
+
+    // The relay to the destination, QEMU's migration through it, and the
+    // end: shared by a migration and a recovery.
+    void run_relay() {
         TempDir dir("rmig-relay", opts_.relay_dir);
         RelayConfig rc;
         rc.dest_uris = {opts_.dest_uri};
@@ -328,7 +399,10 @@ private:
             report_.postcopy.switched = true;
         if (postcopy_requested_ && !report_.postcopy.switched)
             report_.postcopy.reason += "; asked for, but QEMU finished in pre-copy first";
-        if (report_.postcopy.switched && postcopy_answer_.is_object()) {
+        if (recovering_) {
+            // The guest's blackout was the broken run's; it has run on the
+            // destination since.
+        } else if (report_.postcopy.switched && postcopy_answer_.is_object()) {
             // The guest stopped at the switch and ran again on the
             // destination once its devices were loaded, long before the
             // last page: that is its blackout.
@@ -446,6 +520,12 @@ private:
     // migration state stuck in "setup" for good. So wait for the cleanup
     // first, and never send 'migrate' while it is pending.
     void start_qemu_migration(const std::string& uri) {
+        if (recovering_) {
+            // The paused migration is QEMU's own: no new one to wait for.
+            qmp_->execute("migrate", {{"uri", uri}, {"resume", true}});
+            resumed_at_ = Clock::now();
+            return;
+        }
         auto until = Clock::now() + std::chrono::seconds(30);
         for (bool warned = false;;) {
             bool pending = false;
@@ -728,7 +808,9 @@ private:
             if (terminal(st.status)) break;
             // Post-copy broke (the link, the destination): both QEMUs wait
             // for a recovery; cancelling now would lose the guest.
-            if (st.status == "postcopy-paused") {
+            // A resumed one says so until QEMU's resume handshake is through.
+            bool resuming = recovering_ && !relay.streams().error() && Clock::now() - resumed_at_ < kResumeHandshake;
+            if (st.status == "postcopy-paused" && !resuming) {
                 report_.error = cat("post-copy was interrupted (",
                                     relay.streams().error().value_or("QEMU says postcopy-paused"), ")");
                 break;
@@ -944,6 +1026,8 @@ private:
     int64_t postcopy_wall_us_ = 0;    // when rmig told QEMU to switch
     uint64_t postcopy_queue_ = 0;     // per stream, as last bounded after the switch
     bool postcopy_requested_ = false;  // migrate-start-postcopy was sent
+    bool recovering_ = false;          // this run resumes a broken post-copy (recover())
+    Clock::time_point resumed_at_{};   // 'migrate' with resume was sent
     int not_converging_polls_ = 0;    // in a row, after the first pass
     bool deadline_warned_ = false;
     json postcopy_answer_;            // the destination's, once its guest ran

@@ -65,6 +65,12 @@ struct SourceOptions {
     // many passes over the guest's RAM (0: at once); unset: once a pass
     // shows that pre-copy will not converge (docs/postcopy.md).
     std::optional<uint32_t> postcopy_after;
+    // A source QEMU in postcopy-paused (a post-copy broke: the link past the
+    // grace, or an rmig process died) is resumed over this new session:
+    // migrate-recover on the destination, migrate with resume on the source
+    // (docs/postcopy.md). `recover_only` refuses anything else, for a retry
+    // loop that must never start a fresh migration.
+    bool recover_only = false;
     transport::Options transport;
     // The data connections' congestion control: kCongestionAuto (bbr on a
     // long link), kCongestionHost, or a kernel module's name; and whether
@@ -110,6 +116,11 @@ struct PostcopyReport {
     double phase_s = 0;         // switch -> QEMU completed: the guest ran on the destination, pages following
     uint64_t requests = 0;      // pages the destination faulted on and asked for
     uint64_t bytes = 0;         // sent after the switch
+    // Set by a run that resumed a broken post-copy (phase_s and bytes are
+    // then this run's), and by the retry loop: its attempts, and what broke.
+    bool recovered = false;
+    uint32_t recovery_attempts = 0;
+    std::string broke;
 };
 
 enum class Outcome {

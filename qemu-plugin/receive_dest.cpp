@@ -31,7 +31,8 @@ using std::chrono::milliseconds;
 
 json DestReport::to_json() const {
     return {{"ok", ok}, {"error", error}, {"session", session}, {"source", source_peer},
-            {"final_state", final_state}, {"warning", warning}};
+            {"final_state", final_state}, {"warning", warning}, {"postcopy_paused", postcopy_paused},
+            {"recovered", recovered}};
 }
 
 namespace {
@@ -77,6 +78,15 @@ public:
             if (relay_) relay_->abort(report_.error);
         }
         if (!report_.ok) give_up_incoming();
+        if (!report_.ok && !report_.postcopy_paused && qmp_) {
+            // Whatever this session did, a QEMU still in postcopy-paused
+            // (no source came to resume it) waits for a recovery.
+            try {
+                report_.postcopy_paused =
+                    parse_migration_stats(qmp_->execute("query-migrate", {}, kAfterFailure)).status == "postcopy-paused";
+            } catch (const std::exception&) {
+            }
+        }
         try {
             if (qmp_)
                 report_.final_state =
@@ -241,6 +251,15 @@ private:
                 qmp_->execute("migrate-pause", {}, kAfterFailure);
             } catch (const std::exception& e) {
                 log::debug("migrate-pause on the destination QEMU: ", e.what());
+            }
+            try {
+                for (int i = 0; i < 50 && !report_.postcopy_paused; ++i) {
+                    report_.postcopy_paused =
+                        parse_migration_stats(qmp_->execute("query-migrate", {}, kAfterFailure)).status ==
+                        "postcopy-paused";
+                    if (!report_.postcopy_paused) std::this_thread::sleep_for(milliseconds(100));
+                }
+            } catch (const std::exception&) {
             }
             return;
         }
@@ -495,6 +514,7 @@ private:
         MigrationSettings s = settings_from_json(msg.at("settings"));
         reports_wanted_ = msg.value("delivery_reports", false);
         FlowSettings flow = flow_settings(msg.value("flows", json::object()));
+        if (msg.value("recover", false)) return prepare_recovery(s, flow);
         if (probe(*qmp_).run_state != "inmigrate")
             throw Error("destination QEMU is not waiting for a migration (start it with -incoming defer)");
         apply_settings(*qmp_, s, Side::destination);
@@ -508,6 +528,32 @@ private:
                                                  opts_.transport.handshake_timeout);
         }
         return {{"settings", to_json(read_settings(*qmp_))}};
+    }
+
+    // A broken post-copy, resumed over this session (docs/postcopy.md, "When
+    // post-copy breaks"): our QEMU waits in postcopy-paused with the guest
+    // (running or not) and the pages it has; migrate-recover makes it take
+    // the source QEMU's resumed stream on a new socket. Its settings stay
+    // as they were: QEMU refuses changes during a migration.
+    json prepare_recovery(const MigrationSettings& s, const FlowSettings& flow) {
+        std::string status = parse_migration_stats(qmp_->execute("query-migrate")).status;
+        if (status != "postcopy-paused")
+            throw Error(cat("nothing to recover here: the destination QEMU's migration is '", status,
+                            "', not postcopy-paused"));
+        postcopy_ = true;  // from here on, whatever happens, keep this QEMU
+        resumed_ = qmp_->execute("query-status").value("status", "") == "running";
+        dir_ = std::make_unique<TempDir>("rmig-incoming", opts_.incoming_dir);
+        std::string sock = dir_->path() + "/recover.sock";
+        qmp_->execute("migrate-recover", {{"uri", "unix:" + sock}});
+        prepared_ = true;
+        report_.recovered = true;
+        log::info("recovering the broken post-copy: the destination QEMU takes the resumed stream on ", sock);
+        {
+            std::lock_guard lock(relay_mutex_);
+            relay_ = std::make_unique<DestRelay>(sock, session_, s.connections(), flow,
+                                                 opts_.transport.handshake_timeout);
+        }
+        return {{"settings", to_json(read_settings(*qmp_))}, {"recovering", true}};
     }
 
     json migration_capabilities() {

@@ -162,3 +162,59 @@ TEST(PostcopyE2E, ThroughTheTunnelWithAPreemptChannel) {
     EXPECT_TRUE(v.ok) << v.detail << " (lab dir " << pair.dir() << ")";
     if (HasFailure()) pair.keep();
 }
+
+// ---- recovery (docs/postcopy.md, "When post-copy breaks") ----
+namespace {
+
+// Post-copy from the start, paced by QEMU's own post-copy bandwidth so that
+// the kill lands with most pages still to come; one rmig process is killed
+// once 24 MiB moved and started again (as an operator or a unit manager
+// would) 4 s later. The other rmig notices past its 2 s grace, QEMU pauses
+// its broken post-copy, and the new session resumes it: every page arrives.
+lab::RunResult killed_and_restarted(lab::LocalPair& pair, bool kill_receiver) {
+    pair.source().qmp().execute("migrate-set-parameters", {{"max-postcopy-bandwidth", 12 << 20}});
+    lab::RmigRun run;
+    run.resume = false;
+    run.timeout_s = 150;
+    run.extra_args = {"--postcopy-after", "0", "--reconnect-grace", "2", "--postcopy-recover", "60"};
+    run.receive_extra_args = {"--postcopy-recover", "60"};
+    (kill_receiver ? run.kill_receiver_after : run.kill_migrator_after) = uint64_t{24} << 20;
+    run.restart_killed_after = std::chrono::milliseconds(4000);
+    return pair.migrate_rmig(run);
+}
+
+void expect_recovered(lab::LocalPair& pair, const lab::RunResult& r) {
+    ASSERT_TRUE(r.ok) << "exit " << r.exit_code << ": " << r.error << " (see " << pair.dir() << ")";
+    const auto& pc = r.report["postcopy"];
+    EXPECT_TRUE(pc.value("switched", false)) << pc;
+    EXPECT_TRUE(pc.value("recovered", false)) << "the run that finished should be a recovery: " << pc;
+    EXPECT_EQ(r.report["qemu"].value("status", ""), "completed");
+    std::cout << "recovered: " << pc.dump() << "\n";
+    lab::VerifyResult v = pair.verify();
+    EXPECT_TRUE(v.ok) << v.detail << " (lab dir " << pair.dir() << ")";
+}
+
+}  // namespace
+
+// `rmig receive` dies mid post-copy: `rmig migrate` pauses its QEMU once the
+// grace is over and keeps trying; a new `rmig receive` on the same address
+// takes the destination QEMU from postcopy-paused (migrate-recover).
+TEST(PostcopyRecoveryE2E, ReceiverKilledMidPostcopyIsResumedByANewOne) {
+    lab::LocalPair pair;
+    lab::RunResult r = killed_and_restarted(pair, true);
+    expect_recovered(pair, r);
+    EXPECT_GE(r.report["postcopy"].value("recovery_attempts", 0u), 1u) << r.report["postcopy"];
+    EXPECT_FALSE(r.report["postcopy"].value("broke", "").empty()) << r.report["postcopy"];
+    if (HasFailure()) pair.keep();
+}
+
+// `rmig migrate` dies mid post-copy: its QEMU pauses by itself (its socket
+// closed), `rmig receive` pauses its own past the grace and waits on the
+// same address; a new `rmig migrate` with the same arguments finds its QEMU
+// in postcopy-paused and resumes it.
+TEST(PostcopyRecoveryE2E, MigratorKilledMidPostcopyIsResumedByANewOne) {
+    lab::LocalPair pair;
+    lab::RunResult r = killed_and_restarted(pair, false);
+    expect_recovered(pair, r);
+    if (HasFailure()) pair.keep();
+}
