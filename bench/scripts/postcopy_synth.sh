@@ -31,6 +31,9 @@
 #   DOWNTIME_MS the downtime budget (default 50)
 #   WORKERS     engine workers (default 2)
 #   MAX_SECONDS the engine's time limit per run (default 240)
+#   SECURITY    plaintext (default on loopback: --insecure-plaintext), auth
+#               (default elsewhere: a random pre-shared key, data channels
+#               not encrypted, so rdma keeps its one-sided reads) or encrypt
 #   OUT         directory for JSON and logs (default: a new /tmp/postcopy_synth.*)
 #
 # Reports per run: total time, blackout, rounds, throttle, GiB sent; for
@@ -68,6 +71,19 @@ for c in $CASES; do [[ $c == precopy || $c == postcopy || $c == after1 ]] || die
 
 OUT=${OUT:-$(mktemp -d /tmp/postcopy_synth.XXXXXX)}
 mkdir -p "$OUT"
+host=${URI#*:}
+host=${host%:*}
+[[ $host == 127.0.0.1 || $host == localhost ]] && default_sec=plaintext || default_sec=auth
+case ${SECURITY:-$default_sec} in
+    plaintext) SEC=(--insecure-plaintext) ;;
+    auth | encrypt)
+        command -v openssl >/dev/null || die "openssl is needed for a pre-shared key"
+        rm -f "$OUT/key.psk"
+        (umask 077; openssl rand -hex 32 > "$OUT/key.psk")
+        SEC=(--psk-file "$OUT/key.psk")
+        [[ ${SECURITY:-$default_sec} == auth ]] && SEC+=(--no-encrypt) ;;
+    *) die "bad SECURITY '$SECURITY': plaintext, auth or encrypt" ;;
+esac
 ns=""
 IN=()
 dest_pid=""
@@ -87,7 +103,7 @@ if [[ $LINK != none ]]; then
     IN=(ip netns exec "$ns")
 fi
 
-echo "postcopy_synth: SIZE=$SIZE LINK=$LINK URI=$URI DIRTY=${DIRTY}x PATTERN=$PATTERN DIRTY_LOG=$DIRTY_LOG CASES='$CASES'" \
+echo "postcopy_synth: SIZE=$SIZE LINK=$LINK URI=$URI SECURITY=${SECURITY:-$default_sec} DIRTY=${DIRTY}x PATTERN=$PATTERN DIRTY_LOG=$DIRTY_LOG CASES='$CASES'" \
      "REPEATS=$REPEATS READERS=$READERS@$READ_RATE cores=$(nproc) load=$(cut -d' ' -f1 /proc/loadavg) out=$OUT"
 
 # ---- 1. the raw link, where the runs go ----
@@ -107,14 +123,14 @@ run() {
     local port="$OUT/$name.port"
     rm -f "$port"
     "${IN[@]}" "$SYNTH" dest --size "$SIZE" --listen "$URI" --port-file "$port" --timeout $((MAX_SECONDS + 120)) \
-        --step-timeout 120 --guest-readers "$READERS" --guest-read-rate "$READ_RATE" --insecure-plaintext --json \
+        --step-timeout 120 --guest-readers "$READERS" --guest-read-rate "$READ_RATE" "${SEC[@]}" --json \
         > "$OUT/$name.dest.json" 2> "$OUT/$name.dest.log" &
     dest_pid=$!
     for _ in $(seq 600); do [[ -s $port ]] && break; sleep 0.1; done
     [[ -s $port ]] || die "$name: destination never listened ($(tail -n 2 "$OUT/$name.dest.log"))"
     local rc=0
     timeout $((MAX_SECONDS + 60)) "${IN[@]}" "$SYNTH" source --size "$SIZE" --to "$(cat "$port")" --json \
-        --max-seconds "$MAX_SECONDS" --insecure-plaintext --dirty-rate "$dirty_bps" --pattern "$PATTERN" \
+        --max-seconds "$MAX_SECONDS" "${SEC[@]}" --dirty-rate "$dirty_bps" --pattern "$PATTERN" \
         --dirty-log "$DIRTY_LOG" --writers 2 --workers "$WORKERS" --downtime-ms "$DOWNTIME_MS" --max-rounds 1000 "$@" \
         > "$OUT/$name.source.json" 2> "$OUT/$name.source.log" || rc=$?
     local drc=0
