@@ -156,8 +156,9 @@ line = (f"{s['seconds']:.1f} s, blackout {s['downtime_ms']:.1f} ms, {s['rounds']
         f"writes {s.get('write_rate', 0)/1e6:.0f} MB/s")
 sp, dp = s.get("postcopy", {}), d.get("postcopy", {})
 if sp.get("switched"):
-    rate = sp["pushed_bytes"] / sp["phase_s"] if sp.get("phase_s") else 0
-    line += (f"; post-copy: {sp['pending_pages']} pages pending, phase {sp['phase_s']:.1f} s, push "
+    # Every pending page arrives in the phase: pushed, pulled (rdma) or fetched.
+    rate = dp["pending_pages"] * 4096 / dp["phase_s"] if dp.get("phase_s") else 0
+    line += (f"; post-copy: {sp['pending_pages']} pages pending, phase {sp['phase_s']:.1f} s, pages arrive at "
              f"{rate/1e6:.0f} MB/s = {rate/link:.2f} of the link, {dp.get('faults')} faults "
              f"({dp.get('fetched_pages')} fetched), fault p50 {dp.get('fault_p50_us', 0):.0f} us "
              f"p99 {dp.get('fault_p99_us', 0):.0f} us max {dp.get('fault_max_us', 0)/1000:.1f} ms, "
@@ -185,7 +186,7 @@ import json, statistics, sys
 out, link, size, shaped, dirty, cases, repeats = sys.argv[1:]
 link, repeats = int(link), int(repeats)
 summary = {"size": size, "link": shaped, "link_bytes_per_s": link, "dirty_multiple": float(dirty), "cases": {}}
-print(f"\n{'case':10} {'ok':>4} {'total s':>8} {'blackout ms':>12} {'push/link':>10} {'fault p50 us':>13} {'p99 us':>8}")
+print(f"\n{'case':10} {'ok':>4} {'total s':>8} {'blackout ms':>12} {'fetch/link':>10} {'fault p50 us':>13} {'p99 us':>8}")
 for c in cases.split():
     runs = []
     for r in range(1, repeats + 1):
@@ -195,8 +196,8 @@ for c in cases.split():
             pass
     ok = [(s, d) for s, d in runs if s.get("ok") and d.get("ok")]
     med = lambda xs: statistics.median(xs) if xs else None
-    push = [s["postcopy"]["pushed_bytes"] / s["postcopy"]["phase_s"] / link for s, d in ok
-            if s.get("postcopy", {}).get("switched") and s["postcopy"].get("phase_s")]
+    push = [d["postcopy"]["pending_pages"] * 4096 / d["postcopy"]["phase_s"] / link for s, d in ok
+            if d.get("postcopy", {}).get("switched") and d["postcopy"].get("phase_s")]
     row = {"runs": len(runs), "ok": len(ok), "seconds": med([s["seconds"] for s, d in ok]),
            "blackout_ms": med([s["downtime_ms"] for s, d in ok]), "push_over_link": med(push),
            "fault_p50_us": med([d["postcopy"]["fault_p50_us"] for s, d in ok if d.get("postcopy", {}).get("faults")]),

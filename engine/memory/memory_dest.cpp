@@ -434,7 +434,8 @@ private:
         if (count != msg.value("pending", ~uint64_t{0}))
             throw ProtocolError(cat("post-copy: ", msg.value("pending", ~uint64_t{0}), " pending pages announced, the bitmap has ",
                                     count));
-        transport::OneSided* os = control_->one_sided();
+        // Exposed on the first data channel (see the source's expose_for_reads).
+        transport::OneSided* os = data_[0]->one_sided();
         if (msg.contains("reads") && os && os->can_read()) reads_ = parse_read_regions(msg["reads"], cfg_.regions);
         const auto drop_t0 = Clock::now();
         result_.postcopy.dropped_in_blackout = drop_pages(cfg_.regions, ps_, pending, dropped_.empty() ? nullptr : &dropped_);
@@ -507,7 +508,7 @@ private:
         raise_priority();  // a guest thread waits on every fault this thread serves
         try {
             std::vector<std::byte> staging(ps_);
-            transport::OneSided* os = reads_.empty() ? nullptr : control_->one_sided();
+            transport::OneSided* os = reads_.empty() ? nullptr : data_[0]->one_sided();
             while (!fault_stop_.load()) {
                 std::vector<PageRef> faults = postcopy_->next_faults(milliseconds(100));
                 if (os) {

@@ -297,10 +297,12 @@ private:
     // ---- post-copy (docs/memory-mode.md, "Post-copy") ----
 
     // Over a transport with one-sided reads the destination reads faulted
-    // pages straight from our regions, exposed on the control channel before
-    // tracking starts (registering pins pages, see exchange_layout).
+    // pages straight from our regions, exposed on the first data channel
+    // (the control channel is always sealed where there is security; data
+    // channels are plain unless encrypted) before tracking starts
+    // (registering pins pages, see exchange_layout).
     void expose_for_reads() {
-        transport::OneSided* os = control_->one_sided();
+        transport::OneSided* os = data_[0]->one_sided();
         if (!os || !os->can_read()) return;
         for (const auto& r : cfg_.regions) read_regions_.push_back(os->expose_for_read(r.base, r.size));
     }
