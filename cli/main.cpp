@@ -286,12 +286,15 @@ int cmd_receive(const std::vector<std::string>& argv) {
     // A broken post-copy left our QEMU paused: wait on the same address for
     // the source's rmig to resume it over a new session.
     const auto recover = std::chrono::seconds(a.whole("postcopy-recover"));
-    const auto deadline = std::chrono::steady_clock::now() + recover;
+    // The source notices a dead link only after its grace and stall timeout:
+    // wait that much longer than its tries last.
+    const auto deadline = std::chrono::steady_clock::now() + recover + o.stall_timeout + std::chrono::seconds(30);
     const std::string broke = report.error;
     while (!report.ok && report.postcopy_paused && recover.count() > 0 && !bound.empty() &&
            std::chrono::steady_clock::now() < deadline) {
         log::warn("post-copy broke (", broke, "); waiting up to ", recover.count(),
                   " s on ", bound, " for the source to resume it (--postcopy-recover)");
+        std::this_thread::sleep_for(std::chrono::seconds(1));  // never a hot loop, whatever fails
         qemu::DestOptions ro = o;
         ro.listen_uri = bound;
         ro.timeout = std::chrono::duration_cast<std::chrono::seconds>(deadline - std::chrono::steady_clock::now()) +

@@ -179,7 +179,8 @@ public:
                 if (report_.error.find(*reason) == std::string::npos)
                     report_.error += cat("; the destination reports: ", *reason);
             }
-            if (migration_started_ || report_.postcopy.recovered)  // a recovery: never resume
+            // A recovery never resumes the guest (a refusal changed nothing).
+            if (migration_started_ || (report_.postcopy.recovered && report_.outcome != Outcome::refused))
                 make_source_safe();
             else
                 note_source_state();
@@ -195,7 +196,7 @@ private:
         QemuInfo src = probe(*qmp_);
         // A broken post-copy waits here: from now on this run is its
         // recovery, and a failure never resumes the guest.
-        if (parse_migration_stats(qmp_->execute("query-migrate")).status == "postcopy-paused") {
+        if (opts_.recover_only || parse_migration_stats(qmp_->execute("query-migrate")).status == "postcopy-paused") {
             report_.postcopy.switched = true;
             report_.postcopy.recovered = true;
         }
@@ -207,14 +208,20 @@ private:
         for (auto& c : probed.value("capabilities", json::array())) dst_caps_.insert(c.get<std::string>());
         report_.checks = check_pair(src, dst);
         auto status = parse_migration_stats(qmp_->execute("query-migrate")).status;
+        if (opts_.recover_only && (status == "postcopy-active" || status == "postcopy-recover")) {
+            // Not paused (yet): a broken link QEMU has not noticed, or a
+            // resume handshake that failed. Pause it where a recovery can
+            // start; if it will not, this try fails and the next one asks again.
+            pause_postcopy();
+            status = parse_migration_stats(qmp_->execute("query-migrate")).status;
+            if (status != "postcopy-paused")
+                throw Error(cat("the source QEMU's post-copy is '", status,
+                                "' and does not pause (QEMU 7.2 can hang there for good, docs/postcopy.md)"));
+        }
         if (status == "postcopy-paused") return recover(src);
         if (opts_.recover_only) {
-            report_.checks.push_back({"source migration", false,
-                                      cat("'", status, "', not postcopy-paused: nothing to recover",
-                                          status == "postcopy-active"
-                                              ? " (QEMU did not pause its broken post-copy; QEMU 7.2 can hang "
-                                                "there for good, docs/postcopy.md)"
-                                              : "")});
+            report_.checks.push_back(
+                {"source migration", false, cat("'", status, "', not postcopy-paused: nothing to recover")});
             refuse();
         }
         bool idle = !(status == "setup" || status == "active" || status == "device" ||

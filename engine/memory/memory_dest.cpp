@@ -39,6 +39,9 @@ public:
         shutdown_all();
         join_receivers();
         stop_fault_thread();
+        postcopy_.reset();
+        missing_.reset();
+        if (starter_.joinable()) starter_.join();
     }
 
     MemoryDestResult run() {
@@ -62,6 +65,10 @@ public:
 
 private:
     milliseconds step() const {
+        // Once the guest runs here, the session's deadline no longer applies:
+        // ending it would stop a running guest; progress is watched instead
+        // (serve_faults).
+        if (postcopy_active_.load()) return cfg_.step_timeout;
         auto left = std::chrono::duration_cast<milliseconds>(deadline_ - Clock::now());
         if (left.count() <= 0)
             throw Error(cat("session timed out after ", cfg_.timeout.count(), " ms"));
@@ -388,6 +395,7 @@ private:
             throw Error("the source prepares post-copy, which this destination does not take");
         }
         std::vector<DirtyBitmap> stale = decode_pending(bitmap, cfg_.regions, ps_);
+        catch_faults();  // before any page is dropped
         const auto t0 = Clock::now();
         result_.postcopy.dropped_early += drop_pages(cfg_.regions, ps_, stale, dropped_.empty() ? nullptr : &dropped_);
         result_.postcopy.drop_early_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
@@ -422,28 +430,36 @@ private:
         if (device_state_.size() < want) device_state_.resize(want);
         read_pieces(std::span(device_state_).first(want), "the device state");
         device_state_.resize(want);
-        // Refused only once everything announced was read: the source then
-        // gets the reason, not a broken pipe.
-        if (!cfg_.on_postcopy_start) {
-            send_control({{"ok", false}, {"error", "this destination does not take post-copy (no on_postcopy_start)"}});
-            throw Error("the source switched to post-copy, which this destination does not take");
+        // Until the guest starts, any failure is a refusal: the source then
+        // knows no guest ran here and resumes its own. Refused only once
+        // everything announced was read, so it gets the reason, not a
+        // broken pipe.
+        try {
+            if (!cfg_.on_postcopy_start)
+                throw Error("this destination does not take post-copy (no on_postcopy_start)");
+            std::vector<DirtyBitmap> pending = decode_pending(bitmap, cfg_.regions, ps_);
+            uint64_t count = 0;
+            for (const auto& b : pending) count += b.count();
+            if (count != msg.value("pending", ~uint64_t{0}))
+                throw ProtocolError(cat("post-copy: ", msg.value("pending", ~uint64_t{0}),
+                                        " pending pages announced, the bitmap has ", count));
+            // Exposed on the first data channel (see the source's expose_for_reads).
+            transport::OneSided* os = data_[0]->one_sided();
+            if (msg.contains("reads") && os && os->can_read()) reads_ = parse_read_regions(msg["reads"], cfg_.regions);
+            catch_faults();
+            const auto drop_t0 = Clock::now();
+            result_.postcopy.dropped_in_blackout =
+                drop_pages(cfg_.regions, ps_, pending, dropped_.empty() ? nullptr : &dropped_);
+            result_.postcopy.drop_in_blackout_ms =
+                std::chrono::duration<double, std::milli>(Clock::now() - drop_t0).count();
+            postcopy_ = std::make_unique<PostcopyPlacer>(cfg_.regions, ps_, pending, *missing_);
+            result_.postcopy.pending_pages = count;
+        } catch (const std::exception& e) {
+            send_control({{"ok", false}, {"error", e.what()}});
+            throw;
         }
-        std::vector<DirtyBitmap> pending = decode_pending(bitmap, cfg_.regions, ps_);
-        uint64_t count = 0;
-        for (const auto& b : pending) count += b.count();
-        if (count != msg.value("pending", ~uint64_t{0}))
-            throw ProtocolError(cat("post-copy: ", msg.value("pending", ~uint64_t{0}), " pending pages announced, the bitmap has ",
-                                    count));
-        // Exposed on the first data channel (see the source's expose_for_reads).
-        transport::OneSided* os = data_[0]->one_sided();
-        if (msg.contains("reads") && os && os->can_read()) reads_ = parse_read_regions(msg["reads"], cfg_.regions);
-        const auto drop_t0 = Clock::now();
-        result_.postcopy.dropped_in_blackout = drop_pages(cfg_.regions, ps_, pending, dropped_.empty() ? nullptr : &dropped_);
-        result_.postcopy.drop_in_blackout_ms = std::chrono::duration<double, std::milli>(Clock::now() - drop_t0).count();
-        postcopy_ = std::make_unique<PostcopyPlacer>(cfg_.regions, ps_, pending);
         DestPostcopy& pc = result_.postcopy;
         pc.switched = true;
-        pc.pending_pages = count;
         pc.rdma_reads = !reads_.empty();
         postcopy_active_ = true;
         fault_thread_ = std::thread([this] { serve_faults(); });
@@ -452,10 +468,33 @@ private:
             std::lock_guard lock(mu_);
             postcopy_started_ = true;  // a failure from here calls on_postcopy_failed
         }
-        cfg_.on_postcopy_start(std::span<const std::byte>(device_state_));
-        send_control({{"ok", true}, {"op", "postcopy_started"}, {"rdma_reads", pc.rdma_reads}});
-        log::info(cat("post-copy: the guest runs here; ", count, " pages to come",
-                      pc.rdma_reads ? " (faults read one-sided)" : ""));
+        // The guest starts on its own thread: loading devices may touch a
+        // missing page, whose fetched copy this (control) thread places.
+        starter_ = std::thread([this] {
+            try {
+                cfg_.on_postcopy_start(std::span<const std::byte>(device_state_));
+                send_control({{"ok", true}, {"op", "postcopy_started"}, {"rdma_reads", result_.postcopy.rdma_reads}});
+                log::info(cat("post-copy: the guest runs here; ", result_.postcopy.pending_pages, " pages to come",
+                              result_.postcopy.rdma_reads ? " (faults read one-sided)" : ""));
+            } catch (const std::exception& e) {
+                {
+                    std::lock_guard lock(mu_);
+                    if (receiver_error_.empty()) receiver_error_ = cat("starting the guest: ", e.what());
+                }
+                cv_.notify_all();
+                shutdown_all();
+            }
+        });
+        watchdog_.disarm();
+    }
+
+    // One userfaultfd over every region, registered before the first page
+    // is dropped.
+    void catch_faults() {
+        if (missing_) return;
+        std::vector<std::span<std::byte>> ranges;
+        for (const auto& r : cfg_.regions) ranges.emplace_back(static_cast<std::byte*>(r.base), r.size);
+        missing_ = std::make_unique<MissingPages>(ranges);
     }
 
     // The control channel in post-copy: pages fetched on request (page
@@ -464,8 +503,10 @@ private:
     void run_postcopy() {
         PagePlacer placer;
         std::vector<std::byte> buf, scratch;
+        // No deadline per frame: the push may run long without a request.
+        // The fault thread ends the session when no page arrives for a step.
+        watchdog_.disarm();
         for (;;) {
-            watchdog_.arm(step(), "post-copy");
             auto type = control_->recv(buf);
             check_stopped();
             if (type == wire::FrameType::data) {
@@ -480,10 +521,11 @@ private:
             if (!m.is_object() || m.value("op", "") != "round_end")
                 throw ProtocolError(cat("post-copy: expected round_end or pages, got ", text));
             end_round(m, [&] {
+                if (starter_.joinable()) starter_.join();  // the guest started (its reply went out first)
                 if (uint64_t left = postcopy_->missing(); left != 0)
                     throw ProtocolError(cat("post-copy: the push ended with ", left, " pages still missing"));
                 stop_fault_thread();
-                postcopy_->release();
+                missing_->release();
                 DestPostcopy& pc = result_.postcopy;
                 pc.phase_s = std::chrono::duration<double>(Clock::now() - postcopy_t0_).count();
                 postcopy_->fill(pc);
@@ -509,8 +551,19 @@ private:
         try {
             std::vector<std::byte> staging(ps_);
             transport::OneSided* os = reads_.empty() ? nullptr : data_[0]->one_sided();
+            uint64_t last_missing = postcopy_->missing();
+            auto moved_at = Clock::now();
             while (!fault_stop_.load()) {
                 std::vector<PageRef> faults = postcopy_->next_faults(milliseconds(100));
+                // Progress, not a deadline: the guest runs here, so only a
+                // push that stalls for a whole step ends the session.
+                if (uint64_t now_missing = postcopy_->missing(); now_missing != last_missing) {
+                    last_missing = now_missing;
+                    moved_at = Clock::now();
+                } else if (now_missing > 0 && Clock::now() - moved_at > cfg_.step_timeout) {
+                    throw Error(cat("post-copy stalled: no missing page arrived for ", cfg_.step_timeout.count(),
+                                    " ms (", now_missing, " still missing)"));
+                }
                 if (os) {
                     for (PageRef f : faults) {
                         os->read(reads_[f.region], f.page * ps_, staging.data(), ps_);
@@ -685,8 +738,11 @@ private:
         if (control) {
             try {
                 auto text = result_.error;
-                std::lock_guard lock(control_send_mu_);
-                control->send(wire::FrameType::abort, std::as_bytes(std::span(text.data(), text.size())));
+                // Behind a send of the fault thread stuck on a dead link, the
+                // abort would never go: then only the shutdown below tells.
+                std::unique_lock lock(control_send_mu_, std::defer_lock);
+                if (lock.try_lock_for(milliseconds(2000)))
+                    control->send(wire::FrameType::abort, std::as_bytes(std::span(text.data(), text.size())));
             } catch (const std::exception&) {
             }
         }
@@ -715,6 +771,8 @@ private:
             result_.postcopy.phase_s = std::chrono::duration<double>(Clock::now() - postcopy_t0_).count();
         }
         postcopy_.reset();
+        missing_.reset();  // unregistered: a guest thread blocked on a missing page goes on (see above)
+        if (starter_.joinable()) starter_.join();
     }
 
     const MemoryDestConfig& cfg_;
@@ -738,7 +796,8 @@ private:
     bool stopped_ = false;
 
     // Post-copy.
-    std::mutex control_send_mu_;  // the fault thread and the control thread both send
+    std::timed_mutex control_send_mu_;  // the fault thread, the starter and the control thread all send
+    std::unique_ptr<MissingPages> missing_;     // the regions' userfaultfd, from the first drop on
     std::unique_ptr<PostcopyPlacer> postcopy_;
     std::atomic<bool> postcopy_active_{false};  // receivers place atomically, through postcopy_
     bool postcopy_started_ = false;             // on_postcopy_start was called (guarded by mu_)
@@ -746,6 +805,7 @@ private:
     std::vector<DirtyBitmap> dropped_;            // dropped by postcopy_prepare, before the blackout
     std::atomic<bool> fault_stop_{false};
     std::thread fault_thread_;
+    std::thread starter_;  // runs on_postcopy_start, then answers postcopy_started
     Clock::time_point postcopy_t0_;
 
     WorkerPlacement placement_;

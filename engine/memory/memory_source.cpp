@@ -375,10 +375,8 @@ private:
         // The guest may fault before its start is confirmed: requests are
         // served from the moment the destination can send them.
         server_ = std::thread([this] { serve_postcopy(); });
+        switching_to_postcopy_ = true;  // commit() marks the switch as sent
         send_pieces(blob, true);
-        // The destination may start the guest from here on: only its
-        // refusal lets the source resume ours after a failure.
-        postcopy_sent_ = true;
         sw.device_state_ms = ms_since(mark);
         json reply = await_reply();
         if (!reply.value("ok", false)) {
@@ -399,6 +397,11 @@ private:
 
         const auto phase_t0 = Clock::now();
         postcopy_phase_ = true;
+        // The guest runs on the destination: the push may take as long as
+        // its pages need at a slow link's pace (1 MiB/s), on top of a step;
+        // a stalled one is ended by the destination's progress watch and by
+        // the transport's dead-peer timeout long before.
+        round_timeout_ = cfg_.step_timeout + std::chrono::milliseconds(pc.pending_pages * ps_ / 1024 / 1024 * 1000);
         RoundTotals pushed = send_round(result_.rounds, [] {});
         server_.join();
         pc.phase_s = seconds_since(phase_t0);
@@ -650,7 +653,7 @@ private:
     // round's first read still waits for round_done.
     template <class Meanwhile>
     RoundTotals send_round(uint64_t round, Meanwhile&& meanwhile) {
-        watchdog_.arm(cfg_.step_timeout, cat("round ", round));
+        watchdog_.arm(round_timeout_.value_or(cfg_.step_timeout), cat("round ", round));
         const unsigned k = cfg_.workers;
         std::vector<std::vector<PageRange>> shards;
         // Equal dirty counts per worker, not equal page ranges: a hot set in
@@ -872,6 +875,10 @@ private:
         std::lock_guard lock(cancel_mu_);
         if (cancel_flag_.load()) throw CancelledByCaller();
         committed_ = true;
+        // The destination may start the guest once this piece is in (a send
+        // may fail after the peer got it): only its refusal lets the source
+        // resume ours after a failure.
+        if (switching_to_postcopy_) postcopy_sent_ = true;
     }
 
     void shutdown_all() {
@@ -924,7 +931,11 @@ private:
         auto reason = std::as_bytes(std::span(text.data(), text.size()));
         if (control_) {
             try {
-                control_->send(wire::FrameType::abort, reason);
+                // The post-copy server may be sending a page: one sender at
+                // a time, but never stuck behind a send on a dead link.
+                std::unique_lock lock(control_send_mu_, std::defer_lock);
+                if (!server_.joinable() || lock.try_lock_for(std::chrono::milliseconds(2000)))
+                    control_->send(wire::FrameType::abort, reason);
             } catch (const std::exception&) {
             }
         }
@@ -939,7 +950,7 @@ private:
                 } catch (const std::exception&) {
                 }
             }
-            await_abort_echo();
+            if (!server_.joinable()) await_abort_echo();  // the server is the control channel's reader
         }
         shutdown_all();
         if (server_.joinable()) server_.join();
@@ -984,11 +995,13 @@ private:
     std::vector<transport::RemoteRegion> read_regions_;  // ours, exposed for the destination's reads
     bool postcopy_started_ = false;         // the destination runs the guest: never resume ours
     bool postcopy_sent_ = false;            // ... or may run it: the switch went out, not refused
+    bool switching_to_postcopy_ = false;    // the device state now sent is the post-copy switch's
     std::atomic<bool> postcopy_phase_{false};  // the push round: batches only, served pages skipped
     std::vector<DirtyBitmap> served_;       // per region: pages sent on request
     std::atomic<uint64_t> served_count_{0};
-    std::mutex control_send_mu_;            // the server and the round both send on control_
+    std::timed_mutex control_send_mu_;      // the server and the round both send on control_
     std::thread server_;                    // serve_postcopy()
+    std::optional<std::chrono::milliseconds> round_timeout_;  // the push round's, instead of a step
     std::mutex reply_mu_;
     std::condition_variable reply_cv_;
     json reply_;

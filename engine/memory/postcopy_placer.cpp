@@ -8,12 +8,6 @@ namespace rmig::engine {
 
 namespace {
 
-std::vector<std::span<std::byte>> ranges_of(const std::vector<Region>& regions) {
-    std::vector<std::span<std::byte>> out;
-    for (const auto& r : regions) out.emplace_back(static_cast<std::byte*>(r.base), r.size);
-    return out;
-}
-
 double percentile(std::vector<double> v, double q) {
     if (v.empty()) return 0;
     std::sort(v.begin(), v.end());
@@ -51,8 +45,8 @@ uint64_t drop_pages(const std::vector<Region>& regions, size_t ps, const std::ve
 }
 
 PostcopyPlacer::PostcopyPlacer(const std::vector<Region>& regions, size_t page_size,
-                               const std::vector<DirtyBitmap>& pending)
-    : regions_(regions), ps_(page_size), ranges_(ranges_of(regions)), uffd_(ranges_) {
+                               const std::vector<DirtyBitmap>& pending, MissingPages& uffd)
+    : regions_(regions), ps_(page_size), uffd_(uffd) {
     for (size_t i = 0; i < regions.size(); ++i) {
         const size_t pages = regions[i].size / ps_;
         auto& b = pending_.emplace_back(pages);
@@ -91,8 +85,10 @@ size_t PostcopyPlacer::place_run(PageRef first, std::span<const std::byte> data,
                 placed({first.region, first.page + k}, fetched);
                 ++count;
             }
-        // Stopped at a page the other path placed meanwhile: past it.
-        i += done < end - i ? done + 1 : done;
+        // 0 only where the first page was there already (placed by the
+        // other path meanwhile): past it. A partial copy stopped for any
+        // reason: go on from the page it stopped at.
+        i += done > 0 ? done : 1;
     }
     return count;
 }

@@ -34,9 +34,12 @@ uint64_t drop_pages(const std::vector<Region>& regions, size_t page_size, const 
 
 class PostcopyPlacer {
 public:
-    // Catches the faults on the pending pages from here on (MissingPages);
-    // they must have been dropped (drop_pages). Call before the guest starts.
-    PostcopyPlacer(const std::vector<Region>& regions, size_t page_size, const std::vector<DirtyBitmap>& pending);
+    // Places pages through `uffd`, which catches the faults on the regions
+    // (registered before any page was dropped: nothing may fill a dropped
+    // page meanwhile, e.g. khugepaged collapsing a huge page). The pending
+    // pages must have been dropped (drop_pages) before the guest starts.
+    PostcopyPlacer(const std::vector<Region>& regions, size_t page_size, const std::vector<DirtyBitmap>& pending,
+                   MissingPages& uffd);
 
     // Places one page (`data`: page-size bytes, or empty for a zero page);
     // true if it was missing until now. `fetched`: it came on request.
@@ -75,8 +78,7 @@ private:
 
     const std::vector<Region>& regions_;
     const size_t ps_;
-    std::vector<std::span<std::byte>> ranges_;
-    MissingPages uffd_;
+    MissingPages& uffd_;
     std::vector<Bits> pending_, placed_, faulted_;
     std::atomic<uint64_t> missing_{0};
     std::atomic<uint64_t> waiting_{0};  // faults whose page is not placed yet

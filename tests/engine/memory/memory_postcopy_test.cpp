@@ -223,6 +223,50 @@ TEST(MemoryPostcopy, SwitchesByItselfInsteadOfThrottling) {
     EXPECT_EQ(o.throttled, 0) << "post-copy replaces the throttle";
 }
 
+// A VMM whose start callback itself touches missing pages (loading devices
+// reads guest memory): the touch blocks until the page is fetched, which
+// must not wait for the callback to return.
+TEST(MemoryPostcopy, AStartCallbackTouchingMissingPagesIsServed) {
+    const size_t size = 16u << 20;
+    test::AnonMapping source(size), dest(size);
+    fill(source.data(), size);
+    std::atomic<uint64_t> touched{0}, wrong{0};
+    MemoryDestConfig dc;
+    dc.regions = {{dest.data(), size, 0, "ram"}};
+    dc.listen_uri = "tcp:127.0.0.1:0";
+    dc.step_timeout = 30s;
+    dc.on_postcopy_start = [&](std::span<const std::byte>) {
+        for (size_t page = 0; page < size / kPage; page += 3) {
+            if (std::memcmp(dest.data() + page * kPage, source.data() + page * kPage, kPage) != 0) ++wrong;
+            ++touched;
+        }
+    };
+    std::future<MemoryDestResult> dres;
+    const std::string addr = test::start_receiving(dc, dres);
+    BitmapSource log(size / kPage);
+    MemorySourceConfig sc;
+    sc.regions = {{source.data(), size, 0, "ram"}};
+    sc.dest_uri = addr;
+    sc.step_timeout = 30s;
+    sc.dirty_log = DirtyLog::caller;
+    sc.caller_sources = {&log};
+    sc.postcopy.enabled = true;
+    sc.postcopy.after_rounds = 1;
+    sc.pause = [&] {  // every page pending: the callback's touches all fault
+        std::vector<uint64_t> all((size / kPage + 63) / 64, ~uint64_t{0});
+        log.submit(all.data(), all.size());
+        return std::vector<std::byte>{};
+    };
+    MemorySourceResult src = migrate_memory(sc);
+    MemoryDestResult dst = dres.get();
+    ASSERT_TRUE(src.ok) << src.error;
+    ASSERT_TRUE(dst.ok) << dst.error;
+    EXPECT_EQ(touched.load(), (size / kPage + 2) / 3);
+    EXPECT_EQ(wrong.load(), 0u);
+    EXPECT_GT(dst.postcopy.faults, 0u);
+    EXPECT_EQ(std::memcmp(source.data(), dest.data(), size), 0);
+}
+
 // A destination that fails after it started the guest: the source must not
 // resume its stale copy, and the destination's VMM is told to stop its guest.
 TEST(MemoryPostcopy, DestinationFailingAfterTheStartIsNotResumedOnTheSource) {
