@@ -119,7 +119,8 @@
  *   At the switch pause() is called as for a switchover; the device state
  *   and the list of pages not sent yet go to the destination, which drops
  *   those pages from its regions, catches touches of them with userfaultfd
- *   (MISSING) and calls start(opaque, state, len) on its receive thread: the
+ *   (MISSING) and calls start(opaque, state, len) on a thread of its own
+ *   (loading devices may touch missing pages; they are served meanwhile): the
  *   VMM starts its guest there and returns (state is valid during the call;
  *   rmig_dest_device_state() has it too once receive() returned). A guest
  *   thread touching a missing page blocks until it is placed: the pages
@@ -322,8 +323,8 @@ int rmig_dest_set_timeout_ms(rmig_dest* d, uint64_t session_ms, uint64_t step_ms
 int rmig_dest_set_on_listening(rmig_dest* d, void (*fn)(void* opaque, const char* uri), void* opaque);
 /* Called after each round's pages are all placed (receiver thread). */
 int rmig_dest_set_on_round(rmig_dest* d, void (*fn)(void* opaque, unsigned round, uint64_t pages), void* opaque);
-/* Accept post-copy (see POST-COPY): start (required) runs the guest here, on the
- * receive thread; failed (optional) is told post-copy broke. start NULL: refuse it. */
+/* Accept post-copy (see POST-COPY): start (required) runs the guest here, on a
+ * thread of its own; failed (optional) is told post-copy broke. start NULL: refuse it. */
 int rmig_dest_set_on_postcopy(rmig_dest* d, void (*start)(void* opaque, const void* device_state, size_t len),
                               void (*failed)(void* opaque, const char* why), void* opaque);
 /* Security, as for the source (see SECURITY). */

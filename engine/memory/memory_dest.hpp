@@ -42,7 +42,9 @@ struct MemoryDestConfig {
     // Post-copy (docs/memory-mode.md): the source switched and the guest is
     // to run here now, with this device state. Pages not here yet are
     // missing; a guest thread touching one blocks until it is placed. Without
-    // this callback the destination refuses post-copy. Control thread.
+    // this callback the destination refuses post-copy. Called on a thread of
+    // its own: loading devices may touch missing pages, which are served
+    // meanwhile.
     std::function<void(std::span<const std::byte> device_state)> on_postcopy_start;
     // Post-copy broke after on_postcopy_start: neither host holds the whole
     // guest. Called before the destination stops catching faults (a missing
