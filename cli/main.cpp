@@ -290,7 +290,10 @@ int cmd_receive(const std::vector<std::string>& argv) {
     // wait that much longer than its tries last.
     const auto deadline = std::chrono::steady_clock::now() + recover + o.stall_timeout + std::chrono::seconds(30);
     const std::string broke = report.error;
-    while (!report.ok && report.postcopy_paused && recover.count() > 0 && !bound.empty() &&
+    // Once broken, every failure until the deadline is retried: a try can
+    // fail before it knows (QEMU's monitor still busy with the last client).
+    const bool broken = report.postcopy_paused;
+    while (!report.ok && broken && recover.count() > 0 && !bound.empty() &&
            std::chrono::steady_clock::now() < deadline) {
         log::warn("post-copy broke (", broke, "); waiting up to ", recover.count(),
                   " s on ", bound, " for the source to resume it (--postcopy-recover)");

@@ -252,15 +252,10 @@ private:
             } catch (const std::exception& e) {
                 log::debug("migrate-pause on the destination QEMU: ", e.what());
             }
-            try {
-                for (int i = 0; i < 50 && !report_.postcopy_paused; ++i) {
-                    report_.postcopy_paused =
-                        parse_migration_stats(qmp_->execute("query-migrate", {}, kAfterFailure)).status ==
-                        "postcopy-paused";
-                    if (!report_.postcopy_paused) std::this_thread::sleep_for(milliseconds(100));
-                }
-            } catch (const std::exception&) {
-            }
+            // Left for a recovery, whether QEMU says postcopy-paused yet or
+            // not (a loaded host's QEMU can take a while): the next session
+            // pauses it again if it must (prepare_recovery).
+            report_.postcopy_paused = true;
             return;
         }
         try {
@@ -537,6 +532,19 @@ private:
     // as they were: QEMU refuses changes during a migration.
     json prepare_recovery(const MigrationSettings& s, const FlowSettings& flow) {
         std::string status = parse_migration_stats(qmp_->execute("query-migrate")).status;
+        // A broken post-copy QEMU has not noticed yet (or not paused yet):
+        // pause it, and give it a few seconds.
+        if (status == "postcopy-active") {
+            try {
+                qmp_->execute("migrate-pause");
+            } catch (const std::exception& e) {
+                log::debug("migrate-pause on the destination QEMU: ", e.what());
+            }
+            for (int i = 0; i < 50 && status == "postcopy-active"; ++i) {
+                std::this_thread::sleep_for(milliseconds(100));
+                status = parse_migration_stats(qmp_->execute("query-migrate")).status;
+            }
+        }
         if (status != "postcopy-paused")
             throw Error(cat("nothing to recover here: the destination QEMU's migration is '", status,
                             "', not postcopy-paused"));

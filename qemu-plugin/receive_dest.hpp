@@ -56,8 +56,9 @@ struct DestReport {
     // Set on a success the source may not know of: the guest was resumed
     // here, and the answer that says so was lost (the source stays paused).
     std::string warning;
-    // Post-copy broke and QEMU was left in postcopy-paused: a recovery
-    // session (the source's rmig, `prepare` with "recover") can resume it.
+    // Post-copy broke and QEMU was left for a recovery (postcopy-paused, or
+    // getting there): a recovery session (the source's rmig, `prepare` with
+    // "recover") can resume it.
     bool postcopy_paused = false;
     // This session resumed a broken post-copy (migrate-recover).
     bool recovered = false;
