@@ -21,10 +21,8 @@
 #include "tests/support/anon_mapping.hpp"
 #include "transport/channel.hpp"
 #include "tests/support/memory_dest_start.hpp"
+#include "tests/support/rdma_uri.hpp"
 
-#ifdef RMIG_HAVE_RDMA
-#include <infiniband/verbs.h>
-#endif
 
 using namespace rmig;
 using namespace rmig::engine;
@@ -479,20 +477,8 @@ TEST(MemoryMigration, HungDestinationTimesOutWithAReason) {
 // VM's 10.11.12.1). Small regions: the VM's CPU is emulated.
 namespace {
 
-std::string rdma_uri_or_skip() {
-#ifdef RMIG_HAVE_RDMA
-    int devices = 0;
-    if (ibv_device** l = ibv_get_device_list(&devices)) ibv_free_device_list(l);
-    if (devices > 0) {
-        const char* addr = std::getenv("RMIG_RDMA_ADDR");
-        return cat("rdma:", addr ? addr : "10.11.12.1", ":0");
-    }
-#endif
-    return {};
-}
-
 #define RDMA_URI_OR_SKIP(var)                                                                   \
-    const std::string var = rdma_uri_or_skip();                                                 \
+    const std::string var = test::rdma_test_uri();                                               \
     if (var.empty())                                                                            \
     GTEST_SKIP() << "no RDMA device on this machine (or built without rdma); these cases run " \
                     "inside the Soft-RoCE VM (ctest -R memory_mode_over_rdma_in_softroce_vm)"

@@ -20,10 +20,8 @@
 #include "engine/memory/memory_source.hpp"
 #include "tests/support/anon_mapping.hpp"
 #include "tests/support/memory_dest_start.hpp"
+#include "tests/support/rdma_uri.hpp"
 
-#ifdef RMIG_HAVE_RDMA
-#include <infiniband/verbs.h>
-#endif
 
 using namespace rmig;
 using namespace rmig::engine;
@@ -349,24 +347,8 @@ TEST(MemoryPostcopy, DestinationWithoutPostcopyRefusesBeforeAnythingMoves) {
 }
 
 // ---- over rdma: inside the Soft-RoCE VM (ctest -R memory_postcopy_over_rdma_in_softroce_vm)
-namespace {
-
-std::string rdma_uri() {
-#ifdef RMIG_HAVE_RDMA
-    int devices = 0;
-    if (ibv_device** l = ibv_get_device_list(&devices)) ibv_free_device_list(l);
-    if (devices > 0) {
-        const char* addr = std::getenv("RMIG_RDMA_ADDR");
-        return cat("rdma:", addr ? addr : "10.11.12.1", ":0");
-    }
-#endif
-    return {};
-}
-
-}  // namespace
-
 TEST(MemoryPostcopyRdma, FaultsAreReadOneSidedAndEveryPageArrives) {
-    const std::string uri = rdma_uri();
+    const std::string uri = test::rdma_test_uri();
     if (uri.empty())
         GTEST_SKIP() << "no RDMA device on this machine (or built without rdma); this case runs inside the "
                         "Soft-RoCE VM (ctest -R memory_postcopy_over_rdma_in_softroce_vm)";
