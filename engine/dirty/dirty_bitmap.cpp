@@ -81,4 +81,11 @@ void DirtyBitmap::merge_from(const uint64_t* src, size_t nwords) {
     }
 }
 
+void DirtyBitmap::merge_from(const DirtyBitmap& other) {
+    if (other.pages_ != pages_)
+        throw Error(cat("dirty bitmap: cannot merge ", other.pages_, " pages into a bitmap of ", pages_));
+    for (size_t w = 0; w < nwords_; ++w)
+        if (uint64_t bits = other.word(w)) bits_[w].fetch_or(bits, std::memory_order_relaxed);
+}
+
 }  // namespace rmig::engine

@@ -66,6 +66,8 @@ public:
     // nwords may be smaller than words(); bits past pages() are ignored.
     // Throws Error if nwords > words(). Atomic per word.
     void merge_from(const uint64_t* src, size_t nwords);
+    // ORs in another bitmap of the same geometry (throws Error otherwise).
+    void merge_from(const DirtyBitmap& other);
 
     // Calls fn(page) for each set page in [begin, end), in ascending order,
     // skipping clear words whole. end is clamped to pages().

@@ -384,12 +384,7 @@ private:
     // guest still runs, so the blackout only drops what was dirtied since.
     void prepare_postcopy(const json& msg) {
         watchdog_.arm(step(), "preparing post-copy");
-        const uint64_t bitmap_bytes = msg.value("bitmap_bytes", ~uint64_t{0});
-        if (bitmap_bytes != pending_bytes(cfg_.regions, ps_))
-            throw ProtocolError(cat("post-copy: a stale-page bitmap of ", bitmap_bytes, " bytes announced, our regions need ",
-                                    pending_bytes(cfg_.regions, ps_)));
-        std::vector<std::byte> bitmap(bitmap_bytes);
-        read_pieces(bitmap, "the stale-page bitmap");
+        std::vector<std::byte> bitmap = read_bitmap(msg, "the stale-page bitmap");
         if (!cfg_.on_postcopy_start) {
             send_control({{"ok", false}, {"error", "this destination does not take post-copy (no on_postcopy_start)"}});
             throw Error("the source prepares post-copy, which this destination does not take");
@@ -402,8 +397,7 @@ private:
         if (dropped_.empty()) {
             dropped_ = std::move(stale);
         } else {
-            for (size_t i = 0; i < stale.size(); ++i)
-                stale[i].for_each_set(0, stale[i].pages(), [&](size_t p) { dropped_[i].set(p); });
+            for (size_t i = 0; i < stale.size(); ++i) dropped_[i].merge_from(stale[i]);
         }
         send_control({{"ok", true}, {"op", "postcopy_prepared"}});
         watchdog_.disarm();
@@ -418,12 +412,7 @@ private:
         if (msg.value("round", ~uint64_t{0}) != result_.rounds)
             throw ProtocolError(cat("post-copy announced as round ", msg.value("round", ~uint64_t{0}), ", expected ",
                                     result_.rounds));
-        const uint64_t bitmap_bytes = msg.value("bitmap_bytes", ~uint64_t{0});
-        if (bitmap_bytes != pending_bytes(cfg_.regions, ps_))
-            throw ProtocolError(cat("post-copy: a pending bitmap of ", bitmap_bytes, " bytes announced, our regions need ",
-                                    pending_bytes(cfg_.regions, ps_)));
-        std::vector<std::byte> bitmap(bitmap_bytes);
-        read_pieces(bitmap, "the pending-page bitmap");
+        std::vector<std::byte> bitmap = read_bitmap(msg, "the pending-page bitmap");
         const uint64_t want = msg.value("device_state", ~uint64_t{0});
         if (want > kMaxDeviceState)
             throw ProtocolError(cat("device state of ", want, " bytes announced, the limit is ", kMaxDeviceState));
@@ -486,6 +475,17 @@ private:
             }
         });
         watchdog_.disarm();
+    }
+
+    // The page bitmap `msg` announces ("bitmap_bytes"), sized for our regions.
+    std::vector<std::byte> read_bitmap(const json& msg, const char* what) {
+        const uint64_t bytes = msg.value("bitmap_bytes", ~uint64_t{0});
+        if (bytes != pending_bytes(cfg_.regions, ps_))
+            throw ProtocolError(cat("post-copy: ", what, " of ", bytes, " bytes announced, our regions need ",
+                                    pending_bytes(cfg_.regions, ps_)));
+        std::vector<std::byte> bitmap(bytes);
+        read_pieces(bitmap, what);
+        return bitmap;
     }
 
     // One userfaultfd over every region, registered before the first page

@@ -41,21 +41,12 @@ constexpr uint64_t kDropEnough = 1024;
 
 std::vector<DirtyBitmap> copy_of(const std::vector<DirtyBitmap>& from) {
     std::vector<DirtyBitmap> out;
-    for (const auto& b : from) {
-        auto& c = out.emplace_back(b.pages(), b.page_size());
-        std::vector<uint64_t> words(b.words());
-        for (size_t w = 0; w < words.size(); ++w) words[w] = b.word(w);
-        c.merge_from(words.data(), words.size());
-    }
+    for (const auto& b : from) out.emplace_back(b.pages(), b.page_size()).merge_from(b);
     return out;
 }
 
 void or_into(std::vector<DirtyBitmap>& into, const std::vector<DirtyBitmap>& from) {
-    for (size_t i = 0; i < into.size(); ++i) {
-        std::vector<uint64_t> words(from[i].words());
-        for (size_t w = 0; w < words.size(); ++w) words[w] = from[i].word(w);
-        into[i].merge_from(words.data(), words.size());
-    }
+    for (size_t i = 0; i < into.size(); ++i) into[i].merge_from(from[i]);
 }
 
 // Milliseconds since `mark`, which moves to now.
@@ -626,9 +617,7 @@ private:
                 sources_[i]->collect(snapshots_[i]);
             } else {
                 sources_[i]->collect_final(scratch_[i]);
-                std::vector<uint64_t> words(scratch_[i].words());
-                for (size_t w = 0; w < words.size(); ++w) words[w] = scratch_[i].word(w);
-                snapshots_[i].merge_from(words.data(), words.size());
+                snapshots_[i].merge_from(scratch_[i]);
             }
             total += snapshots_[i].count();
         }

@@ -104,22 +104,8 @@ void MissingPages::discard(void* base, size_t len, Kind& kind) {
 }
 
 bool MissingPages::copy(void* dst, const void* src, size_t len) {
-    uffdio_copy c{};
-    c.dst = reinterpret_cast<uintptr_t>(dst);
-    c.src = reinterpret_cast<uintptr_t>(src);
-    c.len = len;
-    for (int i = 0; i < kEagainRetries; ++i) {
-        if (::ioctl(uffd_.get(), UFFDIO_COPY, &c) == 0) return true;
-        if (errno == EEXIST) return false;
-        if (errno != EAGAIN) throw_errno(cat("UFFDIO_COPY of ", len, " B to ", dst));
-        if (c.copy > 0) {  // partly placed: the rest
-            c.dst += static_cast<uint64_t>(c.copy);
-            c.src += static_cast<uint64_t>(c.copy);
-            c.len -= static_cast<uint64_t>(c.copy);
-        }
-        c.copy = 0;
-    }
-    throw Error(cat("UFFDIO_COPY to ", dst, ": address space kept changing (EAGAIN)"));
+    // One page: placed whole, or there already (copy_run then gives 0).
+    return copy_run(dst, src, len) == len;
 }
 
 size_t MissingPages::copy_run(void* dst, const void* src, size_t len) {
