@@ -34,6 +34,7 @@ const char* to_string(LinkFault f) {
     case LinkFault::delay: return "delay";
     case LinkFault::drop: return "drop";
     case LinkFault::outage: return "outage";
+    case LinkFault::down: return "down";
     }
     return "?";
 }
@@ -102,6 +103,13 @@ void FaultProxy::apply(LinkFault f, size_t channel, uint64_t skip, milliseconds 
         applied_ = true;
         return;
     }
+    case LinkFault::down: {
+        down_until_ = (Clock::now() + delay).time_since_epoch().count();
+        std::lock_guard lock(mutex_);
+        for (auto& c : conns_) c->dropped = true;  // pumps close them with RST within kPollMs
+        applied_ = true;
+        return;
+    }
     case LinkFault::corrupt: {
         std::lock_guard lock(mutex_);
         corrupt_channel_ = channel;
@@ -125,6 +133,20 @@ void FaultProxy::apply(LinkFault f, size_t channel, uint64_t skip, milliseconds 
     }
 }
 
+void FaultProxy::limit_rate(uint64_t bytes_per_second) { rate_ = bytes_per_second; }
+
+void FaultProxy::pace(size_t bytes) {
+    const uint64_t rate = rate_.load();
+    if (rate == 0) return;
+    Clock::time_point at;
+    {
+        std::lock_guard lock(pace_mutex_);
+        at = std::max(Clock::now(), next_free_);
+        next_free_ = at + std::chrono::nanoseconds(bytes * 1'000'000'000ULL / rate);
+    }
+    std::this_thread::sleep_until(at);
+}
+
 bool FaultProxy::broken(const Conn& c) const { return cut_ || c.dropped; }
 
 bool FaultProxy::held(const Conn& c) const {
@@ -142,7 +164,7 @@ void FaultProxy::accept_loop() {
             continue;
         }
         if (!in) continue;
-        if (cut_) {
+        if (cut_ || Clock::now().time_since_epoch().count() < down_until_) {
             arm_reset(in.get());
             continue;  // closed with RST right here: the link is down
         }
@@ -193,6 +215,7 @@ void FaultProxy::pump(Conn& c, bool to_dest) {
             if (errno == EINTR || errno == EAGAIN) continue;
             break;
         }
+        if (to_dest) pace(size_t(n));
         if (to_dest) {
             std::lock_guard lock(mutex_);
             if (corrupt_channel_ == c.index) {

@@ -27,7 +27,7 @@
 
 namespace rmig::lab {
 
-enum class LinkFault { cut, corrupt, stall, delay, drop, outage };
+enum class LinkFault { cut, corrupt, stall, delay, drop, outage, down };
 const char* to_string(LinkFault f);
 
 class FaultProxy {
@@ -51,9 +51,14 @@ public:
     // `channel` forwards nothing for `delay`, then carries on. drop: `channel`
     // alone is cut (RST both sides); later connections pass. outage: every
     // connection, now and new, forwards nothing for `delay` (a link down
-    // without resets), then carries on.
+    // without resets), then carries on. down: every connection is cut (RST
+    // both sides) and new ones are reset on accept for `delay`; then the
+    // link is back (a cable pulled and plugged in again).
     void apply(LinkFault f, size_t channel, uint64_t skip = 0,
                std::chrono::milliseconds delay = std::chrono::milliseconds(0));
+    // Source->destination bytes per second over all connections (0: no limit):
+    // a link slow enough that a fault lands in the middle of a transfer.
+    void limit_rate(uint64_t bytes_per_second);
     // Once the fault has actually touched the stream (a corrupt waits for traffic).
     bool applied() const { return applied_; }
 
@@ -73,6 +78,11 @@ private:
     std::atomic<bool> cut_{false};
     std::atomic<bool> applied_{false};
     std::atomic<int64_t> outage_until_{0};  // steady_clock ticks
+    std::atomic<int64_t> down_until_{0};    // steady_clock ticks: accepts reset until then
+    void pace(size_t bytes);                // waits for the rate limit
+    std::atomic<uint64_t> rate_{0};
+    std::mutex pace_mutex_;
+    std::chrono::steady_clock::time_point next_free_{};
     mutable std::mutex mutex_;
     std::vector<std::unique_ptr<Conn>> conns_;
     // A fault waiting for its channel to exist or to carry traffic.

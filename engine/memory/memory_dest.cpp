@@ -120,11 +120,7 @@ private:
         } else {
             result_.placement = "off";
         }
-        for (size_t i = 0; i < data_.size(); ++i)
-            receivers_.emplace_back([this, i] {
-                pin_worker(placement_, static_cast<unsigned>(i));
-                receive_channel(i);
-            });
+        start_receivers(0);
 
         for (;;) {
             // Between rounds the source may take long (its convergence
@@ -142,7 +138,7 @@ private:
                 prepare_postcopy(msg);
             } else if (op == "postcopy") {
                 start_postcopy(msg);
-                run_postcopy();
+                finish_postcopy();
                 return;
             } else {
                 throw ProtocolError(cat("unknown operation '", op, "'"));
@@ -162,15 +158,20 @@ private:
         }
     }
 
-    void accept_session() {
+    // `resuming`: only the session we had (its source's new channels after
+    // a lost link), until `until`.
+    void accept_session(bool resuming = false, Clock::time_point until = {}) {
         // The control channel first: it names the session and the channel
         // count. A listener waits for its source as long as the session may
         // last (the source may start late, or retry after a failure); the
         // listener itself bounds each stranger's handshake.
+        if (!resuming) until = deadline_;
         while (!control_) {
             check_stopped();
-            if (Clock::now() >= deadline_)
-                throw Error(cat("no source came within the session timeout of ", cfg_.timeout.count(), " ms"));
+            if (Clock::now() >= until)
+                throw Error(resuming ? cat("the source did not come back within the post-copy recovery window of ",
+                                           cfg_.postcopy_recover.count(), " ms")
+                                     : cat("no source came within the session timeout of ", cfg_.timeout.count(), " ms"));
             auto in = listener_->next(std::min(step(), milliseconds(200)));
             if (!in) continue;
             const auto& h = in->hello();
@@ -178,8 +179,12 @@ private:
                 in->refuse(wire::HelloStatus::unknown_session);
                 continue;
             }
+            if (resuming && h.session != session_) {
+                in->refuse(wire::HelloStatus::busy);  // another source, while ours may still come back
+                continue;
+            }
             if (h.channel_count == 0 || h.channel_count > kMaxWorkers ||
-                (cfg_.workers != 0 && h.channel_count != cfg_.workers)) {
+                (cfg_.workers != 0 && h.channel_count != cfg_.workers) || (resuming && h.channel_count != nchannels_)) {
                 in->refuse(wire::HelloStatus::bad_channel);
                 continue;
             }
@@ -240,15 +245,26 @@ private:
         return r;
     }
 
+    // One receiver per data channel, from round `first_round` on (a resumed
+    // post-copy's channels start at its push round).
+    void start_receivers(uint64_t first_round) {
+        completed_.assign(data_.size(), first_round);
+        for (size_t i = 0; i < data_.size(); ++i)
+            receivers_.emplace_back([this, i, first_round] {
+                pin_worker(placement_, static_cast<unsigned>(i));
+                receive_channel(i, first_round);
+            });
+    }
+
     // One receiver per data channel: batches are placed as they come; a
     // barrier closes the channel's share of a round.
-    void receive_channel(size_t idx) {
+    void receive_channel(size_t idx, uint64_t first_round) {
         try {
             transport::Channel& ch = *data_[idx];
             PagePlacer placer;
             std::vector<std::byte> buf, packed;
             std::vector<std::span<std::byte>> pieces;
-            uint64_t round = 0, pages = 0;
+            uint64_t round = first_round, pages = 0;
             for (;;) {
                 // Page batches are read into place: the batch's head first,
                 // then every payload straight into its page (raw) or a
@@ -305,11 +321,24 @@ private:
             {
                 std::lock_guard lock(mu_);
                 if (confirmed_) return;  // the source may just drop its channels after confirm
-                if (receiver_error_.empty()) receiver_error_ = e.what();
             }
-            cv_.notify_all();
-            shutdown_all();  // wakes the control thread out of recv_message
+            record_failure(e.what(), dynamic_cast<const LinkError*>(&e) != nullptr);
         }
+    }
+
+    // A failure on a thread other than the control thread (a receiver, the
+    // fault thread, the starter): the first one is the cause; every channel
+    // is shut down, which wakes the control thread out of its read.
+    void record_failure(const std::string& what, bool link_lost) {
+        {
+            std::lock_guard lock(mu_);
+            if (receiver_error_.empty()) {
+                receiver_error_ = what;
+                receiver_link_lost_ = link_lost;
+            }
+        }
+        cv_.notify_all();
+        shutdown_all();
     }
 
     // One page batch of `len` bytes from `r`; returns its page count. Bytes
@@ -451,7 +480,7 @@ private:
         pc.switched = true;
         pc.rdma_reads = !reads_.empty();
         postcopy_active_ = true;
-        fault_thread_ = std::thread([this] { serve_faults(); });
+        fault_thread_ = std::thread([this] { serve_faults(false); });
         postcopy_t0_ = Clock::now();
         {
             std::lock_guard lock(mu_);
@@ -462,16 +491,18 @@ private:
         starter_ = std::thread([this] {
             try {
                 cfg_.on_postcopy_start(std::span<const std::byte>(device_state_));
-                send_control({{"ok", true}, {"op", "postcopy_started"}, {"rdma_reads", result_.postcopy.rdma_reads}});
-                log::info(cat("post-copy: the guest runs here; ", result_.postcopy.pending_pages, " pages to come",
-                              result_.postcopy.rdma_reads ? " (faults read one-sided)" : ""));
             } catch (const std::exception& e) {
-                {
-                    std::lock_guard lock(mu_);
-                    if (receiver_error_.empty()) receiver_error_ = cat("starting the guest: ", e.what());
-                }
-                cv_.notify_all();
-                shutdown_all();
+                record_failure(cat("starting the guest: ", e.what()), false);
+                return;
+            }
+            log::info(cat("post-copy: the guest runs here; ", result_.postcopy.pending_pages, " pages to come",
+                          result_.postcopy.rdma_reads ? " (faults read one-sided)" : ""));
+            try {
+                send_control({{"ok", true}, {"op", "postcopy_started"}, {"rdma_reads", result_.postcopy.rdma_reads}});
+            } catch (const std::exception& e) {
+                // The link broke: the control thread sees that too. The
+                // guest runs regardless.
+                log::warn(cat("post-copy: telling the source the guest started: ", e.what()));
             }
         });
         watchdog_.disarm();
@@ -497,6 +528,114 @@ private:
         missing_ = std::make_unique<MissingPages>(ranges);
     }
 
+    // Post-copy until every page is here, over new channels after each lost
+    // link while the recovery window allows.
+    void finish_postcopy() {
+        for (;;) {
+            try {
+                run_postcopy();
+                return;
+            } catch (const std::exception& e) {
+                if (!resumable(e)) throw;
+                await_resume(e.what());
+            }
+        }
+    }
+
+    // Only a lost link (or a stalled push) is resumed: an abort, a protocol
+    // error, a failed start or our caller's stop is final.
+    bool resumable(const std::exception& e) {
+        std::lock_guard lock(mu_);
+        if (cfg_.postcopy_recover.count() <= 0 || stopped_ || confirmed_ || !postcopy_started_) return false;
+        if (!receiver_error_.empty()) return receiver_link_lost_;
+        return dynamic_cast<const LinkError*>(&e) != nullptr;
+    }
+
+    // The guest runs on (its faults wait) while the old session's threads
+    // end; then the same source's new channels are accepted, it is told which
+    // pages are still missing, and the push and the faults go on over them:
+    //   control src->dst {"op":"postcopy_resume","round":r[,"reads"]}
+    //           dst->src {"ok":true,"op":"postcopy_resumed","missing":N,"bitmap_bytes":B}
+    //                    then the still-missing bitmap as DATA frames.
+    void await_resume(const std::string& why) {
+        DestPostcopy& pc = result_.postcopy;
+        std::string cause = why;
+        {
+            std::lock_guard lock(mu_);
+            if (!receiver_error_.empty() && why.find(receiver_error_) == std::string::npos)
+                cause = cat(receiver_error_, " (then: ", why, ")");
+        }
+        if (pc.broke.empty()) pc.broke = cause;
+        log::warn(cat("post-copy: lost the source: ", cause));
+        log::warn(cat("post-copy: the guest runs on and its faults wait; ", postcopy_->missing(),
+                      " pages missing; waiting up to ", cfg_.postcopy_recover.count(), " ms for the source to resume"));
+        watchdog_.disarm();
+        stop_fault_thread();
+        shutdown_all();
+        join_receivers();
+        receivers_.clear();
+        drop_channels();
+        const auto until = Clock::now() + cfg_.postcopy_recover;
+        for (;;) {
+            accept_session(true, until);
+            try {
+                watchdog_.arm(cfg_.step_timeout, "resuming post-copy");
+                json msg = transport::recv_message(*control_);
+                if (msg.value("op", "") != "postcopy_resume")
+                    throw ProtocolError(cat("expected postcopy_resume, got '", msg.value("op", "?"), "'"));
+                if (msg.value("round", ~uint64_t{0}) != result_.rounds) {
+                    send_control({{"ok", false}, {"error", cat("post-copy resumed at round ", msg.value("round", ~uint64_t{0}),
+                                                               ", this destination is at round ", result_.rounds)}});
+                    throw ProtocolError("post-copy resumed at the wrong round");
+                }
+                reads_.clear();
+                transport::OneSided* os = data_[0]->one_sided();
+                if (msg.contains("reads") && os && os->can_read()) reads_ = parse_read_regions(msg["reads"], cfg_.regions);
+                const std::vector<std::byte> bitmap = encode_pending(postcopy_->still_missing());
+                send_control({{"ok", true}, {"op", "postcopy_resumed"}, {"missing", postcopy_->missing()},
+                              {"bitmap_bytes", bitmap.size()}});
+                send_pieces(bitmap);
+                watchdog_.disarm();
+                break;
+            } catch (const LinkError& e) {
+                // This attempt's link broke too: wait for the next.
+                log::warn(cat("post-copy: resuming: ", e.what()));
+                watchdog_.disarm();
+                shutdown_all();
+                drop_channels();
+            }
+        }
+        fault_stop_ = false;
+        start_receivers(result_.rounds);
+        fault_thread_ = std::thread([this] { serve_faults(true); });
+        ++pc.resumed;
+        log::info(cat("post-copy resumed over new channels: ", postcopy_->missing(), " pages still missing",
+                      reads_.empty() ? "" : " (faults read one-sided)"));
+    }
+
+    // After a lost link, once no thread uses them.
+    void drop_channels() {
+        std::scoped_lock lock(mu_, control_send_mu_);
+        control_.reset();
+        data_.clear();
+        receiver_error_.clear();
+        receiver_link_lost_ = false;
+        round_pages_ = 0;
+    }
+
+    // `bytes` as DATA frames on the control channel (an empty one is one
+    // empty frame).
+    void send_pieces(std::span<const std::byte> bytes) {
+        const size_t piece = std::min(control_->max_frame_payload(), kDefaultBatchBudget);
+        size_t at = 0;
+        do {
+            const size_t n = std::min(piece, bytes.size() - at);
+            std::lock_guard lock(control_send_mu_);
+            control_->send(wire::FrameType::data, bytes.subspan(at, n));
+            at += n;
+        } while (at < bytes.size());
+    }
+
     // The control channel in post-copy: pages fetched on request (page
     // batches), then round_end for the push; round_done once every pending
     // page is in.
@@ -520,7 +659,8 @@ private:
             json m = json::parse(text, nullptr, false);
             if (!m.is_object() || m.value("op", "") != "round_end")
                 throw ProtocolError(cat("post-copy: expected round_end or pages, got ", text));
-            end_round(m, [&] {
+            try {
+                end_round(m, [&] {
                 if (starter_.joinable()) starter_.join();  // the guest started (its reply went out first)
                 if (uint64_t left = postcopy_->missing(); left != 0)
                     throw ProtocolError(cat("post-copy: the push ended with ", left, " pages still missing"));
@@ -531,7 +671,17 @@ private:
                 postcopy_->fill(pc);
                 std::lock_guard lock(mu_);
                 confirmed_ = true;  // every page is here; the source ends its channels next
-            });
+                });
+            } catch (const LinkError& e) {
+                {
+                    std::lock_guard lock(mu_);
+                    if (!confirmed_) throw;
+                }
+                // Every page is here: the guest is whole, whatever the source
+                // learns (it may retry for its recovery window, and fail).
+                log::warn(cat("post-copy: every page is here, but round_done did not reach the source: ", e.what()));
+                result_.rounds = static_cast<unsigned>(m.value("round", uint64_t{0}) + 1);
+            }
             result_.device_state = std::move(device_state_);
             log::info(cat("post-copy done in ", result_.postcopy.phase_s, " s: ", result_.postcopy.faults, " faults, ",
                           result_.postcopy.fetched_pages, " pages fetched on demand, fault p50 ",
@@ -545,8 +695,10 @@ private:
 
     // The guest's faults: each page is read one-sided from the source where
     // it exposed its memory (rdma), else asked for on the control channel,
-    // ahead of the push on the data channels.
-    void serve_faults() {
+    // ahead of the push on the data channels. `resumed`: first the faults
+    // still waiting from before the link was lost (their threads stay
+    // blocked without a new fault until the page comes).
+    void serve_faults(bool resumed) {
         raise_priority();  // a guest thread waits on every fault this thread serves
         try {
             std::vector<std::byte> staging(ps_);
@@ -554,15 +706,17 @@ private:
             uint64_t last_missing = postcopy_->missing();
             auto moved_at = Clock::now();
             while (!fault_stop_.load()) {
-                std::vector<PageRef> faults = postcopy_->next_faults(milliseconds(100));
+                std::vector<PageRef> faults =
+                    std::exchange(resumed, false) ? postcopy_->waiting() : postcopy_->next_faults(milliseconds(100));
                 // Progress, not a deadline: the guest runs here, so only a
-                // push that stalls for a whole step ends the session.
+                // push that stalls for a whole step ends the session (or,
+                // with a recovery window, its link: it is treated as lost).
                 if (uint64_t now_missing = postcopy_->missing(); now_missing != last_missing) {
                     last_missing = now_missing;
                     moved_at = Clock::now();
                 } else if (now_missing > 0 && Clock::now() - moved_at > cfg_.step_timeout) {
-                    throw Error(cat("post-copy stalled: no missing page arrived for ", cfg_.step_timeout.count(),
-                                    " ms (", now_missing, " still missing)"));
+                    throw LinkError(cat("post-copy stalled: no missing page arrived for ", cfg_.step_timeout.count(),
+                                        " ms (", now_missing, " still missing)"));
                 }
                 if (os) {
                     for (PageRef f : faults) {
@@ -581,12 +735,7 @@ private:
                 }
             }
         } catch (const std::exception& e) {
-            {
-                std::lock_guard lock(mu_);
-                if (receiver_error_.empty()) receiver_error_ = cat("serving post-copy faults: ", e.what());
-            }
-            cv_.notify_all();
-            shutdown_all();
+            record_failure(cat("serving post-copy faults: ", e.what()), dynamic_cast<const LinkError*>(&e) != nullptr);
         }
     }
 
@@ -791,6 +940,7 @@ private:
     std::vector<uint64_t> completed_;  // per channel: rounds whose barrier arrived
     uint64_t round_pages_ = 0;         // pages placed in the current round, all channels
     std::string receiver_error_;
+    bool receiver_link_lost_ = false;  // receiver_error_ is a lost link (post-copy may resume)
     std::vector<std::byte> device_state_;
     bool confirmed_ = false;
     bool stopped_ = false;

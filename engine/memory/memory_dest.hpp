@@ -50,6 +50,13 @@ struct MemoryDestConfig {
     // guest. Called before the destination stops catching faults (a missing
     // page reads as zeros after that): stop the guest's threads here.
     std::function<void(const std::string& why)> on_postcopy_failed;
+    // Post-copy, once the guest runs here: a lost link (or a push that
+    // stalled for a step) is not yet a failure. The destination keeps its
+    // guest running (its faults wait) and listens on for the same source's
+    // session this long; the source opens new channels, learns which pages
+    // are still missing, and the push goes on (docs/postcopy.md, "Memory
+    // mode: recovery"). 0: fail at once.
+    std::chrono::milliseconds postcopy_recover{120000};
     // Requesting a stop ends the session at once (channels shut down), as a
     // failure; the source sees its peer vanish.
     std::stop_token stop;
@@ -70,6 +77,8 @@ struct DestPostcopy {
     double drop_early_ms = 0, drop_in_blackout_ms = 0;
     // Fault to page placed, in microseconds (over `faults`; 0 without faults).
     double fault_p50_us = 0, fault_p99_us = 0, fault_max_us = 0;
+    unsigned resumed = 0;        // times the phase went on over new channels after a lost link
+    std::string broke;           // what broke first (empty when nothing did)
 };
 
 struct MemoryDestResult {

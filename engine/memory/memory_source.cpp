@@ -393,8 +393,20 @@ private:
         // a stalled one is ended by the destination's progress watch and by
         // the transport's dead-peer timeout long before.
         round_timeout_ = cfg_.step_timeout + std::chrono::milliseconds(pc.pending_pages * ps_ / 1024 / 1024 * 1000);
-        RoundTotals pushed = send_round(result_.rounds, [] {});
-        server_.join();
+        RoundTotals pushed;
+        for (;;) {
+            try {
+                pushed = send_round(result_.rounds, [] {});
+                server_.join();
+                break;
+            } catch (const LinkError& e) {
+                // The guest runs on the destination and waits for its pages:
+                // a lost link is resumed rather than failed, while the window
+                // allows (a refusal or an abort is final).
+                if (cfg_.postcopy.recover.count() <= 0) throw;
+                resume_postcopy(e.what());
+            }
+        }
         pc.phase_s = seconds_since(phase_t0);
         pc.pushed_bytes = pushed.bytes;
         pc.served_pages = served_count_.load();
@@ -405,6 +417,98 @@ private:
             control_->send(wire::FrameType::end, {});
         } catch (const std::exception&) {
         }
+    }
+
+    // After a lost link in the push: new channels to the same session (the
+    // destination keeps listening for it), its bitmap of the pages still
+    // missing, and the push starts over with those, the server thread
+    // answering requests again. Tries every half second until the recovery
+    // window is over (docs/postcopy.md, "Memory mode: recovery").
+    void resume_postcopy(const std::string& why) {
+        SourcePostcopy& pc = result_.postcopy;
+        if (pc.broke.empty()) pc.broke = why;
+        watchdog_.disarm();
+        shutdown_all();
+        if (server_.joinable()) server_.join();
+        {
+            std::lock_guard lock(reply_mu_);
+            replied_ = false;
+            reply_error_.clear();
+            reply_link_lost_ = false;
+        }
+        const auto window = cfg_.postcopy.recover;
+        const auto until = Clock::now() + window;
+        log::warn(cat("post-copy: lost the destination (", why, "); the guest runs there and its faults wait; "
+                      "reconnecting for up to ", window.count(), " ms"));
+        std::string last = why;
+        for (unsigned attempt = 1;; ++attempt) {
+            drop_channels();
+            if (Clock::now() >= until)
+                throw Error(cat("post-copy: the destination could not be reached again within the ", window.count(),
+                                " ms recovery window (", attempt - 1, " attempts; lost: ", pc.broke, "; last: ", last,
+                                ")"));
+            if (attempt > 1) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+            try {
+                open_channels();
+            } catch (const std::exception& e) {
+                last = e.what();
+                continue;
+            }
+            try {
+                watchdog_.arm(cfg_.step_timeout, "resuming post-copy");
+                read_regions_.clear();
+                expose_for_reads();
+                json req = {{"op", "postcopy_resume"}, {"round", result_.rounds}};
+                if (!read_regions_.empty()) req["reads"] = read_regions_to_json(read_regions_);
+                json reply = transport::request(*control_, req);
+                if (reply.value("op", "") != "postcopy_resumed")
+                    throw ProtocolError(cat("expected postcopy_resumed, got ", reply.dump()));
+                std::vector<std::byte> bitmap(reply.value("bitmap_bytes", uint64_t{0}));
+                if (bitmap.size() != pending_bytes(cfg_.regions, ps_))
+                    throw ProtocolError(cat("post-copy: a missing-page bitmap of ", bitmap.size(),
+                                            " bytes announced, our regions need ", pending_bytes(cfg_.regions, ps_)));
+                read_pieces(bitmap, "the missing-page bitmap");
+                snapshots_ = decode_pending(bitmap, cfg_.regions, ps_);
+                uint64_t missing = 0;
+                for (const auto& b : snapshots_) missing += b.count();
+                if (missing != reply.value("missing", ~uint64_t{0}))
+                    throw ProtocolError(cat("post-copy: ", reply.value("missing", ~uint64_t{0}),
+                                            " missing pages announced, the bitmap has ", missing));
+                watchdog_.disarm();
+                for (auto& b : served_) b.clear_all();
+                server_ = std::thread([this] { serve_postcopy(); });
+                ++pc.resumed;
+                log::info(cat("post-copy resumed (attempt ", attempt, "): ", missing, " pages still missing"));
+                return;
+            } catch (const LinkError& e) {
+                watchdog_.disarm();
+                shutdown_all();
+                last = e.what();
+            }
+        }
+    }
+
+    void drop_channels() {
+        std::lock_guard lock(channels_mu_);
+        control_.reset();
+        data_.clear();
+    }
+
+    // Consecutive DATA frames on the control channel filling `into` exactly.
+    void read_pieces(std::span<std::byte> into, const char* what) {
+        std::vector<std::byte> buf;
+        size_t at = 0;
+        do {
+            auto type = control_->recv(buf);
+            if (type == wire::FrameType::abort)
+                throw Error(cat("destination aborted: ", std::string(reinterpret_cast<const char*>(buf.data()), buf.size())));
+            if (type != wire::FrameType::data)
+                throw ProtocolError(cat("expected ", what, ", got a ", wire::to_string(type), " frame"));
+            if (buf.size() > into.size() - at)
+                throw ProtocolError(cat(what, ": more than the ", into.size(), " bytes announced arrived"));
+            std::memcpy(into.data() + at, buf.data(), buf.size());
+            at += buf.size();
+        } while (at < into.size());
     }
 
     // Post-copy's reader of the control channel: page requests are answered
@@ -527,12 +631,17 @@ private:
         send_pieces(blob, true);  // the last piece: the destination may confirm from then on
     }
 
+    // The session's channels; a resumed post-copy opens new ones for the
+    // same session id, which is how the destination knows them.
     void open_channels() {
+        if (!session_) {
+            session_ = wire::random_session_id();
+            result_.session = wire::to_hex(*session_);
+        }
         wire::Hello h;
         h.role = wire::Role::source;
-        h.session = wire::random_session_id();
+        h.session = *session_;
         h.channel_count = cfg_.workers;
-        result_.session = wire::to_hex(h.session);
         h.kind = wire::ChannelKind::control;
         h.channel_id = 0;
         auto control = security::connect(cfg_.dest_uri, h, cfg_.transport, cfg_.security);
@@ -961,6 +1070,7 @@ private:
     const size_t ps_;
     MemorySourceResult result_;
     std::mutex channels_mu_;  // the watchdog shuts channels down from its thread
+    std::optional<wire::SessionId> session_;
     std::unique_ptr<transport::Channel> control_;
     std::vector<std::unique_ptr<transport::Channel>> data_;
     std::vector<std::unique_ptr<UffdWpSource>> owned_;

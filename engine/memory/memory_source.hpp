@@ -102,6 +102,11 @@ struct MemorySourceConfig {
         // fit the downtime budget (it would throttle or give up): post-copy
         // then replaces the throttle, which is never called.
         unsigned after_rounds = 0;
+        // Once the guest runs on the destination, a lost link is retried
+        // this long: new channels to the same session, the destination's
+        // list of the pages it still misses, and the push goes on from
+        // there. 0: the first lost link fails the migration.
+        std::chrono::milliseconds recover{120000};
     } postcopy;
 
     // Auto-converge: slow the guest to `percent` (optional).
@@ -144,6 +149,8 @@ struct SourcePostcopy {
     bool rdma_reads = false;    // faulted pages were read one-sided from the source (no requests)
     double phase_s = 0;         // guest started on the destination -> it had every page
     uint64_t pushed_bytes = 0;  // page batch bytes of the background push
+    unsigned resumed = 0;       // times the push went on over new channels after a lost link
+    std::string broke;          // what broke first (empty when nothing did)
 };
 
 struct MemorySourceResult {

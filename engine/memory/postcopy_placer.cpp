@@ -143,6 +143,32 @@ std::vector<PageRef> PostcopyPlacer::next_faults(std::chrono::milliseconds timeo
     return out;
 }
 
+std::vector<DirtyBitmap> PostcopyPlacer::still_missing() const {
+    std::vector<DirtyBitmap> out;
+    for (size_t i = 0; i < regions_.size(); ++i) {
+        const size_t pages = regions_[i].size / ps_;
+        DirtyBitmap& b = out.emplace_back(pages, ps_);
+        for (size_t w = 0; w < pending_[i].words; ++w) {
+            uint64_t bits = pending_[i].w[w].load() & ~placed_[i].w[w].load();
+            while (bits) {
+                b.set(w * 64 + static_cast<size_t>(__builtin_ctzll(bits)));
+                bits &= bits - 1;
+            }
+        }
+    }
+    return out;
+}
+
+std::vector<PageRef> PostcopyPlacer::waiting() const {
+    std::vector<PageRef> out;
+    std::lock_guard lock(mu_);
+    for (const auto& [k, at] : fault_at_) {
+        PageRef r{static_cast<uint32_t>(k >> 48), k & ((uint64_t{1} << 48) - 1)};
+        if (!placed_[r.region].test(r.page)) out.push_back(r);
+    }
+    return out;
+}
+
 void PostcopyPlacer::fill(DestPostcopy& out) const {
     std::lock_guard lock(mu_);
     out.faults = faults_;

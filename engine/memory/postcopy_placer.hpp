@@ -54,6 +54,11 @@ public:
     void wake_reader() { uffd_.wake_reader(); }
 
     uint64_t missing() const { return missing_.load(); }
+    // For resuming after a lost link: the pages still missing, per region
+    // (what the source must send again), and the faults still waiting for
+    // their page (asked for on the lost link; asked again on the new one).
+    std::vector<DirtyBitmap> still_missing() const;
+    std::vector<PageRef> waiting() const;
     // Stops catching faults; only once missing() is 0, or after a failure.
     void release() { uffd_.release(); }
 

@@ -142,3 +142,45 @@ TEST(FaultProxy, CutResetsBothSides) {
         EXPECT_NE(std::string(e.what()).find("reset"), std::string::npos) << e.what();
     }
 }
+
+TEST(FaultProxy, DownResetsEverythingUntilTheLinkIsBack) {
+    Link l;
+    ASSERT_TRUE(l.server.valid());
+    l.proxy->apply(lab::LinkFault::down, 0, 0, milliseconds(600));
+    for (int fd : {l.client.get(), l.server.get()}) {
+        ASSERT_TRUE(net::wait_readable(fd, milliseconds(2000)));
+        char c;
+        EXPECT_EQ(::recv(fd, &c, 1, 0), -1) << "expected a reset";
+        EXPECT_EQ(errno, ECONNRESET) << std::strerror(errno);
+    }
+    // While down, a new connection is reset on accept.
+    const auto addr = net::parse_host_port(l.proxy->address().substr(4));
+    try {
+        UniqueFd during = net::tcp_connect(addr, milliseconds(2000));
+        ASSERT_TRUE(net::wait_readable(during.get(), milliseconds(2000)));
+        char c;
+        EXPECT_LE(::recv(during.get(), &c, 1, 0), 0);
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("reset"), std::string::npos) << e.what();
+    }
+    // Once it is back, a new connection forwards byte for byte.
+    std::this_thread::sleep_for(milliseconds(700));
+    UniqueFd after = net::tcp_connect(addr, milliseconds(2000));
+    UniqueFd server = net::accept_for(l.upstream_listener.get(), milliseconds(2000));
+    ASSERT_TRUE(server.valid());
+    auto data = pattern(5000);
+    net::write_full(after.get(), data.data(), data.size());
+    EXPECT_EQ(read_n(server.get(), data.size()), data);
+}
+
+TEST(FaultProxy, RateLimitHoldsTheSourceToTheRate) {
+    Link l;
+    ASSERT_TRUE(l.server.valid());
+    l.proxy->limit_rate(2u << 20);  // 2 MiB/s: 1 MiB takes ~0.5 s
+    auto data = pattern(1u << 20);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::thread w([&] { net::write_full(l.client.get(), data.data(), data.size()); });
+    EXPECT_EQ(read_n(l.server.get(), data.size()), data);
+    w.join();
+    EXPECT_GE(std::chrono::steady_clock::now() - t0, milliseconds(400));
+}

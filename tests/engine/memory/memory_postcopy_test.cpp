@@ -20,27 +20,19 @@
 #include "engine/memory/memory_source.hpp"
 #include "tests/support/anon_mapping.hpp"
 #include "tests/support/memory_dest_start.hpp"
+#include "tests/support/postcopy_guest.hpp"
 #include "tests/support/rdma_uri.hpp"
 
 
 using namespace rmig;
 using namespace rmig::engine;
 using namespace std::chrono_literals;
+using rmig::test::fill;
+using rmig::test::Readers;
 
 namespace {
 
 constexpr size_t kPage = 4096;
-
-// Every page named by its index and a version; every eighth stays zero.
-void fill(std::byte* p, size_t size) {
-    for (size_t page = 0; page < size / kPage; ++page) {
-        if (page % 8 == 7) continue;
-        for (size_t off = 0; off < kPage; off += 8) {
-            uint64_t v = (uint64_t{page} << 20) ^ off ^ 0x7e57000000000000ULL;
-            std::memcpy(p + page * kPage + off, &v, 8);
-        }
-    }
-}
 
 // Rewrites whole pages of the first `hot` bytes until stopped.
 class Writers {
@@ -69,41 +61,6 @@ private:
     std::byte* region_;
     size_t pages_;
     std::atomic<bool> stop_{false};
-    std::vector<std::thread> threads_;
-};
-
-// The guest running on the destination: touches pages (the hot area first,
-// where the missing ones are) and compares each with the source's paused
-// page, which no longer changes.
-class Readers {
-public:
-    Readers(const std::byte* dest, const std::byte* source, size_t size, size_t hot, unsigned n)
-        : dest_(dest), source_(source), pages_(size / kPage), hot_pages_(hot / kPage) {
-        for (unsigned i = 0; i < n; ++i)
-            threads_.emplace_back([this, i] {
-                std::mt19937_64 rng(i + 101);
-                for (size_t k = 0; !stop_ && k < 20000; ++k) {
-                    size_t page = k < 2000 ? rng() % hot_pages_ : rng() % pages_;
-                    if (std::memcmp(dest_ + page * kPage, source_ + page * kPage, kPage) != 0) ++wrong_;
-                    ++read_;
-                }
-            });
-    }
-    ~Readers() { stop(); }
-    void stop() {
-        stop_ = true;
-        for (auto& t : threads_)
-            if (t.joinable()) t.join();
-    }
-    uint64_t read() const { return read_; }
-    uint64_t wrong() const { return wrong_; }
-
-private:
-    const std::byte* dest_;
-    const std::byte* source_;
-    size_t pages_, hot_pages_;
-    std::atomic<bool> stop_{false};
-    std::atomic<uint64_t> read_{0}, wrong_{0};
     std::vector<std::thread> threads_;
 };
 
@@ -305,6 +262,10 @@ TEST(MemoryPostcopy, DestinationFailingAfterTheStartIsNotResumedOnTheSource) {
         return std::vector<std::byte>{};
     };
     sc.on_failure_resume = [&] { resumed = true; };
+    // The destination is gone for good: the source tries to resume for a
+    // second, then fails (tests/fault/memory_postcopy_recovery_test.cpp
+    // has the link that comes back).
+    sc.postcopy.recover = 1s;
     MemorySourceResult src = migrate_memory(sc);
     MemoryDestResult dst = dres.get();
     if (stopper.joinable()) stopper.join();
@@ -316,6 +277,8 @@ TEST(MemoryPostcopy, DestinationFailingAfterTheStartIsNotResumedOnTheSource) {
     EXPECT_TRUE(src.postcopy.switched);
     EXPECT_FALSE(resumed) << "the source resumed a copy the destination's guest had moved on from";
     EXPECT_NE(src.error.find("was not resumed"), std::string::npos) << src.error;
+    EXPECT_NE(src.error.find("recovery window"), std::string::npos) << src.error;
+    EXPECT_EQ(src.postcopy.resumed, 0u);
 }
 
 // Refused at the layout exchange, before the guest was ever paused.
