@@ -139,6 +139,14 @@
  *   rmig_source_get_postcopy() and rmig_dest_get_postcopy() describe the
  *   phase once migrate() / receive() returned (all 0 when it did not
  *   switch).
+ *   A LOST LINK after the start is not yet a failure: the destination keeps
+ *   its guest running (threads touching missing pages wait) and listens on
+ *   for the same session; the source opens new channels to it, is told which
+ *   pages are still missing, and pushes those. Each side tries for its
+ *   recovery window (rmig_*_set_postcopy_recover_ms, default 120000; 0:
+ *   fail at once) before failing as above. An abort, a protocol error, a
+ *   failed start() or a cancel is final. rmig_*_get_postcopy_recovery()
+ *   count the resumptions and say what broke first.
  *
  * RETURN VALUES
  *   Functions returning int give 0 on success and -1 on failure;
@@ -166,8 +174,11 @@ extern "C" {
  * library stays librmig.so.2, the new function has symbol version RMIG_3).
  * 4: post-copy: rmig_source_set_postcopy, rmig_source_get_postcopy,
  * rmig_dest_set_on_postcopy, rmig_dest_get_postcopy and their structs
- * (additions only, symbol version RMIG_4). */
-#define RMIG_CAPI_VERSION 4
+ * (additions only, symbol version RMIG_4).
+ * 5: post-copy recovery: rmig_source_set_postcopy_recover_ms,
+ * rmig_dest_set_postcopy_recover_ms, rmig_source_get_postcopy_recovery,
+ * rmig_dest_get_postcopy_recovery, struct rmig_postcopy_recovery (RMIG_5). */
+#define RMIG_CAPI_VERSION 5
 #define RMIG_PAGE_SIZE 4096
 
 typedef struct rmig_source rmig_source;
@@ -282,6 +293,12 @@ struct rmig_dest_postcopy {
     double drop_early_ms, drop_in_blackout_ms;
 };
 
+/* Post-copy after a lost link (rmig_*_get_postcopy_recovery). */
+struct rmig_postcopy_recovery {
+    unsigned resumed;        /* times the phase went on over new channels */
+    const char* broke;       /* what broke first ("" when nothing did); never NULL, valid until the handle is freed */
+};
+
 /* Source */
 rmig_source* rmig_source_new(void);
 void rmig_source_free(rmig_source* s);  /* NULL is fine */
@@ -297,6 +314,8 @@ int rmig_source_set_callbacks(rmig_source* s, const struct rmig_source_callbacks
 int rmig_source_set_on_decision(rmig_source* s, void (*fn)(void* opaque, const struct rmig_decision* d), void* opaque);
 /* Post-copy (see POST-COPY): enable 0/1; after_rounds 0 = when pre-copy will not converge. */
 int rmig_source_set_postcopy(rmig_source* s, int enable, unsigned after_rounds);
+/* How long a lost link after the switch is retried (see POST-COPY); 0: not at all. */
+int rmig_source_set_postcopy_recover_ms(rmig_source* s, uint64_t ms);
 /* Security (see SECURITY): key of at least 16 bytes (copied); identity NULL = "rmig". */
 int rmig_source_set_psk(rmig_source* s, const void* key, size_t len, const char* identity);
 int rmig_source_set_psk_file(rmig_source* s, const char* path, const char* identity);
@@ -309,6 +328,7 @@ void rmig_source_cancel(rmig_source* s);  /* any thread: migrate() fails, see CA
 int rmig_source_get_stats(const rmig_source* s, struct rmig_source_stats* out);
 int rmig_source_get_switchover(const rmig_source* s, struct rmig_switchover* out);
 int rmig_source_get_postcopy(const rmig_source* s, struct rmig_source_postcopy* out);
+int rmig_source_get_postcopy_recovery(const rmig_source* s, struct rmig_postcopy_recovery* out);
 int rmig_source_cancelled(const rmig_source* s);  /* 1 if migrate() ended by rmig_source_cancel */
 const char* rmig_source_error(const rmig_source* s);  /* "" when none */
 
@@ -327,6 +347,8 @@ int rmig_dest_set_on_round(rmig_dest* d, void (*fn)(void* opaque, unsigned round
  * thread of its own; failed (optional) is told post-copy broke. start NULL: refuse it. */
 int rmig_dest_set_on_postcopy(rmig_dest* d, void (*start)(void* opaque, const void* device_state, size_t len),
                               void (*failed)(void* opaque, const char* why), void* opaque);
+/* How long to wait for the source to come back after a lost link (see POST-COPY); 0: not at all. */
+int rmig_dest_set_postcopy_recover_ms(rmig_dest* d, uint64_t ms);
 /* Security, as for the source (see SECURITY). */
 int rmig_dest_set_psk(rmig_dest* d, const void* key, size_t len, const char* identity);
 int rmig_dest_set_psk_file(rmig_dest* d, const char* path, const char* identity);
@@ -339,6 +361,7 @@ void rmig_dest_cancel(rmig_dest* d);  /* any thread: receive() fails at once */
 const void* rmig_dest_device_state(const rmig_dest* d, size_t* len);  /* valid until free */
 int rmig_dest_get_stats(const rmig_dest* d, struct rmig_dest_stats* out);
 int rmig_dest_get_postcopy(const rmig_dest* d, struct rmig_dest_postcopy* out);
+int rmig_dest_get_postcopy_recovery(const rmig_dest* d, struct rmig_postcopy_recovery* out);
 const char* rmig_dest_error(const rmig_dest* d);
 
 #ifdef __cplusplus

@@ -416,6 +416,10 @@ int rmig_source_set_postcopy(rmig_source* s, int enable, unsigned after_rounds) 
     });
 }
 
+int rmig_source_set_postcopy_recover_ms(rmig_source* s, uint64_t ms) {
+    return guarded(s->error, [&] { s->cfg.postcopy.recover = std::chrono::milliseconds(ms); });
+}
+
 int rmig_source_set_psk(rmig_source* s, const void* key, size_t len, const char* identity) {
     return guarded(s->error, [&] { set_psk_bytes(s->security, key, len, identity); });
 }
@@ -538,6 +542,12 @@ int rmig_source_get_postcopy(const rmig_source* s, struct rmig_source_postcopy* 
     return 0;
 }
 
+int rmig_source_get_postcopy_recovery(const rmig_source* s, struct rmig_postcopy_recovery* out) {
+    if (!s || !out) return -1;
+    *out = {s->result.postcopy.resumed, s->result.postcopy.broke.c_str()};
+    return 0;
+}
+
 int rmig_source_cancelled(const rmig_source* s) { return s && s->result.cancelled ? 1 : 0; }
 
 const char* rmig_source_error(const rmig_source* s) {
@@ -601,6 +611,10 @@ int rmig_dest_set_on_postcopy(rmig_dest* d, void (*start)(void*, const void*, si
         d->postcopy_failed = failed;
         d->postcopy_opaque = opaque;
     });
+}
+
+int rmig_dest_set_postcopy_recover_ms(rmig_dest* d, uint64_t ms) {
+    return guarded(d->error, [&] { d->cfg.postcopy_recover = std::chrono::milliseconds(ms); });
 }
 
 int rmig_dest_set_psk(rmig_dest* d, const void* key, size_t len, const char* identity) {
@@ -693,6 +707,12 @@ int rmig_dest_get_postcopy(const rmig_dest* d, struct rmig_dest_postcopy* out) {
     out->dropped_in_blackout_pages = p.dropped_in_blackout;
     out->drop_early_ms = p.drop_early_ms;
     out->drop_in_blackout_ms = p.drop_in_blackout_ms;
+    return 0;
+}
+
+int rmig_dest_get_postcopy_recovery(const rmig_dest* d, struct rmig_postcopy_recovery* out) {
+    if (!d || !out) return -1;
+    *out = {d->result.postcopy.resumed, d->result.postcopy.broke.c_str()};
     return 0;
 }
 

@@ -105,6 +105,7 @@ int run_dest(const Options& o) {
     h.check(rmig_dest_set_on_round(h.d, on_round, &l));
     Postcopy pcg{o, GuestReaders(mem, o.guest_readers, o.guest_read_pages_per_second), {}, {}};
     h.check(rmig_dest_set_on_postcopy(h.d, on_postcopy_start, on_postcopy_failed, &pcg));
+    h.check(rmig_dest_set_postcopy_recover_ms(h.d, static_cast<uint64_t>(o.postcopy_recover_s * 1000)));
 
     int rc = rmig_dest_receive(h.d);
     pcg.readers.stop();  // the session is over: the guest's readers end here
@@ -114,6 +115,8 @@ int run_dest(const Options& o) {
     rmig_dest_get_stats(h.d, &st);
     rmig_dest_postcopy pc{};
     rmig_dest_get_postcopy(h.d, &pc);
+    rmig_postcopy_recovery rec{};
+    rmig_dest_get_postcopy_recovery(h.d, &rec);
     const GuestReaders::Stats guest = pcg.readers.stats();
     const double push_rate = pc.phase_s > 0 ? static_cast<double>(pc.pending_pages) * kPageSize / pc.phase_s : 0;
     json out = {{"role", "dest"}, {"size", o.size}, {"rounds", st.rounds}, {"pages_placed", st.pages_placed},
@@ -153,6 +156,8 @@ int run_dest(const Options& o) {
                        {"rdma_reads", pc.rdma_reads != 0},
                        {"phase_s", pc.phase_s},
                        {"push_rate", push_rate},
+                       {"resumed", rec.resumed},
+                       {"broke", rec.broke ? rec.broke : ""},
                        {"fault_p50_us", pc.fault_p50_us},
                        {"fault_p99_us", pc.fault_p99_us},
                        {"fault_max_us", pc.fault_max_us},

@@ -143,6 +143,11 @@ std::span<const OptionSpec> both_options() {
          .number_default = 1 << 30, .min = kPageSize},
         {.name = "threads", .kind = K::whole, .metavar = "N", .help = "threads that fill, hash and verify memory",
          .number_default = 2, .min = 1, .max = 64},
+        {.name = "postcopy-recover", .kind = K::real, .metavar = "S",
+         .help = "post-copy: after a lost link, keep the guest running on the destination and retry new "
+                 "channels this long (source: reconnect; destination: listen for the same session); 0: fail "
+                 "at once",
+         .number_default = 120},
         {.name = "json", .kind = K::flag, .help = "print one JSON object on stdout"},
         {.name = "quiet", .kind = K::flag, .help = "no progress on stderr"},
         {.name = "help", .kind = K::flag, .help = "this text"},
@@ -205,6 +210,7 @@ bool parse_options(int argc, char** argv, Options& o) {
     o.threads = static_cast<unsigned>(a.whole("threads"));
     o.json = a.flag("json");
     o.quiet = a.flag("quiet");
+    o.postcopy_recover_s = a.real("postcopy-recover");
     o.security = security::settings_from_args(a);
     if (o.source) {
         o.uri = a.text("to");

@@ -54,6 +54,7 @@ struct Options {
     unsigned threads = 0;  // fill / hash / verify threads
     bool json = false;
     bool quiet = false;
+    double postcopy_recover_s = 120;  // post-copy: how long a lost link is retried
 };
 
 const ProgramSpec& synth_program();

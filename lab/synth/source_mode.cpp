@@ -271,6 +271,8 @@ int run_source(const Options& o) {
         uint64_t writes_before = 0;
         rmig_source_postcopy pc{};
         std::string pc_reason;  // pc.reason lives with the handle
+        rmig_postcopy_recovery rec{};
+        std::string rec_broke;  // rec.broke lives with the handle
     };
     auto attempt = [&](const std::string& uri, bool first) {
         Attempt r;
@@ -292,6 +294,7 @@ int run_source(const Options& o) {
         h.check(rmig_source_set_callbacks(h.s, &cb));
         h.check(rmig_source_set_on_decision(h.s, on_decision, &g));
         h.check(rmig_source_set_postcopy(h.s, o.postcopy ? 1 : 0, o.postcopy_after));
+        h.check(rmig_source_set_postcopy_recover_ms(h.s, static_cast<uint64_t>(o.postcopy_recover_s * 1000)));
         g.last_action = -1;
         g.decisions_seen = 0;
         {
@@ -310,6 +313,9 @@ int run_source(const Options& o) {
         rmig_source_get_postcopy(h.s, &r.pc);
         r.pc_reason = r.pc.reason ? r.pc.reason : "";
         r.pc.reason = nullptr;
+        rmig_source_get_postcopy_recovery(h.s, &r.rec);
+        r.rec_broke = r.rec.broke ? r.rec.broke : "";
+        r.rec.broke = nullptr;
         return r;
     };
 
@@ -366,7 +372,9 @@ int run_source(const Options& o) {
                      {"pushed_bytes", pc.pushed_bytes},
                      {"rdma_reads", pc.rdma_reads != 0},
                      {"phase_s", pc.phase_s},
-                     {"push_rate", push_rate}};
+                     {"push_rate", push_rate},
+                     {"resumed", a.rec.resumed},
+                     {"broke", a.rec_broke}};
     json out = {{"role", "source"},
                 {"ok", rc == 0 && error.empty()},
                 {"error", error},

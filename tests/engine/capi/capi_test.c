@@ -454,6 +454,7 @@ static void dest_start_with(struct dest_run* dr, const size_t* sizes, enum sec k
         }
         CHECK(rmig_dest_set_on_postcopy(dr->d, on_postcopy_start, on_postcopy_failed, pc) == 0, "%s",
               rmig_dest_error(dr->d));
+        CHECK(rmig_dest_set_postcopy_recover_ms(dr->d, 30000) == 0, "%s", rmig_dest_error(dr->d));
     }
     pthread_create(&dr->thread, NULL, dest_main, dr);
     pthread_mutex_lock(&dr->mu);
@@ -599,6 +600,7 @@ static void postcopy_after_one_round(void) {
     dest_start_with(&dr, kSizes, SEC_KEY_A, &pc);
     rmig_source* s = source_for(&g, dr.uri, SEC_KEY_A);
     CHECK(rmig_source_set_postcopy(s, 1, 1) == 0, "%s", rmig_source_error(s));
+    CHECK(rmig_source_set_postcopy_recover_ms(s, 30000) == 0, "%s", rmig_source_error(s));
     guest_start(&g);
     sleep_us(20000);
     int rc = rmig_source_migrate(s);
@@ -646,6 +648,12 @@ static void postcopy_after_one_round(void) {
           dp.rdma_reads);
     CHECK(reads_at_end > 0 && atomic_load(&pc.mismatches) == 0, "%s: the guest read %lu pages, %lu differed",
           what, reads_at_end, atomic_load(&pc.mismatches));
+    /* Nothing broke: no resumption, and an empty (not NULL) cause. */
+    struct rmig_postcopy_recovery sr, dr_rec;
+    CHECK(rmig_source_get_postcopy_recovery(s, &sr) == 0 && rmig_dest_get_postcopy_recovery(dr.d, &dr_rec) == 0,
+          "postcopy recovery stats");
+    CHECK(sr.resumed == 0 && dr_rec.resumed == 0 && sr.broke && !sr.broke[0] && dr_rec.broke && !dr_rec.broke[0],
+          "%s: resumed %u / %u", what, sr.resumed, dr_rec.resumed);
     size_t len = 0;
     const char* state = rmig_dest_device_state(dr.d, &len);
     CHECK(len == strlen(g.state) + 1 && memcmp(state, g.state, len) == 0, "%s: device state differs", what);
