@@ -570,8 +570,8 @@ private:
         log::warn(cat("post-copy: the guest runs on and its faults wait; ", postcopy_->missing(),
                       " pages missing; waiting up to ", cfg_.postcopy_recover.count(), " ms for the source to resume"));
         watchdog_.disarm();
+        shutdown_all();  // first: the fault thread may be blocked sending on a dead channel
         stop_fault_thread();
-        shutdown_all();
         join_receivers();
         receivers_.clear();
         drop_channels();

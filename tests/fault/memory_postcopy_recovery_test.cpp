@@ -4,8 +4,9 @@
 // Every page is pending at the switch (a caller-fed dirty log says so) and
 // reader threads play the guest on the destination, comparing every page
 // they touch with the source's.
-//   - link down for a while, back within the recovery window: both sides
-//     resume over new channels, and every page arrives byte for byte;
+//   - link down for a while (resets, or silent), back within the recovery
+//     window: both sides resume over new channels, and every page arrives
+//     byte for byte;
 //   - link down for longer than the window: both fail, the source is not
 //     resumed and the destination's VMM is told to stop its guest.
 #include <gtest/gtest.h>
@@ -47,7 +48,8 @@ struct Outcome {
 // `down`: how long the link stays down once ~4 MiB of the push went through;
 // `window`: both sides' recovery window; `secure`: authenticated and
 // encrypted channels (pre-shared key), which the new channels must pass too.
-Outcome run(std::chrono::milliseconds down, std::chrono::milliseconds window, bool secure = false) {
+Outcome run(std::chrono::milliseconds down, std::chrono::milliseconds window, bool secure = false,
+            lab::LinkFault fault = lab::LinkFault::down, std::chrono::milliseconds step = 20s) {
     std::shared_ptr<security::Context> sec;
     if (secure) {
         security::Config c;
@@ -64,7 +66,7 @@ Outcome run(std::chrono::milliseconds down, std::chrono::milliseconds window, bo
     MemoryDestConfig dc;
     dc.regions = {{dest.data(), kSize, 0, "ram"}};
     dc.listen_uri = "tcp:127.0.0.1:0";
-    dc.step_timeout = 20s;
+    dc.step_timeout = step;
     dc.timeout = 60s;
     dc.postcopy_recover = window;
     dc.security = sec;
@@ -87,7 +89,7 @@ Outcome run(std::chrono::milliseconds down, std::chrono::milliseconds window, bo
         if (!started) return;
         const uint64_t base = proxy.forwarded(1);
         for (int i = 0; i < 3000 && proxy.forwarded(1) < base + (4u << 20); ++i) std::this_thread::sleep_for(1ms);
-        proxy.apply(lab::LinkFault::down, 0, 0, down);
+        proxy.apply(fault, 0, 0, down);
         out.fault_applied = true;
     });
 
@@ -96,7 +98,7 @@ Outcome run(std::chrono::milliseconds down, std::chrono::milliseconds window, bo
     sc.regions = {{source.data(), kSize, 0, "ram"}};
     sc.dest_uri = proxy.address();
     sc.workers = 2;
-    sc.step_timeout = 20s;
+    sc.step_timeout = step;
     sc.dirty_log = DirtyLog::caller;
     sc.caller_sources = {&log};
     sc.postcopy.enabled = true;
@@ -150,6 +152,21 @@ TEST(MemoryPostcopyRecovery, SecuredChannelsAreResumedToo) {
     ASSERT_TRUE(o.dst.ok) << o.dst.error;
     EXPECT_GE(o.src.postcopy.resumed, 1u);
     EXPECT_GE(o.dst.postcopy.resumed, 1u);
+    EXPECT_TRUE(o.equal) << "destination differs from the source";
+    EXPECT_EQ(o.wrong, 0u);
+}
+
+// A link that goes silent (no resets: packets just stop) for 5 s: the
+// destination sees no missing page arrive for a step (2 s) and treats the
+// link as lost; the source learns it once the link carries the close.
+TEST(MemoryPostcopyRecovery, ASilentOutageIsResumedToo) {
+    Outcome o = run(5000ms, 30s, false, lab::LinkFault::outage, 2s);
+    ASSERT_TRUE(o.fault_applied) << "the link never went down mid push";
+    ASSERT_TRUE(o.src.ok) << o.src.error;
+    ASSERT_TRUE(o.dst.ok) << o.dst.error;
+    EXPECT_GE(o.src.postcopy.resumed, 1u);
+    EXPECT_GE(o.dst.postcopy.resumed, 1u);
+    EXPECT_NE(o.dst.postcopy.broke.find("stalled"), std::string::npos) << o.dst.postcopy.broke;
     EXPECT_TRUE(o.equal) << "destination differs from the source";
     EXPECT_EQ(o.wrong, 0u);
 }
