@@ -78,7 +78,10 @@ TEST(SynthGuestReaders, CheckPagesAgainstTheListAndFlagABadOne) {
         GuestReaders r(dst, 2, 0);
         EXPECT_FALSE(r.started());
         r.start(list);
-        std::this_thread::sleep_for(100ms);
+        // Until they checked more pages than the guest has (bounded: a loaded
+        // machine may give them little CPU; a fixed sleep flaked at load).
+        for (int i = 0; i < 10000 && (r.stats().checked <= kPages || r.stats().zero == 0); ++i)
+            std::this_thread::sleep_for(1ms);
         r.stop();
         auto s = r.stats();
         EXPECT_GT(s.checked, kPages);
