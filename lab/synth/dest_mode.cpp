@@ -182,7 +182,9 @@ int run_dest(const Options& o) {
              << std::fixed << std::setprecision(0) << pc.fault_p50_us << " us p99 " << pc.fault_p99_us
              << " us, phase " << std::defaultfloat << format_millis(pc.phase_s * 1000) << ", " << std::fixed
              << std::setprecision(1) << push_rate / 1e6 << " MB/s over the phase; the guest read "
-             << guest.checked << " pages, " << guest.invalid << " invalid\n";
+             << guest.checked << " pages, " << guest.invalid << " invalid";
+        if (rec.resumed > 0) line << "; resumed " << rec.resumed << "x after a lost link (" << rec.broke << ")";
+        line << "\n";
         pc_line = line.str();
     }
     if (o.json) {

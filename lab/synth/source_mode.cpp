@@ -422,7 +422,9 @@ int run_source(const Options& o) {
         line << "post-copy (" << a.pc_reason << "): " << pc.pending_pages << " pages pending at the switch, "
              << pc.served_pages << " served on request" << (pc.rdma_reads ? " (rdma reads)" : "") << ", phase "
              << format_millis(pc.phase_s * 1000) << ", " << std::fixed << std::setprecision(1) << push_rate / 1e6
-             << " MB/s over the phase" << (rc == 0 ? "" : " (failed)") << "\n";
+             << " MB/s over the phase" << (rc == 0 ? "" : " (failed)");
+        if (a.rec.resumed > 0) line << "; resumed " << a.rec.resumed << "x after a lost link (" << a.rec_broke << ")";
+        line << "\n";
         pc_line = line.str();
     }
     if (o.json && !o.quiet && !pc_line.empty()) std::cerr << "rmig-synth source: " << pc_line;

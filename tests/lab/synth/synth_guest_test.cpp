@@ -385,4 +385,6 @@ TEST(SynthGuest, PostcopyLinkDownMidPushIsResumed) {
     EXPECT_GE(o.dest["postcopy"]["resumed"].get<unsigned>(), 1u) << o.dest["postcopy"].dump(1) << o.dest_log;
     EXPECT_FALSE(o.source["postcopy"]["broke"].get<std::string>().empty());
     EXPECT_NE(o.dest_log.find("post-copy resumed"), std::string::npos) << o.dest_log;
+    EXPECT_NE(o.source_log.find("x after a lost link"), std::string::npos) << o.source_log;
+    EXPECT_NE(o.dest_log.find("x after a lost link"), std::string::npos) << o.dest_log;
 }
