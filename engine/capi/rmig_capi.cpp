@@ -11,6 +11,7 @@
 // engine's Decision carries neither; it follows the round's collection).
 #include "engine/capi/rmig.h"
 
+#include <algorithm>
 #include <bit>
 #include <chrono>
 #include <cmath>
@@ -34,6 +35,13 @@ using namespace rmig::engine;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+// A recovery window from the C API: at most 30 days, so that "forever"
+// (UINT64_MAX) neither wraps negative nor overflows the clock.
+std::chrono::milliseconds recover_window(uint64_t ms) {
+    constexpr uint64_t kMax = uint64_t{30} * 24 * 3600 * 1000;
+    return std::chrono::milliseconds(static_cast<int64_t>(std::min(ms, kMax)));
+}
 
 constexpr size_t kStateCopyPretouch = size_t{16} << 20;  // device state bytes copied without faulting
 
@@ -417,7 +425,7 @@ int rmig_source_set_postcopy(rmig_source* s, int enable, unsigned after_rounds) 
 }
 
 int rmig_source_set_postcopy_recover_ms(rmig_source* s, uint64_t ms) {
-    return guarded(s->error, [&] { s->cfg.postcopy.recover = std::chrono::milliseconds(ms); });
+    return guarded(s->error, [&] { s->cfg.postcopy.recover = recover_window(ms); });
 }
 
 int rmig_source_set_psk(rmig_source* s, const void* key, size_t len, const char* identity) {
@@ -614,7 +622,7 @@ int rmig_dest_set_on_postcopy(rmig_dest* d, void (*start)(void*, const void*, si
 }
 
 int rmig_dest_set_postcopy_recover_ms(rmig_dest* d, uint64_t ms) {
-    return guarded(d->error, [&] { d->cfg.postcopy_recover = std::chrono::milliseconds(ms); });
+    return guarded(d->error, [&] { d->cfg.postcopy_recover = recover_window(ms); });
 }
 
 int rmig_dest_set_psk(rmig_dest* d, const void* key, size_t len, const char* identity) {

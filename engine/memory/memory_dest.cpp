@@ -147,13 +147,17 @@ private:
     }
 
     // Accepts `in`, or returns nullptr when the peer fails authentication
-    // (wrong key, forged channel token): it is turned away and the real peer
-    // may still come.
+    // (wrong key, forged channel token) or vanishes mid-handshake (a reset on
+    // a flapping link, an abandoned attempt): it is turned away and the real
+    // peer may still come.
     std::unique_ptr<transport::Channel> accept_authenticated(transport::Incoming& in, const wire::Hello& h) {
         try {
             return in.accept(reply_to(h));
         } catch (const security::AuthError& e) {
             log::warn(e.what());
+            return nullptr;
+        } catch (const LinkError& e) {
+            log::warn(cat("a connecting peer went away during its handshake: ", e.what()));
             return nullptr;
         }
     }
@@ -166,12 +170,14 @@ private:
         // last (the source may start late, or retry after a failure); the
         // listener itself bounds each stranger's handshake.
         if (!resuming) until = deadline_;
+        auto too_late = [&] {
+            return Error(resuming ? cat("the source did not come back within the post-copy recovery window of ",
+                                        cfg_.postcopy_recover.count(), " ms (lost: ", result_.postcopy.broke, ")")
+                                  : cat("no source came within the session timeout of ", cfg_.timeout.count(), " ms"));
+        };
         while (!control_) {
             check_stopped();
-            if (Clock::now() >= until)
-                throw Error(resuming ? cat("the source did not come back within the post-copy recovery window of ",
-                                           cfg_.postcopy_recover.count(), " ms")
-                                     : cat("no source came within the session timeout of ", cfg_.timeout.count(), " ms"));
+            if (Clock::now() >= until) throw too_late();
             auto in = listener_->next(std::min(step(), milliseconds(200)));
             if (!in) continue;
             const auto& h = in->hello();
@@ -199,9 +205,21 @@ private:
         watchdog_.arm(step(), "accepting the data channels");
         while (data_.size() < nchannels_) {
             check_stopped();
+            if (resuming && Clock::now() >= until) throw too_late();
             auto in = listener_->next(std::min(step(), milliseconds(200)));
             if (!in) continue;
             const auto& h = in->hello();
+            if (resuming && h.kind == wire::ChannelKind::control && h.session == session_ &&
+                h.channel_count == nchannels_) {
+                // Our source gave up on a half-open attempt (a data channel
+                // did not get through) and started over: the newest wins.
+                auto ch = accept_authenticated(*in, h);
+                if (!ch) continue;
+                std::lock_guard lock(mu_);
+                control_ = std::move(ch);
+                data_.clear();
+                continue;
+            }
             if (h.kind != wire::ChannelKind::data || h.session != session_) {
                 in->refuse(h.kind == wire::ChannelKind::control ? wire::HelloStatus::busy
                                                                 : wire::HelloStatus::unknown_session);
@@ -393,7 +411,10 @@ private:
                 return true;
             });
             if (stopped_) throw Error("destination stopped by its caller");
-            if (!receiver_error_.empty()) throw Error(receiver_error_);
+            if (!receiver_error_.empty()) {
+                if (receiver_link_lost_) throw LinkError(receiver_error_);
+                throw Error(receiver_error_);
+            }
             pages = std::exchange(round_pages_, 0);
         }
         if (msg.value("pages", ~uint64_t{0}) != pages)
@@ -499,6 +520,8 @@ private:
                           result_.postcopy.rdma_reads ? " (faults read one-sided)" : ""));
             try {
                 send_control({{"ok", true}, {"op", "postcopy_started"}, {"rdma_reads", result_.postcopy.rdma_reads}});
+                std::lock_guard lock(mu_);
+                start_reply_sent_ = true;
             } catch (const std::exception& e) {
                 // The link broke: the control thread sees that too. The
                 // guest runs regardless.
@@ -544,11 +567,15 @@ private:
 
     // Only a lost link (or a stalled push) is resumed: an abort, a protocol
     // error, a failed start or our caller's stop is final.
+    // Only once the source was told the guest started: before that it cannot
+    // know, fails for good (docs/postcopy.md) and never comes back. The
+    // control thread's own error decides (an abort it read is final); a
+    // receiver's first error must be a lost link too.
     bool resumable(const std::exception& e) {
         std::lock_guard lock(mu_);
-        if (cfg_.postcopy_recover.count() <= 0 || stopped_ || confirmed_ || !postcopy_started_) return false;
-        if (!receiver_error_.empty()) return receiver_link_lost_;
-        return dynamic_cast<const LinkError*>(&e) != nullptr;
+        if (cfg_.postcopy_recover.count() <= 0 || stopped_ || confirmed_ || !start_reply_sent_) return false;
+        if (dynamic_cast<const LinkError*>(&e) == nullptr) return false;
+        return receiver_error_.empty() || receiver_link_lost_;
     }
 
     // The guest runs on (its faults wait) while the old session's threads
@@ -803,6 +830,7 @@ private:
 
     void send_control(const json& msg) {
         std::lock_guard lock(control_send_mu_);
+        if (!control_) throw LinkError("the control channel is gone (post-copy lost its link)");
         transport::send_message(*control_, msg);
     }
 
@@ -951,6 +979,7 @@ private:
     std::unique_ptr<PostcopyPlacer> postcopy_;
     std::atomic<bool> postcopy_active_{false};  // receivers place atomically, through postcopy_
     bool postcopy_started_ = false;             // on_postcopy_start was called (guarded by mu_)
+    bool start_reply_sent_ = false;             // postcopy_started went out: the source may resume (mu_)
     std::vector<transport::RemoteRegion> reads_;  // the source's regions, for one-sided reads
     std::vector<DirtyBitmap> dropped_;            // dropped by postcopy_prepare, before the blackout
     std::atomic<bool> fault_stop_{false};

@@ -1,6 +1,7 @@
 #include "engine/memory/memory_source.hpp"
 
 #include <atomic>
+#include <bit>
 #include <condition_variable>
 #include <cstring>
 #include <memory>
@@ -432,6 +433,9 @@ private:
         if (server_.joinable()) server_.join();
         {
             std::lock_guard lock(reply_mu_);
+            // The server read something final (the destination's abort, a
+            // protocol error) before the channels broke: no resuming that.
+            if (replied_ && !reply_error_.empty() && !reply_link_lost_) throw Error(reply_error_);
             replied_ = false;
             reply_error_.clear();
             reply_link_lost_ = false;
@@ -463,10 +467,11 @@ private:
                 json reply = transport::request(*control_, req);
                 if (reply.value("op", "") != "postcopy_resumed")
                     throw ProtocolError(cat("expected postcopy_resumed, got ", reply.dump()));
-                std::vector<std::byte> bitmap(reply.value("bitmap_bytes", uint64_t{0}));
-                if (bitmap.size() != pending_bytes(cfg_.regions, ps_))
-                    throw ProtocolError(cat("post-copy: a missing-page bitmap of ", bitmap.size(),
+                const uint64_t announced = reply.value("bitmap_bytes", uint64_t{0});
+                if (announced != pending_bytes(cfg_.regions, ps_))
+                    throw ProtocolError(cat("post-copy: a missing-page bitmap of ", announced,
                                             " bytes announced, our regions need ", pending_bytes(cfg_.regions, ps_)));
+                std::vector<std::byte> bitmap(announced);
                 read_pieces(bitmap, "the missing-page bitmap");
                 snapshots_ = decode_pending(bitmap, cfg_.regions, ps_);
                 uint64_t missing = 0;
@@ -571,6 +576,7 @@ private:
                 served_[f.region].set(p);
                 ++served_count_;
             }
+        if (!f.pages.empty()) push_near(f.region, f.pages.back() + 1);
     }
 
     void deliver_reply(json m, std::string error, bool link_lost) {
@@ -757,6 +763,16 @@ private:
         // Equal dirty counts per worker, not equal page ranges: a hot set in
         // one area would otherwise leave one worker with the whole round.
         for (const auto& s : snapshots_) shards.push_back(balance_by_dirty_count(s, 0, s.pages(), k));
+        if (postcopy_phase_) {
+            // Where each worker pushes: a fault's page names the worker that
+            // moves its push there (serve_fetch).
+            std::lock_guard lock(push_mu_);
+            push_shards_ = shards;
+            pushed_.clear();
+            for (const auto& r : cfg_.regions) pushed_.emplace_back(r.size / ps_, ps_);
+            push_hint_ = std::make_unique<std::atomic<uint64_t>[]>(k);
+            for (unsigned w = 0; w < k; ++w) push_hint_[w] = kNoHint;
+        }
         if (encoders_.empty())
             for (unsigned w = 0; w < k; ++w) {
                 // A batch must arrive as one frame (rdma: one ring slot).
@@ -859,9 +875,14 @@ private:
             if (w >= shards[ri].size()) continue;
             auto* base = static_cast<const std::byte*>(cfg_.regions[ri].base);
             bool open = false;  // a batch was started (on the region's first page)
-            snapshots_[ri].for_each_set(shards[ri][w].begin, shards[ri][w].end, [&](size_t p) {
+            auto each = [&](auto&& fn) {
+                if (postcopy_phase_)
+                    for_each_pending_near_faults(ri, w, shards[ri][w].begin, shards[ri][w].end, fn);
+                else
+                    snapshots_[ri].for_each_set(shards[ri][w].begin, shards[ri][w].end, fn);
+            };
+            each([&](size_t p) {
                 if (stopping(cancel)) throw Cancelled{};
-                if (postcopy_phase_ && served_[ri].test(p)) return;  // sent on request already
                 if (open && b.full()) {
                     flush();
                     open = false;
@@ -893,6 +914,61 @@ private:
         if (sender) sender->drain();  // the barrier follows every batch
         transport::send_message(ch, {{"op", "barrier"}, {"round", round}, {"pages", t.pages}});
         return t;
+    }
+
+    // The post-copy push of one worker's shard [begin, end) of region `ri`:
+    // the pending pages not sent on request, in order, except that after a
+    // fault (serve_fetch's hint) it goes on right after the faulted page,
+    // where the guest is likely to touch next, and comes back for what it
+    // skipped afterwards (QEMU moves its post-copy push the same way).
+    template <class Fn>
+    void for_each_pending_near_faults(uint32_t ri, unsigned w, size_t begin, size_t end, Fn&& fn) {
+        const DirtyBitmap& pending = snapshots_[ri];
+        DirtyBitmap& pushed = pushed_[ri];  // this worker's range only
+        const DirtyBitmap& served = served_[ri];
+        size_t cursor = begin;
+        bool whole = true;  // this pass started at `begin` and never jumped
+        for (;;) {
+            if (uint64_t h = push_hint_[w].exchange(kNoHint, std::memory_order_relaxed); h != kNoHint) {
+                const size_t page = h & kHintPageMask;
+                if ((h >> 48) == ri && page >= begin && page < end) {
+                    cursor = page;
+                    whole = false;
+                }
+            }
+            size_t p = end;
+            // The next page pending, not pushed, not served, from the cursor.
+            for (size_t wi = cursor / 64; wi * 64 < end; ++wi) {
+                uint64_t bits = pending.word(wi) & ~pushed.word(wi) & ~served.word(wi);
+                if (wi == cursor / 64) bits &= ~uint64_t{0} << (cursor % 64);
+                if (bits) {
+                    p = wi * 64 + static_cast<size_t>(std::countr_zero(bits));
+                    break;
+                }
+            }
+            if (p >= end) {
+                if (whole) return;
+                cursor = begin;  // back for what a jump skipped
+                whole = true;
+                continue;
+            }
+            pushed.set(p);
+            cursor = p + 1;
+            fn(p);
+        }
+    }
+
+    // After serving a fault on `page` of `region`: the worker pushing that
+    // area goes on from the next page.
+    void push_near(uint32_t region, uint64_t page) {
+        std::lock_guard lock(push_mu_);
+        if (!push_hint_ || region >= push_shards_.size()) return;
+        const auto& ranges = push_shards_[region];
+        for (size_t w = 0; w < ranges.size(); ++w)
+            if (page >= ranges[w].begin && page < ranges[w].end) {
+                push_hint_[w].store((uint64_t{region} << 48) | page, std::memory_order_relaxed);
+                return;
+            }
     }
 
     // The one-sided variant: non-zero pages are RDMA-written from the region
@@ -1098,6 +1174,13 @@ private:
     std::atomic<bool> postcopy_phase_{false};  // the push round: batches only, served pages skipped
     std::vector<DirtyBitmap> served_;       // per region: pages sent on request
     std::atomic<uint64_t> served_count_{0};
+    // The push's locality (for_each_pending_near_faults).
+    static constexpr uint64_t kNoHint = ~uint64_t{0};
+    static constexpr uint64_t kHintPageMask = (uint64_t{1} << 48) - 1;
+    std::mutex push_mu_;                                // push_shards_, pushed_ and push_hint_'s allocation
+    std::vector<std::vector<PageRange>> push_shards_;   // the push round's shards
+    std::vector<DirtyBitmap> pushed_;                   // per region: pages the push took
+    std::unique_ptr<std::atomic<uint64_t>[]> push_hint_;  // per worker: (region << 48 | page) to go on from
     std::timed_mutex control_send_mu_;      // the server and the round both send on control_
     std::thread server_;                    // serve_postcopy()
     std::optional<std::chrono::milliseconds> round_timeout_;  // the push round's, instead of a step

@@ -20,6 +20,7 @@ void RoundWatchdog::arm(std::chrono::milliseconds timeout, std::string what) {
     {
         std::lock_guard lock(mu_);
         armed_ = true;
+        expired_.clear();  // a step that timed out earlier and was recovered from is not this one's cause
         timeout_ = timeout;
         deadline_ = std::chrono::steady_clock::now() + timeout;
         what_ = std::move(what);

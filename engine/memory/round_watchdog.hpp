@@ -21,7 +21,8 @@ public:
     RoundWatchdog(const RoundWatchdog&) = delete;
     RoundWatchdog& operator=(const RoundWatchdog&) = delete;
 
-    // (Re)starts the clock for one step; `what` names it in the timeout message.
+    // (Re)starts the clock for one step; `what` names it in the timeout
+    // message. Forgets an earlier expiry.
     void arm(std::chrono::milliseconds timeout, std::string what);
     void disarm();
 

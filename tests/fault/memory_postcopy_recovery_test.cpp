@@ -62,6 +62,7 @@ Outcome run(std::chrono::milliseconds down, std::chrono::milliseconds window, bo
     std::unique_ptr<test::Readers> readers;
     std::atomic<bool> started{false};
     std::atomic<int> failed_calls{0};
+    lab::FaultProxy* link = nullptr;
 
     MemoryDestConfig dc;
     dc.regions = {{dest.data(), kSize, 0, "ram"}};
@@ -71,6 +72,9 @@ Outcome run(std::chrono::milliseconds down, std::chrono::milliseconds window, bo
     dc.postcopy_recover = window;
     dc.security = sec;
     dc.on_postcopy_start = [&](std::span<const std::byte>) {
+        // Slow from here (pre-copy ran at full speed, inside any step):
+        // the 64 MiB push then takes ~1.4 s and the break lands in it.
+        link->limit_rate(48u << 20);
         readers = std::make_unique<test::Readers>(dest.data(), source.data(), kSize, kSize, 2);
         started = true;
     };
@@ -81,7 +85,7 @@ Outcome run(std::chrono::milliseconds down, std::chrono::milliseconds window, bo
     std::future<MemoryDestResult> dres;
     const std::string addr = test::start_receiving(dc, dres);
     lab::FaultProxy proxy(addr);
-    proxy.limit_rate(48u << 20);  // the 64 MiB push takes ~1.4 s
+    link = &proxy;
 
     // Once the guest runs and ~8 MiB of the push went through, the link goes down.
     std::thread cutter([&] {
