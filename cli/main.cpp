@@ -303,7 +303,10 @@ int cmd_receive(const std::vector<std::string>& argv) {
         ro.timeout = std::chrono::duration_cast<std::chrono::seconds>(deadline - std::chrono::steady_clock::now()) +
                      std::chrono::seconds(1);
         qemu::DestReport next = qemu::receive(ro, on_listening);
-        if (!next.ok) next.error = cat(broke, "; recovery: ", next.error);
+        if (!next.ok) {
+            log::warn("recovery session failed: ", next.error);  // what each try failed on
+            next.error = cat(broke, "; recovery: ", next.error);
+        }
         report = next;
     }
     if (exporter) dest_metrics.finish(report);

@@ -630,22 +630,35 @@ private:
         if (relay.streams().limit_in_flight(per)) report_.in_flight_cap = per;
     }
 
-    // migrate-pause, then up to 5 s for QEMU to say postcopy-paused.
+    // Leaves QEMU's broken post-copy in postcopy-paused: up to 3 s for QEMU
+    // to pause it by itself (the relay's failure shut its main connection
+    // down, which it notices at its next write; a QEMU whose rmig died saw
+    // its sockets close), then migrate-pause for one that does not (QEMU 7.2
+    // may never notice, docs/postcopy.md), then up to 5 s for postcopy-paused.
+    // Never migrate-pause at once: QEMU 7.2 dereferences the stream it has
+    // just released (qemu_file_shutdown(NULL) in qmp_migrate_pause) when the
+    // command lands while it is pausing by itself, and dies -- here with the
+    // pages only the source holds.
     void pause_postcopy() {
+        auto still_active = [this] {
+            try {
+                report_.final_stats = parse_migration_stats(qmp_->execute("query-migrate"));
+            } catch (const std::exception&) {
+                return false;
+            }
+            return report_.final_stats.status == "postcopy-active";
+        };
+        for (int i = 0; i < 30; ++i) {
+            if (!still_active()) return;
+            std::this_thread::sleep_for(milliseconds(100));
+        }
+        if (!still_active()) return;
         try {
             qmp_->execute("migrate-pause");
         } catch (const std::exception& e) {
             log::warn("migrate-pause on the source QEMU: ", e.what());
         }
-        for (int i = 0; i < 50; ++i) {
-            try {
-                report_.final_stats = parse_migration_stats(qmp_->execute("query-migrate"));
-            } catch (const std::exception&) {
-                break;
-            }
-            if (report_.final_stats.status != "postcopy-active") break;
-            std::this_thread::sleep_for(milliseconds(100));
-        }
+        for (int i = 0; i < 50 && still_active(); ++i) std::this_thread::sleep_for(milliseconds(100));
     }
 
     // The source guest stops when switchover begins: QEMU's STOP event.

@@ -245,16 +245,21 @@ private:
             // what is here is needed by a recovery (docs/postcopy.md).
             log::warn("post-copy was interrupted: leaving the destination QEMU paused (postcopy-paused) for a "
                       "recovery");
-            try {
-                // It may not notice by itself (a silent link): pause it, so
-                // that it waits where migrate-recover can take it up.
-                qmp_->execute("migrate-pause", {}, kAfterFailure);
-            } catch (const std::exception& e) {
-                log::debug("migrate-pause on the destination QEMU: ", e.what());
+            // QEMU pauses by itself once its stream breaks, and the relay's
+            // failure broke it: every connection into QEMU is shut down, a
+            // silent link or not (StripedStream::abort). Never migrate-pause
+            // it: QEMU 7.2 dereferences the stream it has just released
+            // (qemu_file_shutdown(NULL) in qmp_migrate_pause) when the
+            // command lands while it is pausing by itself, and dies with the
+            // guest's newest state (seen: a killed `rmig migrate`, whose
+            // `rmig receive` then had no QEMU left to recover).
+            {
+                std::lock_guard lock(relay_mutex_);
+                if (relay_) relay_->abort(report_.error);
             }
             // Left for a recovery, whether QEMU says postcopy-paused yet or
             // not (a loaded host's QEMU can take a while): the next session
-            // pauses it again if it must (prepare_recovery).
+            // waits for it (prepare_recovery).
             report_.postcopy_paused = true;
             return;
         }
@@ -532,19 +537,19 @@ private:
     // as they were: QEMU refuses changes during a migration.
     json prepare_recovery(const MigrationSettings& s, const FlowSettings& flow) {
         std::string status = parse_migration_stats(qmp_->execute("query-migrate")).status;
-        // A broken post-copy QEMU has not noticed yet (or not paused yet):
-        // pause it, and give it a few seconds.
-        if (status == "postcopy-active") {
-            try {
-                qmp_->execute("migrate-pause");
-            } catch (const std::exception& e) {
-                log::debug("migrate-pause on the destination QEMU: ", e.what());
-            }
-            for (int i = 0; i < 50 && status == "postcopy-active"; ++i) {
-                std::this_thread::sleep_for(milliseconds(100));
-                status = parse_migration_stats(qmp_->execute("query-migrate")).status;
-            }
+        // A broken post-copy QEMU that has not paused yet: its stream is cut
+        // (the last session's relay shut it down, or died with its process),
+        // so it pauses by itself within moments. Wait for it; never
+        // migrate-pause it, which crashes a QEMU 7.2 that is pausing by
+        // itself (give_up_incoming).
+        for (int i = 0; i < 50 && status == "postcopy-active"; ++i) {
+            std::this_thread::sleep_for(milliseconds(100));
+            working();
+            status = parse_migration_stats(qmp_->execute("query-migrate")).status;
         }
+        if (status == "postcopy-active")
+            throw Error("the destination QEMU's post-copy is still 'postcopy-active' 5 s after its stream was cut: "
+                        "not paused (yet), nothing to recover from");
         if (status != "postcopy-paused")
             throw Error(cat("nothing to recover here: the destination QEMU's migration is '", status,
                             "', not postcopy-paused"));

@@ -212,16 +212,10 @@ TEST(PostcopyRecoveryE2E, ReceiverKilledMidPostcopyIsResumedByANewOne) {
 }
 
 // `rmig migrate` dies mid post-copy: its QEMU pauses by itself (its socket
-// closed), `rmig receive` pauses its own past the grace and waits on the
-// same address; a new `rmig migrate` with the same arguments finds its QEMU
-// in postcopy-paused and resumes it.
-// DISABLED: it passed locally (3 of 3 after the last receive-loop fix) but
-// failed once in a fresh Debian 12 root: `rmig receive` never listened
-// again within the new migrator's 60 s of tries (connection refused
-// throughout), cause not found yet (docs/postcopy.md, "Not done yet").
-// Run it by hand: postcopy_e2e_test --gtest_also_run_disabled_tests
-//   --gtest_filter='*MigratorKilled*'
-TEST(PostcopyRecoveryE2E, DISABLED_MigratorKilledMidPostcopyIsResumedByANewOne) {
+// closed), `rmig receive` cuts its own QEMU's stream past the grace (that
+// QEMU pauses too) and waits on the same address; a new `rmig migrate` with
+// the same arguments finds its QEMU in postcopy-paused and resumes it.
+TEST(PostcopyRecoveryE2E, MigratorKilledMidPostcopyIsResumedByANewOne) {
     lab::LocalPair pair;
     lab::RunResult r = killed_and_restarted(pair, false);
     expect_recovered(pair, r);
