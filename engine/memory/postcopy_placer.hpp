@@ -54,6 +54,11 @@ public:
     void wake_reader() { uffd_.wake_reader(); }
 
     uint64_t missing() const { return missing_.load(); }
+    // Whether this page was pending at the switch and is not placed yet (a
+    // pull skips the others); may change as soon as it returned.
+    bool missing(PageRef at) const {
+        return pending_[at.region].test(at.page) && !placed_[at.region].test(at.page);
+    }
     // Stops catching faults; only once missing() is 0, or after a failure.
     void release() { uffd_.release(); }
 
