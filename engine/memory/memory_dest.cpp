@@ -12,6 +12,7 @@
 #include "common/thread_priority.hpp"
 #include "engine/memory/page_placer.hpp"
 #include "engine/memory/postcopy_placer.hpp"
+#include "engine/memory/postcopy_puller.hpp"
 #include "engine/memory/postcopy_wire.hpp"
 #include "engine/memory/round_watchdog.hpp"
 #include "engine/memory/worker_placement.hpp"
@@ -39,6 +40,7 @@ public:
         shutdown_all();
         join_receivers();
         stop_fault_thread();
+        puller_.reset();
         postcopy_.reset();
         missing_.reset();
         if (starter_.joinable()) starter_.join();
@@ -442,6 +444,13 @@ private:
             result_.postcopy.drop_in_blackout_ms =
                 std::chrono::duration<double, std::milli>(Clock::now() - drop_t0).count();
             postcopy_ = std::make_unique<PostcopyPlacer>(cfg_.regions, ps_, pending, *missing_);
+            // The source offered to let us read the pending pages instead of
+            // pushing them: taken where our channels read too.
+            if (!reads_.empty() && msg.contains("pull"))
+                if (auto lanes = pull_lanes(data_, parse_pull_offer(msg["pull"], cfg_.regions, data_.size()));
+                    !lanes.empty())
+                    puller_ = std::make_unique<PostcopyPuller>(cfg_.regions, ps_, pending, *postcopy_,
+                                                               std::move(lanes));
             result_.postcopy.pending_pages = count;
         } catch (const std::exception& e) {
             send_control({{"ok", false}, {"error", e.what()}});
@@ -450,8 +459,10 @@ private:
         DestPostcopy& pc = result_.postcopy;
         pc.switched = true;
         pc.rdma_reads = !reads_.empty();
+        pc.pulled = puller_ != nullptr;
         postcopy_active_ = true;
         fault_thread_ = std::thread([this] { serve_faults(); });
+        if (puller_) puller_->start();
         postcopy_t0_ = Clock::now();
         {
             std::lock_guard lock(mu_);
@@ -462,7 +473,10 @@ private:
         starter_ = std::thread([this] {
             try {
                 cfg_.on_postcopy_start(std::span<const std::byte>(device_state_));
-                send_control({{"ok", true}, {"op", "postcopy_started"}, {"rdma_reads", result_.postcopy.rdma_reads}});
+                send_control({{"ok", true},
+                              {"op", "postcopy_started"},
+                              {"rdma_reads", result_.postcopy.rdma_reads},
+                              {"pull", result_.postcopy.pulled}});
                 log::info(cat("post-copy: the guest runs here; ", result_.postcopy.pending_pages, " pages to come",
                               result_.postcopy.rdma_reads ? " (faults read one-sided)" : ""));
             } catch (const std::exception& e) {
@@ -520,6 +534,14 @@ private:
             json m = json::parse(text, nullptr, false);
             if (!m.is_object() || m.value("op", "") != "round_end")
                 throw ProtocolError(cat("post-copy: expected round_end or pages, got ", text));
+            if (puller_) {
+                puller_->wait();  // the source pushed nothing: every pending page read and placed here
+                result_.postcopy.pulled_pages = puller_->pulled_pages();
+                log::info(cat("post-copy pull: ", puller_->pulled_pages(), " pages placed, ", puller_->reads(),
+                              " reads of ", puller_->bytes_read(), " B; lanes spent ", puller_->start_s(),
+                              " s starting reads, ", puller_->wait_s(), " s waiting for them, ", puller_->place_s(),
+                              " s placing"));
+            }
             end_round(m, [&] {
                 if (starter_.joinable()) starter_.join();  // the guest started (its reply went out first)
                 if (uint64_t left = postcopy_->missing(); left != 0)
@@ -770,6 +792,7 @@ private:
             postcopy_->fill(result_.postcopy);
             result_.postcopy.phase_s = std::chrono::duration<double>(Clock::now() - postcopy_t0_).count();
         }
+        puller_.reset();  // its lanes end: the channels are shut
         postcopy_.reset();
         missing_.reset();  // unregistered: a guest thread blocked on a missing page goes on (see above)
         if (starter_.joinable()) starter_.join();
@@ -799,6 +822,7 @@ private:
     std::timed_mutex control_send_mu_;  // the fault thread, the starter and the control thread all send
     std::unique_ptr<MissingPages> missing_;     // the regions' userfaultfd, from the first drop on
     std::unique_ptr<PostcopyPlacer> postcopy_;
+    std::unique_ptr<PostcopyPuller> puller_;    // reads the pending pages, where the source offered it
     std::atomic<bool> postcopy_active_{false};  // receivers place atomically, through postcopy_
     bool postcopy_started_ = false;             // on_postcopy_start was called (guarded by mu_)
     std::vector<transport::RemoteRegion> reads_;  // the source's regions, for one-sided reads

@@ -102,6 +102,11 @@ struct MemorySourceConfig {
         // fit the downtime budget (it would throttle or give up): post-copy
         // then replaces the throttle, which is never called.
         unsigned after_rounds = 0;
+        // Where every data channel has one-sided reads (rdma, not encrypted),
+        // offer the destination to read the pending pages itself, many reads
+        // in flight, instead of the push (docs/memory-mode.md, "Post-copy").
+        // false: always push (for comparison).
+        bool pull = true;
     } postcopy;
 
     // Auto-converge: slow the guest to `percent` (optional).
@@ -144,6 +149,7 @@ struct SourcePostcopy {
     bool rdma_reads = false;    // faulted pages were read one-sided from the source (no requests)
     double phase_s = 0;         // guest started on the destination -> it had every page
     uint64_t pushed_bytes = 0;  // page batch bytes of the background push
+    bool pulled = false;        // the destination read the pending pages itself (no push)
 };
 
 struct MemorySourceResult {
