@@ -1,10 +1,12 @@
 // Post-copy's pull (docs/memory-mode.md, "Post-copy"): where the source
 // exposed its memory for one-sided reads on its data channels and agreed not
 // to push, the destination reads every pending page itself. Runs of pending
-// pages are read into registered staging buffers with many reads in flight
-// per channel (one read at a time waits a whole round trip each, which rxe's
-// software responder makes long), and each run is placed straight from its
-// buffer (UFFDIO_COPY) while the next reads are under way.
+// pages (short gaps read across) are read into registered staging buffers,
+// several reads in flight per channel, and each run is placed straight from
+// its buffer (UFFDIO_COPY) by a thread of its own while the next reads are
+// under way. Measured in the Soft-RoCE VM (docs/postcopy.md, "Memory mode:
+// measured"): what counted was few large reads, reading and placing on
+// different threads, and a lane on every channel.
 //
 // Every page is placed exactly once: a run is cut around pages already placed
 // (the guest's faults, read on a channel of their own), and a page placed
