@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <bit>
 #include <chrono>
 #include <condition_variable>
@@ -44,7 +45,7 @@ std::vector<PullLane> pull_lanes(std::span<const std::unique_ptr<transport::Chan
     for (size_t i = 0; i < data.size(); ++i) {
         transport::OneSided* os = data[i]->one_sided();
         if (!os || !os->can_read()) return {};
-        lanes.push_back({os, std::move(offer[i]), data[i]->name()});
+        lanes.push_back({os, std::move(offer[i]), data[i]->name(), i == 0});
     }
     return lanes;
 }
@@ -107,8 +108,8 @@ void PostcopyPuller::wait() {
     if (error_) std::rethrow_exception(error_);
 }
 
-bool PostcopyPuller::next_run(Run& r) {
-    const size_t max_pages = opts_.run_bytes / ps_;
+bool PostcopyPuller::next_run(Run& r, size_t run_bytes) {
+    const size_t max_pages = std::max<size_t>(1, std::min(run_bytes, opts_.run_bytes) / ps_);
     std::lock_guard lock(cursor_mu_);
     for (; cur_region_ < todo_.size(); ++cur_region_, cur_page_ = 0) {
         const DirtyBitmap& b = todo_[cur_region_];
@@ -237,7 +238,10 @@ void PostcopyPuller::lane(size_t i) {
     try {
         for (;;) {
             auto t0 = Clock::now();
-            for (;;) {
+            // On the channel of the guest's fault reads, one pull read at a
+            // time and a smaller one: a fault's read then queues behind at
+            // most that one.
+            while (flights.size() < (l.shares_faults ? 1u : opts_.depth)) {
                 std::byte* buf = nullptr;
                 {
                     std::unique_lock lock(mu);
@@ -249,7 +253,7 @@ void PostcopyPuller::lane(size_t i) {
                     buf = free.back();
                     free.pop_back();
                 }
-                if (stop_.load() || !next_run(r)) {
+                if (stop_.load() || !next_run(r, l.shares_faults ? kSharedRunBytes : opts_.run_bytes)) {
                     std::lock_guard lock(mu);
                     free.push_back(buf);
                     break;

@@ -37,7 +37,12 @@ struct PullLane {
     transport::OneSided* reads = nullptr;           // the channel's one-sided reads
     std::vector<transport::RemoteRegion> regions;  // the source's regions as exposed on it, in region order
     std::string name;                              // for errors ("data channel 2")
+    // The channel also carries the guest's fault reads: the lane keeps one
+    // read of at most kSharedRunBytes in flight, so that a fault's read
+    // waits behind no more than that.
+    bool shares_faults = false;
 };
+inline constexpr size_t kSharedRunBytes = size_t{64} << 10;
 
 struct PullOptions {
     // Bytes per read: 256 KiB keeps a run of 64 pages in one work request
@@ -70,10 +75,10 @@ std::vector<std::vector<transport::RemoteRegion>> expose_for_pull(
 // The lanes of a pull the source offered on our data channels (`offer`, from
 // parse_pull_offer, in channel order): one per channel. Over rxe each lane's
 // reads cost CPU in the thread that posts them, so every channel's lane
-// counts. The first also carries the guest's fault reads: a fault then waits
-// for at most the pull read under way there (measured in the VM: fault p50
-// about as with the push; a lane that stopped starting reads while a fault
-// waited sat idle most of the time, the guest faulting all along). Empty
+// counts. The first also carries the guest's fault reads
+// (PullLane::shares_faults): a fault then waits for at most the one pull
+// read under way there (a lane that started no read while a fault waited sat
+// idle most of the time in the VM, the guest faulting all along). Empty
 // where a channel has no one-sided reads.
 std::vector<PullLane> pull_lanes(std::span<const std::unique_ptr<transport::Channel>> data,
                                  std::vector<std::vector<transport::RemoteRegion>> offer);
@@ -116,7 +121,7 @@ private:
     };
     // The next run to read (pages still missing, from the cursor on); false
     // when none is left.
-    bool next_run(Run& r);
+    bool next_run(Run& r, size_t run_bytes);
     void lane(size_t i);
     void place(const Run& r, const std::byte* data);
     void fail(const PullLane& l, const Run& r, const std::exception& e);  // records the first failure, stops all

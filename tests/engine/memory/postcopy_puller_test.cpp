@@ -54,6 +54,7 @@ public:
         pending_.push_back({next_, source_ + from.addr + offset, static_cast<std::byte*>(local), len});
         ++reads_;
         max_in_flight_ = std::max(max_in_flight_, pending_.size());
+        max_len_ = std::max(max_len_, len);
         bytes_ += len;
         return next_++;
     }
@@ -66,6 +67,7 @@ public:
         }
     }
     size_t max_in_flight() const { return max_in_flight_; }
+    size_t max_len() const { return max_len_; }
     uint64_t reads() const { return reads_; }
     uint64_t bytes() const { return bytes_; }
     uint64_t fail_at_ = 0;  // the n-th read (1-based) throws LinkError
@@ -83,7 +85,7 @@ private:
     std::vector<std::pair<const std::byte*, size_t>> registered_;
     std::deque<P> pending_;
     uint64_t next_ = 1, reads_ = 0, bytes_ = 0;
-    size_t max_in_flight_ = 0;
+    size_t max_in_flight_ = 0, max_len_ = 0;
 };
 
 void fill(std::byte* p, size_t size) {
@@ -151,6 +153,24 @@ TEST(PostcopyPuller, PullsEveryPendingPageOnceWithManyReadsInFlight) {
     // No gap bridging: only pending, not-yet-placed pages were read.
     EXPECT_EQ(a.bytes() + b.bytes(), (pending - faulted) * kPage);
     EXPECT_EQ(pull.bytes_read(), (pending - faulted) * kPage);
+}
+
+TEST(PostcopyPuller, TheLaneSharingTheFaultsChannelKeepsOneSmallReadInFlight) {
+    Pending s(4096, 3, 6);
+    FakeReads shared(s.source.data(), s.source.size()), other(s.source.data(), s.source.size());
+    PullOptions o;
+    o.depth = 8;  // run_bytes 256 KiB
+    PullLane first = s.lane(shared, "lane 0");
+    first.shares_faults = true;
+    PostcopyPuller pull(s.regions, kPage, s.pending, *s.placer, {first, s.lane(other, "lane 1")}, o);
+    pull.start();
+    pull.wait();
+    EXPECT_EQ(s.placer->missing(), 0u);
+    EXPECT_EQ(std::memcmp(s.source.data(), s.dest.data(), s.source.size()), 0);
+    EXPECT_GT(shared.reads(), 0u);
+    EXPECT_EQ(shared.max_in_flight(), 1u);
+    EXPECT_LE(shared.max_len(), kSharedRunBytes);
+    EXPECT_GT(other.max_len(), kSharedRunBytes) << "the other lane reads whole runs";
 }
 
 TEST(PostcopyPuller, BridgedGapsAreReadButNeverPlaced) {
