@@ -392,7 +392,7 @@ private:
             for (auto& s : snapshots_) s.clear_all();
         }
         log::info(cat("post-copy: the guest runs on the destination after a ", result_.downtime_ms,
-                      " ms blackout; pushing ", pc.pending_pages, " pages"));
+                      " ms blackout; ", pc.pulled ? "it pulls " : "pushing ", pc.pending_pages, " pages"));
         stop_tracking();  // the guest is paused for good; after the blackout, as it takes a while (uffd-wp)
 
         const auto phase_t0 = Clock::now();
