@@ -90,6 +90,19 @@ public:
     // Throws Error past the region's end, LinkError on a lost peer. May run on
     // one thread while others send or receive on the channel.
     virtual void read(const RemoteRegion& from, uint64_t offset, void* local, size_t len);
+    // The same read without waiting for it, so that one thread keeps many in
+    // flight (post-copy's pull of the pending pages: one read at a time
+    // waits a whole round trip each, which rxe's software responder makes
+    // long). Posts a read of `len` bytes (at most kMaxStartedRead) and
+    // returns its ticket; blocks only while the channel's read depth is used
+    // up. `local` must stay valid until wait_read(ticket) returned.
+    virtual uint64_t start_read(const RemoteRegion& from, uint64_t offset, void* local, size_t len);
+    // Returns once the read of `ticket` (from start_read on this channel)
+    // has arrived. Errors as read(): Error for a read the peer refused (key,
+    // bounds), LinkError once the channel broke. Default: start_read() did
+    // the whole read() itself, so there is nothing to wait for.
+    virtual void wait_read(uint64_t ticket) { (void)ticket; }
+    static constexpr size_t kMaxStartedRead = size_t{1} << 30;
 };
 
 // The payload of a frame being received, read piece by piece straight where

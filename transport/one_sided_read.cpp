@@ -15,4 +15,11 @@ void OneSided::read(const RemoteRegion& from, uint64_t offset, void* local, size
     throw Error("this transport has no one-sided reads");
 }
 
+uint64_t OneSided::start_read(const RemoteRegion& from, uint64_t offset, void* local, size_t len) {
+    if (len > kMaxStartedRead)
+        throw Error(cat("a started one-sided read of ", len, " bytes is over the ", kMaxStartedRead, "-byte limit"));
+    read(from, offset, local, len);
+    return 0;
+}
+
 }  // namespace rmig::transport

@@ -12,6 +12,7 @@
 #include "common/thread_priority.hpp"
 #include "engine/memory/page_placer.hpp"
 #include "engine/memory/postcopy_placer.hpp"
+#include "engine/memory/postcopy_puller.hpp"
 #include "engine/memory/postcopy_wire.hpp"
 #include "engine/memory/round_watchdog.hpp"
 #include "engine/memory/worker_placement.hpp"
@@ -39,6 +40,7 @@ public:
         shutdown_all();
         join_receivers();
         stop_fault_thread();
+        puller_.reset();
         postcopy_.reset();
         missing_.reset();
         if (starter_.joinable()) starter_.join();
@@ -492,6 +494,13 @@ private:
             result_.postcopy.drop_in_blackout_ms =
                 std::chrono::duration<double, std::milli>(Clock::now() - drop_t0).count();
             postcopy_ = std::make_unique<PostcopyPlacer>(cfg_.regions, ps_, pending, *missing_);
+            // The source offered to let us read the pending pages instead of
+            // pushing them: taken where our channels read too.
+            if (!reads_.empty() && msg.contains("pull"))
+                if (auto lanes = pull_lanes(data_, parse_pull_offer(msg["pull"], cfg_.regions, data_.size()));
+                    !lanes.empty())
+                    puller_ = std::make_unique<PostcopyPuller>(cfg_.regions, ps_, pending, *postcopy_,
+                                                               std::move(lanes));
             result_.postcopy.pending_pages = count;
         } catch (const std::exception& e) {
             send_control({{"ok", false}, {"error", e.what()}});
@@ -500,8 +509,10 @@ private:
         DestPostcopy& pc = result_.postcopy;
         pc.switched = true;
         pc.rdma_reads = !reads_.empty();
+        pc.pulled = puller_ != nullptr;
         postcopy_active_ = true;
         fault_thread_ = std::thread([this] { serve_faults(false); });
+        if (puller_) puller_->start();
         postcopy_t0_ = Clock::now();
         {
             std::lock_guard lock(mu_);
@@ -519,7 +530,10 @@ private:
             log::info(cat("post-copy: the guest runs here; ", result_.postcopy.pending_pages, " pages to come",
                           result_.postcopy.rdma_reads ? " (faults read one-sided)" : ""));
             try {
-                send_control({{"ok", true}, {"op", "postcopy_started"}, {"rdma_reads", result_.postcopy.rdma_reads}});
+                send_control({{"ok", true},
+                              {"op", "postcopy_started"},
+                              {"rdma_reads", result_.postcopy.rdma_reads},
+                              {"pull", result_.postcopy.pulled}});
                 std::lock_guard lock(mu_);
                 start_reply_sent_ = true;
             } catch (const std::exception& e) {
@@ -599,6 +613,11 @@ private:
         watchdog_.disarm();
         shutdown_all();  // first: the fault thread may be blocked sending on a dead channel
         stop_fault_thread();
+        if (puller_) {  // its lanes read on the old channels: they end, now shut
+            puller_->stop();
+            result_.postcopy.pulled_pages += puller_->pulled_pages();
+            puller_.reset();
+        }
         join_receivers();
         receivers_.clear();
         drop_channels();
@@ -618,9 +637,24 @@ private:
                 reads_.clear();
                 transport::OneSided* os = data_[0]->one_sided();
                 if (msg.contains("reads") && os && os->can_read()) reads_ = parse_read_regions(msg["reads"], cfg_.regions);
-                const std::vector<std::byte> bitmap = encode_pending(postcopy_->still_missing());
+                const std::vector<DirtyBitmap> missing = postcopy_->still_missing();
+                // The pull again, on the new channels, if offered again.
+                if (!reads_.empty() && msg.contains("pull")) {
+                    try {
+                        if (auto lanes = pull_lanes(data_, parse_pull_offer(msg["pull"], cfg_.regions, data_.size()));
+                            !lanes.empty())
+                            puller_ = std::make_unique<PostcopyPuller>(cfg_.regions, ps_, missing, *postcopy_,
+                                                                       std::move(lanes));
+                    } catch (const LinkError&) {
+                        throw;
+                    } catch (const std::exception& e) {
+                        // The source pushes instead: declining costs speed only.
+                        log::warn(cat("post-copy: resuming without the pull: ", e.what()));
+                    }
+                }
+                const std::vector<std::byte> bitmap = encode_pending(missing);
                 send_control({{"ok", true}, {"op", "postcopy_resumed"}, {"missing", postcopy_->missing()},
-                              {"bitmap_bytes", bitmap.size()}});
+                              {"bitmap_bytes", bitmap.size()}, {"pull", puller_ != nullptr}});
                 send_pieces(bitmap);
                 watchdog_.disarm();
                 break;
@@ -629,12 +663,14 @@ private:
                 log::warn(cat("post-copy: resuming: ", e.what()));
                 watchdog_.disarm();
                 shutdown_all();
+                puller_.reset();
                 drop_channels();
             }
         }
         fault_stop_ = false;
         start_receivers(result_.rounds);
         fault_thread_ = std::thread([this] { serve_faults(true); });
+        if (puller_) puller_->start();
         ++pc.resumed;
         log::info(cat("post-copy resumed over new channels: ", postcopy_->missing(), " pages still missing",
                       reads_.empty() ? "" : " (faults read one-sided)"));
@@ -686,6 +722,15 @@ private:
             json m = json::parse(text, nullptr, false);
             if (!m.is_object() || m.value("op", "") != "round_end")
                 throw ProtocolError(cat("post-copy: expected round_end or pages, got ", text));
+            if (puller_) {
+                puller_->wait();  // the source pushed nothing: every pending page read and placed here
+                result_.postcopy.pulled_pages += puller_->pulled_pages();
+                log::info(cat("post-copy pull: ", puller_->pulled_pages(), " pages placed, ", puller_->reads(),
+                              " reads of ", puller_->bytes_read(), " B; lanes spent ", puller_->start_s(),
+                              " s starting reads, ", puller_->wait_s(), " s waiting for them, ", puller_->place_s(),
+                              " s placing"));
+                puller_.reset();
+            }
             try {
                 end_round(m, [&] {
                 if (starter_.joinable()) starter_.join();  // the guest started (its reply went out first)
@@ -947,6 +992,7 @@ private:
             postcopy_->fill(result_.postcopy);
             result_.postcopy.phase_s = std::chrono::duration<double>(Clock::now() - postcopy_t0_).count();
         }
+        puller_.reset();  // its lanes end: the channels are shut
         postcopy_.reset();
         missing_.reset();  // unregistered: a guest thread blocked on a missing page goes on (see above)
         if (starter_.joinable()) starter_.join();
@@ -977,6 +1023,7 @@ private:
     std::timed_mutex control_send_mu_;  // the fault thread, the starter and the control thread all send
     std::unique_ptr<MissingPages> missing_;     // the regions' userfaultfd, from the first drop on
     std::unique_ptr<PostcopyPlacer> postcopy_;
+    std::unique_ptr<PostcopyPuller> puller_;    // reads the pending pages, where the source offered it
     std::atomic<bool> postcopy_active_{false};  // receivers place atomically, through postcopy_
     bool postcopy_started_ = false;             // on_postcopy_start was called (guarded by mu_)
     bool start_reply_sent_ = false;             // postcopy_started went out: the source may resume (mu_)

@@ -69,6 +69,8 @@ struct DestPostcopy {
     uint64_t faults = 0;         // distinct missing pages the guest touched before they were pushed
     uint64_t fetched_pages = 0;  // of those, fetched on demand (request or rdma read) rather than pushed
     bool rdma_reads = false;     // faulted pages were read one-sided from the source's memory
+    bool pulled = false;         // the pending pages were read one-sided too, instead of pushed
+    uint64_t pulled_pages = 0;   // placed by that pull (the rest by faults)
     double phase_s = 0;          // guest started -> every page placed
     // Pending pages are dropped from memory before the guest starts: most
     // while the source's guest still runs (the set known before its pause),

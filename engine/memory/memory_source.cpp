@@ -16,6 +16,7 @@
 #include "engine/dirty/shard.hpp"
 #include "engine/dirty/uffd_wp_source.hpp"
 #include "engine/memory/batch_sender.hpp"
+#include "engine/memory/postcopy_puller.hpp"
 #include "engine/memory/postcopy_wire.hpp"
 #include "engine/memory/round_watchdog.hpp"
 #include "engine/memory/worker_placement.hpp"
@@ -297,6 +298,7 @@ private:
         transport::OneSided* os = data_[0]->one_sided();
         if (!os || !os->can_read()) return;
         for (const auto& r : cfg_.regions) read_regions_.push_back(os->expose_for_read(r.base, r.size));
+        if (cfg_.postcopy.pull) pull_regions_ = expose_for_pull(data_, cfg_.regions, read_regions_);
     }
 
     // The switch: the guest paused, the pending set and the device state
@@ -359,6 +361,7 @@ private:
         json req = {{"op", "postcopy"},     {"round", result_.rounds},      {"pending", pc.pending_pages},
                     {"bitmap_bytes", pending.size()}, {"device_state", blob.size()}};
         if (!read_regions_.empty()) req["reads"] = read_regions_to_json(read_regions_);
+        if (!pull_regions_.empty()) req["pull"] = pull_offer_to_json(pull_regions_);
         log::info(cat("switching to post-copy (", reason, "): ", pc.pending_pages, " pages pending"));
         for (const auto& r : cfg_.regions) served_.emplace_back(r.size / ps_, ps_);
         watchdog_.arm(cfg_.step_timeout, "the switch to post-copy");
@@ -383,8 +386,14 @@ private:
         result_.downtime_ms = seconds_since(paused_at) * 1000.0;
         pc.switched = true;
         pc.rdma_reads = reply.value("rdma_reads", false);
+        // The destination took the pull: it reads every pending page itself,
+        // so the push round carries only its barriers.
+        if (reply.value("pull", false) && !pull_regions_.empty()) {
+            pc.pulled = true;
+            for (auto& s : snapshots_) s.clear_all();
+        }
         log::info(cat("post-copy: the guest runs on the destination after a ", result_.downtime_ms,
-                      " ms blackout; pushing ", pc.pending_pages, " pages"));
+                      " ms blackout; ", pc.pulled ? "it pulls " : "pushing ", pc.pending_pages, " pages"));
         stop_tracking();  // the guest is paused for good; after the blackout, as it takes a while (uffd-wp)
 
         const auto phase_t0 = Clock::now();
@@ -461,9 +470,11 @@ private:
             try {
                 watchdog_.arm(cfg_.step_timeout, "resuming post-copy");
                 read_regions_.clear();
+                pull_regions_.clear();
                 expose_for_reads();
                 json req = {{"op", "postcopy_resume"}, {"round", result_.rounds}};
                 if (!read_regions_.empty()) req["reads"] = read_regions_to_json(read_regions_);
+                if (!pull_regions_.empty()) req["pull"] = pull_offer_to_json(pull_regions_);
                 json reply = transport::request(*control_, req);
                 if (reply.value("op", "") != "postcopy_resumed")
                     throw ProtocolError(cat("expected postcopy_resumed, got ", reply.dump()));
@@ -479,11 +490,16 @@ private:
                 if (missing != reply.value("missing", ~uint64_t{0}))
                     throw ProtocolError(cat("post-copy: ", reply.value("missing", ~uint64_t{0}),
                                             " missing pages announced, the bitmap has ", missing));
+                // The destination pulls them itself again: the push is only its barriers.
+                const bool pulls = reply.value("pull", false) && !pull_regions_.empty();
+                if (pulls)
+                    for (auto& b : snapshots_) b.clear_all();
                 watchdog_.disarm();
                 for (auto& b : served_) b.clear_all();
                 server_ = std::thread([this] { serve_postcopy(); });
                 ++pc.resumed;
-                log::info(cat("post-copy resumed (attempt ", attempt, "): ", missing, " pages still missing"));
+                log::info(cat("post-copy resumed (attempt ", attempt, "): ", missing, " pages still missing",
+                              pulls ? " (the destination reads them)" : ""));
                 return;
             } catch (const LinkError& e) {
                 watchdog_.disarm();
@@ -1168,6 +1184,7 @@ private:
     RoundWatchdog cancel_deadline_;           // after a stop: shuts everything once the grace is over
     // Post-copy.
     std::vector<transport::RemoteRegion> read_regions_;  // ours, exposed for the destination's reads
+    std::vector<std::vector<transport::RemoteRegion>> pull_regions_;  // [channel][region], for its pull
     bool postcopy_started_ = false;         // the destination runs the guest: never resume ours
     bool postcopy_sent_ = false;            // ... or may run it: the switch went out, not refused
     bool switching_to_postcopy_ = false;    // the device state now sent is the post-copy switch's

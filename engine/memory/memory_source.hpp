@@ -104,9 +104,14 @@ struct MemorySourceConfig {
         unsigned after_rounds = 0;
         // Once the guest runs on the destination, a lost link is retried
         // this long: new channels to the same session, the destination's
-        // list of the pages it still misses, and the push goes on from
-        // there. 0: the first lost link fails the migration.
+        // list of the pages it still misses, and the push (or its pull)
+        // goes on from there. 0: the first lost link fails the migration.
         std::chrono::milliseconds recover{120000};
+        // Where every data channel has one-sided reads (rdma, not encrypted),
+        // offer the destination to read the pending pages itself, many reads
+        // in flight, instead of the push (docs/memory-mode.md, "Post-copy").
+        // false: always push (for comparison).
+        bool pull = true;
     } postcopy;
 
     // Auto-converge: slow the guest to `percent` (optional).
@@ -151,6 +156,7 @@ struct SourcePostcopy {
     uint64_t pushed_bytes = 0;  // page batch bytes of the background push
     unsigned resumed = 0;       // times the push went on over new channels after a lost link
     std::string broke;          // what broke first (empty when nothing did)
+    bool pulled = false;        // the destination read the pending pages itself (no push)
 };
 
 struct MemorySourceResult {

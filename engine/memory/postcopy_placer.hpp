@@ -59,6 +59,11 @@ public:
     // their page (asked for on the lost link; asked again on the new one).
     std::vector<DirtyBitmap> still_missing() const;
     std::vector<PageRef> waiting() const;
+    // Whether this page was pending at the switch and is not placed yet (a
+    // pull skips the others); may change as soon as it returned.
+    bool missing(PageRef at) const {
+        return pending_[at.region].test(at.page) && !placed_[at.region].test(at.page);
+    }
     // Stops catching faults; only once missing() is 0, or after a failure.
     void release() { uffd_.release(); }
 

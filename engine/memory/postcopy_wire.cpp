@@ -94,4 +94,19 @@ std::vector<transport::RemoteRegion> parse_read_regions(const json& j, const std
     return out;
 }
 
+json pull_offer_to_json(const std::vector<std::vector<transport::RemoteRegion>>& per_channel) {
+    json list = json::array();
+    for (const auto& regions : per_channel) list.push_back(read_regions_to_json(regions));
+    return list;
+}
+
+std::vector<std::vector<transport::RemoteRegion>> parse_pull_offer(const json& j, const std::vector<Region>& regions,
+                                                                   size_t channels) {
+    if (!j.is_array() || j.size() != channels)
+        throw ProtocolError(cat("post-copy: the pull offer must list ", channels, " data channels"));
+    std::vector<std::vector<transport::RemoteRegion>> out;
+    for (const auto& c : j) out.push_back(parse_read_regions(c, regions));
+    return out;
+}
+
 }  // namespace rmig::engine

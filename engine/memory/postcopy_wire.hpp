@@ -43,4 +43,15 @@ constexpr size_t kMaxFetchPages = 1024;
 nlohmann::json read_regions_to_json(const std::vector<transport::RemoteRegion>& regions);
 std::vector<transport::RemoteRegion> parse_read_regions(const nlohmann::json& j, const std::vector<Region>& regions);
 
+// The pull offer ("pull" in the source's postcopy message): its regions as
+// exposed for reads on each data channel, in channel order: [[regions of
+// channel 1], [regions of channel 2], ...]. A destination answering
+// postcopy_started with "pull": true reads every pending page itself and the
+// source pushes none; an older one ignores the offer and gets the push.
+nlohmann::json pull_offer_to_json(const std::vector<std::vector<transport::RemoteRegion>>& per_channel);
+// Throws ProtocolError unless it lists `channels` channels of our regions.
+std::vector<std::vector<transport::RemoteRegion>> parse_pull_offer(const nlohmann::json& j,
+                                                                   const std::vector<Region>& regions,
+                                                                   size_t channels);
+
 }  // namespace rmig::engine

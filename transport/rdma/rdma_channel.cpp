@@ -603,32 +603,63 @@ void RdmaChannel::read(const RemoteRegion& from, uint64_t offset, void* local, s
     if (offset > from.size || len > from.size - offset)
         throw Error(cat(name_, ": one-sided read of ", len, " bytes at offset ", offset,
                         " runs past the peer's ", from.size, "-byte region"));
-    if (len > 0 && read_depth_ == 0)
-        throw Error(cat(name_, ": the connection allows no RDMA READs (the device or the peer "
-                               "granted no read depth)"));
     auto* dst = static_cast<std::byte*>(local);
     for (size_t done = 0; done < len;) {
         auto n = static_cast<uint32_t>(std::min(len - done, kMaxReadWr));
         uint64_t at = offset + done;
         std::string what = cat("reading ", n, " bytes at offset ", at, " of the peer's memory");
         Lock lk(mu_);
-        if (error_) throw LinkError(cat(*error_, " (before ", what, ")"));
-        uint32_t lkey = lkey_for(dst + done, n);
-        // Reads have kReadDepth send queue entries of their own; the writes' room
-        // is checked against everything outstanding, reads included.
-        wait(lk, [&] { return reads_in_flight_ < kReadDepth && wr_posted_ - wr_done_ < sq_depth_ + kReadDepth; },
-             what);
-        uint64_t idx = post_read(dst + done, n, lkey, from.addr + at, from.rkey);
-        wait(lk, [&] { return wr_done_ > idx || (failed_wr_ && failed_wr_->wr_id == idx); }, what);
-        if (wr_done_ <= idx) {
-            // This read broke the queue pair (and so the channel) itself.
-            std::string msg = cat(name_, ": one-sided read of ", n, " bytes at offset ", at, " of the peer's ",
-                                  from.size, "-byte region (rkey 0x", std::hex, from.rkey, std::dec,
-                                  ") failed: ", failed_wr_->why);
-            if (read_was_refused(failed_wr_->status)) throw Error(msg);
-            throw LinkError(msg);
-        }
+        uint64_t idx = begin_read(lk, from, at, dst + done, n, what);
+        end_read(lk, idx, from, at, n, what);
         done += n;
+    }
+}
+
+uint64_t RdmaChannel::start_read(const RemoteRegion& from, uint64_t offset, void* local, size_t len) {
+    if (offset > from.size || len > from.size - offset)
+        throw Error(cat(name_, ": one-sided read of ", len, " bytes at offset ", offset,
+                        " runs past the peer's ", from.size, "-byte region"));
+    if (len == 0 || len > kMaxReadWr)
+        throw Error(cat(name_, ": a started one-sided read must be 1 to ", kMaxReadWr, " bytes, not ", len));
+    Lock lk(mu_);
+    return begin_read(lk, from, offset, static_cast<std::byte*>(local), static_cast<uint32_t>(len),
+                      cat("starting a read of ", len, " bytes at offset ", offset, " of the peer's memory"));
+}
+
+void RdmaChannel::wait_read(uint64_t ticket) {
+    Lock lk(mu_);
+    // Where it read from is not kept per read: the failure says what the
+    // device said, the caller adds which pages.
+    end_read(lk, ticket, RemoteRegion{}, 0, 0, cat("waiting for read ", ticket));
+}
+
+uint64_t RdmaChannel::begin_read(Lock& lk, const RemoteRegion& from, uint64_t offset, std::byte* local,
+                                 uint32_t len, const std::string& what) {
+    if (len > 0 && read_depth_ == 0)
+        throw Error(cat(name_, ": the connection allows no RDMA READs (the device or the peer "
+                               "granted no read depth)"));
+    if (error_) throw LinkError(cat(*error_, " (before ", what, ")"));
+    uint32_t lkey = lkey_for(local, len);
+    // Reads have kReadDepth send queue entries of their own; the writes' room
+    // is checked against everything outstanding, reads included.
+    wait(lk, [&] { return reads_in_flight_ < kReadDepth && wr_posted_ - wr_done_ < sq_depth_ + kReadDepth; },
+         what);
+    return post_read(local, len, lkey, from.addr + offset, from.rkey);
+}
+
+void RdmaChannel::end_read(Lock& lk, uint64_t idx, const RemoteRegion& from, uint64_t offset, uint32_t len,
+                           const std::string& what) {
+    if (idx >= wr_posted_) throw Error(cat(name_, ": no read was started as ", idx));
+    wait(lk, [&] { return wr_done_ > idx || (failed_wr_ && failed_wr_->wr_id == idx); }, what);
+    if (wr_done_ <= idx) {
+        // This read broke the queue pair (and so the channel) itself.
+        std::string msg = from.size != 0
+                              ? cat(name_, ": one-sided read of ", len, " bytes at offset ", offset, " of the peer's ",
+                                    from.size, "-byte region (rkey 0x", std::hex, from.rkey, std::dec,
+                                    ") failed: ", failed_wr_->why)
+                              : cat(name_, ": one-sided read ", idx, " failed: ", failed_wr_->why);
+        if (read_was_refused(failed_wr_->status)) throw Error(msg);
+        throw LinkError(msg);
     }
 }
 

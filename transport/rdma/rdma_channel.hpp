@@ -113,6 +113,10 @@ public:
     bool can_read() const override { return read_depth_ > 0; }
     RemoteRegion expose_for_read(void* base, size_t size) override;
     void read(const RemoteRegion& from, uint64_t offset, void* local, size_t len) override;
+    // Up to kReadDepth reads in flight per channel; the ticket is the read's
+    // send work request index (send completions arrive in order).
+    uint64_t start_read(const RemoteRegion& from, uint64_t offset, void* local, size_t len) override;
+    void wait_read(uint64_t ticket) override;
 
 private:
     using Lock = std::unique_lock<std::mutex>;
@@ -131,6 +135,12 @@ private:
                         std::optional<uint32_t> imm, bool data_slot, bool force_signal);
     // Posts one signaled READ of `len` bytes at raddr into `local`; with mu_ held.
     uint64_t post_read(void* local, uint32_t len, uint32_t lkey, uint64_t raddr, uint32_t rkey);
+    // Checks, waits for read room and posts one read; with mu_ held (lk).
+    uint64_t begin_read(Lock& lk, const RemoteRegion& from, uint64_t offset, std::byte* local, uint32_t len,
+                        const std::string& what);
+    // Waits for the read posted as `idx`; throws as read() does.
+    void end_read(Lock& lk, uint64_t idx, const RemoteRegion& from, uint64_t offset, uint32_t len,
+                  const std::string& what);
     void return_credits_if_due(Lock& lk);
     // The next filled receive slot, its frame header checked; then release_slot().
     std::pair<const std::byte*, wire::FrameHeader> next_slot();

@@ -72,6 +72,7 @@ struct Case {
     Codec codec = Codec::none;
     double budget_ms = 300;
     unsigned max_rounds = 30;
+    bool pull = true;  // MemorySourceConfig::postcopy.pull
 };
 
 struct Outcome {
@@ -111,6 +112,7 @@ Outcome postcopy(const Case& c) {
     sc.convergence.max_rounds = c.max_rounds;
     sc.postcopy.enabled = true;
     sc.postcopy.after_rounds = c.after_rounds;
+    sc.postcopy.pull = c.pull;
     sc.throttle = [&](unsigned) { ++out.throttled; };
     sc.pause = [&] {
         writers.stop();
@@ -153,6 +155,7 @@ TEST(MemoryPostcopy, AfterOneRoundTheGuestRunsOnTheDestinationAndEveryPageArrive
     EXPECT_EQ(o.src.rounds, 2u) << "one pre-copy round, then the push";
     EXPECT_EQ(o.src.postcopy.reason, "after 1 round");
     EXPECT_FALSE(o.dst.postcopy.rdma_reads);
+    EXPECT_FALSE(o.dst.postcopy.pulled) << "tcp has no one-sided reads: the pages are pushed";
     // Over tcp a fetched page is one the source served (or the push brought
     // it first, and the served copy found it placed).
     EXPECT_GE(o.src.postcopy.served_pages, o.dst.postcopy.fetched_pages);
@@ -323,4 +326,28 @@ TEST(MemoryPostcopyRdma, FaultsAreReadOneSidedAndEveryPageArrives) {
     expect_postcopy_ok(o);
     EXPECT_TRUE(o.dst.postcopy.rdma_reads) << "faulted pages should be read one-sided over rdma";
     EXPECT_EQ(o.src.postcopy.served_pages, 0u) << "with one-sided reads the source serves no requests";
+    // The pending pages were pulled by the destination, none pushed.
+    EXPECT_TRUE(o.src.postcopy.pulled);
+    EXPECT_TRUE(o.dst.postcopy.pulled);
+    EXPECT_EQ(o.src.postcopy.pushed_bytes, 0u);
+    EXPECT_EQ(o.dst.postcopy.pulled_pages + o.dst.postcopy.fetched_pages, o.dst.postcopy.pending_pages)
+        << "every pending page placed once, by the pull or a fault";
+}
+
+TEST(MemoryPostcopyRdma, WithoutThePullThePendingPagesArePushed) {
+    const std::string uri = test::rdma_test_uri();
+    if (uri.empty())
+        GTEST_SKIP() << "no RDMA device on this machine (or built without rdma); this case runs inside the "
+                        "Soft-RoCE VM (ctest -R memory_postcopy_over_rdma_in_softroce_vm)";
+    Case c;
+    c.uri = uri;
+    c.size = 16u << 20;
+    c.hot = 4u << 20;
+    c.pull = false;
+    Outcome o = postcopy(c);
+    expect_postcopy_ok(o);
+    EXPECT_TRUE(o.dst.postcopy.rdma_reads);
+    EXPECT_FALSE(o.src.postcopy.pulled);
+    EXPECT_FALSE(o.dst.postcopy.pulled);
+    EXPECT_GT(o.src.postcopy.pushed_bytes, 0u);
 }

@@ -25,6 +25,7 @@
 #include <atomic>
 #include <iostream>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <future>
 #include <thread>
@@ -350,6 +351,63 @@ TEST_F(RdmaTest, ReadsRunWhileFramesFlowBothWays) {
     EXPECT_EQ(down.second.get(), "");
     up.first.get();
     down.first.get();
+}
+
+TEST_F(RdmaTest, StartedReadsKeepSeveralInFlightAndEachLandsWhole) {
+    auto [client, server] = pair();
+    constexpr size_t kSize = 8u << 20, kRead = 64u << 10, kDepth = 16;
+    Mapping src(kSize), dst(kSize);
+    RemoteRegion region = server->one_sided()->expose_for_read(src.p, kSize);
+    fill(src.p, kSize, 5, 0);
+    OneSided& os = *client->one_sided();
+    os.register_local(dst.p, kSize);
+    // As post-copy's pull does: up to 16 in flight, the oldest waited for.
+    std::deque<uint64_t> tickets;
+    for (size_t off = 0; off < kSize; off += kRead) {
+        if (tickets.size() == kDepth) {
+            os.wait_read(tickets.front());
+            tickets.pop_front();
+        }
+        tickets.push_back(os.start_read(region, off, dst.p + off, kRead));
+    }
+    while (!tickets.empty()) {
+        os.wait_read(tickets.front());
+        tickets.pop_front();
+    }
+    EXPECT_EQ(std::memcmp(src.p, dst.p, kSize), 0);
+    // Waited for out of order: each still lands whole.
+    std::memset(dst.p, 0, 3 * kRead);
+    uint64_t a = os.start_read(region, 5 * kRead, dst.p, kRead);
+    uint64_t b = os.start_read(region, 9 * kRead, dst.p + kRead, kRead);
+    uint64_t c = os.start_read(region, 2 * kRead, dst.p + 2 * kRead, kRead);
+    os.wait_read(c);
+    os.wait_read(a);
+    os.wait_read(b);
+    EXPECT_EQ(std::memcmp(dst.p, src.p + 5 * kRead, kRead), 0);
+    EXPECT_EQ(std::memcmp(dst.p + kRead, src.p + 9 * kRead, kRead), 0);
+    EXPECT_EQ(std::memcmp(dst.p + 2 * kRead, src.p + 2 * kRead, kRead), 0);
+    // Refused before anything is posted: past the end, empty; and a ticket
+    // that was never handed out. The channel goes on.
+    auto past = kind_of_error([&] { os.start_read(region, kSize - 4096, dst.p, 8192); });
+    EXPECT_EQ(past.rfind("Error: ", 0), 0u) << past;
+    EXPECT_NE(past.find("runs past the peer's"), std::string::npos) << past;
+    auto empty = kind_of_error([&] { os.start_read(region, 0, dst.p, 0); });
+    EXPECT_EQ(empty.rfind("Error: ", 0), 0u) << empty;
+    auto never = kind_of_error([&] { os.wait_read(c + 1000); });
+    EXPECT_EQ(never.rfind("Error: ", 0), 0u) << never;
+    client->send(FrameType::control, {});
+    std::vector<std::byte> got;
+    EXPECT_EQ(server->recv(got), FrameType::control);
+    // A started read the peer refuses (a key it never handed out) fails at
+    // its wait, as an Error; the channel is down afterwards.
+    RemoteRegion bad = region;
+    bad.rkey ^= 0x5a5a;
+    uint64_t t = os.start_read(bad, 0, dst.p, 4096);
+    auto refused = kind_of_error([&] { os.wait_read(t); });
+    EXPECT_EQ(refused.rfind("Error: rdma channel", 0), 0u) << refused;
+    EXPECT_NE(refused.find("rejected the remote address or key"), std::string::npos) << refused;
+    auto after = kind_of_error([&] { os.start_read(region, 0, dst.p, 4096); });
+    EXPECT_EQ(after.rfind("LinkError: ", 0), 0u) << after;
 }
 
 TEST_F(RdmaTest, ReadWithAWrongKeyIsAnErrorNamingTheOffset) {
