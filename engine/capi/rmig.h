@@ -147,6 +147,10 @@
  *   fail at once) before failing as above. An abort, a protocol error, a
  *   failed start() or a cancel is final. rmig_*_get_postcopy_recovery()
  *   count the resumptions and say what broke first.
+ *   Over rdma with plain data channels the destination reads the pending
+ *   pages itself (a pull of RDMA READs) instead of the source pushing them;
+ *   rmig_source_set_postcopy_pull(s, 0) keeps the push (version 5), and
+ *   rmig_dest_postcopy_pulled_pages() says how many pages the pull placed.
  *
  * RETURN VALUES
  *   Functions returning int give 0 on success and -1 on failure;
@@ -177,7 +181,8 @@ extern "C" {
  * (additions only, symbol version RMIG_4).
  * 5: post-copy recovery: rmig_source_set_postcopy_recover_ms,
  * rmig_dest_set_postcopy_recover_ms, rmig_source_get_postcopy_recovery,
- * rmig_dest_get_postcopy_recovery, struct rmig_postcopy_recovery (RMIG_5). */
+ * rmig_dest_get_postcopy_recovery, struct rmig_postcopy_recovery;
+ * rmig_source_set_postcopy_pull, rmig_dest_postcopy_pulled_pages (RMIG_5). */
 #define RMIG_CAPI_VERSION 5
 #define RMIG_PAGE_SIZE 4096
 
@@ -316,6 +321,8 @@ int rmig_source_set_on_decision(rmig_source* s, void (*fn)(void* opaque, const s
 int rmig_source_set_postcopy(rmig_source* s, int enable, unsigned after_rounds);
 /* How long a lost link after the switch is retried (see POST-COPY); 0: not at all. */
 int rmig_source_set_postcopy_recover_ms(rmig_source* s, uint64_t ms);
+/* Let the destination pull the pending pages where it can (1, default) or always push (0). */
+int rmig_source_set_postcopy_pull(rmig_source* s, int enable);
 /* Security (see SECURITY): key of at least 16 bytes (copied); identity NULL = "rmig". */
 int rmig_source_set_psk(rmig_source* s, const void* key, size_t len, const char* identity);
 int rmig_source_set_psk_file(rmig_source* s, const char* path, const char* identity);
@@ -362,6 +369,8 @@ const void* rmig_dest_device_state(const rmig_dest* d, size_t* len);  /* valid u
 int rmig_dest_get_stats(const rmig_dest* d, struct rmig_dest_stats* out);
 int rmig_dest_get_postcopy(const rmig_dest* d, struct rmig_dest_postcopy* out);
 int rmig_dest_get_postcopy_recovery(const rmig_dest* d, struct rmig_postcopy_recovery* out);
+/* Pages the destination's pull placed (0 without a pull). */
+uint64_t rmig_dest_postcopy_pulled_pages(const rmig_dest* d);
 const char* rmig_dest_error(const rmig_dest* d);
 
 #ifdef __cplusplus

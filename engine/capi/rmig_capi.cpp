@@ -428,6 +428,10 @@ int rmig_source_set_postcopy_recover_ms(rmig_source* s, uint64_t ms) {
     return guarded(s->error, [&] { s->cfg.postcopy.recover = recover_window(ms); });
 }
 
+int rmig_source_set_postcopy_pull(rmig_source* s, int enable) {
+    return guarded(s->error, [&] { s->cfg.postcopy.pull = enable != 0; });
+}
+
 int rmig_source_set_psk(rmig_source* s, const void* key, size_t len, const char* identity) {
     return guarded(s->error, [&] { set_psk_bytes(s->security, key, len, identity); });
 }
@@ -723,6 +727,8 @@ int rmig_dest_get_postcopy_recovery(const rmig_dest* d, struct rmig_postcopy_rec
     *out = {d->result.postcopy.resumed, d->result.postcopy.broke.c_str()};
     return 0;
 }
+
+uint64_t rmig_dest_postcopy_pulled_pages(const rmig_dest* d) { return d ? d->result.postcopy.pulled_pages : 0; }
 
 const char* rmig_dest_error(const rmig_dest* d) {
     return d->error.c_str();

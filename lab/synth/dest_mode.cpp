@@ -156,6 +156,7 @@ int run_dest(const Options& o) {
                        {"rdma_reads", pc.rdma_reads != 0},
                        {"phase_s", pc.phase_s},
                        {"push_rate", push_rate},
+                       {"pulled_pages", rmig_dest_postcopy_pulled_pages(h.d)},
                        {"resumed", rec.resumed},
                        {"broke", rec.broke ? rec.broke : ""},
                        {"fault_p50_us", pc.fault_p50_us},

@@ -104,6 +104,9 @@ std::span<const OptionSpec> source_options() {
          .help = "switch to post-copy after N pre-copy rounds (1: after the full first round), whatever "
                  "pre-copy would do; implies --postcopy",
          .default_note = "when pre-copy will not converge", .min = 1, .max = 100000},
+        {.name = "no-postcopy-pull", .kind = K::flag,
+         .help = "post-copy over rdma: push the pending pages instead of letting the destination read them "
+                 "itself (RDMA READ); for comparing the two"},
     };
     return kOptions;
 }
@@ -234,6 +237,7 @@ bool parse_options(int argc, char** argv, Options& o) {
         o.retry_wait_s = a.real("retry-wait");
         o.postcopy = a.flag("postcopy") || a.get("postcopy-after").has_value();
         o.postcopy_after = a.get("postcopy-after") ? static_cast<unsigned>(a.whole("postcopy-after")) : 0;
+        o.postcopy_pull = !a.flag("no-postcopy-pull");
     } else {
         o.uri = a.text("listen");
         o.expect_workers = static_cast<unsigned>(a.whole("expect-workers"));

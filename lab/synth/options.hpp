@@ -42,6 +42,7 @@ struct Options {
     double retry_wait_s = 0;     // how long to wait for that file
     bool postcopy = false;       // may switch to post-copy (--postcopy, --postcopy-after)
     unsigned postcopy_after = 0; // after that many rounds; 0: when pre-copy will not converge
+    bool postcopy_pull = true;   // over rdma the destination may read the pending pages (--no-postcopy-pull)
     // dest
     unsigned expect_workers = 0;
     double timeout_s = 0;

@@ -295,6 +295,7 @@ int run_source(const Options& o) {
         h.check(rmig_source_set_on_decision(h.s, on_decision, &g));
         h.check(rmig_source_set_postcopy(h.s, o.postcopy ? 1 : 0, o.postcopy_after));
         h.check(rmig_source_set_postcopy_recover_ms(h.s, static_cast<uint64_t>(o.postcopy_recover_s * 1000)));
+        h.check(rmig_source_set_postcopy_pull(h.s, o.postcopy_pull ? 1 : 0));
         g.last_action = -1;
         g.decisions_seen = 0;
         {

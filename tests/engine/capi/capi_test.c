@@ -600,7 +600,8 @@ static void postcopy_after_one_round(void) {
     dest_start_with(&dr, kSizes, SEC_KEY_A, &pc);
     rmig_source* s = source_for(&g, dr.uri, SEC_KEY_A);
     CHECK(rmig_source_set_postcopy(s, 1, 1) == 0, "%s", rmig_source_error(s));
-    CHECK(rmig_source_set_postcopy_recover_ms(s, 30000) == 0, "%s", rmig_source_error(s));
+    CHECK(rmig_source_set_postcopy_recover_ms(s, 30000) == 0 && rmig_source_set_postcopy_pull(s, 1) == 0, "%s",
+          rmig_source_error(s));
     guest_start(&g);
     sleep_us(20000);
     int rc = rmig_source_migrate(s);
@@ -654,6 +655,9 @@ static void postcopy_after_one_round(void) {
           "postcopy recovery stats");
     CHECK(sr.resumed == 0 && dr_rec.resumed == 0 && sr.broke && !sr.broke[0] && dr_rec.broke && !dr_rec.broke[0],
           "%s: resumed %u / %u", what, sr.resumed, dr_rec.resumed);
+    /* Over tcp there is no pull: every pending page was pushed or fetched. */
+    CHECK(rmig_dest_postcopy_pulled_pages(dr.d) == 0, "%s: %llu pages pulled over tcp", what,
+          (unsigned long long)rmig_dest_postcopy_pulled_pages(dr.d));
     size_t len = 0;
     const char* state = rmig_dest_device_state(dr.d, &len);
     CHECK(len == strlen(g.state) + 1 && memcmp(state, g.state, len) == 0, "%s: device state differs", what);

@@ -408,4 +408,5 @@ TEST(SynthGuestRdma, PostcopyAfterOneRoundPulledOverRdma) {
                         "256M", "psk", "psk", "120", {"--no-encrypt"}, nullptr, uri);
     expect_postcopy_verified(o);
     EXPECT_TRUE(o.dest["postcopy"].value("rdma_reads", false)) << o.dest["postcopy"].dump(1);
+    EXPECT_GT(o.dest["postcopy"].value("pulled_pages", uint64_t{0}), 0u) << "the destination should pull over rdma";
 }
