@@ -653,6 +653,23 @@ private:
         send_pieces(blob, true);  // the last piece: the destination may confirm from then on
     }
 
+    // One channel. A connection the destination's listener dropped before
+    // answering (its admission bounds under a flood drop the oldest of the
+    // busiest address, which can be ours: docs/security.md) is tried again a
+    // few times; a refusal or a failed authentication is not.
+    std::unique_ptr<transport::Channel> connect_channel(const wire::Hello& h) {
+        constexpr int kTries = 8;
+        for (int attempt = 1;; ++attempt) {
+            try {
+                return security::connect(cfg_.dest_uri, h, cfg_.transport, cfg_.security);
+            } catch (const LinkError& e) {
+                if (attempt == kTries) throw;
+                log::warn(cat("connecting to ", cfg_.dest_uri, " (try ", attempt, " of ", kTries, "): ", e.what()));
+                std::this_thread::sleep_for(std::chrono::milliseconds(50 * attempt));
+            }
+        }
+    }
+
     // The session's channels; a resumed post-copy opens new ones for the
     // same session id, which is how the destination knows them.
     void open_channels() {
@@ -666,7 +683,7 @@ private:
         h.channel_count = cfg_.workers;
         h.kind = wire::ChannelKind::control;
         h.channel_id = 0;
-        auto control = security::connect(cfg_.dest_uri, h, cfg_.transport, cfg_.security);
+        auto control = connect_channel(h);
         {
             std::lock_guard lock(channels_mu_);
             control_ = std::move(control);
@@ -674,7 +691,7 @@ private:
         h.kind = wire::ChannelKind::data;
         for (uint32_t i = 1; i <= cfg_.workers; ++i) {
             h.channel_id = i;
-            auto ch = security::connect(cfg_.dest_uri, h, cfg_.transport, cfg_.security);
+            auto ch = connect_channel(h);
             std::lock_guard lock(channels_mu_);
             data_.push_back(std::move(ch));
         }
