@@ -18,5 +18,10 @@ void send_message(Channel& ch, const nlohmann::json& msg);
 nlohmann::json recv_message(Channel& ch);
 // send + recv; a reply with "ok": false becomes an Error carrying its text.
 nlohmann::json request(Channel& ch, const nlohmann::json& msg);
+// Consecutive DATA frames filling `into` exactly (a blob announced by a
+// control message, sent in pieces of at most a frame), each read straight
+// into place. Throws ProtocolError on another frame or on more bytes than
+// announced (`what` names the blob), Error with `peer`'s reason on an abort.
+void recv_pieces(Channel& ch, std::span<std::byte> into, const char* what, const char* peer);
 
 }  // namespace rmig::transport

@@ -469,7 +469,7 @@ private:
         if (want > kMaxDeviceState)
             throw ProtocolError(cat("device state of ", want, " bytes announced, the limit is ", kMaxDeviceState));
         if (device_state_.size() < want) device_state_.resize(want);
-        read_pieces(std::span(device_state_).first(want), "the device state");
+        transport::recv_pieces(*control_, std::span(device_state_).first(want), "the device state", "source");
         device_state_.resize(want);
         // Until the guest starts, any failure is a refusal: the source then
         // knows no guest ran here and resumes its own. Refused only once
@@ -552,7 +552,7 @@ private:
             throw ProtocolError(cat("post-copy: ", what, " of ", bytes, " bytes announced, our regions need ",
                                     pending_bytes(cfg_.regions, ps_)));
         std::vector<std::byte> bitmap(bytes);
-        read_pieces(bitmap, what);
+        transport::recv_pieces(*control_, bitmap, what, "source");
         return bitmap;
     }
 
@@ -849,30 +849,6 @@ private:
         return b.pages.size();
     }
 
-    // Consecutive DATA frames on the control channel filling `into` exactly.
-    void read_pieces(std::span<std::byte> into, const char* what) {
-        std::vector<std::byte> other;
-        size_t at = 0;
-        do {
-            auto type = control_->recv_into([&](wire::FrameType t, size_t len, transport::PayloadReader& r) {
-                using Pieces = std::span<const std::span<std::byte>>;
-                if (t != wire::FrameType::data || len > into.size() - at) {
-                    other.resize(len);
-                    r.read(Pieces(std::array{std::span(other)}));
-                    if (t == wire::FrameType::data)
-                        throw ProtocolError(cat(what, ": more than the ", into.size(), " bytes announced arrived"));
-                    return;
-                }
-                r.read(Pieces(std::array{into.subspan(at, len)}));
-                at += len;
-            });
-            if (type == wire::FrameType::abort)
-                throw Error(cat("source aborted: ", std::string(reinterpret_cast<const char*>(other.data()), other.size())));
-            if (type != wire::FrameType::data)
-                throw ProtocolError(cat("expected ", what, ", got a ", wire::to_string(type), " frame"));
-        } while (at < into.size());
-    }
-
     void send_control(const json& msg) {
         std::lock_guard lock(control_send_mu_);
         if (!control_) throw LinkError("the control channel is gone (post-copy lost its link)");
@@ -891,26 +867,7 @@ private:
         // the rounds began, up to `want` bytes.
         std::vector<std::byte>& blob = device_state_;
         if (blob.size() < want) blob.resize(want);
-        std::vector<std::byte> other;
-        size_t at = 0;
-        do {
-            auto type = control_->recv_into([&](wire::FrameType t, size_t len, transport::PayloadReader& r) {
-                using Pieces = std::span<const std::span<std::byte>>;
-                if (t != wire::FrameType::data || len > want - at) {
-                    other.resize(len);
-                    r.read(Pieces(std::array{std::span(other)}));
-                    if (t == wire::FrameType::data)
-                        throw ProtocolError(cat("device state: more than the ", want, " bytes announced arrived"));
-                    return;
-                }
-                r.read(Pieces(std::array{std::span(blob).subspan(at, len)}));
-                at += len;
-            });
-            if (type == wire::FrameType::abort)
-                throw Error(cat("source aborted: ", std::string(reinterpret_cast<const char*>(other.data()), other.size())));
-            if (type != wire::FrameType::data)
-                throw ProtocolError(cat("expected the device state, got a ", wire::to_string(type), " frame"));
-        } while (at < want);
+        transport::recv_pieces(*control_, std::span(blob).first(want), "the device state", "source");
         blob.resize(want);
         {
             std::lock_guard lock(mu_);

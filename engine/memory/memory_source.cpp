@@ -483,7 +483,7 @@ private:
                     throw ProtocolError(cat("post-copy: a missing-page bitmap of ", announced,
                                             " bytes announced, our regions need ", pending_bytes(cfg_.regions, ps_)));
                 std::vector<std::byte> bitmap(announced);
-                read_pieces(bitmap, "the missing-page bitmap");
+                transport::recv_pieces(*control_, bitmap, "the missing-page bitmap", "destination");
                 snapshots_ = decode_pending(bitmap, cfg_.regions, ps_);
                 uint64_t missing = 0;
                 for (const auto& b : snapshots_) missing += b.count();
@@ -513,23 +513,6 @@ private:
         std::lock_guard lock(channels_mu_);
         control_.reset();
         data_.clear();
-    }
-
-    // Consecutive DATA frames on the control channel filling `into` exactly.
-    void read_pieces(std::span<std::byte> into, const char* what) {
-        std::vector<std::byte> buf;
-        size_t at = 0;
-        do {
-            auto type = control_->recv(buf);
-            if (type == wire::FrameType::abort)
-                throw Error(cat("destination aborted: ", std::string(reinterpret_cast<const char*>(buf.data()), buf.size())));
-            if (type != wire::FrameType::data)
-                throw ProtocolError(cat("expected ", what, ", got a ", wire::to_string(type), " frame"));
-            if (buf.size() > into.size() - at)
-                throw ProtocolError(cat(what, ": more than the ", into.size(), " bytes announced arrived"));
-            std::memcpy(into.data() + at, buf.data(), buf.size());
-            at += buf.size();
-        } while (at < into.size());
     }
 
     // Post-copy's reader of the control channel: page requests are answered
