@@ -6,7 +6,8 @@
 # only the developers' machines have, a dependency the .deb does not declare).
 #
 # Usage (as root): scripts/fresh-check.sh [--only demo|test|deb] [--deb FILE] [--keep] [--dir DIR]
-#   --only demo|test|deb  run just one stage (default: all three)
+#   --only demo|test|deb  run just these stages, comma-separated (e.g.
+#                     demo,test: README's two commands; default: all three)
 #                     deb: scripts/package.sh in the root, then, in a second
 #                     fresh root without any build dependency, `apt install
 #                     ./rmig_*.deb`, `rmig --version`, `man rmig`, `apt remove
@@ -24,7 +25,7 @@
 # or setup error. The log of each stage is kept in LOGDIR (printed).
 set -euo pipefail
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 only=""
 deb_file=""
 keep=0
@@ -39,7 +40,10 @@ while [ $# -gt 0 ]; do
     *) echo "fresh-check: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
-case $only in ""|demo|test|deb) ;; *) echo "fresh-check: --only takes demo, test or deb" >&2; exit 2 ;; esac
+for s in ${only//,/ }; do
+  case $s in demo|test|deb) ;; *) echo "fresh-check: --only takes demo, test, deb or a comma-separated list of them" >&2; exit 2 ;; esac
+done
+wants() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 if [ -n "$deb_file" ]; then
   [ -f "$deb_file" ] || { echo "fresh-check: --deb $deb_file: no such file" >&2; exit 2; }
   deb_file=$(cd "$(dirname "$deb_file")" && pwd)/$(basename "$deb_file")
@@ -177,9 +181,9 @@ deb_stage() {
 }
 
 status=0
-if [ -z "$only" ] || [ "$only" = demo ]; then run demo "bash scripts/demo.sh" || status=1; fi
-if [ -z "$only" ] || [ "$only" = test ]; then run test "bash scripts/test.sh" || status=1; fi
-if [ -z "$only" ] || [ "$only" = deb ]; then deb_stage || status=1; fi
+if wants demo; then run demo "bash scripts/demo.sh" || status=1; fi
+if wants test; then run test "bash scripts/test.sh" || status=1; fi
+if wants deb; then deb_stage || status=1; fi
 grep -E "tests passed|tests failed" "$logdir/test.log" 2>/dev/null | sed 's/^/fresh-check: test summary: /' || true
 if [ "$status" -eq 0 ]; then
   echo "fresh-check: $(stamp) PASSED on a fresh Debian 12 root (logs in $logdir)"
