@@ -269,7 +269,21 @@ int RdmaChannel::poll_completions() {
 void RdmaChannel::check_cm_events() {
     while (CmEvent ev = next_cm_event(events_.get(), 0)) {
         switch (ev->event) {
-        case RDMA_CM_EVENT_DISCONNECTED: fail("peer disconnected"); break;
+        case RDMA_CM_EVENT_DISCONNECTED:
+            // What the peer wrote before it left is delivered first, as tcp
+            // delivers the bytes before its FIN: a refusal is an ABORT frame
+            // followed at once by the disconnect, and both can be pending
+            // when this thread wakes (seen in the Soft-RoCE VM: the connector
+            // reported "peer disconnected" instead of the refusal).
+            {
+                const bool failed_before = error_.has_value();
+                while (poll_completions() > 0) {
+                }
+                // Flushed requests found on the way say less than the cause.
+                if (!failed_before) error_.reset();
+            }
+            fail("peer disconnected");
+            break;
         case RDMA_CM_EVENT_DEVICE_REMOVAL: fail("RDMA device removed"); break;
         default: break;
         }
