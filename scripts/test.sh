@@ -24,8 +24,8 @@ stage "build (Release, -Werror)"
 # The sanitizer build (only what `ctest -L unit` runs: the unit_tests target)
 # and the fuzzers' build compile while the tests run, at idle CPU priority:
 # they take only what the tests leave idle (QEMU guests and links waiting on
-# timers leave much of it), so the tests run as they would alone. This took
-# CI from 49 to ~35 min.
+# timers leave much of it), so the tests run as they would alone. A clean-clone
+# CI run went from 49 to 36 min (docs/testing.md).
 side_log="$root/build/side-builds.log"
 side_builds() {
   cmake -S "$root" -B "$root/build-asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DRMIG_WERROR=ON -DRMIG_SANITIZE=ON \
@@ -36,6 +36,8 @@ side_builds() {
 side_pid=""
 stop_side() { [ -z "$side_pid" ] || kill -- -"$side_pid" 2>/dev/null || true; }
 trap stop_side EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM  # so that EXIT runs, and the side builds stop, on a kill too
 set -m  # the side builds get a process group of their own, to stop as one
 (
   chrt --idle -p 0 "$BASHPID" >/dev/null && renice -n 19 -p "$BASHPID" >/dev/null && ionice -c 3 -p "$BASHPID"
@@ -43,9 +45,9 @@ set -m  # the side builds get a process group of their own, to stop as one
 ) >"$side_log" 2>&1 &
 side_pid=$!
 set +m
-echo "   (the sanitizer and fuzzing builds run meanwhile, at idle priority: $side_log)"
 
 stage "tests"
+echo "   (the sanitizer and fuzzing builds run meanwhile, at idle priority: $side_log)"
 ctest --test-dir "$root/build" --output-on-failure --timeout 600
 
 stage "unit tests under ASan+UBSan"
