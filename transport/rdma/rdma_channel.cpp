@@ -280,7 +280,10 @@ void RdmaChannel::check_cm_events() {
                 while (poll_completions() > 0) {
                 }
                 // Flushed requests found on the way say less than the cause.
-                if (!failed_before) error_.reset();
+                if (!failed_before) {
+                    error_.reset();
+                    failed_wr_.reset();
+                }
             }
             fail("peer disconnected");
             break;
