@@ -357,6 +357,9 @@ TEST(MigrationE2E, DestinationKilledMidMigrationLeavesSourceRunningAndRetrySucce
     run.settings = multifd(2);
     run.settings.max_bandwidth = 24 << 20;  // slow enough to be caught in the middle
     run.kill_receiver_after = 16 << 20;
+    // The source tries to reopen its flows for the grace before it gives up
+    // (30 s by default); 3 s ends the same way, sooner.
+    run.extra_args = {"--reconnect-grace", "3"};
     lab::RunResult failed = pair.migrate_rmig(run);
     EXPECT_EQ(failed.exit_code, 1) << failed.error;  // failed, source guest keeps running
     EXPECT_EQ(failed.receive_exit_code, 128 + 9);

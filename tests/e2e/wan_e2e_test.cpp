@@ -189,10 +189,13 @@ TEST(WanE2E, LinkDownPastTheGraceFailsAndTheSourceKeepsRunning) {
     if (auto why = why_not_here(); !why.empty()) GTEST_SKIP() << why;
     lab::LocalPair pair;
     WanLink link(link_name(), {"--delay", "10ms", "--rate", "200mbit", "--outage", "1+60"});
-    auto r = pair.migrate_rmig(
-        over(link, {"--compress", "none", "--reconnect-grace", "3", "--stall-timeout", "5"}));
+    auto run = over(link, {"--compress", "none", "--reconnect-grace", "3", "--stall-timeout", "5"});
+    // The destination's side gives up on the silent link too, by itself.
+    run.receive_extra_args = {"--stall-timeout", "5"};
+    auto r = pair.migrate_rmig(run);
     EXPECT_FALSE(r.ok);
     EXPECT_EQ(r.exit_code, 1) << r.error << " (see " << pair.dir() << ")";
+    EXPECT_EQ(r.receive_exit_code, 1) << "rmig receive did not give up by itself (see " << pair.dir() << ")";
     EXPECT_EQ(pair.source().state(), "running");
     EXPECT_TRUE(pair.source().keeps_running());
 }
