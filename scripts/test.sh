@@ -24,8 +24,8 @@ stage "build (Release, -Werror)"
 # The sanitizer build (only what `ctest -L unit` runs: the unit_tests target)
 # and the fuzzers' build compile while the tests run, at idle CPU priority:
 # they take only what the tests leave idle (QEMU guests and links waiting on
-# timers leave much of it), so the tests run as they would alone. A clean-clone
-# CI run went from 49 to 36 min (docs/testing.md).
+# timers leave much of it); ctest took 1164 s alone and 1169-1244 s with them.
+# A clean-clone CI run went from 49 to 35-36 min (docs/testing.md).
 side_log="$root/build/side-builds.log"
 side_builds() {
   cmake -S "$root" -B "$root/build-asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DRMIG_WERROR=ON -DRMIG_SANITIZE=ON \
